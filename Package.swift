@@ -1,0 +1,26 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "LSTMKit",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "LSTMKit", targets: ["LSTMKit"]),
+        .executable(name: "lstm", targets: ["lstm"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .target(name: "LSTMKit"),
+        .executableTarget(
+            name: "lstm",
+            dependencies: [
+                "LSTMKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "LSTMKitTests", dependencies: ["LSTMKit"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,185 @@
+/// Checks `LSTM.backward` against numerical derivatives of `LSTM.forward`, in Double.
+///
+/// The scalar checked is a fixed random projection of everything the forward pass returns:
+/// ```
+/// ℓ = Σ R_y ⊙ y  +  Σ R_h ⊙ h_T  +  Σ R_c ⊙ c_T          (the last two only with `finalStateGradient`)
+/// ```
+/// so δy = R_y, δh_T = R_h, δc_T = R_c are what backward is given, and every parameter, x, h0 and c0 gets an
+/// analytic gradient to compare.
+///
+/// Numerical derivative: the fourth-order central difference
+/// ```
+/// n = (−ℓ(θ+2ε) + 8ℓ(θ+ε) − 8ℓ(θ−ε) + ℓ(θ−2ε)) / (12ε),     ε = 1e-3
+/// ```
+/// whose truncation error is ε⁴/30·|ℓ⁽⁵⁾| ≈ 3e-14·|ℓ⁽⁵⁾| and whose rounding error is about 1.5·u·|ℓ|/ε ≈ 2e-13·|ℓ|
+/// (u = 2⁻⁵³); the plain two-point difference would leave ~1e-7 at its best ε, too close to the 1e-6 bar.
+///
+/// Error per component: absolute |a − n|; relative |a − n| / max(|a|, |n|, 1e-8). The floor 1e-8 keeps a component
+/// that is zero in exact arithmetic (a hard-σ gate in its flat region) from dividing rounding noise by zero; it is
+/// far below every gradient that a wrong derivation would change.
+public enum GradientCheck {
+    /// One LSTM configuration to check.
+    public struct Configuration: Sendable, Hashable {
+        public var layers: Int
+        public var inputSize: Int
+        public var hiddenSize: Int
+        public var batch: Int
+        public var steps: Int
+        public var activations: LSTMActivations
+        public var finalStateGradient: Bool
+        /// Weights and biases are U(−s/√H, s/√H); s > 1 drives gates into saturation (hard σ's flat region).
+        public var parameterScale: Double
+
+        public init(layers: Int = 1, inputSize: Int = 3, hiddenSize: Int = 4, batch: Int = 2, steps: Int = 5,
+                    activations: LSTMActivations = .standard, finalStateGradient: Bool = true,
+                    parameterScale: Double = 1) {
+            self.layers = layers
+            self.inputSize = inputSize
+            self.hiddenSize = hiddenSize
+            self.batch = batch
+            self.steps = steps
+            self.activations = activations
+            self.finalStateGradient = finalStateGradient
+            self.parameterScale = parameterScale
+        }
+    }
+
+    /// Worst errors over one tensor.
+    public struct TensorReport: Sendable, Hashable {
+        public var name: String
+        public var count: Int
+        public var maxAbsoluteError: Double
+        public var maxRelativeError: Double
+        /// Largest |analytic| component, to judge the absolute error against.
+        public var maxMagnitude: Double
+    }
+
+    public static let relativeErrorFormula = "rel = |analytic − numeric| / max(|analytic|, |numeric|, 1e-8); numeric = 4th-order central difference, eps = 1e-3"
+    public static let epsilon = 1e-3
+    public static let relativeFloor = 1e-8
+
+    /// A random problem: an LSTM, its parameters, inputs and the projections R.
+    public struct Problem {
+        public var lstm: LSTM
+        public var parameters: ParameterBuffer<Double>
+        public var x: [Double]            // (T, B, I)
+        public var initial: LSTMState<Double>
+        public var dOutput: [Double]      // (T, B, H)
+        public var dFinal: LSTMState<Double>?
+        public let configuration: Configuration
+
+        public init(_ c: Configuration, seed: UInt64) throws(LSTMKitError) {
+            configuration = c
+            var layout = ParameterLayout()
+            lstm = try LSTM(inputSize: c.inputSize, hiddenSize: c.hiddenSize, layers: c.layers,
+                            activations: [c.activations], layout: &layout)
+            guard c.batch > 0 else { throw .invalidConfiguration("batch must be at least 1, got \(c.batch)") }
+            guard c.steps > 0 else { throw .invalidConfiguration("steps must be at least 1, got \(c.steps)") }
+            var random = RandomSource(seed: seed)
+            parameters = ParameterBuffer(layout: layout)
+            let k = c.parameterScale / Double(c.hiddenSize).squareRoot()
+            for e in 0..<layout.count { parameters.storage[e] = random.uniform(-k, k) }
+            let T = c.steps, B = c.batch, H = c.hiddenSize, L = c.layers
+            x = (0..<(T * B * c.inputSize)).map { _ in random.uniform(-1, 1) }
+            initial = LSTMState(hidden: (0..<(L * B * H)).map { _ in random.uniform(-0.5, 0.5) },
+                                cell: (0..<(L * B * H)).map { _ in random.uniform(-0.5, 0.5) },
+                                layers: L, batch: B, hiddenSize: H)
+            dOutput = (0..<(T * B * H)).map { _ in random.uniform(-1, 1) }
+            if c.finalStateGradient {
+                dFinal = LSTMState(hidden: (0..<(L * B * H)).map { _ in random.uniform(-1, 1) },
+                                   cell: (0..<(L * B * H)).map { _ in random.uniform(-1, 1) },
+                                   layers: L, batch: B, hiddenSize: H)
+            }
+        }
+
+        /// ℓ for given parameters and inputs.
+        public func loss(parameters p: ParameterBuffer<Double>, x: [Double], initial: LSTMState<Double>,
+                         stash: LSTMStash<Double>) -> Double {
+            let out = lstm.forward(x, steps: configuration.steps, batch: configuration.batch, initial: initial,
+                                   parameters: p, stash: stash)
+            var total = 0.0
+            for k in out.output.indices { total += dOutput[k] * out.output[k] }
+            if let dFinal {
+                for k in out.final.hidden.indices {
+                    total += dFinal.hidden[k] * out.final.hidden[k] + dFinal.cell[k] * out.final.cell[k]
+                }
+            }
+            return total
+        }
+    }
+
+    /// Runs the check and returns one report per parameter tensor, then x, h0, c0.
+    public static func run(_ configuration: Configuration, seed: UInt64 = 0) throws(LSTMKitError) -> [TensorReport] {
+        let problem = try Problem(configuration, seed: seed)
+        let stash = LSTMStash<Double>()
+        _ = problem.lstm.forward(problem.x, steps: configuration.steps, batch: configuration.batch,
+                                 initial: problem.initial, parameters: problem.parameters, stash: stash)
+        var gradients = ParameterBuffer<Double>(layout: problem.parameters.layout)
+        let analytic = problem.lstm.backward(dOutput: problem.dOutput, dFinal: problem.dFinal,
+                                             parameters: problem.parameters, stash: stash, gradients: &gradients)
+
+        func numeric(_ perturbed: (Double) -> Double) -> Double {
+            let e = epsilon
+            return (-perturbed(2 * e) + 8 * perturbed(e) - 8 * perturbed(-e) + perturbed(-2 * e)) / (12 * e)
+        }
+
+        var reports: [TensorReport] = []
+        func report(_ name: String, analytic a: ArraySlice<Double>, numeric n: [Double]) {
+            var r = TensorReport(name: name, count: n.count, maxAbsoluteError: 0, maxRelativeError: 0, maxMagnitude: 0)
+            for (ak, nk) in zip(a, n) {
+                let abs = Swift.abs(ak - nk)
+                r.maxAbsoluteError = max(r.maxAbsoluteError, abs)
+                r.maxRelativeError = max(r.maxRelativeError, abs / max(Swift.abs(ak), Swift.abs(nk), relativeFloor))
+                r.maxMagnitude = max(r.maxMagnitude, Swift.abs(ak))
+            }
+            reports.append(r)
+        }
+
+        for spec in problem.parameters.layout.specs {
+            var p = problem.parameters
+            let n = spec.range.map { e -> Double in
+                let original = p.storage[e]
+                let d = numeric { delta in
+                    p.storage[e] = original + delta
+                    return problem.loss(parameters: p, x: problem.x, initial: problem.initial, stash: stash)
+                }
+                p.storage[e] = original
+                return d
+            }
+            report(spec.name, analytic: gradients[spec], numeric: n)
+        }
+        var x = problem.x
+        let nx = x.indices.map { e -> Double in
+            let original = x[e]
+            let d = numeric { delta in
+                x[e] = original + delta
+                return problem.loss(parameters: problem.parameters, x: x, initial: problem.initial, stash: stash)
+            }
+            x[e] = original
+            return d
+        }
+        report("x", analytic: analytic.input[...], numeric: nx)
+        var state = problem.initial
+        let nh = state.hidden.indices.map { e -> Double in
+            let original = state.hidden[e]
+            let d = numeric { delta in
+                state.hidden[e] = original + delta
+                return problem.loss(parameters: problem.parameters, x: problem.x, initial: state, stash: stash)
+            }
+            state.hidden[e] = original
+            return d
+        }
+        report("h0", analytic: analytic.initial.hidden[...], numeric: nh)
+        let nc = state.cell.indices.map { e -> Double in
+            let original = state.cell[e]
+            let d = numeric { delta in
+                state.cell[e] = original + delta
+                return problem.loss(parameters: problem.parameters, x: problem.x, initial: state, stash: stash)
+            }
+            state.cell[e] = original
+            return d
+        }
+        report("c0", analytic: analytic.initial.cell[...], numeric: nc)
+        return reports
+    }
+}

@@ -1,0 +1,86 @@
+/// Dense matrix products on row-major buffers: C (M, N) = op(A) · op(B), or C += op(A) · op(B).
+///
+/// `op(A)` is A (M, K) with row stride `lda`, or, when `transposeA`, Aᵀ where A is stored (K, M). The same for B:
+/// B (K, N), or Bᵀ with B stored (N, K). These are the four products an LSTM needs:
+///
+/// ```
+/// Z  (T·B, 4H)  = X  (T·B, I) · W_ihᵀ        (A, Bᵀ)   input projection for all steps at once
+/// Z_t  (B, 4H) += h_{t-1} (B, H) · W_hhᵀ     (A, Bᵀ)   the recurrent product, per step
+/// δh_{t-1} (B, H) = δZ_t (B, 4H) · W_hh      (A, B)    per step
+/// δW (4H, I)   += δZᵀ (4H, T·B) · X          (Aᵀ, B)   after the loop, over all rows
+/// ```
+///
+/// Every element of C is summed over k in increasing order, whatever M and N are, so a row of C does not depend on
+/// which other rows are computed in the same call: one step at a time and the whole sequence at once give the same
+/// bits. `gemmReference` is the plain triple loop every faster kernel is tested against.
+public enum GEMM {
+    /// The plain definition: C[i, j] (+)= Σ_k op(A)[i, k] · op(B)[k, j], k ascending.
+    public static func gemmReference<S: LSTMScalar>(
+        transposeA: Bool, transposeB: Bool, M: Int, N: Int, K: Int,
+        _ A: UnsafePointer<S>, lda: Int, _ B: UnsafePointer<S>, ldb: Int,
+        _ C: UnsafeMutablePointer<S>, ldc: Int, accumulate: Bool
+    ) {
+        for i in 0..<M {
+            for j in 0..<N {
+                var sum: S = accumulate ? C[i * ldc + j] : 0
+                for k in 0..<K {
+                    let a = transposeA ? A[k * lda + i] : A[i * lda + k]
+                    let b = transposeB ? B[j * ldb + k] : B[k * ldb + j]
+                    sum += a * b
+                }
+                C[i * ldc + j] = sum
+            }
+        }
+    }
+
+    /// Same result as `gemmReference`, bit for bit, with loop orders that read memory contiguously.
+    public static func gemm<S: LSTMScalar>(
+        transposeA: Bool, transposeB: Bool, M: Int, N: Int, K: Int,
+        _ A: UnsafePointer<S>, lda: Int, _ B: UnsafePointer<S>, ldb: Int,
+        _ C: UnsafeMutablePointer<S>, ldc: Int, accumulate: Bool
+    ) {
+        if M == 0 || N == 0 { return }
+        if !accumulate {
+            for i in 0..<M { (C + i * ldc).update(repeating: 0, count: N) }
+        }
+        if K == 0 { return }
+        switch (transposeA, transposeB) {
+        case (false, true):
+            // Dot products of a row of A with a row of B.
+            for i in 0..<M {
+                let a = A + i * lda
+                let c = C + i * ldc
+                for j in 0..<N {
+                    let b = B + j * ldb
+                    var sum = c[j]
+                    for k in 0..<K { sum += a[k] * b[k] }
+                    c[j] = sum
+                }
+            }
+        case (false, false):
+            // Row i of C accumulates a[i, k] · row k of B, k ascending.
+            for i in 0..<M {
+                let a = A + i * lda
+                let c = C + i * ldc
+                for k in 0..<K {
+                    let aik = a[k]
+                    let b = B + k * ldb
+                    for j in 0..<N { c[j] += aik * b[j] }
+                }
+            }
+        case (true, false):
+            for k in 0..<K {
+                let a = A + k * lda
+                let b = B + k * ldb
+                for i in 0..<M {
+                    let aki = a[i]
+                    let c = C + i * ldc
+                    for j in 0..<N { c[j] += aki * b[j] }
+                }
+            }
+        case (true, true):
+            gemmReference(transposeA: true, transposeB: true, M: M, N: N, K: K,
+                          A, lda: lda, B, ldb: ldb, C, ldc: ldc, accumulate: true)
+        }
+    }
+}

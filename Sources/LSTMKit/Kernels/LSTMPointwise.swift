@@ -1,0 +1,133 @@
+/// The activation applied to the input, forget and output gates (i, f, o).
+public enum GateActivation: String, Sendable, Hashable, CaseIterable, Codable {
+    /// σ(z) = 1 / (1 + e^(−z)); σ' = σ(1 − σ).
+    case sigmoid
+    /// PyTorch's hardsigmoid: clamp(z/6 + 1/2, 0, 1); derivative 1/6 strictly inside (−3, 3), else 0.
+    case hardSigmoid = "hardsigmoid"
+    /// a = z; the seed derivation's simplification.
+    case identity
+}
+
+/// The activation applied to the candidate g and to the cell state before the output gate.
+public enum CellActivation: String, Sendable, Hashable, CaseIterable, Codable {
+    /// tanh; tanh' = 1 − tanh².
+    case tanh
+    /// a = z; with identity gates too this is the seed's LSTM "ignoring the non-linearities".
+    case identity
+}
+
+/// The per-step element-wise work of one LSTM layer, forward and backward, over B rows of width H.
+///
+/// ```
+/// forward (Z_t holds W_ih·x_t + b_ih + W_hh·h_{t-1} + b_hh on entry, the activated gates on exit):
+///   i = act(z_i)  f = act(z_f)  g = cellAct(z_g)  o = act(z_o)
+///   S_t = f ⊙ S_{t-1} + i ⊙ g          h_t = o ⊙ cellAct(S_t)
+///
+/// backward (dh = δh_t from above and from step t+1; dcCarry = δS_{t+1} ⊙ f_{t+1} on entry):
+///   δo = dh ⊙ cellAct(S_t)
+///   δS_t = dh ⊙ o ⊙ cellAct'(S_t) + dcCarry
+///   δi = δS_t ⊙ g   δg = δS_t ⊙ i   δf = δS_t ⊙ S_{t-1}
+///   δz_i = δi ⊙ act'(i)   δz_f = δf ⊙ act'(f)   δz_g = δg ⊙ cellAct'(g)   δz_o = δo ⊙ act'(o)
+///   dcCarry ← δS_t ⊙ f_t                 (what S_{t-1} receives through the keep gate)
+/// ```
+///
+/// Every derivative is written in terms of the activation's output, which is what the forward pass keeps.
+public enum LSTMPointwise {
+    @inline(__always)
+    static func activate<S: LSTMScalar>(_ z: S, _ kind: GateActivation) -> S {
+        switch kind {
+        case .sigmoid: return 1 / (1 + S.exponential(-z))
+        case .hardSigmoid: return min(max(z / 6 + S(0.5), 0), 1)
+        case .identity: return z
+        }
+    }
+
+    /// The derivative at the point whose activation is `a`.
+    @inline(__always)
+    static func derivative<S: LSTMScalar>(output a: S, _ kind: GateActivation) -> S {
+        switch kind {
+        case .sigmoid: return a * (1 - a)
+        case .hardSigmoid: return (a > 0 && a < 1) ? 1 / S(6) : 0
+        case .identity: return 1
+        }
+    }
+
+    @inline(__always)
+    static func activate<S: LSTMScalar>(_ z: S, _ kind: CellActivation) -> S {
+        switch kind {
+        case .tanh: return S.hyperbolicTangent(z)
+        case .identity: return z
+        }
+    }
+
+    @inline(__always)
+    static func derivative<S: LSTMScalar>(output a: S, _ kind: CellActivation) -> S {
+        switch kind {
+        case .tanh: return 1 - a * a
+        case .identity: return 1
+        }
+    }
+
+    /// One forward step for B rows.
+    public static func forward<S: LSTMScalar>(
+        gates: UnsafeMutablePointer<S>,      // (B, 4H) pre-activations in, activated i, f, g, o out
+        previousCell: UnsafePointer<S>,      // (B, H) S_{t-1}
+        cell: UnsafeMutablePointer<S>,       // (B, H) S_t
+        hidden: UnsafeMutablePointer<S>,     // (B, H) h_t
+        batch B: Int, hidden H: Int, gate: GateActivation, cellActivation: CellActivation
+    ) {
+        for b in 0..<B {
+            let z = gates + b * 4 * H
+            let cPrev = previousCell + b * H
+            let c = cell + b * H
+            let h = hidden + b * H
+            for j in 0..<H {
+                let i = activate(z[j], gate)
+                let f = activate(z[H + j], gate)
+                let g = activate(z[2 * H + j], cellActivation)
+                let o = activate(z[3 * H + j], gate)
+                let s = f * cPrev[j] + i * g
+                z[j] = i; z[H + j] = f; z[2 * H + j] = g; z[3 * H + j] = o
+                c[j] = s
+                h[j] = o * activate(s, cellActivation)
+            }
+        }
+    }
+
+    /// One backward step for B rows.
+    public static func backward<S: LSTMScalar>(
+        gates: UnsafePointer<S>,             // (B, 4H) activated i, f, g, o of step t
+        previousCell: UnsafePointer<S>,      // (B, H) S_{t-1}
+        cell: UnsafePointer<S>,              // (B, H) S_t
+        dOutput: UnsafePointer<S>?,          // (B, H) δh_t from the layer above or the loss; nil means zero
+        dHiddenCarry: UnsafePointer<S>,      // (B, H) δh_t from step t+1
+        dCellCarry: UnsafeMutablePointer<S>, // (B, H) δS_{t+1}⊙f_{t+1} in, δS_t⊙f_t out
+        dGates: UnsafeMutablePointer<S>,     // (B, 4H) δZ_t out
+        batch B: Int, hidden H: Int, gate: GateActivation, cellActivation: CellActivation
+    ) {
+        for b in 0..<B {
+            let a = gates + b * 4 * H
+            let cPrev = previousCell + b * H
+            let c = cell + b * H
+            let dCarry = dHiddenCarry + b * H
+            let dc = dCellCarry + b * H
+            let dz = dGates + b * 4 * H
+            for j in 0..<H {
+                let i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j]
+                var dh = dCarry[j]
+                if let dOutput { dh = dOutput[b * H + j] + dh }
+                let tc = activate(c[j], cellActivation)
+                let dO = dh * tc
+                let dS = dh * o * derivative(output: tc, cellActivation) + dc[j]
+                let dI = dS * g
+                let dG = dS * i
+                let dF = dS * cPrev[j]
+                dz[j] = dI * derivative(output: i, gate)
+                dz[H + j] = dF * derivative(output: f, gate)
+                dz[2 * H + j] = dG * derivative(output: g, cellActivation)
+                dz[3 * H + j] = dO * derivative(output: o, gate)
+                dc[j] = dS * f
+            }
+        }
+    }
+}

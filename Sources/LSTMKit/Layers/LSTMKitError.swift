@@ -1,0 +1,14 @@
+/// Errors LSTMKit reports to its callers. Each description is one line: what was wrong and what to do.
+public enum LSTMKitError: Error, CustomStringConvertible, Sendable, Equatable {
+    case invalidConfiguration(String)
+    case shapeMismatch(String)
+    case invalidInput(String)
+
+    public var description: String {
+        switch self {
+        case .invalidConfiguration(let s): return "invalid configuration: \(s)"
+        case .shapeMismatch(let s): return "shape mismatch: \(s)"
+        case .invalidInput(let s): return "invalid input: \(s)"
+        }
+    }
+}

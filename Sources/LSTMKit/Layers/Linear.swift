@@ -1,0 +1,131 @@
+/// A fully connected layer, PyTorch's `nn.Linear`: weight (out, in), bias (out).
+///
+/// ```
+/// forward:   Y = X·Wᵀ + b                      X (N, in), Y (N, out)
+/// backward:  δX = δY·W    δW += δYᵀ·X    δb += Σ_rows δY
+/// ```
+/// Backward needs only the forward input, which the caller still holds, so nothing is kept.
+public struct Linear: Sendable, Hashable {
+    public let inputSize: Int
+    public let outputSize: Int
+    public let weight: ParameterSpec   // (out, in)
+    public let bias: ParameterSpec?    // (out)
+
+    public init(inputSize: Int, outputSize: Int, bias: Bool = true,
+                layout: inout ParameterLayout, prefix: String = "") throws(LSTMKitError) {
+        guard inputSize > 0, outputSize > 0 else {
+            throw .invalidConfiguration("Linear sizes must be at least 1, got in \(inputSize), out \(outputSize)")
+        }
+        self.inputSize = inputSize
+        self.outputSize = outputSize
+        weight = layout.add(prefix + "weight", shape: [outputSize, inputSize])
+        self.bias = bias ? layout.add(prefix + "bias", shape: [outputSize]) : nil
+    }
+
+    /// PyTorch's default: weight and bias U(−1/√in, 1/√in).
+    public func initialize<S: LSTMScalar>(_ parameters: inout ParameterBuffer<S>, random: inout RandomSource) {
+        let k = 1 / Double(inputSize).squareRoot()
+        for e in weight.range { parameters.storage[e] = S(random.uniform(-k, k)) }
+        if let bias { for e in bias.range { parameters.storage[e] = S(random.uniform(-k, k)) } }
+    }
+
+    /// X (N, in) → Y (N, out).
+    public func forward<S: LSTMScalar>(_ x: [S], rows N: Int, parameters: ParameterBuffer<S>) -> [S] {
+        precondition(x.count == N * inputSize, "Linear.forward: x has \(x.count) values, expected \(N * inputSize)")
+        var y = [S](repeating: 0, count: N * outputSize)
+        let In = inputSize, Out = outputSize
+        x.withUnsafeBufferPointer { x in
+            parameters.storage.withUnsafeBufferPointer { p in
+                y.withUnsafeMutableBufferPointer { y in
+                    guard N > 0 else { return }
+                    GEMM.gemm(transposeA: false, transposeB: true, M: N, N: Out, K: In,
+                              x.baseAddress!, lda: In, p.baseAddress! + weight.offset, ldb: In,
+                              y.baseAddress!, ldc: Out, accumulate: false)
+                    if let bias {
+                        let b = p.baseAddress! + bias.offset
+                        for r in 0..<N { for j in 0..<Out { y[r * Out + j] += b[j] } }
+                    }
+                }
+            }
+        }
+        return y
+    }
+
+    /// Adds δW, δb into `gradients` and returns δX (N, in).
+    public func backward<S: LSTMScalar>(
+        dOutput: [S], input x: [S], rows N: Int,
+        parameters: ParameterBuffer<S>, gradients: inout ParameterBuffer<S>
+    ) -> [S] {
+        precondition(dOutput.count == N * outputSize && x.count == N * inputSize, "Linear.backward: shape mismatch")
+        let In = inputSize, Out = outputSize
+        var dx = [S](repeating: 0, count: N * In)
+        guard N > 0 else { return dx }
+        dOutput.withUnsafeBufferPointer { dy in
+            x.withUnsafeBufferPointer { x in
+                parameters.storage.withUnsafeBufferPointer { p in
+                    gradients.storage.withUnsafeMutableBufferPointer { g in
+                        dx.withUnsafeMutableBufferPointer { dx in
+                            GEMM.gemm(transposeA: true, transposeB: false, M: Out, N: In, K: N,
+                                      dy.baseAddress!, lda: Out, x.baseAddress!, ldb: In,
+                                      g.baseAddress! + weight.offset, ldc: In, accumulate: true)
+                            if let bias {
+                                for r in 0..<N { for j in 0..<Out { g[bias.offset + j] += dy[r * Out + j] } }
+                            }
+                            GEMM.gemm(transposeA: false, transposeB: false, M: N, N: In, K: Out,
+                                      dy.baseAddress!, lda: Out, p.baseAddress! + weight.offset, ldb: In,
+                                      dx.baseAddress!, ldc: In, accumulate: false)
+                        }
+                    }
+                }
+            }
+        }
+        return dx
+    }
+}
+
+/// A lookup table, PyTorch's `nn.Embedding`: weight (V, E).
+///
+/// ```
+/// forward:   Y[n] = W[token_n]              tokens (N), Y (N, E)
+/// backward:  δW[token_n] += δY[n]           (rows of repeated tokens add up)
+/// ```
+public struct Embedding: Sendable, Hashable {
+    public let vocabularySize: Int
+    public let dimension: Int
+    public let weight: ParameterSpec   // (V, E)
+
+    public init(vocabularySize: Int, dimension: Int,
+                layout: inout ParameterLayout, prefix: String = "") throws(LSTMKitError) {
+        guard vocabularySize > 0, dimension > 0 else {
+            throw .invalidConfiguration("Embedding sizes must be at least 1, got vocabulary \(vocabularySize), dimension \(dimension)")
+        }
+        self.vocabularySize = vocabularySize
+        self.dimension = dimension
+        weight = layout.add(prefix + "weight", shape: [vocabularySize, dimension])
+    }
+
+    /// PyTorch's default: N(0, 1).
+    public func initialize<S: LSTMScalar>(_ parameters: inout ParameterBuffer<S>, random: inout RandomSource) {
+        for e in weight.range { parameters.storage[e] = S(random.normal()) }
+    }
+
+    public func forward<S: LSTMScalar>(_ tokens: [Int32], parameters: ParameterBuffer<S>) -> [S] {
+        let E = dimension
+        var y = [S](repeating: 0, count: tokens.count * E)
+        for (n, token) in tokens.enumerated() {
+            precondition(token >= 0 && Int(token) < vocabularySize, "Embedding: token \(token) outside 0..<\(vocabularySize)")
+            let src = weight.offset + Int(token) * E
+            for j in 0..<E { y[n * E + j] = parameters.storage[src + j] }
+        }
+        return y
+    }
+
+    public func backward<S: LSTMScalar>(dOutput: [S], tokens: [Int32], gradients: inout ParameterBuffer<S>) {
+        let E = dimension
+        precondition(dOutput.count == tokens.count * E, "Embedding.backward: shape mismatch")
+        for (n, token) in tokens.enumerated() {
+            let dst = weight.offset + Int(token) * E
+            for j in 0..<E { gradients.storage[dst + j] += dOutput[n * E + j] }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+/// Where one named tensor lives in a model's flat parameter buffer.
+///
+/// Names and shapes are PyTorch's state_dict names and shapes (`weight_ih_l0`, (4H, I)), so that weights move
+/// between the two without conversion; the layout inside the buffer is LSTMKit's own.
+public struct ParameterSpec: Sendable, Hashable {
+    public let name: String
+    public let shape: [Int]
+    /// First element in the flat buffer.
+    public let offset: Int
+    /// Number of elements, the product of `shape`.
+    public let count: Int
+
+    public var range: Range<Int> { offset..<(offset + count) }
+}
+
+/// The ordered list of a model's tensors. Parameters, gradients and every optimizer state share one layout, so
+/// zeroing gradients is one fill and an optimizer step is one flat loop (as in llm.c).
+public struct ParameterLayout: Sendable, Hashable {
+    public private(set) var specs: [ParameterSpec] = []
+    /// Total number of scalars.
+    public private(set) var count: Int = 0
+
+    public init() {}
+
+    /// Appends a tensor and returns where it lives. Names must be unique.
+    public mutating func add(_ name: String, shape: [Int]) -> ParameterSpec {
+        precondition(!specs.contains { $0.name == name }, "duplicate parameter name \(name)")
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(name)")
+        let n = shape.reduce(1, *)
+        let spec = ParameterSpec(name: name, shape: shape, offset: count, count: n)
+        specs.append(spec)
+        count += n
+        return spec
+    }
+
+    public func spec(named name: String) -> ParameterSpec? {
+        specs.first { $0.name == name }
+    }
+}
+
+/// A flat buffer of scalars laid out by a `ParameterLayout`: a model's parameters, its gradients, or one optimizer
+/// state.
+public struct ParameterBuffer<Scalar: LSTMScalar>: Sendable {
+    public let layout: ParameterLayout
+    public var storage: [Scalar]
+
+    /// A zero-filled buffer.
+    public init(layout: ParameterLayout) {
+        self.layout = layout
+        self.storage = [Scalar](repeating: 0, count: layout.count)
+    }
+
+    public init(layout: ParameterLayout, storage: [Scalar]) {
+        precondition(storage.count == layout.count, "storage has \(storage.count) scalars, layout needs \(layout.count)")
+        self.layout = layout
+        self.storage = storage
+    }
+
+    /// The same values in another precision.
+    public init<Other: LSTMScalar>(converting other: ParameterBuffer<Other>) {
+        self.layout = other.layout
+        self.storage = other.storage.map { Scalar($0) }
+    }
+
+    public subscript(spec: ParameterSpec) -> ArraySlice<Scalar> {
+        get { storage[spec.range] }
+        set {
+            precondition(newValue.count == spec.count)
+            storage.replaceSubrange(spec.range, with: newValue)
+        }
+    }
+
+    /// The tensor called `name`, or nil.
+    public subscript(name: String) -> ArraySlice<Scalar>? {
+        guard let spec = layout.spec(named: name) else { return nil }
+        return storage[spec.range]
+    }
+
+    public mutating func zero() {
+        storage.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+    }
+}

@@ -1,0 +1,11 @@
+import ArgumentParser
+import LSTMKit
+
+@main
+struct LSTMCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lstm",
+        abstract: "Train and run LSTM networks with exact, hand-derived backpropagation through time.",
+        subcommands: [GradCheckCommand.self]
+    )
+}
