@@ -1,0 +1,84 @@
+import Testing
+@testable import LSTMKit
+
+/// Every parameter tensor and x, h0, c0, checked against central differences in Double (see `GradientCheck` for
+/// the difference formula and why 1e-6 relative is a bar the exact gradient clears by orders of magnitude while a
+/// wrong term in the derivation does not).
+struct GradientCheckTests {
+    static let activationModes: [LSTMActivations] = GateActivation.allCases.flatMap { gate in
+        CellActivation.allCases.map { LSTMActivations(gate: gate, cell: $0) }
+    }
+
+    /// L ∈ {1, 2, 3}, I = 3 ≠ H = 4, B ∈ {1, 3}, T ∈ {1, 7}, with and without a gradient on the final state.
+    static let shapes: [GradientCheck.Configuration] = [1, 2, 3].flatMap { L in
+        [1, 3].flatMap { B in
+            [1, 7].flatMap { T in
+                [true, false].map { final in
+                    GradientCheck.Configuration(layers: L, inputSize: 3, hiddenSize: 4, batch: B, steps: T,
+                                                finalStateGradient: final)
+                }
+            }
+        }
+    }
+
+    @Test("gradient check: every tensor, every activation mode", arguments: activationModes, shapes)
+    func gradientsMatchCentralDifferences(activations: LSTMActivations, shape: GradientCheck.Configuration) throws {
+        var configuration = shape
+        configuration.activations = activations
+        let reports = try GradientCheck.run(configuration, seed: 7)
+        let L = configuration.layers
+        #expect(reports.count == 4 * L + 3)
+        for report in reports {
+            #expect(report.maxRelativeError <= 1e-6, "\(report.name): max rel \(report.maxRelativeError) abs \(report.maxAbsoluteError)")
+            #expect(report.skipped == 0, "\(report.name): \(report.skipped) components on a kink")
+        }
+    }
+
+    /// Larger weights push hard-σ gates into their flat regions, where the derivative is exactly zero.
+    @Test func hardSigmoidSaturatedRegions() throws {
+        let configuration = GradientCheck.Configuration(
+            layers: 2, inputSize: 3, hiddenSize: 4, batch: 3, steps: 5,
+            activations: LSTMActivations(gate: .hardSigmoid, cell: .tanh), parameterScale: 6)
+        let problem = try GradientCheck.Problem(configuration, seed: 3)
+        let stash = LSTMStash<Double>()
+        _ = problem.lstm.forward(problem.x, steps: 5, batch: 3, initial: problem.initial,
+                                 parameters: problem.parameters, stash: stash)
+        // The check means something only if some gates are saturated and some are not.
+        let gates = stash.gates.array(0..<(2 * 5 * 3 * 16))
+        let saturated = gates.enumerated().filter { ($0.offset / 4) % 4 != 2 && ($0.element == 0 || $0.element == 1) }.count
+        #expect(saturated > 10)
+        #expect(saturated < gates.count * 3 / 4 - 10)
+        let reports = try GradientCheck.run(configuration, seed: 3)
+        for report in reports {
+            #expect(report.maxRelativeError <= 1e-6, "\(report.name): \(report.maxRelativeError)")
+        }
+        // Kinks are rare at ε ≤ 1e-3: nearly every component is compared.
+        let total = reports.map(\.count).reduce(0, +), skipped = reports.map(\.skipped).reduce(0, +)
+        #expect(skipped * 100 <= total, "\(skipped) of \(total) components skipped")
+    }
+
+    /// A deliberately wrong gradient must fail the check, or the check proves nothing.
+    @Test func checkDetectsAWrongGradient() throws {
+        let configuration = GradientCheck.Configuration(layers: 1, inputSize: 2, hiddenSize: 3, batch: 1, steps: 3)
+        let problem = try GradientCheck.Problem(configuration, seed: 1)
+        let stash = LSTMStash<Double>()
+        _ = problem.lstm.forward(problem.x, steps: 3, batch: 1, initial: problem.initial,
+                                 parameters: problem.parameters, stash: stash)
+        var gradients = ParameterBuffer<Double>(layout: problem.parameters.layout)
+        _ = problem.lstm.backward(dOutput: problem.dOutput, dFinal: problem.dFinal,
+                                  parameters: problem.parameters, stash: stash, gradients: &gradients)
+        // Perturb the analytic gradient of one weight by 1e-5 relative and compare with the numerical one.
+        let e = problem.lstm.layers[0].weightHH.offset + 5
+        var p = problem.parameters
+        let eps = 1e-3
+        func loss(_ delta: Double) -> Double {
+            p.storage[e] = problem.parameters.storage[e] + delta
+            return problem.loss(parameters: p, x: problem.x, initial: problem.initial, stash: stash)
+        }
+        let numeric = (-loss(2 * eps) + 8 * loss(eps) - 8 * loss(-eps) + loss(-2 * eps)) / (12 * eps)
+        let exact = gradients.storage[e]
+        #expect(abs(exact - numeric) / abs(numeric) < 1e-8)
+        let wrong = exact * (1 + 1e-5)
+        #expect(abs(wrong - numeric) / abs(numeric) > 1e-6)
+    }
+}

@@ -1,0 +1,56 @@
+import Testing
+@testable import LSTMKit
+
+/// The contiguous-access GEMM against the plain triple loop: bitwise, for every transpose combination, on shapes
+/// that are not multiples of anything, with padded leading dimensions, overwriting and accumulating.
+struct KernelTests {
+    static let shapes: [(Int, Int, Int)] = [(1, 1, 1), (1, 17, 3), (3, 1, 17), (17, 3, 1), (5, 7, 9), (13, 4, 33), (2, 31, 8)]
+
+    @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
+    func gemmMatchesReference(transposeA: Bool, transposeB: Bool) {
+        var random = RandomSource(seed: 99)
+        for (M, N, K) in Self.shapes {
+            for accumulate in [false, true] {
+                let pad = 3
+                let lda = (transposeA ? M : K) + pad, ldb = (transposeB ? K : N) + pad, ldc = N + pad
+                let a = (0..<((transposeA ? K : M) * lda)).map { _ in Float(random.uniform(-1, 1)) }
+                let b = (0..<((transposeB ? N : K) * ldb)).map { _ in Float(random.uniform(-1, 1)) }
+                let c0 = (0..<(M * ldc)).map { _ in Float(random.uniform(-1, 1)) }
+                var fast = c0, reference = c0
+                GEMM.gemm(transposeA: transposeA, transposeB: transposeB, M: M, N: N, K: K, a, lda: lda, b, ldb: ldb,
+                          &fast, ldc: ldc, accumulate: accumulate)
+                GEMM.gemmReference(transposeA: transposeA, transposeB: transposeB, M: M, N: N, K: K, a, lda: lda,
+                                   b, ldb: ldb, &reference, ldc: ldc, accumulate: accumulate)
+                #expect(fast == reference, "M=\(M) N=\(N) K=\(K) accumulate=\(accumulate)")
+                // Padding columns are never written.
+                for i in 0..<M { for j in N..<ldc { #expect(fast[i * ldc + j] == c0[i * ldc + j]) } }
+            }
+        }
+    }
+
+    /// Batch-first input gives the time-major result, transposed, forward and backward.
+    @Test func batchFirstEqualsTimeMajor() throws {
+        let configuration = GradientCheck.Configuration(layers: 2, inputSize: 3, hiddenSize: 4, batch: 3, steps: 5)
+        let p = try GradientCheck.Problem(configuration, seed: 2)
+        let (T, B, I, H) = (5, 3, 3, 4)
+        func transpose(_ a: [Double], _ outer: Int, _ inner: Int, _ width: Int) -> [Double] {
+            var r = a
+            for o in 0..<outer { for i in 0..<inner { for w in 0..<width {
+                r[(i * outer + o) * width + w] = a[(o * inner + i) * width + w]
+            } } }
+            return r
+        }
+        let s1 = LSTMStash<Double>(), s2 = LSTMStash<Double>()
+        let o1 = p.lstm.forward(p.x, steps: T, batch: B, initial: p.initial, parameters: p.parameters, stash: s1)
+        let o2 = p.lstm.forward(transpose(p.x, T, B, I), steps: T, batch: B, initial: p.initial, layout: .batchFirst,
+                                parameters: p.parameters, stash: s2)
+        #expect(transpose(o2.output, B, T, H) == o1.output)
+        #expect(o1.final == o2.final)
+        var g1 = ParameterBuffer<Double>(layout: p.parameters.layout), g2 = g1
+        let d1 = p.lstm.backward(dOutput: p.dOutput, parameters: p.parameters, stash: s1, gradients: &g1)
+        let d2 = p.lstm.backward(dOutput: transpose(p.dOutput, T, B, H), parameters: p.parameters, stash: s2,
+                                 gradients: &g2)
+        #expect(transpose(d2.input, B, T, I) == d1.input)
+        #expect(g1.storage == g2.storage)
+    }
+}
