@@ -1,0 +1,43 @@
+import Foundation
+import Testing
+import LSTMKit
+
+/// The README's library example, verbatim between the markers, so the README cannot drift from the API.
+struct ReadmeExampleTests {
+    @Test func readmeExampleRunsAndLearns() throws {
+        // README example begin
+        // A 2-layer LSTM with a linear head, trained to predict the next value of a sine wave.
+        var layout = ParameterLayout()
+        let lstm = try LSTM(inputSize: 1, hiddenSize: 16, layers: 2, layout: &layout, prefix: "lstm.")
+        let head = try Linear(inputSize: 16, outputSize: 1, layout: &layout, prefix: "head.")
+        var random = RandomSource(seed: 42)
+        var parameters = ParameterBuffer<Float>(layout: layout)
+        lstm.initialize(&parameters, random: &random)
+        head.initialize(&parameters, random: &random)
+
+        var gradients = ParameterBuffer<Float>(layout: layout)
+        var optimizer = Optimizer<Float>(.adam(), parameterCount: layout.count)
+        let stash = LSTMStash<Float>()              // what forward keeps for backward, reused every step
+        let (T, B) = (20, 8)                        // 8 sequences of 20 steps, laid out (T, B, 1)
+        func wave(_ t: Int, _ b: Int) -> Float { Float(sin(Double(t + 3 * b) * 0.3)) }
+        let x = (0..<(T * B)).map { wave($0 / B, $0 % B) }
+        let target = (0..<(T * B)).map { wave($0 / B + 1, $0 % B) }
+
+        var losses: [Double] = []
+        for _ in 0..<100 {
+            let h = lstm.forward(x, steps: T, batch: B, parameters: parameters, stash: stash).output  // (T, B, 16)
+            let prediction = head.forward(h, rows: T * B, parameters: parameters)                     // (T·B, 1)
+            let (loss, dPrediction) = MeanSquaredError.forwardBackward(prediction: prediction, target: target)
+            gradients.zero()
+            let dh = head.backward(dOutput: dPrediction, input: h, rows: T * B,
+                                   parameters: parameters, gradients: &gradients)
+            _ = lstm.backward(dOutput: dh, parameters: parameters, stash: stash, gradients: &gradients)
+            GradientClipping.clipNorm(&gradients, maxNorm: 1)
+            optimizer.step(&parameters, gradients: gradients, learningRate: 0.01)
+            losses.append(loss)
+        }
+        print("MSE: first step \(losses.first!), after 100 steps \(losses.last!)")
+        // README example end
+        #expect(losses.last! < losses.first! / 10)
+    }
+}
