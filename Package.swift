@@ -18,7 +18,8 @@ let package = Package(
             dependencies: [
                 "LSTMKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            resources: [.copy("Resources/default-corpus.txt")]
         ),
         .testTarget(name: "LSTMKitTests", dependencies: ["LSTMKit"]),
     ],

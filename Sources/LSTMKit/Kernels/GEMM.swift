@@ -83,4 +83,13 @@ public enum GEMM {
                           A, lda: lda, B, ldb: ldb, C, ldc: ldc, accumulate: true)
         }
     }
+
+    /// destination (cols, rows) = sourceᵀ, source (rows, cols) with row stride `ld`.
+    public static func transpose<S: LSTMScalar>(_ source: UnsafePointer<S>, rows: Int, cols: Int, ld: Int,
+                                                into destination: UnsafeMutablePointer<S>) {
+        for r in 0..<rows {
+            let row = source + r * ld
+            for c in 0..<cols { destination[c * rows + r] = row[c] }
+        }
+    }
 }

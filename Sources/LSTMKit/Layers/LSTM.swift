@@ -158,6 +158,7 @@ public final class LSTMStash<Scalar: LSTMScalar> {
     let dAbove = AlignedBuffer<Scalar>()         // (T, B, max(I, H)) δ of a layer's output
     let dBelow = AlignedBuffer<Scalar>()         // (T, B, max(I, H)) δ of a layer's input
     let biasSum = AlignedBuffer<Scalar>()        // (4H)
+    let packedWeights = AlignedBuffer<Scalar>()  // (max(I, H), 4H) W_ihᵀ, then (H, 4H) W_hhᵀ of the current layer
 
     public init() {}
 
@@ -177,6 +178,7 @@ public final class LSTMStash<Scalar: LSTMScalar> {
         dAbove.reserve(T * B * max(I, H))
         dBelow.reserve(T * B * max(I, H))
         biasSum.reserve(4 * H)
+        packedWeights.reserve((max(I, H) + H) * 4 * H)
     }
 }
 
@@ -229,9 +231,14 @@ extension LSTM {
                 let hiddens = stash.hiddens.pointer + l * T * B * H
                 let h0 = stash.initialHidden.pointer + l * B * H
                 let c0 = stash.initialCell.pointer + l * B * H
+                // Weights transposed once per call, so every product below streams rows of 4H contiguous values.
+                let weightIHT = stash.packedWeights.pointer                  // (In, 4H)
+                let weightHHT = stash.packedWeights.pointer + In * 4 * H     // (H, 4H)
+                GEMM.transpose(p + layer.weightIH.offset, rows: 4 * H, cols: In, ld: In, into: weightIHT)
+                GEMM.transpose(p + layer.weightHH.offset, rows: 4 * H, cols: H, ld: H, into: weightHHT)
                 // Input projection for all steps at once, then both biases.
-                GEMM.gemm(transposeA: false, transposeB: true, M: T * B, N: 4 * H, K: In,
-                          layerInput, lda: In, p + layer.weightIH.offset, ldb: In, Z, ldc: 4 * H, accumulate: false)
+                GEMM.gemm(transposeA: false, transposeB: false, M: T * B, N: 4 * H, K: In,
+                          layerInput, lda: In, weightIHT, ldb: 4 * H, Z, ldc: 4 * H, accumulate: false)
                 let bias = stash.biasSum.pointer
                 for j in 0..<(4 * H) { bias[j] = p[layer.biasIH.offset + j] + p[layer.biasHH.offset + j] }
                 for r in 0..<(T * B) {
@@ -242,8 +249,8 @@ extension LSTM {
                     let hPrev = t == 0 ? UnsafePointer(h0) : UnsafePointer(hiddens + (t - 1) * B * H)
                     let cPrev = t == 0 ? UnsafePointer(c0) : UnsafePointer(cells + (t - 1) * B * H)
                     let Zt = Z + t * B * 4 * H
-                    GEMM.gemm(transposeA: false, transposeB: true, M: B, N: 4 * H, K: H,
-                              hPrev, lda: H, p + layer.weightHH.offset, ldb: H, Zt, ldc: 4 * H, accumulate: true)
+                    GEMM.gemm(transposeA: false, transposeB: false, M: B, N: 4 * H, K: H,
+                              hPrev, lda: H, weightHHT, ldb: 4 * H, Zt, ldc: 4 * H, accumulate: true)
                     LSTMPointwise.forward(gates: Zt, previousCell: cPrev, cell: cells + t * B * H,
                                           hidden: hiddens + t * B * H, batch: B, hidden: H,
                                           gate: layer.activations.gate, cellActivation: layer.activations.cell)

@@ -3,12 +3,14 @@ public enum LSTMKitError: Error, CustomStringConvertible, Sendable, Equatable {
     case invalidConfiguration(String)
     case shapeMismatch(String)
     case invalidInput(String)
+    case nonFinite(String)
 
     public var description: String {
         switch self {
         case .invalidConfiguration(let s): return "invalid configuration: \(s)"
         case .shapeMismatch(let s): return "shape mismatch: \(s)"
-        case .invalidInput(let s): return "invalid input: \(s)"
+        case .invalidInput(let s): return s
+        case .nonFinite(let s): return "non-finite value: \(s)"
         }
     }
 }

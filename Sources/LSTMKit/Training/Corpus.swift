@@ -1,0 +1,111 @@
+/// A text as the character model sees it: Unicode scalars (code points), like Python's `str`, so a vocabulary
+/// built here means the same thing in PyTorch.
+public enum Corpus {
+    /// Decodes UTF-8 strictly. Invalid bytes are an error naming their offset, not a replacement character, so a
+    /// binary file given by mistake is reported instead of silently learned.
+    public static func decode(_ bytes: [UInt8], source: String) throws(LSTMKitError) -> [Unicode.Scalar] {
+        var scalars: [Unicode.Scalar] = []
+        scalars.reserveCapacity(bytes.count)
+        var iterator = bytes.makeIterator()
+        var decoder = UTF8()
+        var offset = 0
+        loop: while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue(let s):
+                scalars.append(s)
+                offset += UTF8.width(s)
+            case .emptyInput:
+                break loop
+            case .error:
+                throw .invalidInput("\(source) is not valid UTF-8 (bad byte sequence at byte offset \(offset)); give a UTF-8 text file")
+            }
+        }
+        // A leading byte-order mark is an encoding detail, not text.
+        if scalars.first == "\u{FEFF}" { scalars.removeFirst() }
+        return scalars
+    }
+
+    /// 64-bit FNV-1a of the bytes: identifies the corpus a checkpoint was trained on.
+    public static func fingerprint(_ tokens: [Int32]) -> UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for t in tokens {
+            var v = UInt32(bitPattern: t)
+            for _ in 0..<4 {
+                h ^= UInt64(v & 0xFF)
+                h = h &* 0x0000_0100_0000_01B3
+                v >>= 8
+            }
+        }
+        return h
+    }
+}
+
+/// The characters a model knows, in code-point order; a character's id is its index.
+public struct Vocabulary: Sendable, Equatable {
+    public let scalars: [Unicode.Scalar]
+    private let ids: [UInt32: Int32]
+
+    public init(scalars: [Unicode.Scalar]) throws(LSTMKitError) {
+        guard !scalars.isEmpty else { throw .invalidInput("vocabulary is empty") }
+        var ids: [UInt32: Int32] = [:]
+        for (k, s) in scalars.enumerated() {
+            guard ids[s.value] == nil else { throw .invalidInput("vocabulary lists U+\(hex(s.value)) twice") }
+            ids[s.value] = Int32(k)
+        }
+        self.scalars = scalars
+        self.ids = ids
+    }
+
+    /// Every distinct character of `text`, sorted by code point.
+    public init(building text: [Unicode.Scalar]) throws(LSTMKitError) {
+        let distinct = Set(text.map(\.value)).sorted()
+        try self.init(scalars: distinct.map { Unicode.Scalar($0)! })
+    }
+
+    public var count: Int { scalars.count }
+
+    public func id(of s: Unicode.Scalar) -> Int32? { ids[s.value] }
+
+    /// Ids of `text`; a character the vocabulary lacks is an error naming it and where it is.
+    public func encode(_ text: [Unicode.Scalar], source: String) throws(LSTMKitError) -> [Int32] {
+        var out = [Int32](repeating: 0, count: text.count)
+        for (k, s) in text.enumerated() {
+            guard let id = ids[s.value] else {
+                throw .invalidInput("\(source) has character U+\(hex(s.value)) at character \(k), which the model's vocabulary does not contain")
+            }
+            out[k] = id
+        }
+        return out
+    }
+
+    /// As stored in checkpoints: a JSON array of code points, e.g. `[10,32,33]`.
+    public var json: String { "[" + scalars.map { String($0.value) }.joined(separator: ",") + "]" }
+
+    public init(json: String) throws(LSTMKitError) {
+        let trimmed = json.trimmingSpaces()
+        guard trimmed.hasPrefix("["), trimmed.hasSuffix("]") else { throw .invalidInput("vocabulary is not a JSON array of code points") }
+        let body = trimmed.dropFirst().dropLast()
+        var scalars: [Unicode.Scalar] = []
+        for part in body.split(separator: ",") {
+            guard let v = UInt32(String(part).trimmingSpaces()), let s = Unicode.Scalar(v) else {
+                throw .invalidInput("vocabulary entry \(part) is not a Unicode code point")
+            }
+            scalars.append(s)
+        }
+        try self.init(scalars: scalars)
+    }
+}
+
+func hex(_ v: UInt32) -> String {
+    let s = String(v, radix: 16, uppercase: true)
+    return String(repeating: "0", count: max(0, 4 - s.count)) + s
+}
+
+extension String {
+    func trimmingSpaces() -> String {
+        var s = Substring(self)
+        while let c = s.first, c.isWhitespace { s.removeFirst() }
+        while let c = s.last, c.isWhitespace { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,86 @@
+import ArgumentParser
+import Foundation
+import LSTMKit
+
+/// A user-facing failure: printed as one line on standard error, then the process exits with `code`.
+struct Failure: Error {
+    var message: String
+    var code: Int32 = 1
+}
+
+/// Runs `body`, turning any error into one line on stderr and a non-zero exit.
+func reportingFailures(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let failure as Failure {
+        FileHandle.standardError.write(Data("lstm: error: \(failure.message)\n".utf8))
+        throw ExitCode(failure.code)
+    } catch let error as LSTMKitError {
+        FileHandle.standardError.write(Data("lstm: error: \(error.description)\n".utf8))
+        throw ExitCode(1)
+    } catch let error as SafeTensorsError {
+        FileHandle.standardError.write(Data("lstm: error: \(error.description)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+/// Reads a UTF-8 text from a path, from standard input ("-"), or the bundled corpus (nil).
+func readCorpus(_ path: String?) throws -> (scalars: [Unicode.Scalar], source: String) {
+    let bytes: [UInt8]
+    let source: String
+    switch path {
+    case nil:
+        guard let url = bundledCorpusURL(), let data = FileManager.default.contents(atPath: url.path) else {
+            throw Failure(message: "the bundled default corpus is missing next to the lstm executable; give a text file: lstm train FILE")
+        }
+        bytes = [UInt8](data)
+        source = "the bundled corpus"
+    case "-"?:
+        bytes = [UInt8](FileHandle.standardInput.readDataToEndOfFile())
+        source = "standard input"
+    case let path?:
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw Failure(message: "cannot read \(path): no such file")
+        }
+        guard !isDirectory.boolValue else { throw Failure(message: "cannot read \(path): it is a folder; give a text file") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw Failure(message: "cannot read \(path): permission denied or unreadable")
+        }
+        bytes = [UInt8](data)
+        source = path
+    }
+    guard !bytes.isEmpty else { throw Failure(message: "\(source) is empty; give a text with at least a few thousand characters") }
+    let scalars = try Corpus.decode(bytes, source: source)
+    guard !scalars.isEmpty else { throw Failure(message: "\(source) has no characters") }
+    return (scalars, source)
+}
+
+/// Where SwiftPM puts the executable's resources: a bundle folder beside the binary.
+func bundledCorpusURL() -> URL? {
+    let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    var candidates: [URL] = []
+    let folder = Bundle.main.executableURL?.deletingLastPathComponent() ?? executable.deletingLastPathComponent()
+    for dir in [folder, executable.deletingLastPathComponent()] {
+        candidates.append(dir.appendingPathComponent("LSTMKit_lstm.resources/default-corpus.txt"))
+        candidates.append(dir.appendingPathComponent("LSTMKit_lstm.bundle/Contents/Resources/default-corpus.txt"))
+        candidates.append(dir.appendingPathComponent("LSTMKit_lstm.bundle/default-corpus.txt"))
+    }
+    return candidates.first { FileManager.default.fileExists(atPath: $0.path) }
+}
+
+/// Paths of the files that live beside a checkpoint.
+struct CheckpointPaths {
+    var checkpoint: String
+    var best: String
+    var metrics: String
+    var plot: String
+
+    init(_ checkpoint: String) {
+        self.checkpoint = checkpoint
+        let base = checkpoint.hasSuffix(".safetensors") ? String(checkpoint.dropLast(".safetensors".count)) : checkpoint
+        best = base + ".best.safetensors"
+        metrics = base + ".metrics.jsonl"
+        plot = base + ".loss.svg"
+    }
+}
