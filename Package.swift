@@ -22,6 +22,7 @@ let package = Package(
             resources: [.copy("Resources/default-corpus.txt")]
         ),
         .testTarget(name: "LSTMKitTests", dependencies: ["LSTMKit"]),
+        .testTarget(name: "LSTMCLITests", dependencies: ["LSTMKit", "lstm"]),
     ],
     swiftLanguageModes: [.v6]
 )

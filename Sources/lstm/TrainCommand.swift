@@ -145,8 +145,15 @@ struct TrainCommand: ParsableCommand {
             model: embedding \(c.embedding), \(c.layers)×LSTM(\(c.hidden)), \(trainer.model.layout.count) parameters; batch \(options.batch) × seq \(options.seqLength), \(options.optimizer.name) lr \(options.learningRate), \(totalSteps) steps (\(trainer.windowsPerEpoch) per epoch)
             """)
 
-        signal(SIGINT) { _ in interruptRequested = 1 }
-        defer { signal(SIGINT, SIG_DFL) }
+        // Ctrl-C (SIGINT) and SIGTERM finish the current step, save, and exit. A parent may have started us with
+        // signals blocked (a blocked mask is inherited across exec), so unblock them too.
+        for sig in [SIGINT, SIGTERM] { signal(sig) { _ in interruptRequested = 1 } }
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        sigaddset(&unblock, SIGINT)
+        sigaddset(&unblock, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
+        defer { for sig in [SIGINT, SIGTERM] { signal(sig, SIG_DFL) } }
 
         func save() throws {
             do { try SafeTensors.write(trainer.checkpoint(), path: paths.checkpoint) } catch {
@@ -172,7 +179,7 @@ struct TrainCommand: ParsableCommand {
         while trainer.step < totalSteps {
             if interruptRequested != 0 {
                 try save()
-                report.note("interrupted at step \(trainer.step); checkpoint saved to \(paths.checkpoint); continue with --resume")
+                report.note("stopped by a signal at step \(trainer.step); checkpoint saved to \(paths.checkpoint); continue with --resume")
                 throw ExitCode(130)
             }
             let learningRate = schedule.learningRate(base: options.learningRate, step: trainer.step)

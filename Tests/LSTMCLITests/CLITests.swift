@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+import LSTMKit
+
+/// End-to-end runs of the `lstm` command on tiny models with fixed seeds.
+@Suite(.serialized) struct CLITests {
+    @Test func trainCheckpointSampleIsDeterministic() throws {
+        let dir = try CLI.temporaryFolder()
+        try CLI.text(3000).write(to: dir.appendingPathComponent("text.txt"), atomically: true, encoding: .utf8)
+        let train = try CLI.run(["train", "text.txt", "--steps", "10", "--checkpoint", "m.safetensors"] + CLI.tiny, in: dir)
+        #expect(train.status == 0, "\(train.stderr)")
+        // Not a terminal: plain log lines, a metrics line per step, the plot and both checkpoints.
+        #expect(train.stdout.contains("step 10/10"))
+        #expect(train.stdout.contains("validation loss"))
+        let metrics = try String(contentsOf: dir.appendingPathComponent("m.metrics.jsonl"), encoding: .utf8)
+        #expect(metrics.split(separator: "\n").filter { $0.contains("train_loss") }.count == 10)
+        #expect(metrics.split(separator: "\n").filter { $0.contains("val_loss") }.count == 2)
+        let svg = try String(contentsOf: dir.appendingPathComponent("m.loss.svg"), encoding: .utf8)
+        #expect(svg.hasPrefix("<svg") && svg.contains("<polyline") && svg.hasSuffix("</svg>\n"))
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("m.best.safetensors").path))
+
+        let a = try CLI.run(["sample", "m.safetensors", "--prime", "the ", "--length", "80", "--seed", "3"], in: dir)
+        let b = try CLI.run(["sample", "m.safetensors", "--prime", "the ", "--length", "80", "--seed", "3"], in: dir)
+        let c = try CLI.run(["sample", "m.safetensors", "--prime", "the ", "--length", "80", "--seed", "4"], in: dir)
+        #expect(a.status == 0 && a.stdout == b.stdout)
+        #expect(a.stdout != c.stdout)
+        #expect(a.stdout.hasPrefix("the ") && a.stdout.unicodeScalars.count == 4 + 80 + 1)
+        let greedy1 = try CLI.run(["sample", "m.safetensors", "--argmax", "--length", "30", "--seed", "1"], in: dir)
+        let greedy2 = try CLI.run(["sample", "m.safetensors", "--argmax", "--length", "30", "--seed", "2"], in: dir)
+        #expect(greedy1.status == 0 && greedy1.stdout == greedy2.stdout)
+        // Training again from scratch with the same seed gives the same bytes.
+        let again = try CLI.run(["train", "text.txt", "--steps", "10", "--checkpoint", "n.safetensors"] + CLI.tiny, in: dir)
+        #expect(again.status == 0)
+        #expect(try Data(contentsOf: dir.appendingPathComponent("m.safetensors"))
+                == Data(contentsOf: dir.appendingPathComponent("n.safetensors")))
+    }
+
+    /// 2N steps in one run and N steps plus N resumed steps give the same checkpoint, byte for byte.
+    @Test(arguments: ["adam", "sgd", "rmsprop"])
+    func resumeIsBitwiseExact(optimizer: String) throws {
+        let dir = try CLI.temporaryFolder()
+        // Short enough that the 20 steps cross an epoch boundary (state and position reset) at least once.
+        try CLI.text(400).write(to: dir.appendingPathComponent("text.txt"), atomically: true, encoding: .utf8)
+        let flags = CLI.tiny + ["--optimizer", optimizer]
+        let whole = try CLI.run(["train", "text.txt", "--steps", "20", "--checkpoint", "whole.safetensors"] + flags, in: dir)
+        #expect(whole.status == 0, "\(whole.stderr)")
+        let first = try CLI.run(["train", "text.txt", "--steps", "10", "--checkpoint", "split.safetensors"] + flags, in: dir)
+        #expect(first.status == 0)
+        let second = try CLI.run(["train", "text.txt", "--steps", "20", "--checkpoint", "split.safetensors", "--resume"] + flags, in: dir)
+        #expect(second.status == 0, "\(second.stderr)")
+        #expect(second.stdout.contains("resuming at step 10"))
+        let w = try Data(contentsOf: dir.appendingPathComponent("whole.safetensors"))
+        let s = try Data(contentsOf: dir.appendingPathComponent("split.safetensors"))
+        #expect(w == s)
+        let file = try SafeTensors.decode([UInt8](w))
+        #expect(file.metadata["state"]?.contains("\"epoch\":") == true)
+        #expect(file.metadata["state"]?.contains("\"epoch\":0") == false, "the run should cross an epoch boundary")
+        // The metrics history has one train line per step, without duplicates from the first run.
+        let metrics = try String(contentsOf: dir.appendingPathComponent("split.metrics.jsonl"), encoding: .utf8)
+        #expect(metrics.split(separator: "\n").filter { $0.contains("train_loss") }.count == 20)
+    }
+
+    @Test func evalAgreesWithTheLibrary() throws {
+        let dir = try CLI.temporaryFolder()
+        try CLI.text(3000).write(to: dir.appendingPathComponent("text.txt"), atomically: true, encoding: .utf8)
+        try CLI.text(600, seed: 11).write(to: dir.appendingPathComponent("held.txt"), atomically: true, encoding: .utf8)
+        #expect(try CLI.run(["train", "text.txt", "--steps", "5", "--checkpoint", "m.safetensors"] + CLI.tiny, in: dir).status == 0)
+        let result = try CLI.run(["eval", "m.safetensors", "held.txt", "--json"], in: dir)
+        #expect(result.status == 0, "\(result.stderr)")
+        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as! [String: Double]
+        #expect(Set(object.keys) == ["cross_entropy", "bits_per_character", "perplexity"])
+
+        let loaded = try CharacterModelFile.load(path: dir.appendingPathComponent("m.safetensors").path)
+        let text = Array(try String(contentsOf: dir.appendingPathComponent("held.txt"), encoding: .utf8).unicodeScalars)
+        let tokens = try loaded.vocabulary.encode(text, source: "held.txt")
+        // Directly, one token at a time from a zero state: no chunking at all.
+        var state = loaded.model.zeroState(batch: 1)
+        let stash = LSTMStash<Float>()
+        var sum = 0.0
+        for k in 0..<(tokens.count - 1) {
+            sum += loaded.model.evaluateWindow(inputs: [tokens[k]], targets: [tokens[k + 1]], steps: 1, batch: 1,
+                                               state: &state, parameters: loaded.parameters, stash: stash).sum
+        }
+        let expected = sum / Double(tokens.count - 1)
+        #expect(abs(object["cross_entropy"]! - expected) <= 1e-9 * expected)
+        #expect(abs(object["bits_per_character"]! - expected / log(2)) <= 1e-9 * expected)
+        #expect(abs(object["perplexity"]! - exp(expected)) <= 1e-9 * exp(expected))
+    }
+
+    @Test func standardInputAndInterrupt() throws {
+        let dir = try CLI.temporaryFolder()
+        let piped = try CLI.run(["train", "-", "--steps", "3", "--checkpoint", "p.safetensors"] + CLI.tiny, in: dir,
+                                input: Data(CLI.text(2000).utf8))
+        #expect(piped.status == 0, "\(piped.stderr)")
+        #expect(piped.stdout.contains("standard input"))
+
+        try CLI.text(20000).write(to: dir.appendingPathComponent("text.txt"), atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = CLI.executable
+        process.arguments = ["train", "text.txt", "--steps", "100000", "--checkpoint", "i.safetensors"] + CLI.tiny
+        process.currentDirectoryURL = dir
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        // Wait for the first periodic checkpoint so the run is well under way, then Ctrl-C.
+        let path = dir.appendingPathComponent("i.safetensors").path
+        let deadline = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: path) && Date() < deadline { usleep(50_000) }
+        usleep(200_000)
+        process.interrupt()
+        let stopDeadline = Date().addingTimeInterval(60)
+        while process.isRunning && Date() < stopDeadline { usleep(50_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 130)
+        let file = try SafeTensors.read(path: path)
+        let state = try JSONSerialization.jsonObject(with: Data((file.metadata["state"] ?? "{}").utf8)) as! [String: Any]
+        let step = try #require(state["step"] as? Int)
+        #expect(step >= 5)
+        let resumed = try CLI.run(["train", "text.txt", "--steps", "\(step + 2)", "--checkpoint", "i.safetensors", "--resume"], in: dir)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.stdout.contains("resuming at step \(step)"))
+    }
+}
