@@ -153,40 +153,39 @@ public enum SafeTensors {
         }
         let headerBytes = bytes[8..<(8 + headerLength)]
         guard headerBytes.first == UInt8(ascii: "{") else { throw .invalid("header does not start with '{'") }
-        let json: Any
-        do {
-            json = try JSONSerialization.jsonObject(with: Data(headerBytes), options: [])
-        } catch {
-            throw .invalid("header is not valid JSON")
-        }
-        guard let object = json as? [String: Any] else { throw .invalid("header is not a JSON object") }
+        let json: JSONValue
+        do { json = try JSONValue.parse(headerBytes) } catch { throw .invalid("header is not valid JSON (\(error.description))") }
+        guard case let .object(object) = json else { throw .invalid("header is not a JSON object") }
         let dataStart = 8 + headerLength
         let dataLength = bytes.count - dataStart
         var metadata: [String: String] = [:]
         var entries: [(name: String, dtype: DType, shape: [Int], begin: Int, end: Int)] = []
         for (name, value) in object {
             if name == "__metadata__" {
-                guard let map = value as? [String: Any] else { throw .invalid("__metadata__ is not an object") }
+                guard case let .object(map) = value else { throw .invalid("__metadata__ is not an object") }
                 for (k, v) in map {
-                    guard let s = v as? String else { throw .invalid("__metadata__ value for \(k) is not a string") }
+                    guard let s = v.stringValue else { throw .invalid("__metadata__ value for \(k) is not a string") }
                     metadata[k] = s
                 }
                 continue
             }
-            guard let info = value as? [String: Any] else { throw .invalid("entry \(name) is not an object") }
-            guard let dtypeName = info["dtype"] as? String else { throw .invalid("tensor \(name) has no dtype") }
+            guard case let .object(fields) = value else { throw .invalid("entry \(name) is not an object") }
+            for (key, _) in fields where !["dtype", "shape", "data_offsets"].contains(key) {
+                throw .invalid("tensor \(name) has an unknown field \(key)")
+            }
+            guard let dtypeName = value["dtype"]?.stringValue else { throw .invalid("tensor \(name) has no dtype") }
             guard let dtype = DType(rawValue: dtypeName) else { throw .invalid("tensor \(name) has unsupported dtype \(dtypeName)") }
-            guard let shapeValues = info["shape"] as? [Any] else { throw .invalid("tensor \(name) has no shape") }
+            guard case let .array(shapeValues)? = value["shape"] else { throw .invalid("tensor \(name) has no shape") }
             var shape: [Int] = []
             for d in shapeValues {
-                guard let dim = integer(d), dim >= 0 else { throw .invalid("tensor \(name) has an invalid dimension") }
+                guard let dim = d.exactInteger else { throw .invalid("tensor \(name) has an invalid dimension") }
                 shape.append(dim)
             }
-            guard let offsets = info["data_offsets"] as? [Any], offsets.count == 2,
-                  let begin = integer(offsets[0]), let end = integer(offsets[1]) else {
+            guard case let .array(offsets)? = value["data_offsets"], offsets.count == 2,
+                  let begin = offsets[0].exactInteger, let end = offsets[1].exactInteger else {
                 throw .invalid("tensor \(name) has no valid data_offsets")
             }
-            guard begin >= 0, begin <= end, end <= dataLength else {
+            guard begin <= end, end <= dataLength else {
                 throw .invalid("tensor \(name) data_offsets [\(begin), \(end)] lie outside the \(dataLength)-byte data section")
             }
             var count = 1
@@ -200,11 +199,18 @@ public enum SafeTensors {
             }
             entries.append((name, dtype, shape, begin, end))
         }
+        // As the reference implementation: sorted by offset, the tensors tile the data section exactly, with no
+        // overlap and no gap.
         entries.sort { ($0.begin, $0.end, $0.name) < ($1.begin, $1.end, $1.name) }
         var covered = 0
         for e in entries {
-            guard e.begin >= covered || e.begin == e.end else { throw .invalid("tensor \(e.name) overlaps another tensor's bytes") }
-            covered = max(covered, e.end)
+            guard e.begin == covered else {
+                throw .invalid(e.begin < covered ? "tensor \(e.name) overlaps another tensor's bytes" : "gap before tensor \(e.name) in the data section")
+            }
+            covered = e.end
+        }
+        guard covered == dataLength else {
+            throw .invalid("the data section has \(dataLength) bytes but the tensors cover \(covered) (truncated or padded file)")
         }
         let tensors = entries.map { e in
             (name: e.name, tensor: Tensor(dtype: e.dtype, shape: e.shape,
@@ -224,16 +230,6 @@ public enum SafeTensors {
     /// either the old file or the new one, never a half-written one.
     public static func write(_ file: File, path: String) throws(SafeTensorsError) {
         try AtomicFile.write(encode(file), to: path)
-    }
-
-    private static func integer(_ value: Any) -> Int? {
-        if let n = value as? NSNumber {
-            // Non-integral and out-of-range numbers are rejected; sizes are then checked against the bytes.
-            let d = n.doubleValue
-            guard d.rounded() == d, d >= 0, d < 9.0e15 else { return nil }
-            return n.intValue
-        }
-        return nil
     }
 
     static func jsonString(_ s: String) -> String {

@@ -1,0 +1,69 @@
+/// Moving `nn.LSTM` weights between PyTorch and LSTMKit.
+///
+/// The tensors are PyTorch's state_dict entries with the same names, shapes, gate order (i, f, g, o) and row-major
+/// layout, so no conversion happens: loading copies each tensor into its view of the flat buffer, and saving copies
+/// it back out byte for byte.
+extension LSTM {
+    /// Builds an LSTM from `prefix + "weight_ih_l0"`, … in `file`, inferring input size, hidden size and number of
+    /// layers from the shapes. F32, F64, F16 and BF16 tensors are accepted.
+    ///
+    /// A state_dict from `nn.LSTM(bias=False)` loads with zero biases (the same function). Bidirectional
+    /// (`_reverse`) and projected (`weight_hr`) LSTMs are refused with a clear message.
+    public static func load<S: LSTMScalar>(
+        from file: SafeTensors.File, prefix: String = "", as _: S.Type = Float.self
+    ) throws(LSTMKitError) -> (lstm: LSTM, parameters: ParameterBuffer<S>) {
+        let names = Set(file.tensors.map(\.name))
+        guard let ih0 = file[prefix + "weight_ih_l0"] else {
+            throw .invalidInput("no tensor \(prefix)weight_ih_l0: not an nn.LSTM state_dict" + (prefix.isEmpty ? " (are the names prefixed, e.g. lstm.?)" : ""))
+        }
+        if names.contains(where: { $0.hasPrefix(prefix) && $0.hasSuffix("_reverse") }) {
+            throw .invalidInput("bidirectional LSTMs (\(prefix)*_reverse tensors) are not supported yet")
+        }
+        if names.contains(where: { $0.hasPrefix(prefix + "weight_hr_l") }) {
+            throw .invalidInput("LSTMs with a projection (\(prefix)weight_hr_l*, proj_size) are not supported yet")
+        }
+        guard ih0.shape.count == 2, ih0.shape[0] % 4 == 0, ih0.shape[0] > 0, ih0.shape[1] > 0 else {
+            throw .shapeMismatch("\(prefix)weight_ih_l0 has shape \(ih0.shape); expected (4·hidden, input)")
+        }
+        let H = ih0.shape[0] / 4, I = ih0.shape[1]
+        var L = 0
+        while names.contains(prefix + "weight_ih_l\(L)") { L += 1 }
+        var layout = ParameterLayout()
+        let lstm = try LSTM(inputSize: I, hiddenSize: H, layers: L, layout: &layout, prefix: prefix)
+        var parameters = ParameterBuffer<S>(layout: layout)
+        for layer in lstm.layers {
+            for spec in [layer.weightIH, layer.weightHH, layer.biasIH, layer.biasHH] {
+                guard let tensor = file[spec.name] else {
+                    if spec == layer.biasIH || spec == layer.biasHH {
+                        let otherBias = spec == layer.biasIH ? layer.biasHH.name : layer.biasIH.name
+                        guard !names.contains(otherBias) else { throw .invalidInput("\(spec.name) is missing but \(otherBias) is present") }
+                        continue  // bias=False: zero, as the buffer already is
+                    }
+                    throw .invalidInput("\(spec.name) is missing (layers must be numbered 0..<\(L) with all four tensors)")
+                }
+                guard tensor.shape == spec.shape else {
+                    throw .shapeMismatch("\(spec.name) has shape \(tensor.shape), but \(prefix)weight_ih_l0 \(ih0.shape) implies \(spec.shape) (input \(I), hidden \(H))")
+                }
+                guard let values = tensor.doubles() else {
+                    throw .invalidInput("\(spec.name) has dtype \(tensor.dtype.rawValue); expected a floating-point tensor")
+                }
+                for (k, v) in values.enumerated() { parameters.storage[spec.offset + k] = S(v) }
+            }
+        }
+        return (lstm, parameters)
+    }
+
+    /// The state_dict tensors of this LSTM, in PyTorch's order (per layer: weight_ih, weight_hh, bias_ih, bias_hh),
+    /// for `safetensors.torch.load_file` + `nn.LSTM.load_state_dict`.
+    public func stateDict<S: LSTMScalar>(_ parameters: ParameterBuffer<S>) -> [(name: String, tensor: SafeTensors.Tensor)] {
+        layers.flatMap { layer in
+            [layer.weightIH, layer.weightHH, layer.biasIH, layer.biasHH].map { spec in
+                let values = Array(parameters[spec])
+                if S.self == Double.self {
+                    return (spec.name, SafeTensors.Tensor(values.map { Double($0) }, shape: spec.shape))
+                }
+                return (spec.name, SafeTensors.Tensor(values.map { Float($0) }, shape: spec.shape))
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+import Foundation
+import Testing
+@testable import LSTMKit
+
+/// LSTMKit against PyTorch: fixtures written by `Scripts/make_fixtures.py` (float64 torch.nn.LSTM, see the script).
+///
+/// Tolerances, per tensor, relative to the tensor's largest reference magnitude (max|a − r| / max|r|), printed per
+/// tensor like llm.c's test_gpt2.c: Float ≤ 1e-5 (Float's unit roundoff 6e-8 times the few dozen operations on each
+/// path; see PrecisionTests), Double ≤ 1e-12 (the same math in a different summation order).
+struct TorchParityTests {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+
+    static func fixture(_ name: String) throws -> SafeTensors.File {
+        try SafeTensors.read(path: fixtures.appendingPathComponent(name).path)
+    }
+
+    static func values(_ file: SafeTensors.File, _ name: String) -> [Double] {
+        file[name]!.doubles()!
+    }
+
+    /// Max difference relative to the reference's scale, printed.
+    @discardableResult
+    static func compare(_ label: String, _ ours: [Double], _ reference: [Double], tolerance: Double,
+                        sourceLocation: SourceLocation = #_sourceLocation) -> Double {
+        #expect(ours.count == reference.count, "\(label): \(ours.count) values, reference has \(reference.count)", sourceLocation: sourceLocation)
+        let scale = reference.map(abs).max() ?? 0
+        let diff = zip(ours, reference).map { abs($0 - $1) }.max() ?? 0
+        let relative = diff / max(scale, 1e-300)
+        print("\(label.padding(toLength: 34, withPad: " ", startingAt: 0)) maxdiff \(diff)  rel \(relative)")
+        #expect(relative <= tolerance, "\(label): relative difference \(relative) > \(tolerance)", sourceLocation: sourceLocation)
+        return relative
+    }
+
+    static func run<S: LSTMScalar>(_ file: SafeTensors.File, _: S.Type, tolerance: Double) throws {
+        let config = try JSONValue.parse(Array(file.metadata["config"]!.utf8))
+        let (T, B) = (config["steps"]!.exactInteger!, config["batch"]!.exactInteger!)
+        let (lstm, parameters) = try LSTM.load(from: file, as: S.self)
+        let (L, H) = (lstm.layerCount, lstm.hiddenSize)
+        #expect(L == config["layers"]!.exactInteger! && H == config["hidden"]!.exactInteger! && lstm.inputSize == config["input"]!.exactInteger!)
+        let s = { (name: String) in values(file, name).map { S($0) } }
+        let initial = LSTMState(hidden: s("input.h0"), cell: s("input.c0"), layers: L, batch: B, hiddenSize: H)
+        let stash = LSTMStash<S>()
+        let out = lstm.forward(s("input.x"), steps: T, batch: B, initial: initial, parameters: parameters, stash: stash)
+        let d = { (a: [S]) in a.map { Double($0) } }
+        let tag = "\(S.self) L=\(L)"
+        compare("\(tag) output", d(out.output), values(file, "expected.output"), tolerance: tolerance)
+        compare("\(tag) h_n", d(out.final.hidden), values(file, "expected.h_n"), tolerance: tolerance)
+        compare("\(tag) c_n", d(out.final.cell), values(file, "expected.c_n"), tolerance: tolerance)
+        var gradients = ParameterBuffer<S>(layout: parameters.layout)
+        let dFinal = LSTMState(hidden: s("upstream.h_n"), cell: s("upstream.c_n"), layers: L, batch: B, hiddenSize: H)
+        let dInput = lstm.backward(dOutput: s("upstream.output"), dFinal: dFinal, parameters: parameters, stash: stash,
+                                   gradients: &gradients)
+        for spec in parameters.layout.specs {
+            compare("\(tag) grad.\(spec.name)", d(Array(gradients[spec])), values(file, "grad.\(spec.name)"), tolerance: tolerance)
+        }
+        compare("\(tag) grad.x", d(dInput.input), values(file, "grad.x"), tolerance: tolerance)
+        compare("\(tag) grad.h0", d(dInput.initial.hidden), values(file, "grad.h0"), tolerance: tolerance)
+        compare("\(tag) grad.c0", d(dInput.initial.cell), values(file, "grad.c0"), tolerance: tolerance)
+    }
+
+    @Test(arguments: ["torch_lstm_l1.safetensors", "torch_lstm_l2.safetensors", "torch_lstm_l3.safetensors"])
+    func forwardAndBackwardMatchPyTorch(name: String) throws {
+        let file = try Self.fixture(name)
+        try Self.run(file, Double.self, tolerance: 1e-12)
+        try Self.run(file, Float.self, tolerance: 1e-5)
+    }
+
+    /// Three optimizer steps on the fixture's loss, each with freshly computed gradients, against torch.optim (Double).
+    @Test(arguments: ["torch_lstm_l1.safetensors", "torch_lstm_l2.safetensors", "torch_lstm_l3.safetensors"])
+    func adamAndSGDStepsMatchPyTorch(name: String) throws {
+        let file = try Self.fixture(name)
+        let config = try JSONValue.parse(Array(file.metadata["config"]!.utf8))
+        let (T, B) = (config["steps"]!.exactInteger!, config["batch"]!.exactInteger!)
+        for (kind, configuration, lr) in [("adam", OptimizerConfiguration.adam(), 1e-2),
+                                          ("sgd", OptimizerConfiguration.sgd(momentum: 0.9), 0.1)] {
+            var (lstm, parameters) = try LSTM.load(from: file, as: Double.self)
+            let (L, H) = (lstm.layerCount, lstm.hiddenSize)
+            var optimizer = Optimizer<Double>(configuration, parameterCount: parameters.storage.count)
+            let initial = LSTMState(hidden: Self.values(file, "input.h0"), cell: Self.values(file, "input.c0"),
+                                    layers: L, batch: B, hiddenSize: H)
+            let dFinal = LSTMState(hidden: Self.values(file, "upstream.h_n"), cell: Self.values(file, "upstream.c_n"),
+                                   layers: L, batch: B, hiddenSize: H)
+            let stash = LSTMStash<Double>()
+            for _ in 0..<3 {
+                _ = lstm.forward(Self.values(file, "input.x"), steps: T, batch: B, initial: initial,
+                                 parameters: parameters, stash: stash)
+                var gradients = ParameterBuffer<Double>(layout: parameters.layout)
+                _ = lstm.backward(dOutput: Self.values(file, "upstream.output"), dFinal: dFinal,
+                                  parameters: parameters, stash: stash, gradients: &gradients)
+                optimizer.step(&parameters, gradients: gradients, learningRate: lr)
+            }
+            for spec in parameters.layout.specs {
+                Self.compare("\(kind) step 3 \(spec.name)", Array(parameters[spec]), Self.values(file, "\(kind).step3.\(spec.name)"),
+                             tolerance: 1e-12)
+            }
+            lstm = try LSTM.load(from: file, as: Double.self).lstm
+        }
+    }
+
+    /// A state_dict saved by `safetensors.torch.save_file` loads, and saving it again gives the same tensor bytes.
+    @Test func stateDictRoundTripIsByteIdentical() throws {
+        let original = try Self.fixture("torch_lstm_state_dict.safetensors")
+        let (lstm, parameters) = try LSTM.load(from: original, as: Float.self)
+        #expect(lstm.inputSize == 6 && lstm.hiddenSize == 5 && lstm.layerCount == 2)
+        let saved = try SafeTensors.decode(SafeTensors.encode(SafeTensors.File(tensors: lstm.stateDict(parameters))))
+        #expect(Set(saved.tensors.map(\.name)) == Set(original.tensors.map(\.name)))
+        for (name, tensor) in original.tensors {
+            #expect(saved[name] == tensor, "\(name) differs after the round trip")
+        }
+    }
+
+    /// A character model trained in PyTorch (`embedding`, `lstm`, `head`, vocabulary in metadata) gives PyTorch's
+    /// logits under LSTMKit.
+    @Test func pytorchCharacterModelRuns() throws {
+        let file = try Self.fixture("torch_charmodel.safetensors")
+        let loaded = try CharacterModelFile.load(file, source: "torch_charmodel.safetensors")
+        let tokens = file["probe.tokens"]!
+        #expect(tokens.dtype == .i64)
+        let ids = (0..<tokens.elementCount).map { k in
+            Int32((0..<8).reduce(UInt64(0)) { $0 | UInt64(tokens.bytes[8 * k + $1]) << (8 * UInt64($1)) })
+        }
+        var state = loaded.model.zeroState(batch: 1)
+        let logits = loaded.model.logits(ids, steps: ids.count, batch: 1, state: &state, parameters: loaded.parameters,
+                                         stash: LSTMStash())
+        Self.compare("char model logits", logits.map(Double.init), Self.values(file, "probe.logits"), tolerance: 1e-5)
+        #expect(String(String.UnicodeScalarView(ids.map { loaded.vocabulary.scalars[Int($0)] })) == "the lstm")
+    }
+
+    @Test func inconsistentStateDictsAreRejected() throws {
+        var file = try Self.fixture("torch_lstm_state_dict.safetensors")
+        let k = file.tensors.firstIndex { $0.name == "weight_hh_l1" }!
+        file.tensors[k].tensor = SafeTensors.Tensor([Float](repeating: 0, count: 20 * 4), shape: [20, 4])
+        #expect(throws: LSTMKitError.self) { try LSTM.load(from: file, as: Float.self) }
+        var reversed = try Self.fixture("torch_lstm_state_dict.safetensors")
+        reversed.tensors.append(("weight_ih_l0_reverse", reversed["weight_ih_l0"]!))
+        do {
+            _ = try LSTM.load(from: reversed, as: Float.self)
+            Issue.record("a bidirectional state_dict loaded")
+        } catch {
+            #expect(error.description.contains("bidirectional"))
+        }
+        #expect(throws: LSTMKitError.self) { try LSTM.load(from: SafeTensors.File(), as: Float.self) }
+    }
+}
