@@ -120,4 +120,33 @@ import LSTMKit
         #expect(resumed.status == 0, "\(resumed.stderr)")
         #expect(resumed.stdout.contains("resuming at step \(step)"))
     }
+
+    @Test func gradcheckPassesAndCanFail() throws {
+        let dir = try CLI.temporaryFolder()
+        let ok = try CLI.run(["gradcheck", "--layers", "2", "--input", "3", "--hidden", "4", "--batch", "2", "--steps", "3",
+                              "--gate", "hardsigmoid", "--cell", "identity"], in: dir)
+        #expect(ok.status == 0, "\(ok.stdout)\(ok.stderr)")
+        for name in ["weight_ih_l0", "weight_hh_l1", "bias_hh_l1", "x ", "h0", "c0"] { #expect(ok.stdout.contains(name)) }
+        #expect(ok.stdout.contains("rel = |analytic − numeric|"))
+        // A threshold no finite-precision check can meet must fail with exit status 1.
+        let strict = try CLI.run(["gradcheck", "--threshold", "1e-30"], in: dir)
+        #expect(strict.status == 1)
+        #expect(strict.stdout.contains("FAIL"))
+    }
+
+    @Test func inspectDescribesFiles() throws {
+        let dir = try CLI.temporaryFolder()
+        try CLI.text(3000).write(to: dir.appendingPathComponent("text.txt"), atomically: true, encoding: .utf8)
+        #expect(try CLI.run(["train", "text.txt", "--steps", "5", "--checkpoint", "m.safetensors"] + CLI.tiny, in: dir).status == 0)
+        let r = try CLI.run(["inspect", "m.safetensors"], in: dir)
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("lstm.weight_ih_l1") && r.stdout.contains("F32") && r.stdout.contains("(32, 8)"))
+        #expect(r.stdout.contains("character model: vocabulary") && r.stdout.contains("training checkpoint at step 5"))
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("LSTMKitTests/Fixtures/torch_lstm_l2.safetensors").path
+        let torch = try CLI.run(["inspect", fixture], in: dir)
+        #expect(torch.stdout.contains("nn.LSTM state_dict: input 7, hidden 6, 2 layers"))
+        let bad = try CLI.run(["inspect", "text.txt"], in: dir)
+        #expect(bad.status != 0 && bad.stderr.hasPrefix("lstm: error: text.txt: not a valid safetensors file"))
+    }
 }

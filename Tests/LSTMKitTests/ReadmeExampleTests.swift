@@ -41,3 +41,27 @@ struct ReadmeExampleTests {
         #expect(losses.last! < losses.first! / 10)
     }
 }
+
+/// The README's PyTorch interop example, verbatim between the markers.
+struct ReadmeInteropExampleTests {
+    @Test func readmeInteropExampleRuns() throws {
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/torch_lstm_state_dict.safetensors").path
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("readme-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let out = folder.appendingPathComponent("lstm_from_swift.safetensors").path
+        let (path, outputPath) = (fixture, out)
+        // README interop begin
+        // Load an nn.LSTM saved with safetensors.torch.save_file(lstm.state_dict(), path): sizes come from the shapes.
+        let (lstm, parameters) = try LSTM.load(from: SafeTensors.read(path: path))
+        let x = [Float](repeating: 0.5, count: 4 * 1 * lstm.inputSize)               // (T=4, B=1, I)
+        let y = lstm.forward(x, steps: 4, batch: 1, parameters: parameters, stash: LSTMStash()).output
+        // ... train or fine-tune, then write it back for torch.nn.LSTM.load_state_dict:
+        try SafeTensors.write(SafeTensors.File(tensors: lstm.stateDict(parameters)), path: outputPath)
+        // README interop end
+        #expect(y.count == 4 * lstm.hiddenSize)
+        let back = try SafeTensors.read(path: out)
+        #expect(back.tensors.map(\.name) == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0",
+                                             "weight_ih_l1", "weight_hh_l1", "bias_ih_l1", "bias_hh_l1"])
+    }
+}
