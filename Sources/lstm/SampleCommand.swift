@@ -51,6 +51,7 @@ struct EvalCommand: ParsableCommand {
     @Argument(help: "A character-model checkpoint (.safetensors).") var checkpoint: String
     @Argument(help: "UTF-8 text to evaluate on; - for standard input.") var file: String
     @Flag(help: "Print one JSON object with cross_entropy, bits_per_character and perplexity.") var json = false
+    @Option(help: "Threads for the matrix products (default: all cores).") var threads = ProcessInfo.processInfo.activeProcessorCount
 
     func run() throws {
         try reportingFailures {
@@ -60,7 +61,8 @@ struct EvalCommand: ParsableCommand {
                 throw Failure(message: "\(corpus.source) has \(corpus.scalars.count) character; at least 2 are needed to predict one")
             }
             let tokens = try loaded.vocabulary.encode(corpus.scalars, source: corpus.source)
-            let result = loaded.model.crossEntropy(of: tokens, parameters: loaded.parameters)
+            guard threads >= 1 else { throw Failure(message: "--threads must be at least 1, got \(threads)") }
+            let result = loaded.model.crossEntropy(of: tokens, parameters: loaded.parameters, threads: threads)
             let bits = result.mean / log(2.0)
             let perplexity = exp(result.mean)
             if json {

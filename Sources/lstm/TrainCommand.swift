@@ -37,7 +37,7 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Continue training from --checkpoint.") var resume = false
     @Flag(help: "Overwrite an existing --checkpoint instead of refusing.") var force = false
     @Option(help: "Random seed for initialisation.") var seed: UInt64 = 1
-    @Option(help: "Worker threads (the kernels are single-threaded until the speed work lands; values > 1 are accepted and recorded).") var threads = 1
+    @Option(help: "Threads for the matrix products (default: all cores); any count gives bitwise the same model.") var threads = ProcessInfo.processInfo.activeProcessorCount
 
     func run() throws {
         try reportingFailures {
@@ -130,6 +130,7 @@ struct TrainCommand: ParsableCommand {
                 model: .init(vocabularySize: vocabulary.count, embedding: embedding, hidden: hidden, layers: layers),
                 options: options)
         }
+        trainer.threads = threads
         let totalSteps = steps ?? epochs.map { max(1, Int(($0 * Double(trainer.windowsPerEpoch)).rounded())) } ?? 1000
         guard totalSteps > trainer.step else {
             throw Failure(message: "\(paths.checkpoint) is already at step \(trainer.step); give a larger --steps to continue")
@@ -142,7 +143,7 @@ struct TrainCommand: ParsableCommand {
         let c = trainer.model.configuration
         report.note("""
             \(resume ? "resuming at step \(trainer.step)" : "training") on \(corpus.source): \(trainer.trainTokens.count) training and \(trainer.validationTokens.count) validation characters, vocabulary \(c.vocabularySize)
-            model: embedding \(c.embedding), \(c.layers)×LSTM(\(c.hidden)), \(trainer.model.layout.count) parameters; batch \(options.batch) × seq \(options.seqLength), \(options.optimizer.name) lr \(options.learningRate), \(totalSteps) steps (\(trainer.windowsPerEpoch) per epoch)
+            model: embedding \(c.embedding), \(c.layers)×LSTM(\(c.hidden)), \(trainer.model.layout.count) parameters; batch \(options.batch) × seq \(options.seqLength), \(options.optimizer.name) lr \(options.learningRate), \(totalSteps) steps (\(trainer.windowsPerEpoch) per epoch), \(threads) thread\(threads == 1 ? "" : "s")
             """)
 
         // Ctrl-C (SIGINT) and SIGTERM finish the current step, save, and exit. A parent may have started us with

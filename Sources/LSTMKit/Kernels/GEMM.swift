@@ -1,3 +1,5 @@
+import Dispatch
+
 /// Dense matrix products on row-major buffers: C (M, N) = op(A) · op(B), or C += op(A) · op(B).
 ///
 /// `op(A)` is A (M, K) with row stride `lda`, or, when `transposeA`, Aᵀ where A is stored (K, M). The same for B:
@@ -33,8 +35,32 @@ public enum GEMM {
         }
     }
 
-    /// Same result as `gemmReference`, bit for bit, with loop orders that read memory contiguously.
+    /// Same result as `gemmReference`, bit for bit, with loop orders that read memory contiguously; with
+    /// `threads` > 1 and enough work, the columns of C are split into contiguous blocks computed concurrently. Each
+    /// element is still computed by the same operations in the same order, so any thread count gives the same bits.
     public static func gemm<S: LSTMScalar>(
+        transposeA: Bool, transposeB: Bool, M: Int, N: Int, K: Int,
+        _ A: UnsafePointer<S>, lda: Int, _ B: UnsafePointer<S>, ldb: Int,
+        _ C: UnsafeMutablePointer<S>, ldc: Int, accumulate: Bool, threads: Int = 1
+    ) {
+        // Below ~64k multiply-adds a dispatch (several µs when a core has idled) costs more than it saves.
+        let parts = min(threads, N / 16)
+        guard parts > 1, M * N * K >= 1 << 16 else {
+            gemmSerial(transposeA: transposeA, transposeB: transposeB, M: M, N: N, K: K, A, lda: lda, B, ldb: ldb,
+                       C, ldc: ldc, accumulate: accumulate)
+            return
+        }
+        let chunk = ((N + parts - 1) / parts + 15) / 16 * 16
+        nonisolated(unsafe) let (a, b, c) = (A, B, C)
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let j0 = part * chunk, j1 = min(N, j0 + chunk)
+            guard j0 < j1 else { return }
+            gemmSerial(transposeA: transposeA, transposeB: transposeB, M: M, N: j1 - j0, K: K, a, lda: lda,
+                       transposeB ? b + j0 * ldb : b + j0, ldb: ldb, c + j0, ldc: ldc, accumulate: accumulate)
+        }
+    }
+
+    static func gemmSerial<S: LSTMScalar>(
         transposeA: Bool, transposeB: Bool, M: Int, N: Int, K: Int,
         _ A: UnsafePointer<S>, lda: Int, _ B: UnsafePointer<S>, ldb: Int,
         _ C: UnsafeMutablePointer<S>, ldc: Int, accumulate: Bool

@@ -145,6 +145,8 @@ public struct LSTMInputGradients<Scalar: LSTMScalar>: Sendable {
 public final class LSTMStash<Scalar: LSTMScalar> {
     public private(set) var steps = 0
     public private(set) var batch = 0
+    /// Threads for the matrix products (any count gives bitwise the same results).
+    public var threads: Int
     var sequenceLayout = SequenceLayout.timeMajor
     let input = AlignedBuffer<Scalar>()          // (T, B, I)   x, time-major
     let initialHidden = AlignedBuffer<Scalar>()  // (L, B, H)   h0
@@ -160,7 +162,9 @@ public final class LSTMStash<Scalar: LSTMScalar> {
     let biasSum = AlignedBuffer<Scalar>()        // (4H)
     let packedWeights = AlignedBuffer<Scalar>()  // (max(I, H), 4H) W_ihᵀ, then (H, 4H) W_hhᵀ of the current layer
 
-    public init() {}
+    public init(threads: Int = 1) {
+        self.threads = max(1, threads)
+    }
 
     func prepare(_ lstm: LSTM, steps T: Int, batch B: Int) {
         steps = T
@@ -238,7 +242,7 @@ extension LSTM {
                 GEMM.transpose(p + layer.weightHH.offset, rows: 4 * H, cols: H, ld: H, into: weightHHT)
                 // Input projection for all steps at once, then both biases.
                 GEMM.gemm(transposeA: false, transposeB: false, M: T * B, N: 4 * H, K: In,
-                          layerInput, lda: In, weightIHT, ldb: 4 * H, Z, ldc: 4 * H, accumulate: false)
+                          layerInput, lda: In, weightIHT, ldb: 4 * H, Z, ldc: 4 * H, accumulate: false, threads: stash.threads)
                 let bias = stash.biasSum.pointer
                 for j in 0..<(4 * H) { bias[j] = p[layer.biasIH.offset + j] + p[layer.biasHH.offset + j] }
                 for r in 0..<(T * B) {
@@ -250,7 +254,7 @@ extension LSTM {
                     let cPrev = t == 0 ? UnsafePointer(c0) : UnsafePointer(cells + (t - 1) * B * H)
                     let Zt = Z + t * B * 4 * H
                     GEMM.gemm(transposeA: false, transposeB: false, M: B, N: 4 * H, K: H,
-                              hPrev, lda: H, weightHHT, ldb: 4 * H, Zt, ldc: 4 * H, accumulate: true)
+                              hPrev, lda: H, weightHHT, ldb: 4 * H, Zt, ldc: 4 * H, accumulate: true, threads: stash.threads)
                     LSTMPointwise.forward(gates: Zt, previousCell: cPrev, cell: cells + t * B * H,
                                           hidden: hiddens + t * B * H, batch: B, hidden: H,
                                           gate: layer.activations.gate, cellActivation: layer.activations.cell)
@@ -349,7 +353,7 @@ extension LSTM {
                             batch: B, hidden: H, gate: A.gate, cellActivation: A.cell)
                         // δh_{t-1} = δZ_t · W_hh   (B, 4H)·(4H, H)
                         GEMM.gemm(transposeA: false, transposeB: false, M: B, N: H, K: 4 * H,
-                                  dZt, lda: 4 * H, p + layer.weightHH.offset, ldb: H, dh, ldc: H, accumulate: false)
+                                  dZt, lda: 4 * H, p + layer.weightHH.offset, ldb: H, dh, ldc: H, accumulate: false, threads: stash.threads)
                     }
                     for k in 0..<(B * H) {
                         dInitial.hidden[l * B * H + k] = dh[k]
@@ -359,13 +363,13 @@ extension LSTM {
                                             : UnsafePointer(stash.hiddens.pointer + (l - 1) * T * B * H)
                     // δW_ih += δZᵀ·X over all T·B rows.
                     GEMM.gemm(transposeA: true, transposeB: false, M: 4 * H, N: In, K: T * B,
-                              dZ, lda: 4 * H, layerInput, ldb: In, g + layer.weightIH.offset, ldc: In, accumulate: true)
+                              dZ, lda: 4 * H, layerInput, ldb: In, g + layer.weightIH.offset, ldc: In, accumulate: true, threads: stash.threads)
                     // δW_hh += δZ_0ᵀ·h0 + δZ_{1..T-1}ᵀ·h_{0..T-2}.
                     GEMM.gemm(transposeA: true, transposeB: false, M: 4 * H, N: H, K: B,
-                              dZ, lda: 4 * H, h0, ldb: H, g + layer.weightHH.offset, ldc: H, accumulate: true)
+                              dZ, lda: 4 * H, h0, ldb: H, g + layer.weightHH.offset, ldc: H, accumulate: true, threads: stash.threads)
                     GEMM.gemm(transposeA: true, transposeB: false, M: 4 * H, N: H, K: max(T - 1, 0) * B,
                               dZ + B * 4 * H, lda: 4 * H, hiddens, ldb: H, g + layer.weightHH.offset, ldc: H,
-                              accumulate: true)
+                              accumulate: true, threads: stash.threads)
                     // δb_ih and δb_hh both receive Σ δZ over rows.
                     let sum = stash.biasSum.pointer
                     stash.biasSum.zero(4 * H)
@@ -380,7 +384,7 @@ extension LSTM {
                     // δ of this layer's input: δZ · W_ih   (T·B, 4H)·(4H, In)
                     GEMM.gemm(transposeA: false, transposeB: false, M: T * B, N: In, K: 4 * H,
                               dZ, lda: 4 * H, p + layer.weightIH.offset, ldb: In, dBelow.pointer, ldc: In,
-                              accumulate: false)
+                              accumulate: false, threads: stash.threads)
                     swap(&dAbove, &dBelow)
                     hasAbove = true
                 }

@@ -30,7 +30,7 @@ public struct Linear: Sendable, Hashable {
     }
 
     /// X (N, in) → Y (N, out).
-    public func forward<S: LSTMScalar>(_ x: [S], rows N: Int, parameters: ParameterBuffer<S>) -> [S] {
+    public func forward<S: LSTMScalar>(_ x: [S], rows N: Int, parameters: ParameterBuffer<S>, threads: Int = 1) -> [S] {
         precondition(x.count == N * inputSize, "Linear.forward: x has \(x.count) values, expected \(N * inputSize)")
         var y = [S](repeating: 0, count: N * outputSize)
         let In = inputSize, Out = outputSize
@@ -44,7 +44,7 @@ public struct Linear: Sendable, Hashable {
                     GEMM.transpose(p.baseAddress! + weight.offset, rows: Out, cols: In, ld: In, into: weightT)
                     GEMM.gemm(transposeA: false, transposeB: false, M: N, N: Out, K: In,
                               x.baseAddress!, lda: In, weightT, ldb: Out,
-                              y.baseAddress!, ldc: Out, accumulate: false)
+                              y.baseAddress!, ldc: Out, accumulate: false, threads: threads)
                     if let bias {
                         let b = p.baseAddress! + bias.offset
                         for r in 0..<N { for j in 0..<Out { y[r * Out + j] += b[j] } }
@@ -58,7 +58,7 @@ public struct Linear: Sendable, Hashable {
     /// Adds δW, δb into `gradients` and returns δX (N, in).
     public func backward<S: LSTMScalar>(
         dOutput: [S], input x: [S], rows N: Int,
-        parameters: ParameterBuffer<S>, gradients: inout ParameterBuffer<S>
+        parameters: ParameterBuffer<S>, gradients: inout ParameterBuffer<S>, threads: Int = 1
     ) -> [S] {
         precondition(dOutput.count == N * outputSize && x.count == N * inputSize, "Linear.backward: shape mismatch")
         let In = inputSize, Out = outputSize
@@ -71,13 +71,13 @@ public struct Linear: Sendable, Hashable {
                         dx.withUnsafeMutableBufferPointer { dx in
                             GEMM.gemm(transposeA: true, transposeB: false, M: Out, N: In, K: N,
                                       dy.baseAddress!, lda: Out, x.baseAddress!, ldb: In,
-                                      g.baseAddress! + weight.offset, ldc: In, accumulate: true)
+                                      g.baseAddress! + weight.offset, ldc: In, accumulate: true, threads: threads)
                             if let bias {
                                 for r in 0..<N { for j in 0..<Out { g[bias.offset + j] += dy[r * Out + j] } }
                             }
                             GEMM.gemm(transposeA: false, transposeB: false, M: N, N: In, K: Out,
                                       dy.baseAddress!, lda: Out, p.baseAddress! + weight.offset, ldb: In,
-                                      dx.baseAddress!, ldc: In, accumulate: false)
+                                      dx.baseAddress!, ldc: In, accumulate: false, threads: threads)
                         }
                     }
                 }

@@ -64,11 +64,11 @@ public struct CharacterModel: Sendable {
         let x = embedding.forward(inputs, parameters: parameters)                                  // (T, B, E)
         let out = lstm.forward(x, steps: T, batch: B, initial: state, parameters: parameters, stash: stash)
         state = out.final
-        let logits = head.forward(out.output, rows: T * B, parameters: parameters)                // (T·B, V)
+        let logits = head.forward(out.output, rows: T * B, parameters: parameters, threads: stash.threads)  // (T·B, V)
         let (loss, dLogits) = SoftmaxCrossEntropy.forwardBackward(logits: logits, targets: targets,
                                                                   classes: configuration.vocabularySize)
         let dh = head.backward(dOutput: dLogits, input: out.output, rows: T * B, parameters: parameters,
-                               gradients: &gradients)
+                               gradients: &gradients, threads: stash.threads)
         let dx = lstm.backward(dOutput: dh, parameters: parameters, stash: stash, gradients: &gradients).input
         embedding.backward(dOutput: dx, tokens: inputs, gradients: &gradients)
         return loss
@@ -88,15 +88,16 @@ public struct CharacterModel: Sendable {
         let x = embedding.forward(inputs, parameters: parameters)
         let out = lstm.forward(x, steps: T, batch: B, initial: state, parameters: parameters, stash: stash)
         state = out.final
-        return head.forward(out.output, rows: T * B, parameters: parameters)
+        return head.forward(out.output, rows: T * B, parameters: parameters, threads: stash.threads)
     }
 
     /// Mean cross-entropy (nats) of `tokens` read as one stream from a zero state: each token predicts the next.
     /// Runs in chunks of `chunk` steps carrying the state, which gives the same numbers as one long pass.
-    public func crossEntropy(of tokens: [Int32], parameters: ParameterBuffer<Float>, chunk: Int = 256) -> (mean: Double, count: Int) {
+    public func crossEntropy(of tokens: [Int32], parameters: ParameterBuffer<Float>, chunk: Int = 256,
+                             threads: Int = 1) -> (mean: Double, count: Int) {
         guard tokens.count >= 2 else { return (0, 0) }
         var state = zeroState(batch: 1)
-        let stash = LSTMStash<Float>()
+        let stash = LSTMStash<Float>(threads: threads)
         var sum = 0.0, count = 0
         var p = 0
         while p + 1 < tokens.count {

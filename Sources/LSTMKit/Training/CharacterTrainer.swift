@@ -44,6 +44,11 @@ public final class CharacterTrainer {
     public let corpusFingerprint: UInt64
     private var gradients: ParameterBuffer<Float>
     private let stash = LSTMStash<Float>()
+    /// Threads for the matrix products; results are bitwise the same for any count.
+    public var threads: Int {
+        get { stash.threads }
+        set { stash.threads = max(1, newValue) }
+    }
     private let streamLength: Int
 
     public static let checkpointFormat = "lstmkit.character-model"
