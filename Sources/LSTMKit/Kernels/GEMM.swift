@@ -44,14 +44,60 @@ public enum GEMM {
         _ C: UnsafeMutablePointer<S>, ldc: Int, accumulate: Bool, threads: Int = 1
     ) {
         // Below ~64k multiply-adds a dispatch (several µs when a core has idled) costs more than it saves.
-        let parts = min(threads, N / 16)
-        guard parts > 1, M * N * K >= 1 << 16 else {
+        let parts = M * N * K >= 1 << 16 ? max(1, min(threads, N / 16)) : 1
+        // The concurrent closure must be concrete: a closure formed inside this generic function stays unspecialized
+        // (every + and * through a witness table, measured 5× slower), so each scalar type has its own entry.
+        func raw(_ p: UnsafePointer<S>) -> UnsafeRawPointer { UnsafeRawPointer(p) }
+        if S.self == Float.self {
+            splitColumns(Float.self, transposeA, transposeB, M, N, K, raw(A), lda, raw(B), ldb,
+                         UnsafeMutableRawPointer(C), ldc, accumulate, parts)
+        } else if S.self == Double.self {
+            splitColumns(Double.self, transposeA, transposeB, M, N, K, raw(A), lda, raw(B), ldb,
+                         UnsafeMutableRawPointer(C), ldc, accumulate, parts)
+        } else {
             gemmSerial(transposeA: transposeA, transposeB: transposeB, M: M, N: N, K: K, A, lda: lda, B, ldb: ldb,
                        C, ldc: ldc, accumulate: accumulate)
+        }
+    }
+
+    @inline(never)
+    private static func splitColumns(
+        _: Float.Type, _ transposeA: Bool, _ transposeB: Bool, _ M: Int, _ N: Int, _ K: Int,
+        _ A: UnsafeRawPointer, _ lda: Int, _ B: UnsafeRawPointer, _ ldb: Int,
+        _ C: UnsafeMutableRawPointer, _ ldc: Int, _ accumulate: Bool, _ parts: Int
+    ) {
+        let chunk = ((N + parts - 1) / parts + 15) / 16 * 16
+        nonisolated(unsafe) let a = A.assumingMemoryBound(to: Float.self)
+        nonisolated(unsafe) let b = B.assumingMemoryBound(to: Float.self)
+        nonisolated(unsafe) let c = C.assumingMemoryBound(to: Float.self)
+        if parts == 1 {
+            gemmSerial(transposeA: transposeA, transposeB: transposeB, M: M, N: N, K: K, a, lda: lda, b, ldb: ldb,
+                       c, ldc: ldc, accumulate: accumulate)
             return
         }
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let j0 = part * chunk, j1 = min(N, j0 + chunk)
+            guard j0 < j1 else { return }
+            gemmSerial(transposeA: transposeA, transposeB: transposeB, M: M, N: j1 - j0, K: K, a, lda: lda,
+                       transposeB ? b + j0 * ldb : b + j0, ldb: ldb, c + j0, ldc: ldc, accumulate: accumulate)
+        }
+    }
+
+    @inline(never)
+    private static func splitColumns(
+        _: Double.Type, _ transposeA: Bool, _ transposeB: Bool, _ M: Int, _ N: Int, _ K: Int,
+        _ A: UnsafeRawPointer, _ lda: Int, _ B: UnsafeRawPointer, _ ldb: Int,
+        _ C: UnsafeMutableRawPointer, _ ldc: Int, _ accumulate: Bool, _ parts: Int
+    ) {
         let chunk = ((N + parts - 1) / parts + 15) / 16 * 16
-        nonisolated(unsafe) let (a, b, c) = (A, B, C)
+        nonisolated(unsafe) let a = A.assumingMemoryBound(to: Double.self)
+        nonisolated(unsafe) let b = B.assumingMemoryBound(to: Double.self)
+        nonisolated(unsafe) let c = C.assumingMemoryBound(to: Double.self)
+        if parts == 1 {
+            gemmSerial(transposeA: transposeA, transposeB: transposeB, M: M, N: N, K: K, a, lda: lda, b, ldb: ldb,
+                       c, ldc: ldc, accumulate: accumulate)
+            return
+        }
         DispatchQueue.concurrentPerform(iterations: parts) { part in
             let j0 = part * chunk, j1 = min(N, j0 + chunk)
             guard j0 < j1 else { return }
