@@ -12,7 +12,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        .target(name: "LSTMKit"),
+        // The innermost kernels, in C for per-function target attributes (AVX2 + FMA) without unsafe flags.
+        .target(name: "_LSTMKernels"),
+        .target(name: "LSTMKit", dependencies: ["_LSTMKernels"]),
         .executableTarget(
             name: "lstm",
             dependencies: [
@@ -21,7 +23,7 @@ let package = Package(
             ],
             resources: [.copy("Resources/default-corpus.txt")]
         ),
-        .testTarget(name: "LSTMKitTests", dependencies: ["LSTMKit"]),
+        .testTarget(name: "LSTMKitTests", dependencies: ["LSTMKit"], exclude: ["Fixtures"]),
         .testTarget(name: "LSTMCLITests", dependencies: ["LSTMKit", "lstm"]),
     ],
     swiftLanguageModes: [.v6]

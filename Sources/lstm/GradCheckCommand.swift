@@ -80,6 +80,6 @@ func pad(_ s: String, _ width: Int) -> String {
 
 func sci(_ x: Double) -> String {
     var buffer = [CChar](repeating: 0, count: 32)
-    _ = withVaList([x]) { vsnprintf(&buffer, 32, "%11.3e", $0) }
-    return String(cString: buffer)
+    let length = withVaList([x]) { vsnprintf(&buffer, 32, "%11.3e", $0) }
+    return String(decoding: buffer.prefix(Int(max(0, length))).map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }

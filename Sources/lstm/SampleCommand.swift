@@ -51,7 +51,7 @@ struct EvalCommand: ParsableCommand {
     @Argument(help: "A character-model checkpoint (.safetensors).") var checkpoint: String
     @Argument(help: "UTF-8 text to evaluate on; - for standard input.") var file: String
     @Flag(help: "Print one JSON object with cross_entropy, bits_per_character and perplexity.") var json = false
-    @Option(help: "Threads for the matrix products.") var threads = 1
+    @Option(help: "Threads for the matrix products (default: all cores).") var threads = ProcessInfo.processInfo.activeProcessorCount
 
     func run() throws {
         try reportingFailures {

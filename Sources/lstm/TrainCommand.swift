@@ -37,7 +37,7 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Continue training from --checkpoint.") var resume = false
     @Flag(help: "Overwrite an existing --checkpoint instead of refusing.") var force = false
     @Option(help: "Random seed for initialisation.") var seed: UInt64 = 1
-    @Option(help: "Threads for the matrix products; any count gives bitwise the same model (the current kernels are memory-bound and measured no faster on 2).") var threads = 1
+    @Option(help: "Threads for the matrix products (default: all cores); any count gives bitwise the same model.") var threads = ProcessInfo.processInfo.activeProcessorCount
 
     func run() throws {
         try reportingFailures {

@@ -94,3 +94,36 @@ struct ThreadingTests {
         }
     }
 }
+
+/// The C kernel (`_LSTMKernels`) on shapes that are not multiples of its 6×16 tile, against the fma reference
+/// and against its own portable path, bit for bit.
+struct FloatKernelTests {
+    static let shapes: [(Int, Int, Int)] = [(1, 1, 1), (3, 17, 1), (17, 3, 255), (255, 17, 3), (7, 255, 33),
+                                            (1, 1023, 5), (37, 40, 1023), (6, 16, 1024), (13, 33, 1100)]
+
+    @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
+    func cKernelMatchesReference(transposeA: Bool, transposeB: Bool) {
+        var random = RandomSource(seed: 17)
+        for (M, N, K) in Self.shapes {
+            let lda = transposeA ? M + 1 : K + 2, ldb = transposeB ? K + 3 : N + 1, ldc = N + 5
+            let a = (0..<((transposeA ? K : M) * lda)).map { _ in Float(random.uniform(-1, 1)) }
+            let b = (0..<((transposeB ? N : K) * ldb)).map { _ in Float(random.uniform(-1, 1)) }
+            let c0 = (0..<(M * ldc)).map { _ in Float(random.uniform(-1, 1)) }
+            for accumulate in [false, true] {
+                var reference = c0
+                GEMM.gemmReference(transposeA: transposeA, transposeB: transposeB, M: M, N: N, K: K, a, lda: lda,
+                                   b, ldb: ldb, &reference, ldc: ldc, accumulate: accumulate)
+                for threads in [1, 2] {
+                    var fast = c0
+                    GEMM.gemm(transposeA: transposeA, transposeB: transposeB, M: M, N: N, K: K, a, lda: lda, b,
+                              ldb: ldb, &fast, ldc: ldc, accumulate: accumulate, threads: threads)
+                    #expect(fast == reference, "M=\(M) N=\(N) K=\(K) accumulate=\(accumulate) threads=\(threads) kernel=\(GEMM.floatKernel)")
+                }
+                var portable = c0
+                GEMM.portableFloatGEMM(transposeA: transposeA, transposeB: transposeB, M: M, N: N, K: K, a, lda: lda,
+                                       b, ldb: ldb, &portable, ldc: ldc, accumulate: accumulate)
+                #expect(portable == reference, "portable M=\(M) N=\(N) K=\(K)")
+            }
+        }
+    }
+}

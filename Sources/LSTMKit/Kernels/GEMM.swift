@@ -1,4 +1,5 @@
 import Dispatch
+import _LSTMKernels
 
 /// Dense matrix products on row-major buffers: C (M, N) = op(A) · op(B), or C += op(A) · op(B).
 ///
@@ -12,11 +13,13 @@ import Dispatch
 /// δW (4H, I)   += δZᵀ (4H, T·B) · X          (Aᵀ, B)   after the loop, over all rows
 /// ```
 ///
-/// Every element of C is summed over k in increasing order, whatever M and N are, so a row of C does not depend on
-/// which other rows are computed in the same call: one step at a time and the whole sequence at once give the same
-/// bits. `gemmReference` is the plain triple loop every faster kernel is tested against.
+/// Every element of C is one chain of fused multiply-adds, acc ← fma(a_k, b_k, acc) for k ascending, starting from
+/// C or 0, whatever M and N are: a row of C does not depend on which other rows are computed in the same call (one
+/// step at a time and the whole sequence at once give the same bits), nor on how the columns are split over threads,
+/// nor on the CPU (the AVX2 kernel and the portable one round identically, since fma is correctly rounded).
+/// `gemmReference` is the plain triple loop every faster kernel is tested against, bit for bit.
 public enum GEMM {
-    /// The plain definition: C[i, j] (+)= Σ_k op(A)[i, k] · op(B)[k, j], k ascending.
+    /// The plain definition: C[i, j] (+)= Σ_k op(A)[i, k] · op(B)[k, j], k ascending, each step one fma.
     public static func gemmReference<S: LSTMScalar>(
         transposeA: Bool, transposeB: Bool, M: Int, N: Int, K: Int,
         _ A: UnsafePointer<S>, lda: Int, _ B: UnsafePointer<S>, ldb: Int,
@@ -28,7 +31,7 @@ public enum GEMM {
                 for k in 0..<K {
                     let a = transposeA ? A[k * lda + i] : A[i * lda + k]
                     let b = transposeB ? B[j * ldb + k] : B[k * ldb + j]
-                    sum += a * b
+                    sum = sum.addingProduct(a, b)
                 }
                 C[i * ldc + j] = sum
             }
@@ -49,8 +52,8 @@ public enum GEMM {
         // (every + and * through a witness table, measured 5× slower), so each scalar type has its own entry.
         func raw(_ p: UnsafePointer<S>) -> UnsafeRawPointer { UnsafeRawPointer(p) }
         if S.self == Float.self {
-            splitColumns(Float.self, transposeA, transposeB, M, N, K, raw(A), lda, raw(B), ldb,
-                         UnsafeMutableRawPointer(C), ldc, accumulate, parts)
+            sgemm(transposeA, transposeB, M, N, K, raw(A), lda, raw(B), ldb, UnsafeMutableRawPointer(C), ldc,
+                  accumulate, parts)
         } else if S.self == Double.self {
             splitColumns(Double.self, transposeA, transposeB, M, N, K, raw(A), lda, raw(B), ldb,
                          UnsafeMutableRawPointer(C), ldc, accumulate, parts)
@@ -60,28 +63,45 @@ public enum GEMM {
         }
     }
 
+    /// Float products run in the C kernel (`_LSTMKernels`), the columns split into `parts` blocks of whole 16-column
+    /// panels.
     @inline(never)
-    private static func splitColumns(
-        _: Float.Type, _ transposeA: Bool, _ transposeB: Bool, _ M: Int, _ N: Int, _ K: Int,
+    private static func sgemm(
+        _ transposeA: Bool, _ transposeB: Bool, _ M: Int, _ N: Int, _ K: Int,
         _ A: UnsafeRawPointer, _ lda: Int, _ B: UnsafeRawPointer, _ ldb: Int,
         _ C: UnsafeMutableRawPointer, _ ldc: Int, _ accumulate: Bool, _ parts: Int
     ) {
-        let chunk = ((N + parts - 1) / parts + 15) / 16 * 16
+        // op(A)[i, k] = A[i·rsa + k·csa], op(B)[k, j] = B[k·rsb + j·csb].
+        let (rsa, csa) = transposeA ? (1, lda) : (lda, 1)
+        let (rsb, csb) = transposeB ? (1, ldb) : (ldb, 1)
         nonisolated(unsafe) let a = A.assumingMemoryBound(to: Float.self)
         nonisolated(unsafe) let b = B.assumingMemoryBound(to: Float.self)
         nonisolated(unsafe) let c = C.assumingMemoryBound(to: Float.self)
         if parts == 1 {
-            gemmSerial(transposeA: transposeA, transposeB: transposeB, M: M, N: N, K: K, a, lda: lda, b, ldb: ldb,
-                       c, ldc: ldc, accumulate: accumulate)
+            lstmk_sgemm(M, N, K, a, rsa, csa, b, rsb, csb, c, ldc, accumulate ? 1 : 0)
             return
         }
+        let chunk = ((N + parts - 1) / parts + 15) / 16 * 16
         DispatchQueue.concurrentPerform(iterations: parts) { part in
             let j0 = part * chunk, j1 = min(N, j0 + chunk)
             guard j0 < j1 else { return }
-            gemmSerial(transposeA: transposeA, transposeB: transposeB, M: M, N: j1 - j0, K: K, a, lda: lda,
-                       transposeB ? b + j0 * ldb : b + j0, ldb: ldb, c + j0, ldc: ldc, accumulate: accumulate)
+            lstmk_sgemm(M, j1 - j0, K, a, rsa, csa, b + j0 * csb, rsb, csb, c + j0, ldc, accumulate ? 1 : 0)
         }
     }
+
+    /// The Float product with the C kernel's portable path whatever the CPU (for tests of the dispatch).
+    public static func portableFloatGEMM(
+        transposeA: Bool, transposeB: Bool, M: Int, N: Int, K: Int,
+        _ A: UnsafePointer<Float>, lda: Int, _ B: UnsafePointer<Float>, ldb: Int,
+        _ C: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+    ) {
+        let (rsa, csa) = transposeA ? (1, lda) : (lda, 1)
+        let (rsb, csb) = transposeB ? (1, ldb) : (ldb, 1)
+        lstmk_sgemm_portable(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate ? 1 : 0)
+    }
+
+    /// Which Float kernel this CPU runs: "avx2+fma" or "portable".
+    public static var floatKernel: String { lstmk_sgemm_level() == 2 ? "avx2+fma" : "portable" }
 
     @inline(never)
     private static func splitColumns(
@@ -125,7 +145,7 @@ public enum GEMM {
                 for j in 0..<N {
                     let b = B + j * ldb
                     var sum = c[j]
-                    for k in 0..<K { sum += a[k] * b[k] }
+                    for k in 0..<K { sum = sum.addingProduct(a[k], b[k]) }
                     c[j] = sum
                 }
             }
@@ -137,7 +157,7 @@ public enum GEMM {
                 for k in 0..<K {
                     let aik = a[k]
                     let b = B + k * ldb
-                    for j in 0..<N { c[j] += aik * b[j] }
+                    for j in 0..<N { c[j] = c[j].addingProduct(aik, b[j]) }
                 }
             }
         case (true, false):
@@ -147,7 +167,7 @@ public enum GEMM {
                 for i in 0..<M {
                     let aki = a[i]
                     let c = C + i * ldc
-                    for j in 0..<N { c[j] += aki * b[j] }
+                    for j in 0..<N { c[j] = c[j].addingProduct(aki, b[j]) }
                 }
             }
         case (true, true):

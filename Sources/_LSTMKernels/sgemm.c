@@ -1,0 +1,190 @@
+// Single-precision GEMM for LSTMKit: B packed into panels of 16 columns, a 6×16 register-blocked micro-kernel
+// (12 AVX2 accumulators, 12 FMAs per k), runtime dispatch between AVX2+FMA and portable C.
+//
+// Determinism: each C element is one chain acc ← fma(a_k, b_k, acc), k ascending, from C or 0. The AVX2 kernel
+// does exactly that per lane and the portable kernel per scalar (fmaf is correctly rounded, as is vfmadd), so both
+// give the same bits, and so does any split of the columns over threads.
+
+#include "LSTMKernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define LSTMK_X86 1
+#endif
+
+enum { MR = 6, NR = 16 };
+
+// op(A)[i, k] for rows i0..i0+5 (rows past M repeat the last valid row; their results are never stored).
+static inline const float *row_pointer(const float *A, ptrdiff_t rsa, ptrdiff_t i, ptrdiff_t last) {
+    return A + (i <= last ? i : last) * rsa;
+}
+
+// Copies op(B)[:, j0..j0+15] into a K×16 panel, zero-padding columns past N.
+static void pack_panel(ptrdiff_t K, ptrdiff_t n, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *panel) {
+    for (ptrdiff_t k = 0; k < K; k++) {
+        const float *src = B + k * rsb;
+        float *dst = panel + k * NR;
+        if (csb == 1 && n == NR) {
+            // A plain 64-byte copy; a memcpy call per row of the panel costs more than the copy.
+            for (int j = 0; j < NR; j++) dst[j] = src[j];
+            continue;
+        }
+        ptrdiff_t j = 0;
+        for (; j < n; j++) dst[j] = src[j * csb];
+        for (; j < NR; j++) dst[j] = 0.0f;
+    }
+}
+
+// Portable micro-kernel: the same chains as the AVX2 one, one scalar at a time.
+static void tile_portable(ptrdiff_t K, const float *const *a, ptrdiff_t csa, const float *panel,
+                          float *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, int accumulate) {
+    float acc[MR][NR];
+    for (ptrdiff_t r = 0; r < MR; r++)
+        for (ptrdiff_t c = 0; c < NR; c++)
+            acc[r][c] = (accumulate && r < m && c < n) ? C[r * ldc + c] : 0.0f;
+    for (ptrdiff_t k = 0; k < K; k++) {
+        const float *b = panel + k * NR;
+        for (ptrdiff_t r = 0; r < MR; r++) {
+            float av = a[r][k * csa];
+            for (ptrdiff_t c = 0; c < NR; c++) acc[r][c] = fmaf(av, b[c], acc[r][c]);
+        }
+    }
+    for (ptrdiff_t r = 0; r < m; r++)
+        for (ptrdiff_t c = 0; c < n; c++) C[r * ldc + c] = acc[r][c];
+}
+
+#ifdef LSTMK_X86
+__attribute__((target("avx2,fma")))
+static void tile_avx2(ptrdiff_t K, const float *const *a, ptrdiff_t csa, const float *panel,
+                      float *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, int accumulate) {
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    float edge[MR][NR];
+    if (accumulate) {
+        // Start every chain from C (a zero for rows and columns outside the tile, never stored).
+        for (ptrdiff_t r = 0; r < MR; r++)
+            for (ptrdiff_t c = 0; c < NR; c++) edge[r][c] = (r < m && c < n) ? C[r * ldc + c] : 0.0f;
+        c00 = _mm256_loadu_ps(edge[0]); c01 = _mm256_loadu_ps(edge[0] + 8);
+        c10 = _mm256_loadu_ps(edge[1]); c11 = _mm256_loadu_ps(edge[1] + 8);
+        c20 = _mm256_loadu_ps(edge[2]); c21 = _mm256_loadu_ps(edge[2] + 8);
+        c30 = _mm256_loadu_ps(edge[3]); c31 = _mm256_loadu_ps(edge[3] + 8);
+        c40 = _mm256_loadu_ps(edge[4]); c41 = _mm256_loadu_ps(edge[4] + 8);
+        c50 = _mm256_loadu_ps(edge[5]); c51 = _mm256_loadu_ps(edge[5] + 8);
+    } else {
+        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+    }
+    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
+    for (ptrdiff_t k = 0; k < K; k++) {
+        const __m256 b0 = _mm256_loadu_ps(panel + k * NR);
+        const __m256 b1 = _mm256_loadu_ps(panel + k * NR + 8);
+        const ptrdiff_t o = k * csa;
+        __m256 av = _mm256_broadcast_ss(a0 + o);
+        c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
+        av = _mm256_broadcast_ss(a1 + o);
+        c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
+        av = _mm256_broadcast_ss(a2 + o);
+        c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
+        av = _mm256_broadcast_ss(a3 + o);
+        c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
+        av = _mm256_broadcast_ss(a4 + o);
+        c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41);
+        av = _mm256_broadcast_ss(a5 + o);
+        c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
+    }
+    if (m == MR && n == NR) {
+        _mm256_storeu_ps(C + 0 * ldc, c00); _mm256_storeu_ps(C + 0 * ldc + 8, c01);
+        _mm256_storeu_ps(C + 1 * ldc, c10); _mm256_storeu_ps(C + 1 * ldc + 8, c11);
+        _mm256_storeu_ps(C + 2 * ldc, c20); _mm256_storeu_ps(C + 2 * ldc + 8, c21);
+        _mm256_storeu_ps(C + 3 * ldc, c30); _mm256_storeu_ps(C + 3 * ldc + 8, c31);
+        _mm256_storeu_ps(C + 4 * ldc, c40); _mm256_storeu_ps(C + 4 * ldc + 8, c41);
+        _mm256_storeu_ps(C + 5 * ldc, c50); _mm256_storeu_ps(C + 5 * ldc + 8, c51);
+        return;
+    }
+    _mm256_storeu_ps(edge[0], c00); _mm256_storeu_ps(edge[0] + 8, c01);
+    _mm256_storeu_ps(edge[1], c10); _mm256_storeu_ps(edge[1] + 8, c11);
+    _mm256_storeu_ps(edge[2], c20); _mm256_storeu_ps(edge[2] + 8, c21);
+    _mm256_storeu_ps(edge[3], c30); _mm256_storeu_ps(edge[3] + 8, c31);
+    _mm256_storeu_ps(edge[4], c40); _mm256_storeu_ps(edge[4] + 8, c41);
+    _mm256_storeu_ps(edge[5], c50); _mm256_storeu_ps(edge[5] + 8, c51);
+    for (ptrdiff_t r = 0; r < m; r++)
+        for (ptrdiff_t c = 0; c < n; c++) C[r * ldc + c] = edge[r][c];
+}
+#endif
+
+int lstmk_sgemm_level(void) {
+#ifdef LSTMK_X86
+    static int level = -1;
+    if (level < 0) {
+        __builtin_cpu_init();
+        level = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 2 : 0;
+    }
+    return level;
+#else
+    return 0;
+#endif
+}
+
+static void sgemm(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                  const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                  const float *B, ptrdiff_t rsb, ptrdiff_t csb,
+                  float *C, ptrdiff_t ldc, int accumulate) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        if (!accumulate)
+            for (ptrdiff_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
+        return;
+    }
+    // One panel of B (K × 16) at a time; it stays in L1/L2 while every row tile of A streams past it. Up to
+    // K = 1024 (every per-step product of an LSTM with H ≤ 256) it lives on the stack: no allocation per call.
+    float stack_panel[1024 * NR];
+    float *panel = (size_t)K * NR <= sizeof(stack_panel) / sizeof(float)
+        ? stack_panel : (float *)aligned_alloc(64, (((size_t)K * NR * sizeof(float)) + 63) / 64 * 64);
+    if (!panel) abort();
+    // A strided along k (a transposed operand, e.g. δZᵀ in δW = δZᵀ·X) is copied tile by tile into a k-major
+    // MR × K block: reading it in place would touch a new cache line every k, all mapping to the same L1 sets.
+    float *apack = NULL;
+    if (csa != 1) {
+        apack = (float *)malloc((size_t)K * MR * sizeof(float));
+        if (!apack) abort();
+    }
+    for (ptrdiff_t j0 = 0; j0 < N; j0 += NR) {
+        const ptrdiff_t n = N - j0 < NR ? N - j0 : NR;
+        pack_panel(K, n, B + j0 * csb, rsb, csb, panel);
+        for (ptrdiff_t i0 = 0; i0 < M; i0 += MR) {
+            const ptrdiff_t m = M - i0 < MR ? M - i0 : MR;
+            const float *a[MR];
+            for (ptrdiff_t r = 0; r < MR; r++) a[r] = row_pointer(A, rsa, i0 + r, M - 1);
+            ptrdiff_t step = csa;
+            if (apack) {
+                for (ptrdiff_t k = 0; k < K; k++)
+                    for (ptrdiff_t r = 0; r < MR; r++) apack[k * MR + r] = a[r][k * csa];
+                for (ptrdiff_t r = 0; r < MR; r++) a[r] = apack + r;
+                step = MR;
+            }
+            float *c = C + i0 * ldc + j0;
+#ifdef LSTMK_X86
+            if (level == 2) { tile_avx2(K, a, step, panel, c, ldc, m, n, accumulate); continue; }
+#endif
+            tile_portable(K, a, step, panel, c, ldc, m, n, accumulate);
+        }
+    }
+    free(apack);
+    if (panel != stack_panel) free(panel);
+}
+
+void lstmk_sgemm(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                 const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                 const float *B, ptrdiff_t rsb, ptrdiff_t csb,
+                 float *C, ptrdiff_t ldc, int accumulate) {
+    sgemm(lstmk_sgemm_level(), M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
+}
+
+void lstmk_sgemm_portable(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                          const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                          const float *B, ptrdiff_t rsb, ptrdiff_t csb,
+                          float *C, ptrdiff_t ldc, int accumulate) {
+    sgemm(0, M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
+}
