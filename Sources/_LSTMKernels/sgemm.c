@@ -127,11 +127,65 @@ int lstmk_sgemm_level(void) {
 #endif
 }
 
+// One row of C (M = 1, B with contiguous rows): c[j] ← fma(a_k, B[k, j], c[j]) for k ascending, vectorized over
+// j. The same chains as the tiled kernel, without computing five unused rows (batch-1 streaming).
+static void row_portable(ptrdiff_t N, ptrdiff_t K, const float *a, ptrdiff_t csa, const float *B, ptrdiff_t rsb,
+                         float *c, int accumulate) {
+    if (!accumulate) memset(c, 0, (size_t)N * sizeof(float));
+    for (ptrdiff_t k = 0; k < K; k++) {
+        const float av = a[k * csa];
+        const float *b = B + k * rsb;
+        for (ptrdiff_t j = 0; j < N; j++) c[j] = fmaf(av, b[j], c[j]);
+    }
+}
+
+#ifdef LSTMK_X86
+__attribute__((target("avx2,fma")))
+static void row_avx2(ptrdiff_t N, ptrdiff_t K, const float *a, ptrdiff_t csa, const float *B, ptrdiff_t rsb,
+                     float *c, int accumulate) {
+    if (!accumulate) memset(c, 0, (size_t)N * sizeof(float));
+    ptrdiff_t j0 = 0;
+    // Blocks of 32 columns kept in registers across all k, then the tail one column at a time.
+    for (; j0 + 32 <= N; j0 += 32) {
+        __m256 c0 = _mm256_loadu_ps(c + j0), c1 = _mm256_loadu_ps(c + j0 + 8);
+        __m256 c2 = _mm256_loadu_ps(c + j0 + 16), c3 = _mm256_loadu_ps(c + j0 + 24);
+        for (ptrdiff_t k = 0; k < K; k++) {
+            const __m256 av = _mm256_broadcast_ss(a + k * csa);
+            const float *b = B + k * rsb + j0;
+            c0 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b), c0);
+            c1 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + 8), c1);
+            c2 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + 16), c2);
+            c3 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + 24), c3);
+        }
+        _mm256_storeu_ps(c + j0, c0); _mm256_storeu_ps(c + j0 + 8, c1);
+        _mm256_storeu_ps(c + j0 + 16, c2); _mm256_storeu_ps(c + j0 + 24, c3);
+    }
+    for (; j0 + 8 <= N; j0 += 8) {
+        __m256 c0 = _mm256_loadu_ps(c + j0);
+        for (ptrdiff_t k = 0; k < K; k++)
+            c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + k * csa), _mm256_loadu_ps(B + k * rsb + j0), c0);
+        _mm256_storeu_ps(c + j0, c0);
+    }
+    for (; j0 < N; j0++) {
+        float acc = c[j0];
+        for (ptrdiff_t k = 0; k < K; k++) acc = fmaf(a[k * csa], B[k * rsb + j0], acc);
+        c[j0] = acc;
+    }
+}
+#endif
+
 static void sgemm(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                   const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                   const float *B, ptrdiff_t rsb, ptrdiff_t csb,
                   float *C, ptrdiff_t ldc, int accumulate) {
     if (M <= 0 || N <= 0) return;
+    if (M == 1 && csb == 1 && K > 0) {
+#ifdef LSTMK_X86
+        if (level == 2) { row_avx2(N, K, A, csa, B, rsb, C, accumulate); return; }
+#endif
+        row_portable(N, K, A, csa, B, rsb, C, accumulate);
+        return;
+    }
     if (K <= 0) {
         if (!accumulate)
             for (ptrdiff_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));

@@ -90,3 +90,29 @@ struct StepwiseTests {
         #expect(carrier.state.hidden[0..<3] == whole.final.hidden[0..<3])
     }
 }
+
+/// The batch-1 stream gives exactly the whole-sequence forward pass, step by step and chunk by chunk.
+struct StreamTests {
+    @Test(arguments: [LSTMActivations.standard, .linear])
+    func streamEqualsForward(activations: LSTMActivations) throws {
+        var layout = ParameterLayout()
+        let lstm = try LSTM(inputSize: 5, hiddenSize: 37, layers: 2, activations: [activations], layout: &layout)
+        var random = RandomSource(seed: 12)
+        var parameters = ParameterBuffer<Float>(layout: layout)
+        lstm.initialize(&parameters, random: &random)
+        let T = 9
+        let x = (0..<(T * 5)).map { _ in Float(random.uniform(-1, 1)) }
+        let whole = lstm.forward(x, steps: T, batch: 1, parameters: parameters, stash: LSTMStash())
+        let stream = LSTMStream(lstm: lstm, parameters: parameters)
+        var stepped: [Float] = []
+        for t in 0..<T { stepped += stream.step(Array(x[(t * 5)..<((t + 1) * 5)])) }
+        #expect(stepped == whole.output)
+        #expect(stream.state == whole.final)
+        stream.reset()
+        #expect(stream.feed(x, steps: T) == whole.output)
+        // A state set from outside continues exactly.
+        let first = lstm.forward(Array(x[0..<20]), steps: 4, batch: 1, parameters: parameters, stash: LSTMStash())
+        stream.state = first.final
+        #expect(stream.feed(Array(x[20...]), steps: 5) == Array(whole.output[(4 * 37)...]))
+    }
+}

@@ -100,6 +100,12 @@ public enum GEMM {
         lstmk_sgemm_portable(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate ? 1 : 0)
     }
 
+    /// FLOPs done by `iterations` rounds of the FMA peak loop (see `lstmk_fma_peak_run`).
+    public static func fmaPeakRun(iterations: Int) -> Double {
+        var sink: Float = 0
+        return lstmk_fma_peak_run(iterations, &sink)
+    }
+
     /// Which Float kernel this CPU runs: "avx2+fma" or "portable".
     public static var floatKernel: String { lstmk_sgemm_level() == 2 ? "avx2+fma" : "portable" }
 

@@ -28,6 +28,10 @@ void lstmk_sgemm_portable(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                           const float *B, ptrdiff_t rsb, ptrdiff_t csb,
                           float *C, ptrdiff_t ldc, int accumulate);
 
+/// Runs `iterations` rounds of independent FMAs with the best instructions this CPU has; returns the number of
+/// floating-point operations done (2 per FMA). `sink` receives a result so the loop is not optimized away.
+double lstmk_fma_peak_run(long iterations, float *sink);
+
 #ifdef __cplusplus
 }
 #endif

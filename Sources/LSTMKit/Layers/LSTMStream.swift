@@ -1,0 +1,110 @@
+/// Batch-1 streaming inference: feed one step (or a chunk) at a time, the state carried inside.
+///
+/// The weights are transposed once, when the stream is made (W_ihᵀ (I, 4H), W_hhᵀ (H, 4H), b = b_ih + b_hh), and
+/// every buffer is allocated then: `step(_:output:)` allocates nothing. Each step runs, per layer, the same
+/// operations in the same order as `LSTM.forward` (Z = x·W_ihᵀ, + b, += h·W_hhᵀ, then the element-wise pass), so a
+/// stream gives exactly the bits of the whole-sequence forward pass (tested). Weights are copied: change the model's
+/// parameters, then make a new stream.
+public final class LSTMStream {
+    public let lstm: LSTM
+    public var threads: Int
+    private let weightIHT: [AlignedBuffer<Float>]   // per layer (I_l, 4H)
+    private let weightHHT: [AlignedBuffer<Float>]   // per layer (H, 4H)
+    private let bias: [AlignedBuffer<Float>]        // per layer (4H)
+    private let hidden = AlignedBuffer<Float>()     // (L, H)
+    private let cell = AlignedBuffer<Float>()       // (L, H)
+    private let gates = AlignedBuffer<Float>()      // (4H)
+    private let input = AlignedBuffer<Float>()      // (max(I, H))
+
+    public init(lstm: LSTM, parameters: ParameterBuffer<Float>, threads: Int = 1) {
+        self.lstm = lstm
+        self.threads = max(1, threads)
+        let H = lstm.hiddenSize, L = lstm.layerCount
+        var ih: [AlignedBuffer<Float>] = [], hh: [AlignedBuffer<Float>] = [], b: [AlignedBuffer<Float>] = []
+        parameters.storage.withUnsafeBufferPointer { p in
+            let p = p.baseAddress!
+            for layer in lstm.layers {
+                let wi = AlignedBuffer<Float>(capacity: layer.inputSize * 4 * H)
+                GEMM.transpose(p + layer.weightIH.offset, rows: 4 * H, cols: layer.inputSize, ld: layer.inputSize, into: wi.pointer)
+                let wh = AlignedBuffer<Float>(capacity: H * 4 * H)
+                GEMM.transpose(p + layer.weightHH.offset, rows: 4 * H, cols: H, ld: H, into: wh.pointer)
+                let bs = AlignedBuffer<Float>(capacity: 4 * H)
+                for j in 0..<(4 * H) { bs.pointer[j] = p[layer.biasIH.offset + j] + p[layer.biasHH.offset + j] }
+                ih.append(wi); hh.append(wh); b.append(bs)
+            }
+        }
+        weightIHT = ih
+        weightHHT = hh
+        bias = b
+        hidden.reserve(L * H)
+        cell.reserve(L * H)
+        gates.reserve(4 * H)
+        input.reserve(max(lstm.inputSize, H))
+        reset()
+    }
+
+    /// Back to a zero state.
+    public func reset() {
+        hidden.zero(lstm.layerCount * lstm.hiddenSize)
+        cell.zero(lstm.layerCount * lstm.hiddenSize)
+    }
+
+    /// The carried (h, c) of every layer, batch 1.
+    public var state: LSTMState<Float> {
+        get {
+            let n = lstm.layerCount * lstm.hiddenSize
+            return LSTMState(hidden: hidden.array(0..<n), cell: cell.array(0..<n), layers: lstm.layerCount, batch: 1,
+                             hiddenSize: lstm.hiddenSize)
+        }
+        set {
+            precondition(newValue.batch == 1 && newValue.layers == lstm.layerCount && newValue.hiddenSize == lstm.hiddenSize,
+                         "LSTMStream.state: expected (L, 1, H) = (\(lstm.layerCount), 1, \(lstm.hiddenSize))")
+            for k in 0..<newValue.hidden.count {
+                hidden.pointer[k] = newValue.hidden[k]
+                cell.pointer[k] = newValue.cell[k]
+            }
+        }
+    }
+
+    /// One step: x (I) in, the top layer's h (H) out. Allocates nothing.
+    public func step(_ x: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
+        let H = lstm.hiddenSize
+        var source = x
+        for (l, layer) in lstm.layers.enumerated() {
+            let In = layer.inputSize
+            let h = hidden.pointer + l * H, c = cell.pointer + l * H
+            let z = gates.pointer
+            GEMM.gemm(transposeA: false, transposeB: false, M: 1, N: 4 * H, K: In, source, lda: In,
+                      weightIHT[l].pointer, ldb: 4 * H, z, ldc: 4 * H, accumulate: false, threads: threads)
+            for j in 0..<(4 * H) { z[j] += bias[l].pointer[j] }
+            GEMM.gemm(transposeA: false, transposeB: false, M: 1, N: 4 * H, K: H, h, lda: H,
+                      weightHHT[l].pointer, ldb: 4 * H, z, ldc: 4 * H, accumulate: true, threads: threads)
+            LSTMPointwise.forward(gates: z, previousCell: c, cell: c, hidden: h, batch: 1, hidden: H,
+                                  gate: layer.activations.gate, cellActivation: layer.activations.cell)
+            source = UnsafePointer(h)
+        }
+        output.update(from: source, count: H)
+    }
+
+    /// One step with arrays: x (I) in, h (H) out.
+    @discardableResult
+    public func step(_ x: [Float]) -> [Float] {
+        precondition(x.count == lstm.inputSize, "LSTMStream.step: x has \(x.count) values, expected \(lstm.inputSize)")
+        var out = [Float](repeating: 0, count: lstm.hiddenSize)
+        x.withUnsafeBufferPointer { xs in out.withUnsafeMutableBufferPointer { step(xs.baseAddress!, output: $0.baseAddress!) } }
+        return out
+    }
+
+    /// A chunk of T steps: x (T, I) in, h (T, H) out.
+    public func feed(_ x: [Float], steps T: Int) -> [Float] {
+        let I = lstm.inputSize, H = lstm.hiddenSize
+        precondition(x.count == T * I, "LSTMStream.feed: x has \(x.count) values, expected T·I = \(T * I)")
+        var out = [Float](repeating: 0, count: T * H)
+        x.withUnsafeBufferPointer { xs in
+            out.withUnsafeMutableBufferPointer { o in
+                for t in 0..<T { step(xs.baseAddress! + t * I, output: o.baseAddress! + t * H) }
+            }
+        }
+        return out
+    }
+}
