@@ -20,6 +20,8 @@ import _LSTMKernels
 /// `gemmReference` is the plain triple loop every faster kernel is tested against, bit for bit.
 public enum GEMM {
     /// The plain definition: C[i, j] (+)= Σ_k op(A)[i, k] · op(B)[k, j], k ascending, each step one fma.
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
     public static func gemmReference<S: LSTMScalar>(
         transposeA: Bool, transposeB: Bool, M: Int, N: Int, K: Int,
         _ A: UnsafePointer<S>, lda: Int, _ B: UnsafePointer<S>, ldb: Int,
@@ -41,6 +43,8 @@ public enum GEMM {
     /// Same result as `gemmReference`, bit for bit, with loop orders that read memory contiguously; with
     /// `threads` > 1 and enough work, the columns of C are split into contiguous blocks computed concurrently. Each
     /// element is still computed by the same operations in the same order, so any thread count gives the same bits.
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
     public static func gemm<S: LSTMScalar>(
         transposeA: Bool, transposeB: Bool, M: Int, N: Int, K: Int,
         _ A: UnsafePointer<S>, lda: Int, _ B: UnsafePointer<S>, ldb: Int,
@@ -183,6 +187,8 @@ public enum GEMM {
     }
 
     /// destination (cols, rows) = sourceᵀ, source (rows, cols) with row stride `ld`.
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
     public static func transpose<S: LSTMScalar>(_ source: UnsafePointer<S>, rows: Int, cols: Int, ld: Int,
                                                 into destination: UnsafeMutablePointer<S>) {
         for r in 0..<rows {

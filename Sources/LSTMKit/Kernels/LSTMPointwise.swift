@@ -69,6 +69,8 @@ public enum LSTMPointwise {
     }
 
     /// One forward step for B rows.
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
     public static func forward<S: LSTMScalar>(
         gates: UnsafeMutablePointer<S>,      // (B, 4H) pre-activations in, activated i, f, g, o out
         previousCell: UnsafePointer<S>,      // (B, H) S_{t-1}
@@ -95,6 +97,8 @@ public enum LSTMPointwise {
     }
 
     /// One backward step for B rows.
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
     public static func backward<S: LSTMScalar>(
         gates: UnsafePointer<S>,             // (B, 4H) activated i, f, g, o of step t
         previousCell: UnsafePointer<S>,      // (B, H) S_{t-1}

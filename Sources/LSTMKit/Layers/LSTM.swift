@@ -193,6 +193,8 @@ extension LSTM {
     ///   - x: (T, B, I), or (B, T, I) with `layout: .batchFirst`.
     ///   - initial: (h0, c0) of every layer; zero when nil.
     ///   - stash: keeps what `backward` needs; pass the same stash to `backward`.
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
     public func forward<S: LSTMScalar>(
         _ x: [S], steps T: Int, batch B: Int, initial: LSTMState<S>? = nil,
         layout sequenceLayout: SequenceLayout = .timeMajor,
@@ -291,6 +293,8 @@ extension LSTM {
     ///   - dFinal: δ of (h_T, c_T) of every layer; nil means zero (truncated BPTT windows pass nil).
     ///   - gradients: parameter gradients are *added* here, so several backward calls accumulate.
     /// - Returns: δx and δ(h0, c0).
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
     public func backward<S: LSTMScalar>(
         dOutput: [S]?, dFinal: LSTMState<S>? = nil,
         parameters: ParameterBuffer<S>, stash: LSTMStash<S>, gradients: inout ParameterBuffer<S>

@@ -30,6 +30,8 @@ public struct Linear: Sendable, Hashable {
     }
 
     /// X (N, in) → Y (N, out).
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
     public func forward<S: LSTMScalar>(_ x: [S], rows N: Int, parameters: ParameterBuffer<S>, threads: Int = 1) -> [S] {
         precondition(x.count == N * inputSize, "Linear.forward: x has \(x.count) values, expected \(N * inputSize)")
         var y = [S](repeating: 0, count: N * outputSize)
@@ -56,6 +58,8 @@ public struct Linear: Sendable, Hashable {
     }
 
     /// Adds δW, δb into `gradients` and returns δX (N, in).
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
     public func backward<S: LSTMScalar>(
         dOutput: [S], input x: [S], rows N: Int,
         parameters: ParameterBuffer<S>, gradients: inout ParameterBuffer<S>, threads: Int = 1
@@ -113,6 +117,8 @@ public struct Embedding: Sendable, Hashable {
         for e in weight.range { parameters.storage[e] = S(random.normal()) }
     }
 
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
     public func forward<S: LSTMScalar>(_ tokens: [Int32], parameters: ParameterBuffer<S>) -> [S] {
         let E = dimension
         var y = [S](repeating: 0, count: tokens.count * E)
@@ -124,6 +130,8 @@ public struct Embedding: Sendable, Hashable {
         return y
     }
 
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
     public func backward<S: LSTMScalar>(dOutput: [S], tokens: [Int32], gradients: inout ParameterBuffer<S>) {
         let E = dimension
         precondition(dOutput.count == tokens.count * E, "Embedding.backward: shape mismatch")

@@ -8,6 +8,8 @@
 /// is not `ignoreIndex`. The loss is summed in Double so that its value does not depend on N's rounding.
 public enum SoftmaxCrossEntropy {
     /// Mean loss over counted rows, and δlogits (N, V). With no counted row the loss is 0 and δ is zero.
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
     public static func forwardBackward<S: LSTMScalar>(
         logits: [S], targets: [Int32], classes V: Int, ignoreIndex: Int32 = -100
     ) -> (loss: Double, dLogits: [S]) {
@@ -20,6 +22,8 @@ public enum SoftmaxCrossEntropy {
     }
 
     /// Sum of the per-row losses over counted rows and their number (for evaluation over many batches).
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
     public static func summedLoss<S: LSTMScalar>(
         logits: [S], targets: [Int32], classes V: Int, ignoreIndex: Int32 = -100
     ) -> (sum: Double, count: Int) {
@@ -58,6 +62,8 @@ public enum SoftmaxCrossEntropy {
 
 /// Mean squared error, PyTorch's `F.mse_loss(reduction='mean')`: loss = (1/N) Σ (p − y)², δp = 2(p − y)/N.
 public enum MeanSquaredError {
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
     public static func forwardBackward<S: LSTMScalar>(prediction: [S], target: [S]) -> (loss: Double, dPrediction: [S]) {
         precondition(prediction.count == target.count, "MeanSquaredError: prediction and target differ in size")
         let N = prediction.count

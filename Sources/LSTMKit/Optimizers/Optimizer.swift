@@ -66,6 +66,8 @@ public struct Optimizer<Scalar: LSTMScalar>: Sendable {
     }
 
     /// Updates `parameters` in place from `gradients` with learning rate `learningRate`.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public mutating func step(_ parameters: inout ParameterBuffer<Scalar>, gradients: ParameterBuffer<Scalar>,
                               learningRate: Double) {
         precondition(parameters.storage.count == gradients.storage.count, "Optimizer.step: gradients do not match parameters")
@@ -156,6 +158,8 @@ public enum GradientClipping {
     /// PyTorch's `clip_grad_norm_`: total = ‖g‖₂ over every tensor; g ← g · min(1, maxNorm / (total + 1e-6)).
     /// Returns the norm before clipping (summed in Double).
     @discardableResult
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
     public static func clipNorm<S: LSTMScalar>(_ gradients: inout ParameterBuffer<S>, maxNorm: Double) -> Double {
         var sum = 0.0
         for g in gradients.storage { sum += Double(g) * Double(g) }
