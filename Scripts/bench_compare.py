@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Runs `lstm bench --json` and Scripts/bench_torch.py in the same session and prints the ratio table.
+
+    /tmp/torchenv/bin/python Scripts/bench_compare.py [--threads 2] [--repeats 5] [--configs ...]
+
+Ratios are LSTMKit / PyTorch in tokens per second (above 1: LSTMKit is faster); for streaming, PyTorch's time per
+step over LSTMKit's.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+
+def run_json(command):
+    out = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    return {r["config"]: r for r in (json.loads(line) for line in out.splitlines() if line.startswith("{"))}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--configs", default="small,charrnn,large,stream-128,stream-512x2,stream-1024")
+    args = parser.parse_args()
+    subprocess.run(["swift", "build", "-c", "release", "--product", "lstm"], cwd=ROOT, check=True, capture_output=True)
+    ours = run_json([os.path.join(ROOT, ".build", "release", "lstm"), "bench", "--json", "--threads", str(args.threads),
+                     "--repeats", str(args.repeats), "--configs", args.configs])
+    peak = next(iter(ours.values()))["peak_gflops"]
+    theirs = run_json([sys.executable, os.path.join(ROOT, "Scripts", "bench_torch.py"), "--json", "--threads",
+                       str(args.threads), "--repeats", str(args.repeats), "--configs", args.configs, "--peak", str(peak)])
+    print(f"threads {args.threads}, FMA peak {peak:.0f} GFLOP/s (measured), medians of {args.repeats}")
+    print("| config | LSTMKit train tok/s | PyTorch train tok/s | ratio | LSTMKit infer tok/s | PyTorch infer tok/s | ratio | LSTMKit GFLOP/s (train, % peak) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in args.configs.split(","):
+        a, b = ours[name], theirs[name]
+        if "step_ms" in a:
+            print(f"| {name} | stream step {a['step_ms']:.4f} ms | {b['step_ms']:.4f} ms | {b['step_ms'] / a['step_ms']:.1f}× | | | | {a['gflops']:.1f} ({a['peak_percent']:.1f} %) |")
+        else:
+            print(f"| {name} | {a['train_tokens_per_s']:.0f} | {b['train_tokens_per_s']:.0f} | {a['train_tokens_per_s'] / b['train_tokens_per_s']:.2f}× "
+                  f"| {a['infer_tokens_per_s']:.0f} | {b['infer_tokens_per_s']:.0f} | {a['infer_tokens_per_s'] / b['infer_tokens_per_s']:.2f}× "
+                  f"| {a['train_gflops']:.1f} ({a['train_peak_percent']:.1f} %) |")
+
+
+if __name__ == "__main__":
+    main()

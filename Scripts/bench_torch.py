@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""PyTorch's nn.LSTM on the standard configurations of DESIGN.md §4, with the same JSON fields as `lstm bench --json`.
+
+A training step is forward + backward + Adam update of nn.LSTM with a Linear head (H -> I) and MSE against random
+targets; inference is the nn.LSTM forward pass under no_grad; streaming times one call of batch 1, one step, with
+the state carried. Medians of --repeats after one warm-up.
+
+    /tmp/torchenv/bin/python Scripts/bench_torch.py --json --threads 2 [--peak GFLOPS] [--configs small,charrnn]
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+CONFIGS = {
+    "small": dict(input=64, hidden=128, layers=1, batch=32, steps=50, streaming=False),
+    "charrnn": dict(input=65, hidden=512, layers=2, batch=64, steps=100, streaming=False),
+    "large": dict(input=512, hidden=1024, layers=1, batch=64, steps=100, streaming=False),
+    "stream-128": dict(input=65, hidden=128, layers=1, batch=1, steps=1, streaming=True),
+    "stream-512x2": dict(input=65, hidden=512, layers=2, batch=1, steps=1, streaming=True),
+    "stream-1024": dict(input=65, hidden=1024, layers=1, batch=1, steps=1, streaming=True),
+}
+
+
+def forward_flops_per_token(c):
+    return sum(8 * c["hidden"] * ((c["input"] if l == 0 else c["hidden"]) + c["hidden"]) for l in range(c["layers"]))
+
+
+def median_time(fn, repeats):
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def batched(name, c, args):
+    torch.manual_seed(1)
+    T, B, I, H = c["steps"], c["batch"], c["input"], c["hidden"]
+    lstm = torch.nn.LSTM(I, H, num_layers=c["layers"])
+    head = torch.nn.Linear(H, I)
+    opt = torch.optim.Adam(list(lstm.parameters()) + list(head.parameters()), lr=1e-3)
+    x = torch.rand(T, B, I) * 2 - 1
+    target = torch.rand(T, B, I) * 2 - 1
+
+    def train():
+        opt.zero_grad()
+        y, _ = lstm(x)
+        loss = torch.nn.functional.mse_loss(head(y), target)
+        loss.backward()
+        opt.step()
+
+    def infer():
+        with torch.no_grad():
+            lstm(x)
+
+    tr = median_time(train, args.repeats)
+    inf = median_time(infer, args.repeats)
+    tokens = T * B
+    f = forward_flops_per_token(c)
+    out = {"config": name, "threads": args.threads, "kernel": "pytorch " + torch.__version__,
+           "train_ms": tr * 1e3, "train_tokens_per_s": tokens / tr, "train_gflops": 3 * f * tokens / tr / 1e9,
+           "infer_ms": inf * 1e3, "infer_tokens_per_s": tokens / inf, "infer_gflops": f * tokens / inf / 1e9}
+    if args.peak:
+        out.update(peak_gflops=args.peak, train_peak_percent=100 * out["train_gflops"] / args.peak,
+                   infer_peak_percent=100 * out["infer_gflops"] / args.peak)
+    return out
+
+
+def streaming(name, c, args):
+    torch.manual_seed(1)
+    lstm = torch.nn.LSTM(c["input"], c["hidden"], num_layers=c["layers"])
+    x = torch.rand(1, 1, c["input"])
+    state = (torch.zeros(c["layers"], 1, c["hidden"]), torch.zeros(c["layers"], 1, c["hidden"]))
+    times = []
+    with torch.no_grad():
+        for k in range(10 + args.stream_steps):
+            t = time.perf_counter()
+            _, state = lstm(x, state)
+            if k >= 10:
+                times.append(time.perf_counter() - t)
+    step = statistics.median(times)
+    f = forward_flops_per_token(c)
+    out = {"config": name, "threads": args.threads, "kernel": "pytorch " + torch.__version__,
+           "step_ms": step * 1e3, "tokens_per_s": 1 / step, "gflops": f / step / 1e9}
+    if args.peak:
+        out.update(peak_gflops=args.peak, peak_percent=100 * out["gflops"] / args.peak)
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--stream-steps", type=int, default=200)
+    parser.add_argument("--peak", type=float, default=None, help="FMA peak in GFLOP/s, for the percentages")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    for name in args.configs.split(","):
+        c = CONFIGS[name]
+        result = streaming(name, c, args) if c["streaming"] else batched(name, c, args)
+        print(json.dumps(result, sort_keys=True) if args.json else result, flush=True)
+
+
+if __name__ == "__main__":
+    main()
