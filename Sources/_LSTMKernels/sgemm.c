@@ -174,6 +174,40 @@ static void row_avx2(ptrdiff_t N, ptrdiff_t K, const float *a, ptrdiff_t csa, co
 }
 #endif
 
+// Cache blocking (GotoBLAS order): a block of B, KC rows × NC columns, is packed once into 16-column panels that
+// stay in L2; every 6-row tile of A is then used against all panels of the block while it sits in L1. Blocking k
+// keeps the chains intact: after the first KC block a chain continues from the partial sum stored in C, and a
+// float stored and loaded is the same float.
+enum { KC = 256, NC = 256 };
+
+// Per-thread packing buffers, allocated on a thread's first product and freed when the thread exits: no
+// allocation per call, which matters for the per-step products of the recurrence.
+#include <pthread.h>
+typedef struct { float *b; float *a; size_t a_capacity; } workspace;
+static pthread_key_t workspace_key;
+static pthread_once_t workspace_once = PTHREAD_ONCE_INIT;
+static void free_workspace(void *p) {
+    workspace *w = (workspace *)p;
+    free(w->b);
+    free(w->a);
+    free(w);
+}
+static void make_workspace_key(void) { pthread_key_create(&workspace_key, free_workspace); }
+static workspace *thread_workspace(void) {
+    pthread_once(&workspace_once, make_workspace_key);
+    workspace *w = (workspace *)pthread_getspecific(workspace_key);
+    if (!w) {
+        w = (workspace *)calloc(1, sizeof(workspace));
+        if (!w) abort();
+        w->b = (float *)aligned_alloc(64, (size_t)KC * NC * sizeof(float));
+        w->a = (float *)aligned_alloc(64, (size_t)KC * MR * sizeof(float));
+        if (!w->b || !w->a) abort();
+        w->a_capacity = (size_t)KC * MR;
+        pthread_setspecific(workspace_key, w);
+    }
+    return w;
+}
+
 static void sgemm(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                   const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                   const float *B, ptrdiff_t rsb, ptrdiff_t csb,
@@ -191,42 +225,42 @@ static void sgemm(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
             for (ptrdiff_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
         return;
     }
-    // One panel of B (K × 16) at a time; it stays in L1/L2 while every row tile of A streams past it. Up to
-    // K = 1024 (every per-step product of an LSTM with H ≤ 256) it lives on the stack: no allocation per call.
-    float stack_panel[1024 * NR];
-    float *panel = (size_t)K * NR <= sizeof(stack_panel) / sizeof(float)
-        ? stack_panel : (float *)aligned_alloc(64, (((size_t)K * NR * sizeof(float)) + 63) / 64 * 64);
-    if (!panel) abort();
-    // A strided along k (a transposed operand, e.g. δZᵀ in δW = δZᵀ·X) is copied tile by tile into a k-major
-    // MR × K block: reading it in place would touch a new cache line every k, all mapping to the same L1 sets.
-    float *apack = NULL;
-    if (csa != 1) {
-        apack = (float *)malloc((size_t)K * MR * sizeof(float));
-        if (!apack) abort();
-    }
-    for (ptrdiff_t j0 = 0; j0 < N; j0 += NR) {
-        const ptrdiff_t n = N - j0 < NR ? N - j0 : NR;
-        pack_panel(K, n, B + j0 * csb, rsb, csb, panel);
-        for (ptrdiff_t i0 = 0; i0 < M; i0 += MR) {
-            const ptrdiff_t m = M - i0 < MR ? M - i0 : MR;
-            const float *a[MR];
-            for (ptrdiff_t r = 0; r < MR; r++) a[r] = row_pointer(A, rsa, i0 + r, M - 1);
-            ptrdiff_t step = csa;
-            if (apack) {
-                for (ptrdiff_t k = 0; k < K; k++)
-                    for (ptrdiff_t r = 0; r < MR; r++) apack[k * MR + r] = a[r][k * csa];
-                for (ptrdiff_t r = 0; r < MR; r++) a[r] = apack + r;
-                step = MR;
+    workspace *w = thread_workspace();
+    for (ptrdiff_t jc = 0; jc < N; jc += NC) {
+        const ptrdiff_t nc = N - jc < NC ? N - jc : NC;
+        for (ptrdiff_t pc = 0; pc < K; pc += KC) {
+            const ptrdiff_t kc = K - pc < KC ? K - pc : KC;
+            const int start_from_c = accumulate || pc > 0;
+            // Pack B[pc : pc+kc, jc : jc+nc] as ceil(nc/16) panels of kc × 16.
+            for (ptrdiff_t jp = 0; jp < nc; jp += NR) {
+                const ptrdiff_t n = nc - jp < NR ? nc - jp : NR;
+                pack_panel(kc, n, B + pc * rsb + (jc + jp) * csb, rsb, csb, w->b + jp * kc);
             }
-            float *c = C + i0 * ldc + j0;
+            for (ptrdiff_t i0 = 0; i0 < M; i0 += MR) {
+                const ptrdiff_t m = M - i0 < MR ? M - i0 : MR;
+                const float *a[MR];
+                for (ptrdiff_t r = 0; r < MR; r++) a[r] = row_pointer(A, rsa, i0 + r, M - 1) + pc * csa;
+                ptrdiff_t step = csa;
+                if (csa != 1) {
+                    // A strided along k (a transposed operand, e.g. δZᵀ in δW = δZᵀ·X) is copied into a k-major
+                    // MR × kc block: read in place it would touch a new cache line every k, all in the same L1 sets.
+                    for (ptrdiff_t k = 0; k < kc; k++)
+                        for (ptrdiff_t r = 0; r < MR; r++) w->a[k * MR + r] = a[r][k * csa];
+                    for (ptrdiff_t r = 0; r < MR; r++) a[r] = w->a + r;
+                    step = MR;
+                }
+                for (ptrdiff_t jp = 0; jp < nc; jp += NR) {
+                    const ptrdiff_t n = nc - jp < NR ? nc - jp : NR;
+                    float *c = C + i0 * ldc + jc + jp;
+                    const float *panel = w->b + jp * kc;
 #ifdef LSTMK_X86
-            if (level == 2) { tile_avx2(K, a, step, panel, c, ldc, m, n, accumulate); continue; }
+                    if (level == 2) { tile_avx2(kc, a, step, panel, c, ldc, m, n, start_from_c); continue; }
 #endif
-            tile_portable(K, a, step, panel, c, ldc, m, n, accumulate);
+                    tile_portable(kc, a, step, panel, c, ldc, m, n, start_from_c);
+                }
+            }
         }
     }
-    free(apack);
-    if (panel != stack_panel) free(panel);
 }
 
 void lstmk_sgemm(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
