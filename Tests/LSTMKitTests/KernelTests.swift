@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import LSTMKit
 
@@ -123,6 +124,72 @@ struct FloatKernelTests {
                 GEMM.portableFloatGEMM(transposeA: transposeA, transposeB: transposeB, M: M, N: N, K: K, a, lda: lda,
                                        b, ldb: ldb, &portable, ldc: ldc, accumulate: accumulate)
                 #expect(portable == reference, "portable M=\(M) N=\(N) K=\(K)")
+            }
+        }
+    }
+}
+
+/// The Float element-wise kernels: accuracy against libm in Double, and the AVX2 path equal to the portable one.
+struct ActivationKernelTests {
+    /// A dense grid over the range that matters, the branch points of tanh (±0.625) and tiny and huge values.
+    static let grid: [Float] = {
+        var xs: [Float] = stride(from: -30.0, through: 30.0, by: 0.00123).map { Float($0) }
+        xs += [0, -0, 1e-30, -1e-30, 1e-7, -1e-7, 0.625, -0.625, 0.6249999, -0.6249999, 88, -88, 100, -100, 1e30, -1e30]
+        return xs
+    }()
+
+    /// σ: 1/(1+e^{-z}) with Cephes' expf, and tanh: within 3e-7 relative of libm in Double wherever the result is a
+    /// normal Float (measured: see the printed line and the comment in pointwise.c).
+    @Test func accuracyAgainstLibm() {
+        let x = Self.grid
+        let sigmoid = LSTMPointwise.floatActivation(0, x), tanh = LSTMPointwise.floatActivation(1, x)
+        var worstSigmoid = 0.0, worstTanh = 0.0
+        for k in x.indices {
+            let d = Double(x[k])
+            let s = 1 / (1 + Foundation.exp(-d)), t = Foundation.tanh(d)
+            // Below the smallest normal Float (σ < 1.2e-38, z < −87) the kernel clamps; only the absolute error counts.
+            if s >= Double(Float.leastNormalMagnitude) {
+                worstSigmoid = max(worstSigmoid, abs(Double(sigmoid[k]) - s) / s)
+            } else {
+                #expect(abs(Double(sigmoid[k]) - s) <= Double(Float.leastNormalMagnitude))
+            }
+            if t != 0 { worstTanh = max(worstTanh, abs(Double(tanh[k]) - t) / abs(t)) } else { #expect(tanh[k] == 0) }
+        }
+        print("max relative error: sigmoid \(worstSigmoid), tanh \(worstTanh)")
+        #expect(worstSigmoid <= 3e-7)
+        #expect(worstTanh <= 3e-7)
+        #expect(sigmoid.allSatisfy { $0 >= 0 && $0 <= 1 } && tanh.allSatisfy { $0 >= -1 && $0 <= 1 })
+    }
+
+    @Test func vectorPathEqualsPortablePath() {
+        let x = Self.grid
+        for function in [0, 1] {
+            #expect(LSTMPointwise.floatActivation(function, x) == LSTMPointwise.floatActivation(function, x, portable: true))
+        }
+        var random = RandomSource(seed: 3)
+        let (B, H) = (3, 21)  // H not a multiple of 8: vector body and scalar tail
+        for gate in GateActivation.allCases {
+            for cellActivation in CellActivation.allCases {
+                let z = (0..<(B * 4 * H)).map { _ in Float(random.uniform(-6, 6)) }
+                let cPrev = (0..<(B * H)).map { _ in Float(random.uniform(-2, 2)) }
+                var g1 = z, c1 = [Float](repeating: 0, count: B * H), h1 = c1
+                var g2 = z, c2 = c1, h2 = c1
+                z.withUnsafeBufferPointer { _ in
+                    g1.withUnsafeMutableBufferPointer { g in
+                        c1.withUnsafeMutableBufferPointer { c in
+                            h1.withUnsafeMutableBufferPointer { h in
+                                cPrev.withUnsafeBufferPointer { p in
+                                    LSTMPointwise.forward(gates: g.baseAddress!, previousCell: p.baseAddress!,
+                                                          cell: c.baseAddress!, hidden: h.baseAddress!, batch: B,
+                                                          hidden: H, gate: gate, cellActivation: cellActivation)
+                                }
+                            }
+                        }
+                    }
+                }
+                LSTMPointwise.portableFloatForward(gates: &g2, previousCell: cPrev, cell: &c2, hidden: &h2, batch: B,
+                                                   hidden: H, gate: gate, cellActivation: cellActivation)
+                #expect(g1 == g2 && c1 == c2 && h1 == h2, "\(gate) \(cellActivation)")
             }
         }
     }

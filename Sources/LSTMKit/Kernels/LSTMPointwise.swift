@@ -1,3 +1,5 @@
+import _LSTMKernels
+
 /// The activation applied to the input, forget and output gates (i, f, o).
 public enum GateActivation: String, Sendable, Hashable, CaseIterable, Codable {
     /// σ(z) = 1 / (1 + e^(−z)); σ' = σ(1 − σ).
@@ -14,6 +16,21 @@ public enum CellActivation: String, Sendable, Hashable, CaseIterable, Codable {
     case tanh
     /// a = z; with identity gates too this is the seed's LSTM "ignoring the non-linearities".
     case identity
+}
+
+extension GateActivation {
+    /// The code `_LSTMKernels` uses.
+    var kernelCode: Int32 {
+        switch self {
+        case .sigmoid: return 0
+        case .hardSigmoid: return 1
+        case .identity: return 2
+        }
+    }
+}
+
+extension CellActivation {
+    var kernelCode: Int32 { self == .tanh ? 0 : 1 }
 }
 
 /// The per-step element-wise work of one LSTM layer, forward and backward, over B rows of width H.
@@ -55,7 +72,10 @@ public enum LSTMPointwise {
     @inline(__always)
     static func activate<S: LSTMScalar>(_ z: S, _ kind: CellActivation) -> S {
         switch kind {
-        case .tanh: return S.hyperbolicTangent(z)
+        case .tanh:
+            // Float uses the kernels' tanh, the one the forward pass used (see _LSTMKernels/pointwise.c).
+            if S.self == Float.self { return S(lstmk_tanh(Float(z))) }
+            return S.hyperbolicTangent(z)
         case .identity: return z
         }
     }
@@ -78,6 +98,16 @@ public enum LSTMPointwise {
         hidden: UnsafeMutablePointer<S>,     // (B, H) h_t
         batch B: Int, hidden H: Int, gate: GateActivation, cellActivation: CellActivation
     ) {
+        if S.self == Float.self {
+            // Float: the vectorized C pass (AVX2 or its bitwise-identical portable twin).
+            lstmk_pointwise_forward(
+                UnsafeMutableRawPointer(gates).assumingMemoryBound(to: Float.self),
+                UnsafeRawPointer(previousCell).assumingMemoryBound(to: Float.self),
+                UnsafeMutableRawPointer(cell).assumingMemoryBound(to: Float.self),
+                UnsafeMutableRawPointer(hidden).assumingMemoryBound(to: Float.self),
+                B, H, gate.kernelCode, cellActivation.kernelCode, 0)
+            return
+        }
         for b in 0..<B {
             let z = gates + b * 4 * H
             let cPrev = previousCell + b * H
@@ -133,5 +163,24 @@ public enum LSTMPointwise {
                 dc[j] = dS * f
             }
         }
+    }
+
+    /// σ (`function` 0) or tanh (1) of every element with the Float kernels' approximations; `portable` forces the
+    /// portable path (tests compare the two).
+    public static func floatActivation(_ function: Int, _ x: [Float], portable: Bool = false) -> [Float] {
+        var y = [Float](repeating: 0, count: x.count)
+        x.withUnsafeBufferPointer { xs in
+            y.withUnsafeMutableBufferPointer { ys in
+                lstmk_activation(Int32(function), xs.baseAddress!, ys.baseAddress!, x.count, portable ? 1 : 0)
+            }
+        }
+        return y
+    }
+
+    /// The Float forward pass with the portable kernel, whatever the CPU (tests).
+    public static func portableFloatForward(gates: inout [Float], previousCell: [Float], cell: inout [Float],
+                                            hidden: inout [Float], batch B: Int, hidden H: Int,
+                                            gate: GateActivation, cellActivation: CellActivation) {
+        lstmk_pointwise_forward(&gates, previousCell, &cell, &hidden, B, H, gate.kernelCode, cellActivation.kernelCode, 1)
     }
 }

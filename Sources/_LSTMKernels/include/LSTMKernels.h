@@ -28,6 +28,18 @@ void lstmk_sgemm_portable(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                           const float *B, ptrdiff_t rsb, ptrdiff_t csb,
                           float *C, ptrdiff_t ldc, int accumulate);
 
+/// One forward step of the LSTM element-wise pass for B rows of width H (see LSTMPointwise.swift for the equations):
+/// gates (B, 4H) pre-activations in, activated i, f, g, o out; c (B, H) = S_t; h (B, H) = h_t. `cprev` may equal
+/// `c`. gate: 0 σ, 1 hard σ, 2 identity; cell: 0 tanh, 1 identity. portable != 0 forces the portable path.
+void lstmk_pointwise_forward(float *gates, const float *cprev, float *c, float *h, ptrdiff_t B, ptrdiff_t H,
+                             int gate, int cell, int portable);
+
+/// y = σ(x) (function 0) or tanh(x) (function 1), elementwise, with the kernels' approximations.
+void lstmk_activation(int function, const float *x, float *y, ptrdiff_t n, int portable);
+
+/// tanh with the kernels' approximation (the backward pass recomputes tanh(S_t) with it).
+float lstmk_tanh(float x);
+
 /// Runs `iterations` rounds of independent FMAs with the best instructions this CPU has; returns the number of
 /// floating-point operations done (2 per FMA). `sink` receives a result so the loop is not optimized away.
 double lstmk_fma_peak_run(long iterations, float *sink);
