@@ -276,3 +276,75 @@ void lstmk_sgemm_portable(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                           float *C, ptrdiff_t ldc, int accumulate) {
     sgemm(0, M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
 }
+
+// ---- Products with B packed once and reused (the recurrent weights across all time steps) ----
+//
+// Layout: for each NC-column block starting at jc, for each KC-row block starting at pc, ceil(nc/16) panels of
+// kc × 16 (zero-padded). A panel at global column j (a multiple of 16) inside block jc starts at
+// jc·K + pc·wpad(jc) + (j − jc)·kc, where wpad(jc) is the block's width rounded up to 16.
+
+static ptrdiff_t block_width_padded(ptrdiff_t N, ptrdiff_t jc) {
+    const ptrdiff_t nc = N - jc < NC ? N - jc : NC;
+    return (nc + NR - 1) / NR * NR;
+}
+
+size_t lstmk_sgemm_packed_size(ptrdiff_t N, ptrdiff_t K) {
+    if (N <= 0 || K <= 0) return 1;
+    const ptrdiff_t last = (N - 1) / NC * NC;
+    return (size_t)(last * K + block_width_padded(N, last) * K);
+}
+
+void lstmk_sgemm_pack_b(ptrdiff_t N, ptrdiff_t K, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *packed) {
+    for (ptrdiff_t jc = 0; jc < N; jc += NC) {
+        const ptrdiff_t nc = N - jc < NC ? N - jc : NC, wpad = block_width_padded(N, jc);
+        for (ptrdiff_t pc = 0; pc < K; pc += KC) {
+            const ptrdiff_t kc = K - pc < KC ? K - pc : KC;
+            for (ptrdiff_t jp = 0; jp < nc; jp += NR) {
+                const ptrdiff_t n = nc - jp < NR ? nc - jp : NR;
+                pack_panel(kc, n, B + pc * rsb + (jc + jp) * csb, rsb, csb, packed + jc * K + pc * wpad + jp * kc);
+            }
+        }
+    }
+}
+
+void lstmk_sgemm_prepacked(ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N, ptrdiff_t K,
+                           const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
+                           float *C, ptrdiff_t ldc, int accumulate) {
+    if (M <= 0 || j1 <= j0) return;
+    if (K <= 0) {
+        if (!accumulate)
+            for (ptrdiff_t i = 0; i < M; i++) memset(C + i * ldc + j0, 0, (size_t)(j1 - j0) * sizeof(float));
+        return;
+    }
+    const int level = lstmk_sgemm_level();
+    workspace *w = thread_workspace();
+    for (ptrdiff_t jc = j0 / NC * NC; jc < j1; jc += NC) {
+        const ptrdiff_t wpad = block_width_padded(N, jc);
+        const ptrdiff_t from = j0 > jc ? j0 : jc, to = j1 < jc + NC ? j1 : jc + NC;
+        for (ptrdiff_t pc = 0; pc < K; pc += KC) {
+            const ptrdiff_t kc = K - pc < KC ? K - pc : KC;
+            const int start_from_c = accumulate || pc > 0;
+            for (ptrdiff_t i0 = 0; i0 < M; i0 += MR) {
+                const ptrdiff_t m = M - i0 < MR ? M - i0 : MR;
+                const float *a[MR];
+                for (ptrdiff_t r = 0; r < MR; r++) a[r] = row_pointer(A, rsa, i0 + r, M - 1) + pc * csa;
+                ptrdiff_t step = csa;
+                if (csa != 1) {
+                    for (ptrdiff_t k = 0; k < kc; k++)
+                        for (ptrdiff_t r = 0; r < MR; r++) w->a[k * MR + r] = a[r][k * csa];
+                    for (ptrdiff_t r = 0; r < MR; r++) a[r] = w->a + r;
+                    step = MR;
+                }
+                for (ptrdiff_t j = from; j < to; j += NR) {
+                    const ptrdiff_t n = to - j < NR ? to - j : NR;
+                    const float *panel = packed + jc * K + pc * wpad + (j - jc) * kc;
+                    float *c = C + i0 * ldc + j;
+#ifdef LSTMK_X86
+                    if (level == 2) { tile_avx2(kc, a, step, panel, c, ldc, m, n, start_from_c); continue; }
+#endif
+                    tile_portable(kc, a, step, panel, c, ldc, m, n, start_from_c);
+                }
+            }
+        }
+    }
+}

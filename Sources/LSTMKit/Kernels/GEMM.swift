@@ -196,4 +196,68 @@ public enum GEMM {
             for c in 0..<cols { destination[c * rows + r] = row[c] }
         }
     }
+
+    /// A right-hand operand op(B) (K, N) prepared once for many products: for Float it is packed into the kernel's
+    /// panels (the recurrent weights, packed once per pass and reused at every time step); for Double it is the
+    /// plain matrix.
+    public struct PreparedOperand<S: LSTMScalar> {
+        let source: UnsafePointer<S>
+        let transposed: Bool
+        let ld: Int
+        let K: Int
+        let N: Int
+        let packed: UnsafePointer<Float>?
+    }
+
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
+    public static func prepare<S: LSTMScalar>(transposeB: Bool, K: Int, N: Int, _ B: UnsafePointer<S>, ldb: Int,
+                                              buffer: AlignedBuffer<S>) -> PreparedOperand<S> {
+        guard S.self == Float.self else {
+            return PreparedOperand(source: B, transposed: transposeB, ld: ldb, K: K, N: N, packed: nil)
+        }
+        buffer.reserve(lstmk_sgemm_packed_size(N, K))
+        let packed = UnsafeMutableRawPointer(buffer.pointer).assumingMemoryBound(to: Float.self)
+        let (rsb, csb) = transposeB ? (1, ldb) : (ldb, 1)
+        lstmk_sgemm_pack_b(N, K, UnsafeRawPointer(B).assumingMemoryBound(to: Float.self), rsb, csb, packed)
+        return PreparedOperand(source: B, transposed: transposeB, ld: ldb, K: K, N: N, packed: UnsafePointer(packed))
+    }
+
+    /// C (M, N) = op(A)·B or C += op(A)·B with a prepared B: the same bits as `gemm` with the plain B.
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
+    public static func gemm<S: LSTMScalar>(
+        transposeA: Bool, M: Int, _ A: UnsafePointer<S>, lda: Int, _ B: PreparedOperand<S>,
+        _ C: UnsafeMutablePointer<S>, ldc: Int, accumulate: Bool, threads: Int = 1
+    ) {
+        guard let packed = B.packed else {
+            gemm(transposeA: transposeA, transposeB: B.transposed, M: M, N: B.N, K: B.K, A, lda: lda, B.source,
+                 ldb: B.ld, C, ldc: ldc, accumulate: accumulate, threads: threads)
+            return
+        }
+        let parts = M * B.N * B.K >= 1 << 16 ? max(1, min(threads, B.N / 16)) : 1
+        sgemmPrepacked(transposeA, M, B.N, B.K, UnsafeRawPointer(A), lda, packed, UnsafeMutableRawPointer(C), ldc,
+                       accumulate, parts)
+    }
+
+    @inline(never)
+    private static func sgemmPrepacked(
+        _ transposeA: Bool, _ M: Int, _ N: Int, _ K: Int, _ A: UnsafeRawPointer, _ lda: Int,
+        _ packed: UnsafePointer<Float>, _ C: UnsafeMutableRawPointer, _ ldc: Int, _ accumulate: Bool, _ parts: Int
+    ) {
+        let (rsa, csa) = transposeA ? (1, lda) : (lda, 1)
+        nonisolated(unsafe) let a = A.assumingMemoryBound(to: Float.self)
+        nonisolated(unsafe) let c = C.assumingMemoryBound(to: Float.self)
+        nonisolated(unsafe) let b = packed
+        if parts == 1 {
+            lstmk_sgemm_prepacked(M, 0, N, N, K, a, rsa, csa, b, c, ldc, accumulate ? 1 : 0)
+            return
+        }
+        let chunk = ((N + parts - 1) / parts + 15) / 16 * 16
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let j0 = part * chunk, j1 = min(N, j0 + chunk)
+            guard j0 < j1 else { return }
+            lstmk_sgemm_prepacked(M, j0, j1, N, K, a, rsa, csa, b, c, ldc, accumulate ? 1 : 0)
+        }
+    }
 }

@@ -160,7 +160,8 @@ public final class LSTMStash<Scalar: LSTMScalar> {
     let dAbove = AlignedBuffer<Scalar>()         // (T, B, max(I, H)) δ of a layer's output
     let dBelow = AlignedBuffer<Scalar>()         // (T, B, max(I, H)) δ of a layer's input
     let biasSum = AlignedBuffer<Scalar>()        // (4H)
-    let packedWeights = AlignedBuffer<Scalar>()  // (max(I, H), 4H) W_ihᵀ, then (H, 4H) W_hhᵀ of the current layer
+    let packedInput = AlignedBuffer<Scalar>()      // W_ihᵀ of the current layer, packed for the Float kernel
+    let packedRecurrent = AlignedBuffer<Scalar>()  // W_hhᵀ (forward) or W_hh (backward), packed, reused every step
 
     public init(threads: Int = 1) {
         self.threads = max(1, threads)
@@ -182,7 +183,6 @@ public final class LSTMStash<Scalar: LSTMScalar> {
         dAbove.reserve(T * B * max(I, H))
         dBelow.reserve(T * B * max(I, H))
         biasSum.reserve(4 * H)
-        packedWeights.reserve((max(I, H) + H) * 4 * H)
     }
 }
 
@@ -237,14 +237,14 @@ extension LSTM {
                 let hiddens = stash.hiddens.pointer + l * T * B * H
                 let h0 = stash.initialHidden.pointer + l * B * H
                 let c0 = stash.initialCell.pointer + l * B * H
-                // Weights transposed once per call, so every product below streams rows of 4H contiguous values.
-                let weightIHT = stash.packedWeights.pointer                  // (In, 4H)
-                let weightHHT = stash.packedWeights.pointer + In * 4 * H     // (H, 4H)
-                GEMM.transpose(p + layer.weightIH.offset, rows: 4 * H, cols: In, ld: In, into: weightIHT)
-                GEMM.transpose(p + layer.weightHH.offset, rows: 4 * H, cols: H, ld: H, into: weightHHT)
+                // Weights packed once per call and reused by every product below (W_hh at every step).
+                let weightIH = GEMM.prepare(transposeB: true, K: In, N: 4 * H, p + layer.weightIH.offset, ldb: In,
+                                            buffer: stash.packedInput)
+                let weightHH = GEMM.prepare(transposeB: true, K: H, N: 4 * H, p + layer.weightHH.offset, ldb: H,
+                                            buffer: stash.packedRecurrent)
                 // Input projection for all steps at once, then both biases.
-                GEMM.gemm(transposeA: false, transposeB: false, M: T * B, N: 4 * H, K: In,
-                          layerInput, lda: In, weightIHT, ldb: 4 * H, Z, ldc: 4 * H, accumulate: false, threads: stash.threads)
+                GEMM.gemm(transposeA: false, M: T * B, layerInput, lda: In, weightIH, Z, ldc: 4 * H,
+                          accumulate: false, threads: stash.threads)
                 let bias = stash.biasSum.pointer
                 for j in 0..<(4 * H) { bias[j] = p[layer.biasIH.offset + j] + p[layer.biasHH.offset + j] }
                 for r in 0..<(T * B) {
@@ -255,8 +255,8 @@ extension LSTM {
                     let hPrev = t == 0 ? UnsafePointer(h0) : UnsafePointer(hiddens + (t - 1) * B * H)
                     let cPrev = t == 0 ? UnsafePointer(c0) : UnsafePointer(cells + (t - 1) * B * H)
                     let Zt = Z + t * B * 4 * H
-                    GEMM.gemm(transposeA: false, transposeB: false, M: B, N: 4 * H, K: H,
-                              hPrev, lda: H, weightHHT, ldb: 4 * H, Zt, ldc: 4 * H, accumulate: true, threads: stash.threads)
+                    GEMM.gemm(transposeA: false, M: B, hPrev, lda: H, weightHH, Zt, ldc: 4 * H, accumulate: true,
+                              threads: stash.threads)
                     LSTMPointwise.forward(gates: Zt, previousCell: cPrev, cell: cells + t * B * H,
                                           hidden: hiddens + t * B * H, batch: B, hidden: H,
                                           gate: layer.activations.gate, cellActivation: layer.activations.cell)
@@ -338,6 +338,8 @@ extension LSTM {
                     let c0 = UnsafePointer(stash.initialCell.pointer + l * B * H)
                     let dZ = stash.dGates.pointer
                     let dh = stash.dHiddenCarry.pointer, dc = stash.dCellCarry.pointer
+                    let weightHH = GEMM.prepare(transposeB: false, K: 4 * H, N: H, p + layer.weightHH.offset, ldb: H,
+                                                buffer: stash.packedRecurrent)
                     if let dFinal {
                         for k in 0..<(B * H) {
                             dh[k] = dFinal.hidden[l * B * H + k]
@@ -356,8 +358,8 @@ extension LSTM {
                             dHiddenCarry: dh, dCellCarry: dc, dGates: dZt,
                             batch: B, hidden: H, gate: A.gate, cellActivation: A.cell)
                         // δh_{t-1} = δZ_t · W_hh   (B, 4H)·(4H, H)
-                        GEMM.gemm(transposeA: false, transposeB: false, M: B, N: H, K: 4 * H,
-                                  dZt, lda: 4 * H, p + layer.weightHH.offset, ldb: H, dh, ldc: H, accumulate: false, threads: stash.threads)
+                        GEMM.gemm(transposeA: false, M: B, dZt, lda: 4 * H, weightHH, dh, ldc: H, accumulate: false,
+                                  threads: stash.threads)
                     }
                     for k in 0..<(B * H) {
                         dInitial.hidden[l * B * H + k] = dh[k]

@@ -28,6 +28,18 @@ void lstmk_sgemm_portable(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                           const float *B, ptrdiff_t rsb, ptrdiff_t csb,
                           float *C, ptrdiff_t ldc, int accumulate);
 
+/// Floats needed to hold op(B) (K, N) packed by lstmk_sgemm_pack_b.
+size_t lstmk_sgemm_packed_size(ptrdiff_t N, ptrdiff_t K);
+
+/// Packs op(B)[k, j] = B[k*rsb + j*csb] (K, N) once, for many lstmk_sgemm_prepacked calls.
+void lstmk_sgemm_pack_b(ptrdiff_t N, ptrdiff_t K, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *packed);
+
+/// Columns j0..<j1 (j0 a multiple of 16) of C (M, N) = op(A)·B, or C += …, with B packed by lstmk_sgemm_pack_b;
+/// the same chains, hence the same bits, as lstmk_sgemm.
+void lstmk_sgemm_prepacked(ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N, ptrdiff_t K,
+                           const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
+                           float *C, ptrdiff_t ldc, int accumulate);
+
 /// One forward step of the LSTM element-wise pass for B rows of width H (see LSTMPointwise.swift for the equations):
 /// gates (B, 4H) pre-activations in, activated i, f, g, o out; c (B, H) = S_t; h (B, H) = h_t. `cprev` may equal
 /// `c`. gate: 0 σ, 1 hard σ, 2 identity; cell: 0 tanh, 1 identity. portable != 0 forces the portable path.
