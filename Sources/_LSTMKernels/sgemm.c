@@ -241,9 +241,10 @@ static void sgemm(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                 const float *a[MR];
                 for (ptrdiff_t r = 0; r < MR; r++) a[r] = row_pointer(A, rsa, i0 + r, M - 1) + pc * csa;
                 ptrdiff_t step = csa;
-                if (csa != 1) {
-                    // A strided along k (a transposed operand, e.g. δZᵀ in δW = δZᵀ·X) is copied into a k-major
-                    // MR × kc block: read in place it would touch a new cache line every k, all in the same L1 sets.
+                {
+                    // The tile of A is copied into a k-major MR × kc block: one contiguous stream for the kernel
+                    // instead of six rows (or, for a transposed A such as δZᵀ in δW = δZᵀ·X, a new cache line
+                    // every k), which at the large row strides of these products fall into the same L1 sets.
                     for (ptrdiff_t k = 0; k < kc; k++)
                         for (ptrdiff_t r = 0; r < MR; r++) w->a[k * MR + r] = a[r][k * csa];
                     for (ptrdiff_t r = 0; r < MR; r++) a[r] = w->a + r;
@@ -329,7 +330,7 @@ void lstmk_sgemm_prepacked(ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N,
                 const float *a[MR];
                 for (ptrdiff_t r = 0; r < MR; r++) a[r] = row_pointer(A, rsa, i0 + r, M - 1) + pc * csa;
                 ptrdiff_t step = csa;
-                if (csa != 1) {
+                {
                     for (ptrdiff_t k = 0; k < kc; k++)
                         for (ptrdiff_t r = 0; r < MR; r++) w->a[k * MR + r] = a[r][k * csa];
                     for (ptrdiff_t r = 0; r < MR; r++) a[r] = w->a + r;
