@@ -160,3 +160,27 @@ struct LayerTests {
         #expect([r.next(), r.next()] == [0x99EC_5F36_CB75_F2B4, 0xBF6E_1F78_4956_452A])
     }
 }
+
+/// The sampler's streaming path chooses exactly what the batch forward pass's logits say.
+struct SamplerTests {
+    @Test func greedySamplingFollowsTheBatchLogits() throws {
+        let model = try CharacterModel(.init(vocabularySize: 7, embedding: 3, hidden: 9, layers: 2))
+        var random = RandomSource(seed: 31)
+        var parameters = ParameterBuffer<Float>(layout: model.layout)
+        model.initialize(&parameters, random: &random)
+        var sampler = CharacterSampler(model: model, parameters: parameters, temperature: 0, seed: 1)
+        var tokens: [Int32] = [2, 5]
+        var next = sampler.feed(tokens)
+        for _ in 0..<15 {
+            // Recompute from scratch with the batch path over the whole prefix.
+            var state = model.zeroState(batch: 1)
+            let logits = model.logits(tokens, steps: tokens.count, batch: 1, state: &state, parameters: parameters,
+                                      stash: LSTMStash())
+            let last = Array(logits[((tokens.count - 1) * 7)...])
+            #expect(Int32(last.indices.max { last[$0] < last[$1] }!) == next)
+            #expect(sampler.state == state)
+            tokens.append(next)
+            next = sampler.feed([next])
+        }
+    }
+}

@@ -40,12 +40,8 @@ public struct Linear: Sendable, Hashable {
             parameters.storage.withUnsafeBufferPointer { p in
                 y.withUnsafeMutableBufferPointer { y in
                     guard N > 0 else { return }
-                    // Wᵀ (in, out) once per call, so the product streams contiguous rows.
-                    let weightT = UnsafeMutablePointer<S>.allocate(capacity: In * Out)
-                    defer { weightT.deallocate() }
-                    GEMM.transpose(p.baseAddress! + weight.offset, rows: Out, cols: In, ld: In, into: weightT)
-                    GEMM.gemm(transposeA: false, transposeB: false, M: N, N: Out, K: In,
-                              x.baseAddress!, lda: In, weightT, ldb: Out,
+                    GEMM.gemm(transposeA: false, transposeB: true, M: N, N: Out, K: In,
+                              x.baseAddress!, lda: In, p.baseAddress! + weight.offset, ldb: In,
                               y.baseAddress!, ldc: Out, accumulate: false, threads: threads)
                     if let bias {
                         let b = p.baseAddress! + bias.offset

@@ -1,5 +1,8 @@
 /// Generates characters one at a time from a `CharacterModel`, carrying the LSTM state between calls.
 ///
+/// Runs on an `LSTMStream` (weights packed once, no allocation per step); the logits are exactly those of the
+/// batch forward pass.
+///
 /// Each draw: p = softmax(logits / temperature), restricted to the `topK` most likely characters when topK > 0
 /// (ties broken by lower id), and one uniform number from the sampler's own seeded generator picks the character by
 /// inverse CDF. Temperature 0 means argmax. The same seed, prime and model give the same text everywhere.
@@ -9,8 +12,12 @@ public struct CharacterSampler {
     public var temperature: Double
     public var topK: Int
     public var random: RandomSource
-    public private(set) var state: LSTMState<Float>
-    private let stash = LSTMStash<Float>()
+    private let stream: LSTMStream
+    private var hidden: [Float]   // (H)
+    private var logits: [Float]   // (V)
+
+    /// The LSTM state after the characters fed so far.
+    public var state: LSTMState<Float> { stream.state }
 
     public init(model: CharacterModel, parameters: ParameterBuffer<Float>, temperature: Double = 1, topK: Int = 0, seed: UInt64) {
         self.model = model
@@ -18,16 +25,31 @@ public struct CharacterSampler {
         self.temperature = temperature
         self.topK = topK
         random = RandomSource(seed: seed)
-        state = model.zeroState(batch: 1)
+        stream = LSTMStream(lstm: model.lstm, parameters: parameters)
+        hidden = [Float](repeating: 0, count: model.configuration.hidden)
+        logits = [Float](repeating: 0, count: model.configuration.vocabularySize)
     }
 
     /// Runs `tokens` through the model and draws the character that follows them.
     public mutating func feed(_ tokens: [Int32]) -> Int32 {
         precondition(!tokens.isEmpty)
-        let V = model.configuration.vocabularySize
-        let logits = model.logits(tokens, steps: tokens.count, batch: 1, state: &state, parameters: parameters, stash: stash)
-        let last = logits[((tokens.count - 1) * V)...].map(Double.init)
-        return draw(last)
+        let V = model.configuration.vocabularySize, E = model.configuration.embedding, H = model.configuration.hidden
+        let head = model.head, embedding = model.embedding
+        parameters.storage.withUnsafeBufferPointer { p in
+            hidden.withUnsafeMutableBufferPointer { h in
+                for token in tokens {
+                    precondition(token >= 0 && Int(token) < V, "CharacterSampler: token \(token) outside 0..<\(V)")
+                    stream.step(p.baseAddress! + embedding.weight.offset + Int(token) * E, output: h.baseAddress!)
+                }
+                logits.withUnsafeMutableBufferPointer { y in
+                    // The head as Linear.forward computes it: h·Wᵀ, then + b.
+                    GEMM.gemm(transposeA: false, transposeB: true, M: 1, N: V, K: H, h.baseAddress!, lda: H,
+                              p.baseAddress! + head.weight.offset, ldb: H, y.baseAddress!, ldc: V, accumulate: false)
+                    if let bias = head.bias { for v in 0..<V { y[v] += p[bias.offset + v] } }
+                }
+            }
+        }
+        return draw(logits.map(Double.init))
     }
 
     mutating func draw(_ logits: [Double]) -> Int32 {
