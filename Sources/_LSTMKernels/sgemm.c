@@ -208,6 +208,33 @@ static workspace *thread_workspace(void) {
     return w;
 }
 
+// Every 6-row tile of A against the panels of one (pc, jc) block: columns from..<to, whose panel for column j
+// starts at panels + (j − jc)·kc. Shared by the packing and the prepacked entry points.
+static void multiply_block(int level, workspace *w, ptrdiff_t M, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                           ptrdiff_t pc, ptrdiff_t kc, const float *panels, ptrdiff_t jc, ptrdiff_t from,
+                           ptrdiff_t to, float *C, ptrdiff_t ldc, int start_from_c) {
+    for (ptrdiff_t i0 = 0; i0 < M; i0 += MR) {
+        const ptrdiff_t m = M - i0 < MR ? M - i0 : MR;
+        const float *a[MR];
+        for (ptrdiff_t r = 0; r < MR; r++) a[r] = row_pointer(A, rsa, i0 + r, M - 1) + pc * csa;
+        // The tile of A is copied into a k-major MR × kc block: one contiguous stream for the kernel instead of six
+        // rows (or, for a transposed A such as δZᵀ in δW = δZᵀ·X, a new cache line every k), which at the large row
+        // strides of these products fall into the same L1 sets.
+        for (ptrdiff_t k = 0; k < kc; k++)
+            for (ptrdiff_t r = 0; r < MR; r++) w->a[k * MR + r] = a[r][k * csa];
+        for (ptrdiff_t r = 0; r < MR; r++) a[r] = w->a + r;
+        for (ptrdiff_t j = from; j < to; j += NR) {
+            const ptrdiff_t n = to - j < NR ? to - j : NR;
+            const float *panel = panels + (j - jc) * kc;
+            float *c = C + i0 * ldc + j;
+#ifdef LSTMK_X86
+            if (level == 2) { tile_avx2(kc, a, MR, panel, c, ldc, m, n, start_from_c); continue; }
+#endif
+            tile_portable(kc, a, MR, panel, c, ldc, m, n, start_from_c);
+        }
+    }
+}
+
 static void sgemm(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                   const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                   const float *B, ptrdiff_t rsb, ptrdiff_t csb,
@@ -236,30 +263,7 @@ static void sgemm(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                 const ptrdiff_t n = nc - jp < NR ? nc - jp : NR;
                 pack_panel(kc, n, B + pc * rsb + (jc + jp) * csb, rsb, csb, w->b + jp * kc);
             }
-            for (ptrdiff_t i0 = 0; i0 < M; i0 += MR) {
-                const ptrdiff_t m = M - i0 < MR ? M - i0 : MR;
-                const float *a[MR];
-                for (ptrdiff_t r = 0; r < MR; r++) a[r] = row_pointer(A, rsa, i0 + r, M - 1) + pc * csa;
-                ptrdiff_t step = csa;
-                {
-                    // The tile of A is copied into a k-major MR × kc block: one contiguous stream for the kernel
-                    // instead of six rows (or, for a transposed A such as δZᵀ in δW = δZᵀ·X, a new cache line
-                    // every k), which at the large row strides of these products fall into the same L1 sets.
-                    for (ptrdiff_t k = 0; k < kc; k++)
-                        for (ptrdiff_t r = 0; r < MR; r++) w->a[k * MR + r] = a[r][k * csa];
-                    for (ptrdiff_t r = 0; r < MR; r++) a[r] = w->a + r;
-                    step = MR;
-                }
-                for (ptrdiff_t jp = 0; jp < nc; jp += NR) {
-                    const ptrdiff_t n = nc - jp < NR ? nc - jp : NR;
-                    float *c = C + i0 * ldc + jc + jp;
-                    const float *panel = w->b + jp * kc;
-#ifdef LSTMK_X86
-                    if (level == 2) { tile_avx2(kc, a, step, panel, c, ldc, m, n, start_from_c); continue; }
-#endif
-                    tile_portable(kc, a, step, panel, c, ldc, m, n, start_from_c);
-                }
-            }
+            multiply_block(level, w, M, A, rsa, csa, pc, kc, w->b, jc, jc, jc + nc, C, ldc, start_from_c);
         }
     }
 }
@@ -325,27 +329,8 @@ void lstmk_sgemm_prepacked(ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N,
         for (ptrdiff_t pc = 0; pc < K; pc += KC) {
             const ptrdiff_t kc = K - pc < KC ? K - pc : KC;
             const int start_from_c = accumulate || pc > 0;
-            for (ptrdiff_t i0 = 0; i0 < M; i0 += MR) {
-                const ptrdiff_t m = M - i0 < MR ? M - i0 : MR;
-                const float *a[MR];
-                for (ptrdiff_t r = 0; r < MR; r++) a[r] = row_pointer(A, rsa, i0 + r, M - 1) + pc * csa;
-                ptrdiff_t step = csa;
-                {
-                    for (ptrdiff_t k = 0; k < kc; k++)
-                        for (ptrdiff_t r = 0; r < MR; r++) w->a[k * MR + r] = a[r][k * csa];
-                    for (ptrdiff_t r = 0; r < MR; r++) a[r] = w->a + r;
-                    step = MR;
-                }
-                for (ptrdiff_t j = from; j < to; j += NR) {
-                    const ptrdiff_t n = to - j < NR ? to - j : NR;
-                    const float *panel = packed + jc * K + pc * wpad + (j - jc) * kc;
-                    float *c = C + i0 * ldc + j;
-#ifdef LSTMK_X86
-                    if (level == 2) { tile_avx2(kc, a, step, panel, c, ldc, m, n, start_from_c); continue; }
-#endif
-                    tile_portable(kc, a, step, panel, c, ldc, m, n, start_from_c);
-                }
-            }
+            multiply_block(level, w, M, A, rsa, csa, pc, kc, packed + jc * K + pc * wpad, jc, from, to, C, ldc,
+                           start_from_c);
         }
     }
 }
