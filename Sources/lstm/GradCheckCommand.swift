@@ -1,11 +1,6 @@
 import ArgumentParser
+import Foundation
 import LSTMKit
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 struct GradCheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -79,7 +74,5 @@ func pad(_ s: String, _ width: Int) -> String {
 }
 
 func sci(_ x: Double) -> String {
-    var buffer = [CChar](repeating: 0, count: 32)
-    let length = withVaList([x]) { vsnprintf(&buffer, 32, "%11.3e", $0) }
-    return String(decoding: buffer.prefix(Int(max(0, length))).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    String(format: "%11.3e", x)
 }

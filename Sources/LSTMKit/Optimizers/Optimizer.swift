@@ -161,14 +161,28 @@ public enum GradientClipping {
     @_specialize(where S == Float)
     @_specialize(where S == Double)
     public static func clipNorm<S: LSTMScalar>(_ gradients: inout ParameterBuffer<S>, maxNorm: Double) -> Double {
-        var sum = 0.0
-        for g in gradients.storage { sum += Double(g) * Double(g) }
-        let total = sum.squareRoot()
+        let total = norm(gradients)
+        clipNorm(&gradients, maxNorm: maxNorm, norm: total)
+        return total
+    }
+
+    /// The same clipping with the norm already computed (a training loop that checks the norm first sums once).
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
+    public static func clipNorm<S: LSTMScalar>(_ gradients: inout ParameterBuffer<S>, maxNorm: Double, norm total: Double) {
         let coefficient = S(min(1, maxNorm / (total + 1e-6)))
         if coefficient < 1 {
             for k in gradients.storage.indices { gradients.storage[k] *= coefficient }
         }
-        return total
+    }
+
+    /// ‖g‖₂ over every tensor, summed in Double.
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
+    public static func norm<S: LSTMScalar>(_ gradients: ParameterBuffer<S>) -> Double {
+        var sum = 0.0
+        for g in gradients.storage { sum += Double(g) * Double(g) }
+        return sum.squareRoot()
     }
 
     /// PyTorch's `clip_grad_value_`: each component clamped to [−limit, limit].

@@ -127,15 +127,13 @@ public final class CharacterTrainer {
         var state = carry
         let loss = model.trainWindow(inputs: inputs, targets: targets, steps: T, batch: B, state: &state,
                                      parameters: parameters, gradients: &gradients, stash: stash)
-        var sumSquares = 0.0
-        for g in gradients.storage { sumSquares += Double(g) * Double(g) }
-        let norm = sumSquares.squareRoot()
+        let norm = GradientClipping.norm(gradients)
         guard loss.isFinite else { throw .nonFinite("step \(step + 1): the training loss is \(loss)") }
         guard norm.isFinite else {
             let tensor = gradients.layout.specs.first { spec in gradients[spec].contains { !$0.isFinite } }?.name ?? "?"
             throw .nonFinite("step \(step + 1): the gradient of \(tensor) is not finite")
         }
-        if options.clip > 0 { GradientClipping.clipNorm(&gradients, maxNorm: options.clip) }
+        if options.clip > 0 { GradientClipping.clipNorm(&gradients, maxNorm: options.clip, norm: norm) }
         optimizer.step(&parameters, gradients: gradients,
                        learningRate: (schedule ?? options.schedule).learningRate(base: options.learningRate, step: step))
         carry = state
