@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs `lstm bench --json` and Scripts/bench_torch.py in the same session and prints the ratio table.
 
-    /tmp/torchenv/bin/python Scripts/bench_compare.py [--threads 2] [--repeats 5] [--configs ...]
+    /work/torchenv/bin/python Scripts/bench_compare.py [--threads 2] [--repeats 5] [--configs ...]
 
 Ratios are LSTMKit / PyTorch in tokens per second (above 1: LSTMKit is faster); for streaming, PyTorch's time per
 step over LSTMKit's.

@@ -39,8 +39,9 @@ static void pack_panel(ptrdiff_t K, ptrdiff_t n, const float *B, ptrdiff_t rsb, 
     }
 }
 
-// Portable micro-kernel: the same chains as the AVX2 one, one scalar at a time.
-static void tile_portable(ptrdiff_t K, const float *const *a, ptrdiff_t csa, const float *panel,
+// Portable micro-kernel: the same chains as the AVX2 one, one scalar at a time. `a` is a packed tile of A: K groups
+// of MR floats (k-major).
+static void tile_portable(ptrdiff_t K, const float *a, const float *panel,
                           float *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, int accumulate) {
     float acc[MR][NR];
     for (ptrdiff_t r = 0; r < MR; r++)
@@ -49,7 +50,7 @@ static void tile_portable(ptrdiff_t K, const float *const *a, ptrdiff_t csa, con
     for (ptrdiff_t k = 0; k < K; k++) {
         const float *b = panel + k * NR;
         for (ptrdiff_t r = 0; r < MR; r++) {
-            float av = a[r][k * csa];
+            float av = a[k * MR + r];
             for (ptrdiff_t c = 0; c < NR; c++) acc[r][c] = fmaf(av, b[c], acc[r][c]);
         }
     }
@@ -59,11 +60,18 @@ static void tile_portable(ptrdiff_t K, const float *const *a, ptrdiff_t csa, con
 
 #ifdef LSTMK_X86
 __attribute__((target("avx2,fma")))
-static void tile_avx2(ptrdiff_t K, const float *const *a, ptrdiff_t csa, const float *panel,
+static void tile_avx2(ptrdiff_t K, const float *a, const float *panel,
                       float *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, int accumulate) {
     __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
     float edge[MR][NR];
-    if (accumulate) {
+    if (accumulate && m == MR && n == NR) {
+        c00 = _mm256_loadu_ps(C + 0 * ldc); c01 = _mm256_loadu_ps(C + 0 * ldc + 8);
+        c10 = _mm256_loadu_ps(C + 1 * ldc); c11 = _mm256_loadu_ps(C + 1 * ldc + 8);
+        c20 = _mm256_loadu_ps(C + 2 * ldc); c21 = _mm256_loadu_ps(C + 2 * ldc + 8);
+        c30 = _mm256_loadu_ps(C + 3 * ldc); c31 = _mm256_loadu_ps(C + 3 * ldc + 8);
+        c40 = _mm256_loadu_ps(C + 4 * ldc); c41 = _mm256_loadu_ps(C + 4 * ldc + 8);
+        c50 = _mm256_loadu_ps(C + 5 * ldc); c51 = _mm256_loadu_ps(C + 5 * ldc + 8);
+    } else if (accumulate) {
         // Start every chain from C (a zero for rows and columns outside the tile, never stored).
         for (ptrdiff_t r = 0; r < MR; r++)
             for (ptrdiff_t c = 0; c < NR; c++) edge[r][c] = (r < m && c < n) ? C[r * ldc + c] : 0.0f;
@@ -76,22 +84,21 @@ static void tile_avx2(ptrdiff_t K, const float *const *a, ptrdiff_t csa, const f
     } else {
         c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
     }
-    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
     for (ptrdiff_t k = 0; k < K; k++) {
         const __m256 b0 = _mm256_loadu_ps(panel + k * NR);
         const __m256 b1 = _mm256_loadu_ps(panel + k * NR + 8);
-        const ptrdiff_t o = k * csa;
-        __m256 av = _mm256_broadcast_ss(a0 + o);
+        const float *ak = a + k * MR;
+        __m256 av = _mm256_broadcast_ss(ak);
         c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
-        av = _mm256_broadcast_ss(a1 + o);
+        av = _mm256_broadcast_ss(ak + 1);
         c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
-        av = _mm256_broadcast_ss(a2 + o);
+        av = _mm256_broadcast_ss(ak + 2);
         c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
-        av = _mm256_broadcast_ss(a3 + o);
+        av = _mm256_broadcast_ss(ak + 3);
         c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
-        av = _mm256_broadcast_ss(a4 + o);
+        av = _mm256_broadcast_ss(ak + 4);
         c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41);
-        av = _mm256_broadcast_ss(a5 + o);
+        av = _mm256_broadcast_ss(ak + 5);
         c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
     }
     if (m == MR && n == NR) {
@@ -174,16 +181,17 @@ static void row_avx2(ptrdiff_t N, ptrdiff_t K, const float *a, ptrdiff_t csa, co
 }
 #endif
 
-// Cache blocking (GotoBLAS order): a block of B, KC rows × NC columns, is packed once into 16-column panels that
-// stay in L2; every 6-row tile of A is then used against all panels of the block while it sits in L1. Blocking k
-// keeps the chains intact: after the first KC block a chain continues from the partial sum stored in C, and a
-// float stored and loaded is the same float.
-enum { KC = 256, NC = 256 };
+// Cache blocking (GotoBLAS/BLIS order): a block of B, KC rows × up to NC columns, is packed into 16-column panels
+// (L3); a block of A, MC rows × KC, into 6-row k-major tiles (L2), once per block of B; each 16-column panel of B
+// (KC × 16 floats, 16 KB) then sits in L1 while every tile of the A block streams past it. Blocking k keeps the
+// chains intact: after the first KC block a chain continues from the partial sum stored in C, and a float stored
+// and loaded is the same float.
+enum { KC = 256, NC = 4096, MC = 144 };
 
 // Per-thread packing buffers, allocated on a thread's first product and freed when the thread exits: no
 // allocation per call, which matters for the per-step products of the recurrence.
 #include <pthread.h>
-typedef struct { float *b; float *a; size_t a_capacity; } workspace;
+typedef struct { float *b; float *a; } workspace;
 static pthread_key_t workspace_key;
 static pthread_once_t workspace_once = PTHREAD_ONCE_INIT;
 static void free_workspace(void *p) {
@@ -193,44 +201,66 @@ static void free_workspace(void *p) {
     free(w);
 }
 static void make_workspace_key(void) { pthread_key_create(&workspace_key, free_workspace); }
-static workspace *thread_workspace(void) {
+static workspace *thread_workspace(int with_b) {
     pthread_once(&workspace_once, make_workspace_key);
     workspace *w = (workspace *)pthread_getspecific(workspace_key);
     if (!w) {
         w = (workspace *)calloc(1, sizeof(workspace));
         if (!w) abort();
-        w->b = (float *)aligned_alloc(64, (size_t)KC * NC * sizeof(float));
-        w->a = (float *)aligned_alloc(64, (size_t)KC * MR * sizeof(float));
-        if (!w->b || !w->a) abort();
-        w->a_capacity = (size_t)KC * MR;
+        w->a = (float *)aligned_alloc(64, (size_t)KC * MC * sizeof(float));
+        if (!w->a) abort();
         pthread_setspecific(workspace_key, w);
+    }
+    if (with_b && !w->b) {
+        w->b = (float *)aligned_alloc(64, (size_t)KC * NC * sizeof(float));
+        if (!w->b) abort();
     }
     return w;
 }
 
-// Every 6-row tile of A against the panels of one (pc, jc) block: columns from..<to, whose panel for column j
-// starts at panels + (j − jc)·kc. Shared by the packing and the prepacked entry points.
-static void multiply_block(int level, workspace *w, ptrdiff_t M, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
-                           ptrdiff_t pc, ptrdiff_t kc, const float *panels, ptrdiff_t jc, ptrdiff_t from,
-                           ptrdiff_t to, float *C, ptrdiff_t ldc, int start_from_c) {
-    for (ptrdiff_t i0 = 0; i0 < M; i0 += MR) {
-        const ptrdiff_t m = M - i0 < MR ? M - i0 : MR;
+// Copies rows ic..<ic+mc, columns pc..<pc+kc of op(A) into 6-row tiles, each k-major (MR floats per k): one
+// contiguous stream for the kernel instead of six rows (or, for a transposed A such as δZᵀ in δW = δZᵀ·X, a new
+// cache line every k), which at the large row strides of these products fall into the same L1 sets. Rows past M
+// repeat the last valid row; their results are never stored.
+static void pack_a(ptrdiff_t M, const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t ic, ptrdiff_t mc,
+                   ptrdiff_t pc, ptrdiff_t kc, float *dst) {
+    for (ptrdiff_t t = 0; t < mc; t += MR) {
         const float *a[MR];
-        for (ptrdiff_t r = 0; r < MR; r++) a[r] = row_pointer(A, rsa, i0 + r, M - 1) + pc * csa;
-        // The tile of A is copied into a k-major MR × kc block: one contiguous stream for the kernel instead of six
-        // rows (or, for a transposed A such as δZᵀ in δW = δZᵀ·X, a new cache line every k), which at the large row
-        // strides of these products fall into the same L1 sets.
-        for (ptrdiff_t k = 0; k < kc; k++)
-            for (ptrdiff_t r = 0; r < MR; r++) w->a[k * MR + r] = a[r][k * csa];
-        for (ptrdiff_t r = 0; r < MR; r++) a[r] = w->a + r;
-        for (ptrdiff_t j = from; j < to; j += NR) {
-            const ptrdiff_t n = to - j < NR ? to - j : NR;
-            const float *panel = panels + (j - jc) * kc;
-            float *c = C + i0 * ldc + j;
+        for (ptrdiff_t r = 0; r < MR; r++) a[r] = row_pointer(A, rsa, ic + t + r, M - 1) + pc * csa;
+        float *d = dst + t * kc;
+        if (csa == 1) {
+            for (ptrdiff_t k = 0; k < kc; k++) {
+                d[k * MR + 0] = a[0][k]; d[k * MR + 1] = a[1][k]; d[k * MR + 2] = a[2][k];
+                d[k * MR + 3] = a[3][k]; d[k * MR + 4] = a[4][k]; d[k * MR + 5] = a[5][k];
+            }
+        } else {
+            for (ptrdiff_t k = 0; k < kc; k++)
+                for (ptrdiff_t r = 0; r < MR; r++) d[k * MR + r] = a[r][k * csa];
+        }
+    }
+}
+
+// The packed A block (mc rows from row ic of C) against the 16-column panels for columns from..<to; the panel
+// for column j starts at panels + (j − j_base)·kc.
+static void multiply_block(int level, const float *apacked, ptrdiff_t mc, ptrdiff_t kc, const float *panels,
+                           ptrdiff_t j_base, ptrdiff_t from, ptrdiff_t to, float *C, ptrdiff_t ldc,
+                           int start_from_c) {
+    for (ptrdiff_t j = from; j < to; j += NR) {
+        const ptrdiff_t n = to - j < NR ? to - j : NR;
+        const float *panel = panels + (j - j_base) * kc;
+        for (ptrdiff_t t = 0; t < mc; t += MR) {
+            const ptrdiff_t m = mc - t < MR ? mc - t : MR;
+            float *c = C + t * ldc + j;
+            // The next tile's rows of C are fetched while this tile runs: its chains start from them, and a C far
+            // larger than the caches would otherwise stall every tile on up to twelve memory loads.
+            for (ptrdiff_t r = t + MR; r < t + 2 * MR && r < mc; r++) {
+                __builtin_prefetch(C + r * ldc + j, 1, 3);
+                __builtin_prefetch(C + r * ldc + j + n - 1, 1, 3);
+            }
 #ifdef LSTMK_X86
-            if (level == 2) { tile_avx2(kc, a, MR, panel, c, ldc, m, n, start_from_c); continue; }
+            if (level == 2) { tile_avx2(kc, apacked + t * kc, panel, c, ldc, m, n, start_from_c); continue; }
 #endif
-            tile_portable(kc, a, MR, panel, c, ldc, m, n, start_from_c);
+            tile_portable(kc, apacked + t * kc, panel, c, ldc, m, n, start_from_c);
         }
     }
 }
@@ -252,7 +282,7 @@ static void sgemm(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
             for (ptrdiff_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
         return;
     }
-    workspace *w = thread_workspace();
+    workspace *w = thread_workspace(1);
     for (ptrdiff_t jc = 0; jc < N; jc += NC) {
         const ptrdiff_t nc = N - jc < NC ? N - jc : NC;
         for (ptrdiff_t pc = 0; pc < K; pc += KC) {
@@ -263,7 +293,11 @@ static void sgemm(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                 const ptrdiff_t n = nc - jp < NR ? nc - jp : NR;
                 pack_panel(kc, n, B + pc * rsb + (jc + jp) * csb, rsb, csb, w->b + jp * kc);
             }
-            multiply_block(level, w, M, A, rsa, csa, pc, kc, w->b, jc, jc, jc + nc, C, ldc, start_from_c);
+            for (ptrdiff_t ic = 0; ic < M; ic += MC) {
+                const ptrdiff_t mc = M - ic < MC ? M - ic : MC;
+                pack_a(M, A, rsa, csa, ic, mc, pc, kc, w->a);
+                multiply_block(level, w->a, mc, kc, w->b, jc, jc, jc + nc, C + ic * ldc, ldc, start_from_c);
+            }
         }
     }
 }
@@ -284,30 +318,23 @@ void lstmk_sgemm_portable(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
 
 // ---- Products with B packed once and reused (the recurrent weights across all time steps) ----
 //
-// Layout: for each NC-column block starting at jc, for each KC-row block starting at pc, ceil(nc/16) panels of
-// kc × 16 (zero-padded). A panel at global column j (a multiple of 16) inside block jc starts at
-// jc·K + pc·wpad(jc) + (j − jc)·kc, where wpad(jc) is the block's width rounded up to 16.
+// Layout: for each KC-row block starting at pc, ceil(N/16) panels of kc × 16 (zero-padded); the panel at column j
+// (a multiple of 16) of block pc starts at pc·Npad + j·kc, Npad = N rounded up to 16.
 
-static ptrdiff_t block_width_padded(ptrdiff_t N, ptrdiff_t jc) {
-    const ptrdiff_t nc = N - jc < NC ? N - jc : NC;
-    return (nc + NR - 1) / NR * NR;
-}
+static ptrdiff_t padded_width(ptrdiff_t N) { return (N + NR - 1) / NR * NR; }
 
 size_t lstmk_sgemm_packed_size(ptrdiff_t N, ptrdiff_t K) {
     if (N <= 0 || K <= 0) return 1;
-    const ptrdiff_t last = (N - 1) / NC * NC;
-    return (size_t)(last * K + block_width_padded(N, last) * K);
+    return (size_t)(padded_width(N) * K);
 }
 
 void lstmk_sgemm_pack_b(ptrdiff_t N, ptrdiff_t K, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *packed) {
-    for (ptrdiff_t jc = 0; jc < N; jc += NC) {
-        const ptrdiff_t nc = N - jc < NC ? N - jc : NC, wpad = block_width_padded(N, jc);
-        for (ptrdiff_t pc = 0; pc < K; pc += KC) {
-            const ptrdiff_t kc = K - pc < KC ? K - pc : KC;
-            for (ptrdiff_t jp = 0; jp < nc; jp += NR) {
-                const ptrdiff_t n = nc - jp < NR ? nc - jp : NR;
-                pack_panel(kc, n, B + pc * rsb + (jc + jp) * csb, rsb, csb, packed + jc * K + pc * wpad + jp * kc);
-            }
+    const ptrdiff_t npad = padded_width(N);
+    for (ptrdiff_t pc = 0; pc < K; pc += KC) {
+        const ptrdiff_t kc = K - pc < KC ? K - pc : KC;
+        for (ptrdiff_t j = 0; j < N; j += NR) {
+            const ptrdiff_t n = N - j < NR ? N - j : NR;
+            pack_panel(kc, n, B + pc * rsb + j * csb, rsb, csb, packed + pc * npad + j * kc);
         }
     }
 }
@@ -322,15 +349,15 @@ void lstmk_sgemm_prepacked(ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N,
         return;
     }
     const int level = lstmk_sgemm_level();
-    workspace *w = thread_workspace();
-    for (ptrdiff_t jc = j0 / NC * NC; jc < j1; jc += NC) {
-        const ptrdiff_t wpad = block_width_padded(N, jc);
-        const ptrdiff_t from = j0 > jc ? j0 : jc, to = j1 < jc + NC ? j1 : jc + NC;
-        for (ptrdiff_t pc = 0; pc < K; pc += KC) {
-            const ptrdiff_t kc = K - pc < KC ? K - pc : KC;
-            const int start_from_c = accumulate || pc > 0;
-            multiply_block(level, w, M, A, rsa, csa, pc, kc, packed + jc * K + pc * wpad, jc, from, to, C, ldc,
-                           start_from_c);
+    workspace *w = thread_workspace(0);
+    const ptrdiff_t npad = padded_width(N);
+    for (ptrdiff_t pc = 0; pc < K; pc += KC) {
+        const ptrdiff_t kc = K - pc < KC ? K - pc : KC;
+        const int start_from_c = accumulate || pc > 0;
+        for (ptrdiff_t ic = 0; ic < M; ic += MC) {
+            const ptrdiff_t mc = M - ic < MC ? M - ic : MC;
+            pack_a(M, A, rsa, csa, ic, mc, pc, kc, w->a);
+            multiply_block(level, w->a, mc, kc, packed + pc * npad, 0, j0, j1, C + ic * ldc, ldc, start_from_c);
         }
     }
 }

@@ -100,7 +100,9 @@ struct ThreadingTests {
 /// and against its own portable path, bit for bit.
 struct FloatKernelTests {
     static let shapes: [(Int, Int, Int)] = [(1, 1, 1), (3, 17, 1), (17, 3, 255), (255, 17, 3), (7, 255, 33),
-                                            (1, 1023, 5), (37, 40, 1023), (6, 16, 1024), (13, 33, 1100)]
+                                            (1, 1023, 5), (37, 40, 1023), (6, 16, 1024), (13, 33, 1100),
+                                            // across the row block (MC = 144) and the column block (NC = 4096)
+                                            (151, 20, 300), (2, 4113, 3)]
 
     @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
     func cKernelMatchesReference(transposeA: Bool, transposeB: Bool) {
@@ -200,7 +202,7 @@ struct PreparedOperandTests {
     @Test(arguments: [false, true])
     func preparedEqualsPlain(transposeB: Bool) {
         var random = RandomSource(seed: 23)
-        for (M, N, K) in [(1, 17, 3), (5, 300, 257), (13, 513, 40), (64, 1024, 300)] {
+        for (M, N, K) in [(1, 17, 3), (5, 300, 257), (13, 513, 40), (64, 1024, 300), (150, 33, 520)] {
             let ldb = transposeB ? K : N
             let a = (0..<(M * K)).map { _ in Float(random.uniform(-1, 1)) }
             let b = (0..<(K * N)).map { _ in Float(random.uniform(-1, 1)) }
