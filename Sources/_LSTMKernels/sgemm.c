@@ -339,18 +339,99 @@ void lstmk_sgemm_pack_b(ptrdiff_t N, ptrdiff_t K, const float *B, ptrdiff_t rsb,
     }
 }
 
-void lstmk_sgemm_prepacked(ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N, ptrdiff_t K,
-                           const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
-                           float *C, ptrdiff_t ldc, int accumulate) {
+// One row of C (M = 1, batch-1 streaming) against packed panels: c[j] ← fma(a_k, B[k, j], c[j]), k ascending — the
+// chains of the tiled kernel. Four panels (64 columns, eight accumulators) at a time, each read as one sequential
+// stream, instead of a walk down the rows of a plain B whose stride is a page or more.
+static void row_prepacked_portable(ptrdiff_t from, ptrdiff_t to, ptrdiff_t kc, const float *a, const float *panels,
+                                   float *c, int start_from_c) {
+    for (ptrdiff_t j = from; j < to; j += NR) {
+        const ptrdiff_t n = to - j < NR ? to - j : NR;
+        const float *panel = panels + j * kc;
+        float acc[NR];
+        for (ptrdiff_t q = 0; q < NR; q++) acc[q] = (start_from_c && q < n) ? c[j + q] : 0.0f;
+        for (ptrdiff_t k = 0; k < kc; k++)
+            for (ptrdiff_t q = 0; q < NR; q++) acc[q] = fmaf(a[k], panel[k * NR + q], acc[q]);
+        for (ptrdiff_t q = 0; q < n; q++) c[j + q] = acc[q];
+    }
+}
+
+#ifdef LSTMK_X86
+__attribute__((target("avx2,fma")))
+static void row_prepacked_avx2(ptrdiff_t from, ptrdiff_t to, ptrdiff_t kc, const float *a, const float *panels,
+                               float *c, int start_from_c) {
+    ptrdiff_t j = from;
+    for (; j + 4 * NR <= to; j += 4 * NR) {
+        const float *p0 = panels + j * kc, *p1 = p0 + NR * kc, *p2 = p1 + NR * kc, *p3 = p2 + NR * kc;
+        __m256 c0, c1, c2, c3, c4, c5, c6, c7;
+        if (start_from_c) {
+            c0 = _mm256_loadu_ps(c + j); c1 = _mm256_loadu_ps(c + j + 8);
+            c2 = _mm256_loadu_ps(c + j + 16); c3 = _mm256_loadu_ps(c + j + 24);
+            c4 = _mm256_loadu_ps(c + j + 32); c5 = _mm256_loadu_ps(c + j + 40);
+            c6 = _mm256_loadu_ps(c + j + 48); c7 = _mm256_loadu_ps(c + j + 56);
+        } else {
+            c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = _mm256_setzero_ps();
+        }
+        for (ptrdiff_t k = 0; k < kc; k++) {
+            const __m256 av = _mm256_broadcast_ss(a + k);
+            c0 = _mm256_fmadd_ps(av, _mm256_loadu_ps(p0 + k * NR), c0);
+            c1 = _mm256_fmadd_ps(av, _mm256_loadu_ps(p0 + k * NR + 8), c1);
+            c2 = _mm256_fmadd_ps(av, _mm256_loadu_ps(p1 + k * NR), c2);
+            c3 = _mm256_fmadd_ps(av, _mm256_loadu_ps(p1 + k * NR + 8), c3);
+            c4 = _mm256_fmadd_ps(av, _mm256_loadu_ps(p2 + k * NR), c4);
+            c5 = _mm256_fmadd_ps(av, _mm256_loadu_ps(p2 + k * NR + 8), c5);
+            c6 = _mm256_fmadd_ps(av, _mm256_loadu_ps(p3 + k * NR), c6);
+            c7 = _mm256_fmadd_ps(av, _mm256_loadu_ps(p3 + k * NR + 8), c7);
+        }
+        _mm256_storeu_ps(c + j, c0); _mm256_storeu_ps(c + j + 8, c1);
+        _mm256_storeu_ps(c + j + 16, c2); _mm256_storeu_ps(c + j + 24, c3);
+        _mm256_storeu_ps(c + j + 32, c4); _mm256_storeu_ps(c + j + 40, c5);
+        _mm256_storeu_ps(c + j + 48, c6); _mm256_storeu_ps(c + j + 56, c7);
+    }
+    for (; j < to; j += NR) {
+        const ptrdiff_t n = to - j < NR ? to - j : NR;
+        const float *p0 = panels + j * kc;
+        float edge[NR];
+        for (ptrdiff_t q = 0; q < NR; q++) edge[q] = (start_from_c && q < n) ? c[j + q] : 0.0f;
+        __m256 c0 = _mm256_loadu_ps(edge), c1 = _mm256_loadu_ps(edge + 8);
+        for (ptrdiff_t k = 0; k < kc; k++) {
+            const __m256 av = _mm256_broadcast_ss(a + k);
+            c0 = _mm256_fmadd_ps(av, _mm256_loadu_ps(p0 + k * NR), c0);
+            c1 = _mm256_fmadd_ps(av, _mm256_loadu_ps(p0 + k * NR + 8), c1);
+        }
+        _mm256_storeu_ps(edge, c0); _mm256_storeu_ps(edge + 8, c1);
+        for (ptrdiff_t q = 0; q < n; q++) c[j + q] = edge[q];
+    }
+}
+#endif
+
+static void sgemm_prepacked(int level, ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N, ptrdiff_t K,
+                            const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
+                            float *C, ptrdiff_t ldc, int accumulate) {
     if (M <= 0 || j1 <= j0) return;
     if (K <= 0) {
         if (!accumulate)
             for (ptrdiff_t i = 0; i < M; i++) memset(C + i * ldc + j0, 0, (size_t)(j1 - j0) * sizeof(float));
         return;
     }
-    const int level = lstmk_sgemm_level();
-    workspace *w = thread_workspace(0);
     const ptrdiff_t npad = padded_width(N);
+    if (M == 1) {
+        // The row of A, contiguous, in the caller's buffer or copied into a small stack block per KC rows.
+        float row[KC];
+        for (ptrdiff_t pc = 0; pc < K; pc += KC) {
+            const ptrdiff_t kc = K - pc < KC ? K - pc : KC;
+            const float *a = A + pc * csa;
+            if (csa != 1) {
+                for (ptrdiff_t k = 0; k < kc; k++) row[k] = a[k * csa];
+                a = row;
+            }
+#ifdef LSTMK_X86
+            if (level == 2) { row_prepacked_avx2(j0, j1, kc, a, packed + pc * npad, C, accumulate || pc > 0); continue; }
+#endif
+            row_prepacked_portable(j0, j1, kc, a, packed + pc * npad, C, accumulate || pc > 0);
+        }
+        return;
+    }
+    workspace *w = thread_workspace(0);
     for (ptrdiff_t pc = 0; pc < K; pc += KC) {
         const ptrdiff_t kc = K - pc < KC ? K - pc : KC;
         const int start_from_c = accumulate || pc > 0;
@@ -360,4 +441,16 @@ void lstmk_sgemm_prepacked(ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N,
             multiply_block(level, w->a, mc, kc, packed + pc * npad, 0, j0, j1, C + ic * ldc, ldc, start_from_c);
         }
     }
+}
+
+void lstmk_sgemm_prepacked(ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N, ptrdiff_t K,
+                           const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
+                           float *C, ptrdiff_t ldc, int accumulate) {
+    sgemm_prepacked(lstmk_sgemm_level(), M, j0, j1, N, K, A, rsa, csa, packed, C, ldc, accumulate);
+}
+
+void lstmk_sgemm_prepacked_portable(ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N, ptrdiff_t K,
+                                    const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
+                                    float *C, ptrdiff_t ldc, int accumulate) {
+    sgemm_prepacked(0, M, j0, j1, N, K, A, rsa, csa, packed, C, ldc, accumulate);
 }

@@ -199,27 +199,33 @@ struct ActivationKernelTests {
 
 /// B packed once (`GEMM.prepare`) gives the bits of the plain product, for every split of the columns.
 struct PreparedOperandTests {
-    @Test(arguments: [false, true])
-    func preparedEqualsPlain(transposeB: Bool) {
+    @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
+    func preparedEqualsPlain(transposeA: Bool, transposeB: Bool) {
         var random = RandomSource(seed: 23)
-        for (M, N, K) in [(1, 17, 3), (5, 300, 257), (13, 513, 40), (64, 1024, 300), (150, 33, 520)] {
-            let ldb = transposeB ? K : N
-            let a = (0..<(M * K)).map { _ in Float(random.uniform(-1, 1)) }
+        // M = 1 takes the row kernel over the panels (64-column blocks, then single panels, several KC blocks).
+        for (M, N, K) in [(1, 17, 3), (1, 100, 600), (1, 1030, 70), (5, 300, 257), (13, 513, 40), (64, 1024, 300),
+                          (150, 33, 520)] {
+            let ldb = transposeB ? K : N, lda = transposeA ? M + 2 : K
+            let a = (0..<((transposeA ? K : M) * lda)).map { _ in Float(random.uniform(-1, 1)) }
             let b = (0..<(K * N)).map { _ in Float(random.uniform(-1, 1)) }
             let c0 = (0..<(M * N)).map { _ in Float(random.uniform(-1, 1)) }
             for accumulate in [false, true] {
                 var plain = c0
-                GEMM.gemm(transposeA: false, transposeB: transposeB, M: M, N: N, K: K, a, lda: K, b, ldb: ldb,
+                GEMM.gemm(transposeA: transposeA, transposeB: transposeB, M: M, N: N, K: K, a, lda: lda, b, ldb: ldb,
                           &plain, ldc: N, accumulate: accumulate)
                 let buffer = AlignedBuffer<Float>()
                 b.withUnsafeBufferPointer { bs in
                     let prepared = GEMM.prepare(transposeB: transposeB, K: K, N: N, bs.baseAddress!, ldb: ldb, buffer: buffer)
                     for threads in [1, 2, 3] {
                         var fast = c0
-                        GEMM.gemm(transposeA: false, M: M, a, lda: K, prepared, &fast, ldc: N, accumulate: accumulate,
-                                  threads: threads)
+                        GEMM.gemm(transposeA: transposeA, M: M, a, lda: lda, prepared, &fast, ldc: N,
+                                  accumulate: accumulate, threads: threads)
                         #expect(fast == plain, "M=\(M) N=\(N) K=\(K) threads=\(threads)")
                     }
+                    var portable = c0
+                    GEMM.portableFloatGEMM(transposeA: transposeA, M: M, a, lda: lda, prepared, &portable, ldc: N,
+                                           accumulate: accumulate)
+                    #expect(portable == plain, "portable M=\(M) N=\(N) K=\(K)")
                 }
             }
         }

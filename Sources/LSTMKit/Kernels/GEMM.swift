@@ -86,7 +86,7 @@ public enum GEMM {
             return
         }
         let chunk = ((N + parts - 1) / parts + 15) / 16 * 16
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
+        WorkerPool.shared(threads: parts).run(parts: parts) { part in
             let j0 = part * chunk, j1 = min(N, j0 + chunk)
             guard j0 < j1 else { return }
             lstmk_sgemm(M, j1 - j0, K, a, rsa, csa, b + j0 * csb, rsb, csb, c + j0, ldc, accumulate ? 1 : 0)
@@ -128,7 +128,7 @@ public enum GEMM {
                        c, ldc: ldc, accumulate: accumulate)
             return
         }
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
+        WorkerPool.shared(threads: parts).run(parts: parts) { part in
             let j0 = part * chunk, j1 = min(N, j0 + chunk)
             guard j0 < j1 else { return }
             gemmSerial(transposeA: transposeA, transposeB: transposeB, M: M, N: j1 - j0, K: K, a, lda: lda,
@@ -207,6 +207,13 @@ public enum GEMM {
         let K: Int
         let N: Int
         let packed: UnsafePointer<Float>?
+
+        /// A packed Float operand that no longer refers to its source (only the packed panels are read).
+        var detached: PreparedOperand {
+            precondition(packed != nil, "only a packed Float operand can be detached from its source")
+            return PreparedOperand(source: UnsafeRawPointer(packed!).assumingMemoryBound(to: S.self), transposed: false,
+                                   ld: N, K: K, N: N, packed: packed)
+        }
     }
 
     @_specialize(where S == Float)
@@ -240,6 +247,14 @@ public enum GEMM {
                        accumulate, parts)
     }
 
+    /// The prepared Float product with the portable kernels whatever the CPU (for tests of the dispatch).
+    public static func portableFloatGEMM(transposeA: Bool, M: Int, _ A: UnsafePointer<Float>, lda: Int,
+                                         _ B: PreparedOperand<Float>, _ C: UnsafeMutablePointer<Float>, ldc: Int,
+                                         accumulate: Bool) {
+        let (rsa, csa) = transposeA ? (1, lda) : (lda, 1)
+        lstmk_sgemm_prepacked_portable(M, 0, B.N, B.N, B.K, A, rsa, csa, B.packed!, C, ldc, accumulate ? 1 : 0)
+    }
+
     @inline(never)
     private static func sgemmPrepacked(
         _ transposeA: Bool, _ M: Int, _ N: Int, _ K: Int, _ A: UnsafeRawPointer, _ lda: Int,
@@ -254,7 +269,7 @@ public enum GEMM {
             return
         }
         let chunk = ((N + parts - 1) / parts + 15) / 16 * 16
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
+        WorkerPool.shared(threads: parts).run(parts: parts) { part in
             let j0 = part * chunk, j1 = min(N, j0 + chunk)
             guard j0 < j1 else { return }
             lstmk_sgemm_prepacked(M, j0, j1, N, K, a, rsa, csa, b, c, ldc, accumulate ? 1 : 0)

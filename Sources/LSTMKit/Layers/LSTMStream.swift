@@ -1,15 +1,17 @@
 /// Batch-1 streaming inference: feed one step (or a chunk) at a time, the state carried inside.
 ///
-/// The weights are transposed once, when the stream is made (W_ihᵀ (I, 4H), W_hhᵀ (H, 4H), b = b_ih + b_hh), and
-/// every buffer is allocated then: `step(_:output:)` allocates nothing. Each step runs, per layer, the same
+/// The weights are packed once, when the stream is made (W_ihᵀ (I, 4H) and W_hhᵀ (H, 4H) into the GEMM kernel's
+/// 16-column panels, read as sequential streams at every step; b = b_ih + b_hh), and every buffer is allocated then: `step(_:output:)` allocates nothing. Each step runs, per layer, the same
 /// operations in the same order as `LSTM.forward` (Z = x·W_ihᵀ, + b, += h·W_hhᵀ, then the element-wise pass), so a
 /// stream gives exactly the bits of the whole-sequence forward pass (tested). Weights are copied: change the model's
 /// parameters, then make a new stream.
 public final class LSTMStream {
     public let lstm: LSTM
     public var threads: Int
-    private let weightIHT: [AlignedBuffer<Float>]   // per layer (I_l, 4H)
-    private let weightHHT: [AlignedBuffer<Float>]   // per layer (H, 4H)
+    private let packedIH: [AlignedBuffer<Float>]    // per layer W_ihᵀ (I_l, 4H), packed
+    private let packedHH: [AlignedBuffer<Float>]    // per layer W_hhᵀ (H, 4H), packed
+    private let weightIHT: [GEMM.PreparedOperand<Float>]
+    private let weightHHT: [GEMM.PreparedOperand<Float>]
     private let bias: [AlignedBuffer<Float>]        // per layer (4H)
     private let hidden = AlignedBuffer<Float>()     // (L, H)
     private let cell = AlignedBuffer<Float>()       // (L, H)
@@ -20,19 +22,24 @@ public final class LSTMStream {
         self.lstm = lstm
         self.threads = max(1, threads)
         let H = lstm.hiddenSize, L = lstm.layerCount
-        var ih: [AlignedBuffer<Float>] = [], hh: [AlignedBuffer<Float>] = [], b: [AlignedBuffer<Float>] = []
+        var pih: [AlignedBuffer<Float>] = [], phh: [AlignedBuffer<Float>] = [], b: [AlignedBuffer<Float>] = []
+        var ih: [GEMM.PreparedOperand<Float>] = [], hh: [GEMM.PreparedOperand<Float>] = []
         parameters.storage.withUnsafeBufferPointer { p in
             let p = p.baseAddress!
             for layer in lstm.layers {
-                let wi = AlignedBuffer<Float>(capacity: layer.inputSize * 4 * H)
-                GEMM.transpose(p + layer.weightIH.offset, rows: 4 * H, cols: layer.inputSize, ld: layer.inputSize, into: wi.pointer)
-                let wh = AlignedBuffer<Float>(capacity: H * 4 * H)
-                GEMM.transpose(p + layer.weightHH.offset, rows: 4 * H, cols: H, ld: H, into: wh.pointer)
+                let wi = AlignedBuffer<Float>(), wh = AlignedBuffer<Float>()
+                // op(B) = W_ihᵀ: W_ih (4H, I) read transposed; the packed copy is all the stream keeps.
+                ih.append(GEMM.prepare(transposeB: true, K: layer.inputSize, N: 4 * H, p + layer.weightIH.offset,
+                                       ldb: layer.inputSize, buffer: wi).detached)
+                hh.append(GEMM.prepare(transposeB: true, K: H, N: 4 * H, p + layer.weightHH.offset, ldb: H,
+                                       buffer: wh).detached)
                 let bs = AlignedBuffer<Float>(capacity: 4 * H)
                 for j in 0..<(4 * H) { bs.pointer[j] = p[layer.biasIH.offset + j] + p[layer.biasHH.offset + j] }
-                ih.append(wi); hh.append(wh); b.append(bs)
+                pih.append(wi); phh.append(wh); b.append(bs)
             }
         }
+        packedIH = pih
+        packedHH = phh
         weightIHT = ih
         weightHHT = hh
         bias = b
@@ -74,11 +81,11 @@ public final class LSTMStream {
             let In = layer.inputSize
             let h = hidden.pointer + l * H, c = cell.pointer + l * H
             let z = gates.pointer
-            GEMM.gemm(transposeA: false, transposeB: false, M: 1, N: 4 * H, K: In, source, lda: In,
-                      weightIHT[l].pointer, ldb: 4 * H, z, ldc: 4 * H, accumulate: false, threads: threads)
+            GEMM.gemm(transposeA: false, M: 1, source, lda: In, weightIHT[l], z, ldc: 4 * H, accumulate: false,
+                      threads: threads)
             for j in 0..<(4 * H) { z[j] += bias[l].pointer[j] }
-            GEMM.gemm(transposeA: false, transposeB: false, M: 1, N: 4 * H, K: H, h, lda: H,
-                      weightHHT[l].pointer, ldb: 4 * H, z, ldc: 4 * H, accumulate: true, threads: threads)
+            GEMM.gemm(transposeA: false, M: 1, h, lda: H, weightHHT[l], z, ldc: 4 * H, accumulate: true,
+                      threads: threads)
             LSTMPointwise.forward(gates: z, previousCell: c, cell: c, hidden: h, batch: 1, hidden: H,
                                   gate: layer.activations.gate, cellActivation: layer.activations.cell)
             source = UnsafePointer(h)

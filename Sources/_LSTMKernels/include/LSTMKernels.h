@@ -40,6 +40,11 @@ void lstmk_sgemm_prepacked(ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N,
                            const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
                            float *C, ptrdiff_t ldc, int accumulate);
 
+/// lstmk_sgemm_prepacked with the portable kernels whatever the CPU (tests).
+void lstmk_sgemm_prepacked_portable(ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N, ptrdiff_t K,
+                                    const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
+                                    float *C, ptrdiff_t ldc, int accumulate);
+
 /// One forward step of the LSTM element-wise pass for B rows of width H (see LSTMPointwise.swift for the equations):
 /// gates (B, 4H) pre-activations in, activated i, f, g, o out; c (B, H) = S_t; h (B, H) = h_t. `cprev` may equal
 /// `c`. gate: 0 σ, 1 hard σ, 2 identity; cell: 0 tanh, 1 identity. portable != 0 forces the portable path.
@@ -55,6 +60,22 @@ float lstmk_tanh(float x);
 /// Runs `iterations` rounds of independent FMAs with the best instructions this CPU has; returns the number of
 /// floating-point operations done (2 per FMA). `sink` receives a result so the loop is not optimized away.
 double lstmk_fma_peak_run(long iterations, float *sink);
+
+/// A persistent pool of worker threads that spin briefly after each job and then park (see pool.c).
+typedef struct lstmk_pool lstmk_pool;
+typedef void (*lstmk_task_fn)(void *context, ptrdiff_t part);
+
+/// Starts `workers` threads (the caller of lstmk_pool_run is one more); NULL if out of memory.
+lstmk_pool *lstmk_pool_create(int workers);
+/// Threads actually started.
+int lstmk_pool_workers(const lstmk_pool *pool);
+/// How long an idle worker spins before it parks (default 200 µs).
+void lstmk_pool_set_spin(lstmk_pool *pool, long nanoseconds);
+/// Stops and joins the workers; no job may be running.
+void lstmk_pool_destroy(lstmk_pool *pool);
+/// Runs fn(context, part) for part = 0 ..< parts on the caller and the workers and returns when all are done. If the
+/// pool is busy with another caller's job (or this is a nested call), the parts run on the caller, in order.
+void lstmk_pool_run(lstmk_pool *pool, ptrdiff_t parts, lstmk_task_fn fn, void *context);
 
 #ifdef __cplusplus
 }

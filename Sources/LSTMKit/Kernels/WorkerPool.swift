@@ -1,0 +1,84 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import _LSTMKernels
+
+/// The persistent worker threads LSTMKit's products run on (the C pool in `_LSTMKernels/pool.c`).
+///
+/// A job is a number of independent parts; the calling thread takes parts too. After a job the workers spin for
+/// `spinMicroseconds` (a recurrence issues its next product a few microseconds later, and a parked thread takes
+/// tens of microseconds to wake) and then park, so an idle library burns no CPU. Which thread runs which part is
+/// arbitrary; LSTMKit's parts are column blocks with fixed chains, so the results are the same bits whatever the
+/// thread count.
+///
+/// The number of threads used by a product is the `threads` its caller passes (`LSTMStash.threads`,
+/// `LSTMStream.threads`, `lstm --threads`); the shared pool grows to the largest count asked for.
+public final class WorkerPool: @unchecked Sendable {
+    private let pool: OpaquePointer?
+
+    /// Threads of this pool including the caller's.
+    public let threads: Int
+
+    /// A pool of `threads` threads in all: `threads − 1` workers plus the caller.
+    public init(threads: Int) {
+        let workers = max(0, min(threads, 256) - 1)
+        pool = workers > 0 ? lstmk_pool_create(Int32(workers)) : nil
+        self.threads = 1 + (pool.map { Int(lstmk_pool_workers($0)) } ?? 0)
+    }
+
+    deinit { lstmk_pool_destroy(pool) }
+
+    /// How long an idle worker spins before parking (default 200 µs).
+    public var spinMicroseconds: Int = 200 {
+        didSet { lstmk_pool_set_spin(pool, max(0, spinMicroseconds) * 1000) }
+    }
+
+    /// Runs `body(part)` for every part in 0..<parts, spread over the pool, and returns when all are done. Parts must
+    /// be independent. A pool busy with another caller's job runs the parts on the calling thread, in order.
+    public func run(parts: Int, _ body: (Int) -> Void) {
+        guard parts > 1, let pool else {
+            for part in 0..<max(0, parts) { body(part) }
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            var task = body
+            withUnsafeMutablePointer(to: &task) { context in
+                lstmk_pool_run(pool, parts, { context, part in
+                    context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(part)
+                }, context)
+            }
+        }
+    }
+
+    nonisolated(unsafe) private static var sharedPool: WorkerPool?
+    private static let lock = Mutex()
+
+    /// The process-wide pool with at least `threads` threads (created or replaced by a bigger one on demand).
+    public static func shared(threads: Int) -> WorkerPool {
+        lock.withLock {
+            if let pool = sharedPool, pool.threads >= threads || pool.threads >= 256 { return pool }
+            let pool = WorkerPool(threads: threads)
+            sharedPool = pool
+            return pool
+        }
+    }
+}
+
+/// A plain pthread mutex (Synchronization.Mutex needs macOS 15).
+final class Mutex: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    init() { pthread_mutex_init(mutex, nil) }
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+}

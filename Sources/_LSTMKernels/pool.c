@@ -1,0 +1,159 @@
+// A persistent worker pool for the per-time-step products: fork/join in well under a microsecond while the workers
+// are hot, no core burnt while the library is idle.
+//
+// A job is `parts` independent calls fn(context, part). The caller takes parts too; a shared counter hands them out,
+// so which thread runs a part is arbitrary, and callers must make parts independent of that (every LSTMKit part
+// writes its own block of columns with fixed chains, so the bits do not depend on it).
+//
+// Handing out parts: one 64-bit ticket holds the job's generation (high 32 bits), its number of parts (16 bits)
+// and the next part (16 bits), claimed by compare-and-swap; a worker late from an earlier job sees another
+// generation and claims nothing, so no part runs twice or is lost. fn and context are written before the ticket is
+// published and rewritten only after every part of the job has finished.
+//
+// Waking: a worker that finished a job spins on the job generation for `spin_ns`, then parks on a condition variable.
+// A caller bumps the generation (seq_cst) and then, only if some worker announced it is parking, broadcasts under the
+// mutex. The parking worker announces itself (seq_cst) before it re-checks the generation under the same mutex, so
+// either the caller sees the announcement or the worker sees the new generation: no wake-up is lost.
+
+#include "LSTMKernels.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#elif defined(__aarch64__)
+#define cpu_relax() __asm__ __volatile__("yield")
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+struct lstmk_pool {
+    int workers;
+    pthread_t *threads;
+    pthread_mutex_t mutex;  // parking and shutdown
+    pthread_cond_t wake;
+    pthread_mutex_t busy;   // one job at a time; a second caller runs its job alone
+    atomic_ullong ticket;
+    atomic_int parked;
+    atomic_int stop;
+    atomic_long spin_ns;
+    lstmk_task_fn fn;
+    void *context;
+    atomic_long finished;  // parts of the current job done
+};
+
+static unsigned long long generation_of(unsigned long long ticket) { return ticket >> 32; }
+
+static long now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long)t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+// Claims and runs parts of the job of generation `generation` until none is left.
+static void take_parts(lstmk_pool *pool, unsigned long long generation) {
+    unsigned long long ticket = atomic_load(&pool->ticket);
+    for (;;) {
+        const unsigned long long parts = (ticket >> 16) & 0xFFFF, part = ticket & 0xFFFF;
+        if (generation_of(ticket) != generation || part >= parts) return;
+        if (!atomic_compare_exchange_weak(&pool->ticket, &ticket, ticket + 1)) continue;
+        pool->fn(pool->context, (ptrdiff_t)part);
+        atomic_fetch_add(&pool->finished, 1);
+        ticket = atomic_load(&pool->ticket);
+    }
+}
+
+static void *worker_main(void *argument) {
+    lstmk_pool *pool = (lstmk_pool *)argument;
+    unsigned long long seen = generation_of(atomic_load(&pool->ticket));
+    for (;;) {
+        // Spin while hot.
+        const long deadline = now_ns() + atomic_load_explicit(&pool->spin_ns, memory_order_relaxed);
+        unsigned long long generation = generation_of(atomic_load(&pool->ticket));
+        for (int i = 0; generation == seen && !atomic_load(&pool->stop); i++) {
+            cpu_relax();
+            if ((i & 255) == 255 && now_ns() > deadline) break;
+            generation = generation_of(atomic_load(&pool->ticket));
+        }
+        if (generation == seen && !atomic_load(&pool->stop)) {
+            // Park.
+            pthread_mutex_lock(&pool->mutex);
+            atomic_fetch_add(&pool->parked, 1);
+            while ((generation = generation_of(atomic_load(&pool->ticket))) == seen && !atomic_load(&pool->stop))
+                pthread_cond_wait(&pool->wake, &pool->mutex);
+            atomic_fetch_sub(&pool->parked, 1);
+            pthread_mutex_unlock(&pool->mutex);
+        }
+        if (atomic_load(&pool->stop)) return NULL;
+        seen = generation;
+        take_parts(pool, generation);
+    }
+}
+
+lstmk_pool *lstmk_pool_create(int workers) {
+    if (workers < 0) workers = 0;
+    lstmk_pool *pool = (lstmk_pool *)calloc(1, sizeof(lstmk_pool));
+    if (!pool) return NULL;
+    pool->threads = (pthread_t *)calloc(workers > 0 ? (size_t)workers : 1, sizeof(pthread_t));
+    if (!pool->threads) { free(pool); return NULL; }
+    pthread_mutex_init(&pool->mutex, NULL);
+    pthread_mutex_init(&pool->busy, NULL);
+    pthread_cond_init(&pool->wake, NULL);
+    atomic_init(&pool->ticket, 0);
+    atomic_init(&pool->parked, 0);
+    atomic_init(&pool->stop, 0);
+    atomic_init(&pool->spin_ns, 200000);
+    atomic_init(&pool->finished, 0);
+    for (int i = 0; i < workers; i++) {
+        if (pthread_create(&pool->threads[i], NULL, worker_main, pool) != 0) break;
+        pool->workers = i + 1;
+    }
+    return pool;
+}
+
+int lstmk_pool_workers(const lstmk_pool *pool) { return pool ? pool->workers : 0; }
+
+void lstmk_pool_set_spin(lstmk_pool *pool, long nanoseconds) {
+    if (pool) atomic_store(&pool->spin_ns, nanoseconds < 0 ? 0 : nanoseconds);
+}
+
+void lstmk_pool_destroy(lstmk_pool *pool) {
+    if (!pool) return;
+    pthread_mutex_lock(&pool->mutex);
+    atomic_store(&pool->stop, 1);
+    pthread_cond_broadcast(&pool->wake);
+    pthread_mutex_unlock(&pool->mutex);
+    for (int i = 0; i < pool->workers; i++) pthread_join(pool->threads[i], NULL);
+    pthread_cond_destroy(&pool->wake);
+    pthread_mutex_destroy(&pool->mutex);
+    pthread_mutex_destroy(&pool->busy);
+    free(pool->threads);
+    free(pool);
+}
+
+void lstmk_pool_run(lstmk_pool *pool, ptrdiff_t parts, lstmk_task_fn fn, void *context) {
+    if (parts <= 0) return;
+    if (!pool || pool->workers == 0 || parts == 1 || parts > 0xFFFF || pthread_mutex_trylock(&pool->busy) != 0) {
+        // No workers, nothing to share, or the pool is busy with another caller's job (or this is a nested call
+        // from inside a part): run every part here, in order.
+        for (ptrdiff_t part = 0; part < parts; part++) fn(context, part);
+        return;
+    }
+    pool->fn = fn;
+    pool->context = context;
+    atomic_store(&pool->finished, 0);
+    const unsigned long long generation = generation_of(atomic_load(&pool->ticket)) + 1;
+    atomic_store(&pool->ticket, (generation & 0xFFFFFFFFull) << 32 | (unsigned long long)parts << 16);
+    if (atomic_load(&pool->parked) > 0) {
+        pthread_mutex_lock(&pool->mutex);
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->mutex);
+    }
+    take_parts(pool, generation & 0xFFFFFFFFull);
+    while (atomic_load(&pool->finished) < parts) cpu_relax();
+    pthread_mutex_unlock(&pool->busy);
+}
