@@ -210,3 +210,89 @@ void lstmk_activation(int function, const float *x, float *y, ptrdiff_t n, int p
 }
 
 float lstmk_tanh(float x) { return tanh_portable(x); }
+
+// ---- Backward element-wise pass (the equations in LSTMPointwise.swift, in the same operation order) ----
+
+static inline float gate_derivative_portable(float a, int kind) {
+    switch (kind) {
+    case 0: return a * (1.0f - a);
+    case 1: return (a > 0.0f && a < 1.0f) ? 1.0f / 6.0f : 0.0f;
+    default: return 1.0f;
+    }
+}
+
+static void backward_row_portable(const float *a, const float *cprev, const float *c, const float *dout,
+                                  const float *dcarry, float *dc, float *dz, ptrdiff_t from, ptrdiff_t H, int gate,
+                                  int cell) {
+    for (ptrdiff_t j = from; j < H; j++) {
+        const float i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];
+        float dh = dcarry[j];
+        if (dout) dh = dout[j] + dh;
+        const float tc = cell == 0 ? tanh_portable(c[j]) : c[j];
+        const float d_o = dh * tc;
+        const float dS = (cell == 0 ? dh * o * (1.0f - tc * tc) : dh * o) + dc[j];
+        dz[j] = dS * g * gate_derivative_portable(i, gate);
+        dz[H + j] = dS * cprev[j] * gate_derivative_portable(f, gate);
+        dz[2 * H + j] = cell == 0 ? dS * i * (1.0f - g * g) : dS * i;
+        dz[3 * H + j] = d_o * gate_derivative_portable(o, gate);
+        dc[j] = dS * f;
+    }
+}
+
+#ifdef LSTMK_X86
+__attribute__((target("avx2,fma")))
+static inline __m256 gate_derivative_avx2(__m256 a, int kind) {
+    switch (kind) {
+    case 0: return _mm256_mul_ps(a, _mm256_sub_ps(_mm256_set1_ps(1.0f), a));
+    case 1: {
+        const __m256 inside = _mm256_and_ps(_mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_GT_OQ),
+                                            _mm256_cmp_ps(a, _mm256_set1_ps(1.0f), _CMP_LT_OQ));
+        return _mm256_and_ps(inside, _mm256_set1_ps(1.0f / 6.0f));
+    }
+    default: return _mm256_set1_ps(1.0f);
+    }
+}
+
+__attribute__((target("avx2,fma")))
+static ptrdiff_t backward_row_avx2(const float *a, const float *cprev, const float *c, const float *dout,
+                                   const float *dcarry, float *dc, float *dz, ptrdiff_t H, int gate, int cell) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    ptrdiff_t j = 0;
+    for (; j + 8 <= H; j += 8) {
+        const __m256 i = _mm256_loadu_ps(a + j), f = _mm256_loadu_ps(a + H + j);
+        const __m256 g = _mm256_loadu_ps(a + 2 * H + j), o = _mm256_loadu_ps(a + 3 * H + j);
+        __m256 dh = _mm256_loadu_ps(dcarry + j);
+        if (dout) dh = _mm256_add_ps(_mm256_loadu_ps(dout + j), dh);
+        const __m256 s = _mm256_loadu_ps(c + j);
+        const __m256 tc = cell == 0 ? tanh_avx2(s) : s;
+        const __m256 d_o = _mm256_mul_ps(dh, tc);
+        __m256 dho = _mm256_mul_ps(dh, o);
+        if (cell == 0) dho = _mm256_mul_ps(dho, _mm256_sub_ps(one, _mm256_mul_ps(tc, tc)));
+        const __m256 dS = _mm256_add_ps(dho, _mm256_loadu_ps(dc + j));
+        _mm256_storeu_ps(dz + j, _mm256_mul_ps(_mm256_mul_ps(dS, g), gate_derivative_avx2(i, gate)));
+        _mm256_storeu_ps(dz + H + j,
+                         _mm256_mul_ps(_mm256_mul_ps(dS, _mm256_loadu_ps(cprev + j)), gate_derivative_avx2(f, gate)));
+        __m256 dg = _mm256_mul_ps(dS, i);
+        if (cell == 0) dg = _mm256_mul_ps(dg, _mm256_sub_ps(one, _mm256_mul_ps(g, g)));
+        _mm256_storeu_ps(dz + 2 * H + j, dg);
+        _mm256_storeu_ps(dz + 3 * H + j, _mm256_mul_ps(d_o, gate_derivative_avx2(o, gate)));
+        _mm256_storeu_ps(dc + j, _mm256_mul_ps(dS, f));
+    }
+    return j;
+}
+#endif
+
+void lstmk_pointwise_backward(const float *gates, const float *cprev, const float *c, const float *dout,
+                              const float *dcarry, float *dc, float *dz, ptrdiff_t B, ptrdiff_t H, int gate, int cell,
+                              int portable) {
+    for (ptrdiff_t b = 0; b < B; b++) {
+        const float *a = gates + b * 4 * H, *cp = cprev + b * H, *s = c + b * H, *dc_in = dcarry + b * H;
+        const float *d_out = dout ? dout + b * H : NULL;
+        float *d_c = dc + b * H, *d_z = dz + b * 4 * H;
+        ptrdiff_t from = 0;
+#ifdef LSTMK_X86
+        if (!portable && lstmk_sgemm_level() == 2) from = backward_row_avx2(a, cp, s, d_out, dc_in, d_c, d_z, H, gate, cell);
+#endif
+        backward_row_portable(a, cp, s, d_out, dc_in, d_c, d_z, from, H, gate, cell);
+    }
+}

@@ -224,6 +224,19 @@ static workspace *thread_workspace(int with_b) {
 // repeat the last valid row; their results are never stored.
 static void pack_a(ptrdiff_t M, const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t ic, ptrdiff_t mc,
                    ptrdiff_t pc, ptrdiff_t kc, float *dst) {
+    if (rsa == 1 && ic + (mc + MR - 1) / MR * MR <= M) {
+        // A transposed (stored K × M, as δZᵀ in δW = δZᵀ·X): row k of the stored matrix holds op(A)[ic.., k]
+        // contiguously, so read it once and scatter it over the tiles.
+        for (ptrdiff_t k = 0; k < kc; k++) {
+            const float *src = A + (pc + k) * csa + ic;
+            for (ptrdiff_t t = 0; t < mc; t += MR) {
+                float *d = dst + t * kc + k * MR;
+                d[0] = src[t]; d[1] = src[t + 1]; d[2] = src[t + 2];
+                d[3] = src[t + 3]; d[4] = src[t + 4]; d[5] = src[t + 5];
+            }
+        }
+        return;
+    }
     for (ptrdiff_t t = 0; t < mc; t += MR) {
         const float *a[MR];
         for (ptrdiff_t r = 0; r < MR; r++) a[r] = row_pointer(A, rsa, ic + t + r, M - 1) + pc * csa;

@@ -197,6 +197,49 @@ struct ActivationKernelTests {
     }
 }
 
+/// The Float backward element-wise pass in C (AVX2 and portable) against the Swift loop it replaces, bit for bit,
+/// for every activation mode, with and without δh from above, and saturated gates (hard σ at 0 and 1).
+struct BackwardPointwiseTests {
+    @Test func cBackwardEqualsSwiftLoop() {
+        var random = RandomSource(seed: 5)
+        let (B, H) = (3, 21)  // H not a multiple of 8: vector body and scalar tail
+        for gate in GateActivation.allCases {
+            for cellActivation in CellActivation.allCases {
+                for withOutput in [false, true] {
+                    var z = (0..<(B * 4 * H)).map { _ in Float(random.uniform(-6, 6)) }
+                    let cPrev = (0..<(B * H)).map { _ in Float(random.uniform(-2, 2)) }
+                    var c = [Float](repeating: 0, count: B * H), h = c
+                    LSTMPointwise.forward(gates: &z, previousCell: cPrev, cell: &c, hidden: &h, batch: B, hidden: H,
+                                          gate: gate, cellActivation: cellActivation)
+                    let dOut = withOutput ? (0..<(B * H)).map { _ in Float(random.uniform(-1, 1)) } : nil
+                    let dCarry = (0..<(B * H)).map { _ in Float(random.uniform(-1, 1)) }
+                    let dc0 = (0..<(B * H)).map { _ in Float(random.uniform(-1, 1)) }
+                    var dcSwift = dc0, dzSwift = [Float](repeating: 0, count: B * 4 * H)
+                    let dOutStorage = dOut ?? [0]
+                    dcSwift.withUnsafeMutableBufferPointer { dc in
+                        dzSwift.withUnsafeMutableBufferPointer { dz in
+                            dOutStorage.withUnsafeBufferPointer { o in
+                                LSTMPointwise.backwardLoop(
+                                    gates: z, previousCell: cPrev, cell: c, dOutput: withOutput ? o.baseAddress! : nil,
+                                    dHiddenCarry: dCarry, dCellCarry: dc.baseAddress!, dGates: dz.baseAddress!, batch: B,
+                                    hidden: H, gate: gate, cellActivation: cellActivation)
+                            }
+                        }
+                    }
+                    for portable in [false, true] {
+                        var dc = dc0, dz = [Float](repeating: 0, count: B * 4 * H)
+                        LSTMPointwise.floatBackward(gates: z, previousCell: cPrev, cell: c, dOutput: dOut,
+                                                    dHiddenCarry: dCarry, dCellCarry: &dc, dGates: &dz, batch: B,
+                                                    hidden: H, gate: gate, cellActivation: cellActivation,
+                                                    portable: portable)
+                        #expect(dc == dcSwift && dz == dzSwift, "\(gate) \(cellActivation) output=\(withOutput) portable=\(portable)")
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// B packed once (`GEMM.prepare`) gives the bits of the plain product, for every split of the columns.
 struct PreparedOperandTests {
     @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])

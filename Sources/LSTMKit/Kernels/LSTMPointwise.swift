@@ -139,6 +139,29 @@ public enum LSTMPointwise {
         dGates: UnsafeMutablePointer<S>,     // (B, 4H) δZ_t out
         batch B: Int, hidden H: Int, gate: GateActivation, cellActivation: CellActivation
     ) {
+        if S.self == Float.self {
+            // Float: the vectorized C pass, the same operations in the same order as `backwardLoop` (tested bitwise).
+            func f(_ p: UnsafePointer<S>) -> UnsafePointer<Float> { UnsafeRawPointer(p).assumingMemoryBound(to: Float.self) }
+            func f(_ p: UnsafeMutablePointer<S>) -> UnsafeMutablePointer<Float> {
+                UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self)
+            }
+            lstmk_pointwise_backward(f(gates), f(previousCell), f(cell), dOutput.map(f), f(dHiddenCarry),
+                                     f(dCellCarry), f(dGates), B, H, gate.kernelCode, cellActivation.kernelCode, 0)
+            return
+        }
+        backwardLoop(gates: gates, previousCell: previousCell, cell: cell, dOutput: dOutput,
+                     dHiddenCarry: dHiddenCarry, dCellCarry: dCellCarry, dGates: dGates, batch: B, hidden: H,
+                     gate: gate, cellActivation: cellActivation)
+    }
+
+    /// The backward step written out in Swift (Double, and the reference the Float kernels are tested against).
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
+    static func backwardLoop<S: LSTMScalar>(
+        gates: UnsafePointer<S>, previousCell: UnsafePointer<S>, cell: UnsafePointer<S>, dOutput: UnsafePointer<S>?,
+        dHiddenCarry: UnsafePointer<S>, dCellCarry: UnsafeMutablePointer<S>, dGates: UnsafeMutablePointer<S>,
+        batch B: Int, hidden H: Int, gate: GateActivation, cellActivation: CellActivation
+    ) {
         for b in 0..<B {
             let a = gates + b * 4 * H
             let cPrev = previousCell + b * H
@@ -175,6 +198,19 @@ public enum LSTMPointwise {
             }
         }
         return y
+    }
+
+    /// The Float backward pass with the C kernel (`portable`: its portable path whatever the CPU); tests.
+    static func floatBackward(gates: [Float], previousCell: [Float], cell: [Float], dOutput: [Float]?,
+                              dHiddenCarry: [Float], dCellCarry: inout [Float], dGates: inout [Float], batch B: Int,
+                              hidden H: Int, gate: GateActivation, cellActivation: CellActivation, portable: Bool) {
+        if let dOutput {
+            lstmk_pointwise_backward(gates, previousCell, cell, dOutput, dHiddenCarry, &dCellCarry, &dGates, B, H,
+                                     gate.kernelCode, cellActivation.kernelCode, portable ? 1 : 0)
+        } else {
+            lstmk_pointwise_backward(gates, previousCell, cell, nil, dHiddenCarry, &dCellCarry, &dGates, B, H,
+                                     gate.kernelCode, cellActivation.kernelCode, portable ? 1 : 0)
+        }
     }
 
     /// The Float forward pass with the portable kernel, whatever the CPU (tests).

@@ -51,6 +51,13 @@ void lstmk_sgemm_prepacked_portable(ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptr
 void lstmk_pointwise_forward(float *gates, const float *cprev, float *c, float *h, ptrdiff_t B, ptrdiff_t H,
                              int gate, int cell, int portable);
 
+/// One backward step of the element-wise pass (LSTMPointwise.swift): gates = activated i, f, g, o (B, 4H); cprev =
+/// S_{t-1}, c = S_t (B, H); dout = δh_t from above (NULL: zero); dcarry = δh_t from step t+1; dc = δS_{t+1}⊙f_{t+1}
+/// in, δS_t⊙f_t out; dz = δZ_t (B, 4H) out. The same operations in the same order as the Swift pass.
+void lstmk_pointwise_backward(const float *gates, const float *cprev, const float *c, const float *dout,
+                              const float *dcarry, float *dc, float *dz, ptrdiff_t B, ptrdiff_t H, int gate, int cell,
+                              int portable);
+
 /// y = σ(x) (function 0) or tanh(x) (function 1), elementwise, with the kernels' approximations.
 void lstmk_activation(int function, const float *x, float *y, ptrdiff_t n, int portable);
 
