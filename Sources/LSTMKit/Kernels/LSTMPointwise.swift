@@ -96,16 +96,25 @@ public enum LSTMPointwise {
         previousCell: UnsafePointer<S>,      // (B, H) S_{t-1}
         cell: UnsafeMutablePointer<S>,       // (B, H) S_t
         hidden: UnsafeMutablePointer<S>,     // (B, H) h_t
-        batch B: Int, hidden H: Int, gate: GateActivation, cellActivation: CellActivation
+        batch B: Int, hidden H: Int, gate: GateActivation, cellActivation: CellActivation, threads: Int = 1
     ) {
         if S.self == Float.self {
-            // Float: the vectorized C pass (AVX2 or its bitwise-identical portable twin).
-            lstmk_pointwise_forward(
-                UnsafeMutableRawPointer(gates).assumingMemoryBound(to: Float.self),
-                UnsafeRawPointer(previousCell).assumingMemoryBound(to: Float.self),
-                UnsafeMutableRawPointer(cell).assumingMemoryBound(to: Float.self),
-                UnsafeMutableRawPointer(hidden).assumingMemoryBound(to: Float.self),
-                B, H, gate.kernelCode, cellActivation.kernelCode, 0)
+            // Float: the vectorized C pass (AVX2 or its bitwise-identical portable twin); rows are independent, so
+            // blocks of rows may run on the pool.
+            nonisolated(unsafe) let z = UnsafeMutableRawPointer(gates).assumingMemoryBound(to: Float.self)
+            nonisolated(unsafe) let cp = UnsafeRawPointer(previousCell).assumingMemoryBound(to: Float.self)
+            nonisolated(unsafe) let c = UnsafeMutableRawPointer(cell).assumingMemoryBound(to: Float.self)
+            nonisolated(unsafe) let h = UnsafeMutableRawPointer(hidden).assumingMemoryBound(to: Float.self)
+            let (g, ca) = (gate.kernelCode, cellActivation.kernelCode)
+            let parts = rowParts(B, H, threads)
+            if parts == 1 {
+                lstmk_pointwise_forward(z, cp, c, h, B, H, g, ca, 0)
+                return
+            }
+            WorkerPool.shared(threads: parts).run(parts: parts) { part in
+                let r0 = part * B / parts, r1 = (part + 1) * B / parts
+                lstmk_pointwise_forward(z + r0 * 4 * H, cp + r0 * H, c + r0 * H, h + r0 * H, r1 - r0, H, g, ca, 0)
+            }
             return
         }
         for b in 0..<B {
@@ -137,21 +146,38 @@ public enum LSTMPointwise {
         dHiddenCarry: UnsafePointer<S>,      // (B, H) δh_t from step t+1
         dCellCarry: UnsafeMutablePointer<S>, // (B, H) δS_{t+1}⊙f_{t+1} in, δS_t⊙f_t out
         dGates: UnsafeMutablePointer<S>,     // (B, 4H) δZ_t out
-        batch B: Int, hidden H: Int, gate: GateActivation, cellActivation: CellActivation
+        batch B: Int, hidden H: Int, gate: GateActivation, cellActivation: CellActivation, threads: Int = 1
     ) {
         if S.self == Float.self {
-            // Float: the vectorized C pass, the same operations in the same order as `backwardLoop` (tested bitwise).
+            // Float: the vectorized C pass, the same operations in the same order as `backwardLoop` (tested bitwise);
+            // rows are independent, so blocks of rows may run on the pool.
             func f(_ p: UnsafePointer<S>) -> UnsafePointer<Float> { UnsafeRawPointer(p).assumingMemoryBound(to: Float.self) }
             func f(_ p: UnsafeMutablePointer<S>) -> UnsafeMutablePointer<Float> {
                 UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self)
             }
-            lstmk_pointwise_backward(f(gates), f(previousCell), f(cell), dOutput.map(f), f(dHiddenCarry),
-                                     f(dCellCarry), f(dGates), B, H, gate.kernelCode, cellActivation.kernelCode, 0)
+            nonisolated(unsafe) let a = f(gates), cp = f(previousCell), c = f(cell), dout = dOutput.map(f)
+            nonisolated(unsafe) let dcarry = f(dHiddenCarry), dc = f(dCellCarry), dz = f(dGates)
+            let (g, ca) = (gate.kernelCode, cellActivation.kernelCode)
+            let parts = rowParts(B, H, threads)
+            if parts == 1 {
+                lstmk_pointwise_backward(a, cp, c, dout, dcarry, dc, dz, B, H, g, ca, 0)
+                return
+            }
+            WorkerPool.shared(threads: parts).run(parts: parts) { part in
+                let r0 = part * B / parts, r1 = (part + 1) * B / parts
+                lstmk_pointwise_backward(a + r0 * 4 * H, cp + r0 * H, c + r0 * H, dout.map { $0 + r0 * H },
+                                         dcarry + r0 * H, dc + r0 * H, dz + r0 * 4 * H, r1 - r0, H, g, ca, 0)
+            }
             return
         }
         backwardLoop(gates: gates, previousCell: previousCell, cell: cell, dOutput: dOutput,
                      dHiddenCarry: dHiddenCarry, dCellCarry: dCellCarry, dGates: dGates, batch: B, hidden: H,
                      gate: gate, cellActivation: cellActivation)
+    }
+
+    /// Row blocks for the element-wise pass: below ~2k elements a fork/join costs more than it saves.
+    static func rowParts(_ B: Int, _ H: Int, _ threads: Int) -> Int {
+        B * H >= 2048 ? max(1, min(threads, B)) : 1
     }
 
     /// The backward step written out in Swift (Double, and the reference the Float kernels are tested against).

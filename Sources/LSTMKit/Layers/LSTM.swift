@@ -259,7 +259,8 @@ extension LSTM {
                               threads: stash.threads)
                     LSTMPointwise.forward(gates: Zt, previousCell: cPrev, cell: cells + t * B * H,
                                           hidden: hiddens + t * B * H, batch: B, hidden: H,
-                                          gate: layer.activations.gate, cellActivation: layer.activations.cell)
+                                          gate: layer.activations.gate, cellActivation: layer.activations.cell,
+                                          threads: stash.threads)
                 }
             }
         }
@@ -356,7 +357,7 @@ extension LSTM {
                             gates: gates + t * B * 4 * H, previousCell: cPrev, cell: cells + t * B * H,
                             dOutput: hasAbove ? UnsafePointer(dAbove.pointer + t * B * H) : nil,
                             dHiddenCarry: dh, dCellCarry: dc, dGates: dZt,
-                            batch: B, hidden: H, gate: A.gate, cellActivation: A.cell)
+                            batch: B, hidden: H, gate: A.gate, cellActivation: A.cell, threads: stash.threads)
                         // δh_{t-1} = δZ_t · W_hh   (B, 4H)·(4H, H)
                         GEMM.gemm(transposeA: false, M: B, dZt, lda: 4 * H, weightHH, dh, ldc: H, accumulate: false,
                                   threads: stash.threads)
