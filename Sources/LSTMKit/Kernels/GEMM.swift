@@ -51,7 +51,7 @@ public enum GEMM {
         _ C: UnsafeMutablePointer<S>, ldc: Int, accumulate: Bool, threads: Int = 1
     ) {
         // Below ~64k multiply-adds a dispatch (several µs when a core has idled) costs more than it saves.
-        let parts = M * N * K >= 1 << 16 ? max(1, min(threads, N / 16)) : 1
+        let parts = M * N * K >= 1 << 16 ? max(1, min(threads, max(N / 16, M / 6))) : 1
         // The concurrent closure must be concrete: a closure formed inside this generic function stays unspecialized
         // (every + and * through a witness table, measured 5× slower), so each scalar type has its own entry.
         func raw(_ p: UnsafePointer<S>) -> UnsafeRawPointer { UnsafeRawPointer(p) }
@@ -83,6 +83,17 @@ public enum GEMM {
         nonisolated(unsafe) let c = C.assumingMemoryBound(to: Float.self)
         if parts == 1 {
             lstmk_sgemm(M, N, K, a, rsa, csa, b, rsb, csb, c, ldc, accumulate ? 1 : 0)
+            return
+        }
+        if M > N && M >= 12 {
+            // Every part packs its own copy of the operand it shares, so share the smaller one: with more rows than
+            // columns (δW = δZᵀ·X, δX = δZ·W_ih) split the rows, each part packing only its rows of A.
+            let chunk = ((M + parts - 1) / parts + 5) / 6 * 6
+            WorkerPool.shared(threads: parts).run(parts: parts) { part in
+                let i0 = part * chunk, i1 = min(M, i0 + chunk)
+                guard i0 < i1 else { return }
+                lstmk_sgemm(i1 - i0, N, K, a + i0 * rsa, rsa, csa, b, rsb, csb, c + i0 * ldc, ldc, accumulate ? 1 : 0)
+            }
             return
         }
         let chunk = ((N + parts - 1) / parts + 15) / 16 * 16
@@ -242,7 +253,7 @@ public enum GEMM {
                  ldb: B.ld, C, ldc: ldc, accumulate: accumulate, threads: threads)
             return
         }
-        let parts = M * B.N * B.K >= 1 << 16 ? max(1, min(threads, B.N / 16)) : 1
+        let parts = M * B.N * B.K >= 1 << 16 ? max(1, min(threads, max(B.N / 16, M / 6))) : 1
         sgemmPrepacked(transposeA, M, B.N, B.K, UnsafeRawPointer(A), lda, packed, UnsafeMutableRawPointer(C), ldc,
                        accumulate, parts)
     }
@@ -266,6 +277,17 @@ public enum GEMM {
         nonisolated(unsafe) let b = packed
         if parts == 1 {
             lstmk_sgemm_prepacked(M, 0, N, N, K, a, rsa, csa, b, c, ldc, accumulate ? 1 : 0)
+            return
+        }
+        if N / parts < 128 && M >= 6 * parts {
+            // Narrow column blocks would each pack all of A (δh = δZ_t·W_hh with a small H): split the rows instead.
+            let chunk = ((M + parts - 1) / parts + 5) / 6 * 6
+            WorkerPool.shared(threads: parts).run(parts: parts) { part in
+                let i0 = part * chunk, i1 = min(M, i0 + chunk)
+                guard i0 < i1 else { return }
+                lstmk_sgemm_prepacked(i1 - i0, 0, N, N, K, a + i0 * rsa, rsa, csa, b, c + i0 * ldc, ldc,
+                                      accumulate ? 1 : 0)
+            }
             return
         }
         let chunk = ((N + parts - 1) / parts + 15) / 16 * 16
