@@ -41,7 +41,7 @@ static void pack_panel(ptrdiff_t K, ptrdiff_t n, const float *B, ptrdiff_t rsb, 
 
 // Portable micro-kernel: the same chains as the AVX2 one, one scalar at a time. `a` is a packed tile of A: K groups
 // of MR floats (k-major).
-static void tile_portable(ptrdiff_t K, const float *a, const float *panel,
+static void tile_portable(ptrdiff_t K, const float *a, ptrdiff_t astride, const float *panel,
                           float *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, int accumulate) {
     float acc[MR][NR];
     for (ptrdiff_t r = 0; r < MR; r++)
@@ -50,7 +50,7 @@ static void tile_portable(ptrdiff_t K, const float *a, const float *panel,
     for (ptrdiff_t k = 0; k < K; k++) {
         const float *b = panel + k * NR;
         for (ptrdiff_t r = 0; r < MR; r++) {
-            float av = a[k * MR + r];
+            float av = a[k * astride + r];
             for (ptrdiff_t c = 0; c < NR; c++) acc[r][c] = fmaf(av, b[c], acc[r][c]);
         }
     }
@@ -60,7 +60,7 @@ static void tile_portable(ptrdiff_t K, const float *a, const float *panel,
 
 #ifdef LSTMK_X86
 __attribute__((target("avx2,fma")))
-static void tile_avx2(ptrdiff_t K, const float *a, const float *panel,
+static void tile_avx2(ptrdiff_t K, const float *a, ptrdiff_t astride, const float *panel,
                       float *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, int accumulate) {
     __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
     float edge[MR][NR];
@@ -87,7 +87,7 @@ static void tile_avx2(ptrdiff_t K, const float *a, const float *panel,
     for (ptrdiff_t k = 0; k < K; k++) {
         const __m256 b0 = _mm256_loadu_ps(panel + k * NR);
         const __m256 b1 = _mm256_loadu_ps(panel + k * NR + 8);
-        const float *ak = a + k * MR;
+        const float *ak = a + k * astride;
         __m256 av = _mm256_broadcast_ss(ak);
         c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
         av = _mm256_broadcast_ss(ak + 1);
@@ -224,7 +224,9 @@ static workspace *thread_workspace(int with_b) {
 // repeat the last valid row; their results are never stored.
 static void pack_a(ptrdiff_t M, const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t ic, ptrdiff_t mc,
                    ptrdiff_t pc, ptrdiff_t kc, float *dst) {
-    if (rsa == 1 && ic + (mc + MR - 1) / MR * MR <= M) {
+    // Only for row strides up to 2 KB: at larger ones (8 KB for δW_ih with H = 512) every k falls into the same few
+    // L1 sets, evicting the B panel, and packing wins again (measured: 512×64×1600 +35 %, 2048×65×6400 −15 %).
+    if (rsa == 1 && csa <= 512 && ic + (mc + MR - 1) / MR * MR <= M) {
         // A transposed (stored K × M, as δZᵀ in δW = δZᵀ·X): row k of the stored matrix holds op(A)[ic.., k]
         // contiguously, so read it once and scatter it over the tiles.
         for (ptrdiff_t k = 0; k < kc; k++) {
@@ -255,9 +257,9 @@ static void pack_a(ptrdiff_t M, const float *A, ptrdiff_t rsa, ptrdiff_t csa, pt
 
 // The packed A block (mc rows from row ic of C) against the 16-column panels for columns from..<to; the panel
 // for column j starts at panels + (j − j_base)·kc.
-static void multiply_block(int level, const float *apacked, ptrdiff_t mc, ptrdiff_t kc, const float *panels,
-                           ptrdiff_t j_base, ptrdiff_t from, ptrdiff_t to, float *C, ptrdiff_t ldc,
-                           int start_from_c) {
+static void multiply_block(int level, const float *apacked, ptrdiff_t astride, ptrdiff_t tstride, ptrdiff_t mc,
+                           ptrdiff_t kc, const float *panels, ptrdiff_t j_base, ptrdiff_t from, ptrdiff_t to, float *C,
+                           ptrdiff_t ldc, int start_from_c) {
     for (ptrdiff_t j = from; j < to; j += NR) {
         const ptrdiff_t n = to - j < NR ? to - j : NR;
         const float *panel = panels + (j - j_base) * kc;
@@ -270,12 +272,32 @@ static void multiply_block(int level, const float *apacked, ptrdiff_t mc, ptrdif
                 __builtin_prefetch(C + r * ldc + j, 1, 3);
                 __builtin_prefetch(C + r * ldc + j + n - 1, 1, 3);
             }
+            const float *a = apacked + (t / MR) * tstride;
 #ifdef LSTMK_X86
-            if (level == 2) { tile_avx2(kc, apacked + t * kc, panel, c, ldc, m, n, start_from_c); continue; }
+            if (level == 2) { tile_avx2(kc, a, astride, panel, c, ldc, m, n, start_from_c); continue; }
 #endif
-            tile_portable(kc, apacked + t * kc, panel, c, ldc, m, n, start_from_c);
+            tile_portable(kc, a, astride, panel, c, ldc, m, n, start_from_c);
         }
     }
+}
+
+// The A block as the kernel reads it: packed tiles (stride MR per k, kc·MR per tile), or, for a transposed A whose
+// rows are all present (stored K × M: a tile's six values at k are contiguous), the source itself (stride csa per
+// k, six floats per tile): no copy, which for the narrow products (δW with N = I or H) costs about as much as the
+// multiply-adds.
+static const float *a_block(ptrdiff_t M, const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t ic, ptrdiff_t mc,
+                            ptrdiff_t pc, ptrdiff_t kc, float *work, ptrdiff_t *astride, ptrdiff_t *tstride) {
+    // Only for row strides up to 2 KB: at larger ones (8 KB for δW_ih with H = 512) every k falls into the same few
+    // L1 sets, evicting the B panel, and packing wins again (measured: 512×64×1600 +35 %, 2048×65×6400 −15 %).
+    if (rsa == 1 && csa <= 512 && ic + (mc + MR - 1) / MR * MR <= M) {
+        *astride = csa;
+        *tstride = MR;
+        return A + pc * csa + ic;
+    }
+    pack_a(M, A, rsa, csa, ic, mc, pc, kc, work);
+    *astride = MR;
+    *tstride = MR * kc;
+    return work;
 }
 
 static void sgemm(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
@@ -308,8 +330,10 @@ static void sgemm(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
             }
             for (ptrdiff_t ic = 0; ic < M; ic += MC) {
                 const ptrdiff_t mc = M - ic < MC ? M - ic : MC;
-                pack_a(M, A, rsa, csa, ic, mc, pc, kc, w->a);
-                multiply_block(level, w->a, mc, kc, w->b, jc, jc, jc + nc, C + ic * ldc, ldc, start_from_c);
+                ptrdiff_t astride, tstride;
+                const float *a = a_block(M, A, rsa, csa, ic, mc, pc, kc, w->a, &astride, &tstride);
+                multiply_block(level, a, astride, tstride, mc, kc, w->b, jc, jc, jc + nc, C + ic * ldc, ldc,
+                               start_from_c);
             }
         }
     }
@@ -450,8 +474,10 @@ static void sgemm_prepacked(int level, ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, 
         const int start_from_c = accumulate || pc > 0;
         for (ptrdiff_t ic = 0; ic < M; ic += MC) {
             const ptrdiff_t mc = M - ic < MC ? M - ic : MC;
-            pack_a(M, A, rsa, csa, ic, mc, pc, kc, w->a);
-            multiply_block(level, w->a, mc, kc, packed + pc * npad, 0, j0, j1, C + ic * ldc, ldc, start_from_c);
+            ptrdiff_t astride, tstride;
+            const float *a = a_block(M, A, rsa, csa, ic, mc, pc, kc, w->a, &astride, &tstride);
+            multiply_block(level, a, astride, tstride, mc, kc, packed + pc * npad, 0, j0, j1, C + ic * ldc, ldc,
+                           start_from_c);
         }
     }
 }
