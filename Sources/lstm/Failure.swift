@@ -25,6 +25,10 @@ func reportingFailures(_ body: () throws -> Void) throws {
 }
 
 /// Reads a UTF-8 text from a path, from standard input ("-"), or the bundled corpus (nil).
+/// Peak bytes of memory per byte of corpus while it is read and encoded: the file's bytes (twice, briefly), four per
+/// character as Unicode scalars and four as tokens (ASCII text: one character per byte).
+let corpusBytesPerByte = 10.0
+
 func readCorpus(_ path: String?) throws -> (scalars: [Unicode.Scalar], source: String) {
     let bytes: [UInt8]
     let source: String
@@ -36,7 +40,18 @@ func readCorpus(_ path: String?) throws -> (scalars: [Unicode.Scalar], source: S
         bytes = [UInt8](data)
         source = "the bundled corpus"
     case "-"?:
-        bytes = [UInt8](FileHandle.standardInput.readDataToEndOfFile())
+        // Read in pieces, so that an endless or enormous stream fails with a message instead of exhausting memory.
+        let limit = MemoryBudget.availableBytes() / corpusBytesPerByte
+        var data = Data()
+        while true {
+            let piece = FileHandle.standardInput.readData(ofLength: 1 << 20)
+            if piece.isEmpty { break }
+            data.append(piece)
+            if Double(data.count) > limit {
+                throw Failure(message: "standard input is longer than the \(MemoryBudget.describe(limit)) of text this machine's memory can hold while training; give a smaller text")
+            }
+        }
+        bytes = [UInt8](data)
         source = "standard input"
     case let path?:
         var isDirectory: ObjCBool = false
@@ -44,6 +59,10 @@ func readCorpus(_ path: String?) throws -> (scalars: [Unicode.Scalar], source: S
             throw Failure(message: "cannot read \(path): no such file")
         }
         guard !isDirectory.boolValue else { throw Failure(message: "cannot read \(path): it is a folder; give a text file") }
+        if let size = MemoryBudget.fileSize(path) {
+            try MemoryBudget.require(size * corpusBytesPerByte, for: "the \(MemoryBudget.describe(size)) text \(path)",
+                                     hint: "give a smaller text (or split it)")
+        }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw Failure(message: "cannot read \(path): permission denied or unreadable")
         }

@@ -36,6 +36,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Checkpoint file to write (and read with --resume).") var checkpoint = "charmodel.safetensors"
     @Flag(help: "Continue training from --checkpoint.") var resume = false
     @Flag(help: "Overwrite an existing --checkpoint instead of refusing.") var force = false
+    @Option(help: "When a loss or gradient is NaN or infinite: stop (keep the last checkpoint) or skip (leave the model unchanged, move to the next window; stops after 10 in a row).")
+    var onNonfinite = "stop"
     @Option(help: "Random seed for initialisation.") var seed: UInt64 = 1
     @Option(help: "Threads for the matrix products (default: all cores); any count gives bitwise the same model.") var threads = ProcessInfo.processInfo.activeProcessorCount
 
@@ -66,6 +68,9 @@ struct TrainCommand: ParsableCommand {
         if let epochs, !(epochs > 0 && epochs.isFinite) { throw Failure(message: "--epochs must be a positive number, got \(epochs)") }
         if steps != nil && epochs != nil { throw Failure(message: "give --steps or --epochs, not both") }
         guard lr > 0, lr.isFinite else { throw Failure(message: "--lr must be a positive number, got \(lr)") }
+        guard onNonfinite == "stop" || onNonfinite == "skip" else {
+            throw Failure(message: "--on-nonfinite must be stop or skip, got \(onNonfinite)")
+        }
         guard clip >= 0, clip.isFinite else { throw Failure(message: "--clip must be 0 (off) or a positive number, got \(clip)") }
         guard valFraction >= 0, valFraction < 1 else { throw Failure(message: "--val-fraction must be in [0, 1), got \(valFraction)") }
         guard warmup >= 0 else { throw Failure(message: "--warmup must be 0 or more, got \(warmup)") }
@@ -101,6 +106,8 @@ struct TrainCommand: ParsableCommand {
             throw Failure(message: "\(paths.checkpoint) already exists; pass --resume to continue it, --force to overwrite it, or choose another --checkpoint")
         }
         let corpus = try readCorpus(file)
+        // A run killed while writing (SIGKILL, power loss) leaves its temporary file; the checkpoint itself is intact.
+        for path in [paths.checkpoint, paths.best, paths.plot] { AtomicFile.removeStaleTemporaries(of: path) }
 
         let trainer: CharacterTrainer
         if resume {
@@ -116,6 +123,11 @@ struct TrainCommand: ParsableCommand {
             trainer = try CharacterTrainer(resuming: file, tokens: tokens, source: paths.checkpoint)
         } else {
             let vocabulary = try Vocabulary(building: corpus.scalars)
+            try MemoryBudget.require(
+                MemoryBudget.trainingBytes(vocabulary: vocabulary.count, embedding: embedding, hidden: hidden,
+                                           layers: layers, batch: batch, steps: seqLength),
+                for: "training --hidden \(hidden) --layers \(layers) --batch \(batch) --seq-length \(seqLength)",
+                hint: "use a smaller model, batch or window")
             let tokens = try vocabulary.encode(corpus.scalars, source: corpus.source)
             var options = TrainingOptions()
             options.seqLength = seqLength
@@ -158,7 +170,7 @@ struct TrainCommand: ParsableCommand {
 
         func save() throws {
             do { try SafeTensors.write(trainer.checkpoint(), path: paths.checkpoint) } catch {
-                throw Failure(message: "could not save checkpoint: \(error.description)")
+                throw Failure(message: "could not save checkpoint: \(String(describing: error))")
             }
         }
         func validate() throws {
@@ -167,7 +179,7 @@ struct TrainCommand: ParsableCommand {
             if best {
                 trainer.bestValidationLoss = loss
                 do { try SafeTensors.write(trainer.checkpoint(), path: paths.best) } catch {
-                    throw Failure(message: "could not save the best checkpoint: \(error.description)")
+                    throw Failure(message: "could not save the best checkpoint: \(String(describing: error))")
                 }
             }
             report.validated(step: trainer.step, loss: loss, best: best)
@@ -177,6 +189,7 @@ struct TrainCommand: ParsableCommand {
         // Throughput over the last ≤ 20 steps, timing the steps alone (not validation or saving).
         var recent: [Double] = []
         var tokensPerSecond = 0.0
+        var skipped = 0, skippedInARow = 0
         while trainer.step < totalSteps {
             if interruptRequested != 0 {
                 try save()
@@ -184,19 +197,26 @@ struct TrainCommand: ParsableCommand {
                 throw ExitCode(130)
             }
             let learningRate = schedule.learningRate(base: options.learningRate, step: trainer.step)
-            let result: (loss: Double, gradientNorm: Double)
             let stepStart = Date()
             do {
-                result = try trainer.trainStep(schedule: schedule)
+                let result = try trainer.trainStep(schedule: schedule)
+                skippedInARow = 0
+                recent.append(Date().timeIntervalSince(stepStart))
+                if recent.count > 20 { recent.removeFirst() }
+                tokensPerSecond = Double(recent.count) * tokensPerStep / max(recent.reduce(0, +), 1e-9)
+                report.trained(step: trainer.step, loss: result.loss, gradientNorm: result.gradientNorm,
+                               learningRate: learningRate, tokensPerSecond: tokensPerSecond)
+            } catch .nonFinite(let what) where onNonfinite == "skip" && skippedInARow < 9 {
+                // The loss or a gradient was not finite; the model is untouched.
+                skippedInARow += 1
+                skipped += 1
+                trainer.skipWindow()
+                report.note("non-finite value: \(what); step skipped, the model is unchanged (\(skipped) skipped so far)")
             } catch {
                 report.note("")
-                throw Failure(message: "\(error.description); training stopped, the last checkpoint \(paths.checkpoint) is kept")
+                let why = skippedInARow >= 9 ? " (10 steps in a row skipped)" : ""
+                throw Failure(message: "\(error.description)\(why); training stopped, the last checkpoint \(paths.checkpoint) is kept")
             }
-            recent.append(Date().timeIntervalSince(stepStart))
-            if recent.count > 20 { recent.removeFirst() }
-            tokensPerSecond = Double(recent.count) * tokensPerStep / max(recent.reduce(0, +), 1e-9)
-            report.trained(step: trainer.step, loss: result.loss, gradientNorm: result.gradientNorm,
-                           learningRate: learningRate, tokensPerSecond: tokensPerSecond)
             if trainer.step % evalEvery == 0 || trainer.step == totalSteps {
                 try validate()
                 try save()

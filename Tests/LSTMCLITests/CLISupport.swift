@@ -23,11 +23,15 @@ struct CLI {
         fatalError("lstm executable not found next to the tests (looked in \(folders.map(\.path)))")
     }()
 
-    static func run(_ arguments: [String], in directory: URL, input: Data? = nil) throws -> Result {
+    static func run(_ arguments: [String], in directory: URL, input: Data? = nil,
+                    environment: [String: String] = [:]) throws -> Result {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
         process.currentDirectoryURL = directory
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         // Output goes to files, so a chatty child can never block on a full pipe.
         let outURL = FileManager.default.temporaryDirectory.appendingPathComponent("lstm-out-\(UUID().uuidString)")
         let errURL = FileManager.default.temporaryDirectory.appendingPathComponent("lstm-err-\(UUID().uuidString)")

@@ -301,6 +301,22 @@ public enum AtomicFile {
         let dirfd = open(directory, O_RDONLY)
         if dirfd >= 0 { fsync(dirfd); close(dirfd) }
     }
+
+    /// Removes the temporary files that writers of `path` killed mid-write left behind (`.name.tmp-PID` whose
+    /// process no longer exists). Returns how many were removed.
+    @discardableResult
+    public static func removeStaleTemporaries(of path: String) -> Int {
+        let url = URL(fileURLWithPath: path)
+        let directory = url.deletingLastPathComponent().path
+        let prefix = "." + url.lastPathComponent + ".tmp-"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return 0 }
+        var removed = 0
+        for name in names where name.hasPrefix(prefix) {
+            guard let pid = pid_t(name.dropFirst(prefix.count)), pid != getpid() else { continue }
+            if kill(pid, 0) == -1 && errno == ESRCH, unlink(directory + "/" + name) == 0 { removed += 1 }
+        }
+        return removed
+    }
 }
 
 extension Float {

@@ -4,6 +4,8 @@ public enum LSTMKitError: Error, CustomStringConvertible, Sendable, Equatable {
     case shapeMismatch(String)
     case invalidInput(String)
     case nonFinite(String)
+    /// Training produced non-finite parameters (the update itself diverged); the trainer must not be saved.
+    case diverged(String)
 
     public var description: String {
         switch self {
@@ -11,6 +13,7 @@ public enum LSTMKitError: Error, CustomStringConvertible, Sendable, Equatable {
         case .shapeMismatch(let s): return "shape mismatch: \(s)"
         case .invalidInput(let s): return s
         case .nonFinite(let s): return "non-finite value: \(s)"
+        case .diverged(let s): return "training diverged: \(s)"
         }
     }
 }

@@ -103,7 +103,9 @@ public final class CharacterTrainer {
 
     /// One optimizer step on the next window. Returns the mean training loss (nats per character) and the gradient
     /// norm before clipping. A non-finite loss or gradient leaves the model, optimizer and position untouched and
-    /// throws, naming the step.
+    /// throws, naming the step and the tensor; `skipWindow()` then moves past the window if the caller wants to go
+    /// on. Parameters that the update itself makes non-finite (a learning rate far too high) throw too; the trainer
+    /// is then spoiled, and `checkpoint()` refuses to save it.
     ///
     /// - Parameter schedule: the learning-rate schedule for this run; `options.schedule` when nil.
     @discardableResult
@@ -136,10 +138,45 @@ public final class CharacterTrainer {
         if options.clip > 0 { GradientClipping.clipNorm(&gradients, maxNorm: options.clip, norm: norm) }
         optimizer.step(&parameters, gradients: gradients,
                        learningRate: (schedule ?? options.schedule).learningRate(base: options.learningRate, step: step))
+        if let tensor = Self.firstNonFinite(parameters) {
+            throw .diverged("step \(step + 1): the update made \(tensor) non-finite (is the learning rate too high?)")
+        }
         carry = state
         position += T
         step += 1
         return (loss, norm)
+    }
+
+    /// Moves past the next window without learning from it (after `trainStep` threw for a non-finite loss or
+    /// gradient): the step counts, the carried state restarts from zero, the model and optimizer are unchanged.
+    public func skipWindow() {
+        let T = options.seqLength
+        if position + T + 1 > streamLength {
+            position = 0
+            epoch += 1
+        }
+        carry = model.zeroState(batch: options.batch)
+        position += T
+        step += 1
+    }
+
+    /// The name of the first tensor holding a NaN or an infinity, if any.
+    static func firstNonFinite(_ buffer: ParameterBuffer<Float>) -> String? {
+        let finite = buffer.storage.withUnsafeBufferPointer { p in
+            // v·0 is 0 for every finite v and NaN for ±∞ and NaN, so the sum is 0 exactly when all are finite (no
+            // overflow possible); eight lanes keep it fast. The per-tensor search runs only when it fails.
+            var lanes = SIMD8<Float>()
+            var k = 0
+            while k + 8 <= p.count {
+                lanes += SIMD8<Float>(p[k ..< k + 8]) * 0
+                k += 8
+            }
+            var sum = lanes.sum()
+            while k < p.count { sum += p[k] * 0; k += 1 }
+            return sum == 0
+        }
+        if finite { return nil }
+        return buffer.layout.specs.first { spec in buffer[spec].contains { !$0.isFinite } }?.name ?? "a parameter"
     }
 
     /// Mean cross-entropy (nats) over the validation text, read as up to `batch` streams from a zero state.
@@ -192,7 +229,12 @@ public final class CharacterTrainer {
     ///
     /// Tensors: the model's (PyTorch names, F32), then `optimizer.<state>.<name>` for each optimizer buffer, then
     /// `train.hidden` and `train.cell` (L, B, H), the carried state. Metadata: see the README.
-    public func checkpoint() -> SafeTensors.File {
+    /// Everything needed to resume bitwise. Throws (and writes nothing) if a parameter is not finite: no
+    /// checkpoint ever holds a NaN.
+    public func checkpoint() throws(LSTMKitError) -> SafeTensors.File {
+        if let tensor = Self.firstNonFinite(parameters) {
+            throw .nonFinite("\(tensor) is not finite at step \(step); not saving it")
+        }
         var file = CharacterModelFile.file(model: model, vocabulary: vocabulary, parameters: parameters)
         for (s, name) in options.optimizer.stateNames.enumerated() {
             for spec in model.layout.specs {

@@ -1,0 +1,56 @@
+import Foundation
+
+/// How much memory `lstm` may plan to use, so that an input too large for this machine fails at once with a clear
+/// message instead of being killed by the OOM killer hours into a run.
+///
+/// Available memory is the smallest of: physical memory, Linux's MemAvailable, the cgroup (v2) limit minus current
+/// use, and `LSTM_MEMORY_LIMIT` (bytes; set it to plan for less than the machine has, e.g. next to other jobs).
+enum MemoryBudget {
+    static func availableBytes() -> Double {
+        var available = Double(ProcessInfo.processInfo.physicalMemory)
+        #if os(Linux)
+        if let meminfo = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
+           let line = meminfo.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
+           let kB = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) }) {
+            available = min(available, kB * 1024)
+        }
+        func number(_ path: String) -> Double? {
+            (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        if let limit = number("/sys/fs/cgroup/memory.max") {  // "max" (no limit) does not parse
+            available = min(available, max(0, limit - (number("/sys/fs/cgroup/memory.current") ?? 0)))
+        }
+        #endif
+        if let text = ProcessInfo.processInfo.environment["LSTM_MEMORY_LIMIT"], let limit = Double(text), limit > 0 {
+            available = min(available, limit)
+        }
+        return available
+    }
+
+    static func describe(_ bytes: Double) -> String {
+        bytes >= 1e9 ? String(format: "%.1f GB", bytes / 1e9) : String(format: "%.0f MB", max(1, bytes / 1e6))
+    }
+
+    /// Throws a one-line failure if `bytes` is more than 90 % of the available memory.
+    static func require(_ bytes: Double, for what: String, hint: String) throws {
+        let available = availableBytes()
+        guard bytes <= 0.9 * available else {
+            throw Failure(message: "\(what) needs about \(describe(bytes)) of memory, but only \(describe(available)) is available; \(hint)")
+        }
+    }
+
+    /// Bytes of a regular file, without reading it.
+    static func fileSize(_ path: String) -> Double? {
+        (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber).map { $0.doubleValue }
+    }
+
+    /// Memory to train a character model: parameters, gradients and two optimizer states; per layer the stash of
+    /// gates, cells and hidden states and δZ over the window; embeddings, logits and their gradients.
+    static func trainingBytes(vocabulary V: Int, embedding E: Int, hidden H: Int, layers L: Int, batch B: Int,
+                              steps T: Int) -> Double {
+        let (v, e, h, l, rows) = (Double(V), Double(E), Double(H), Double(L), Double(B) * Double(T))
+        let parameters = v * e + 4 * h * (max(e, h) + h + 2) * l + h * v + v
+        let activations = rows * (l * 11 * h + 2 * e + 3 * v)
+        return 4 * (4 * parameters + activations)
+    }
+}
