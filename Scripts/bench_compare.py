@@ -9,6 +9,7 @@ step over LSTMKit's.
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -24,15 +25,34 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--configs", default="small,charrnn,large,stream-128,stream-512x2,stream-1024")
     args = parser.parse_args()
     subprocess.run(["swift", "build", "-c", "release", "--product", "lstm"], cwd=ROOT, check=True, capture_output=True)
-    ours = run_json([os.path.join(ROOT, ".build", "release", "lstm"), "bench", "--json", "--threads", str(args.threads),
-                     "--repeats", str(args.repeats), "--configs", args.configs])
-    peak = next(iter(ours.values()))["peak_gflops"]
-    theirs = run_json([sys.executable, os.path.join(ROOT, "Scripts", "bench_torch.py"), "--json", "--threads",
-                       str(args.threads), "--repeats", str(args.repeats), "--configs", args.configs, "--peak", str(peak)])
-    print(f"threads {args.threads}, FMA peak {peak:.0f} GFLOP/s (measured), medians of {args.repeats}")
+    rounds = {"ours": [], "theirs": []}
+    peak = None
+    for _ in range(args.rounds):
+        for name in args.configs.split(","):
+            a = run_json([os.path.join(ROOT, ".build", "release", "lstm"), "bench", "--json", "--threads",
+                          str(args.threads), "--repeats", str(args.repeats), "--configs", name])
+            peak = peak or a[name]["peak_gflops"]
+            b = run_json([sys.executable, os.path.join(ROOT, "Scripts", "bench_torch.py"), "--json", "--threads",
+                          str(args.threads), "--repeats", str(args.repeats), "--configs", name, "--peak", str(peak)])
+            rounds["ours"].append(a)
+            rounds["theirs"].append(b)
+
+    def median_record(side, name):
+        records = [r[name] for r in rounds[side] if name in r]
+        merged = dict(records[0])
+        for key, value in records[0].items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                merged[key] = statistics.median(r[key] for r in records)
+        return merged
+
+    ours = {name: median_record("ours", name) for name in args.configs.split(",")}
+    theirs = {name: median_record("theirs", name) for name in args.configs.split(",")}
+    print(f"threads {args.threads}, FMA peak {peak:.0f} GFLOP/s (measured), medians of {args.repeats} runs, "
+          f"median of {args.rounds} interleaved rounds")
     print("| config | LSTMKit train tok/s | PyTorch train tok/s | ratio | LSTMKit infer tok/s | PyTorch infer tok/s | ratio | LSTMKit GFLOP/s (train, % peak) |")
     print("|---|---|---|---|---|---|---|---|")
     for name in args.configs.split(","):

@@ -1,0 +1,51 @@
+// libFuzzer entry point for LSTMKit's readers. Not part of the package: Scripts/fuzz.sh compiles it together with
+// the LSTMKit sources (one module, so internal parsers are reachable) with `-sanitize=fuzzer,address`.
+//
+// LSTM_FUZZ_TARGET picks what the input bytes are fed to:
+//   safetensors — SafeTensors.decode, then every loader built on it: the character-model checkpoint
+//                 (CharacterModelFile.load), resuming a trainer from it, and PyTorch nn.LSTM state_dicts
+//                 (LSTM.load with and without the "lstm." prefix, Float and Double).
+//   corpus      — Corpus.decode (strict UTF-8), Vocabulary building and encoding, the vocabulary JSON parser.
+// Every failure must be a thrown error; a crash, hang, leak or sanitizer report is a bug.
+
+import Foundation
+
+nonisolated(unsafe) private var target: String = ProcessInfo.processInfo.environment["LSTM_FUZZ_TARGET"] ?? "safetensors"
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func lstmFuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    let bytes = size > 0 && data != nil ? [UInt8](UnsafeBufferPointer(start: data, count: size)) : []
+    switch target {
+    case "corpus": fuzzCorpus(bytes)
+    default: fuzzSafeTensors(bytes)
+    }
+    return 0
+}
+
+private func fuzzSafeTensors(_ bytes: [UInt8]) {
+    guard let file = try? SafeTensors.decode(bytes) else { return }
+    _ = SafeTensors.encode(file)
+    if let loaded = try? CharacterModelFile.load(file, source: "fuzz") {
+        // A checkpoint that loads must also run: one evaluation window on a few of its own characters.
+        let tokens = (0..<min(8, loaded.vocabulary.count)).map { Int32($0) }
+        if tokens.count >= 2, loaded.model.configuration.hidden <= 64, loaded.model.configuration.layers <= 3 {
+            _ = loaded.model.crossEntropy(of: tokens, parameters: loaded.parameters)
+        }
+        _ = try? CharacterTrainer(resuming: file, tokens: tokens + tokens + tokens, source: "fuzz")
+    }
+    for prefix in ["", "lstm."] {
+        _ = try? LSTM.load(from: file, prefix: prefix, as: Float.self)
+        _ = try? LSTM.load(from: file, prefix: prefix, as: Double.self)
+    }
+}
+
+private func fuzzCorpus(_ bytes: [UInt8]) {
+    if let scalars = try? Corpus.decode(bytes, source: "fuzz"), let vocabulary = try? Vocabulary(building: scalars) {
+        let tokens = try? vocabulary.encode(scalars, source: "fuzz")
+        precondition(tokens?.count == scalars.count, "a built vocabulary must encode its own text")
+        let json = vocabulary.json
+        let reread = try? Vocabulary(json: json)
+        precondition(reread?.count == vocabulary.count, "a vocabulary must survive its JSON round trip")
+    }
+    if let text = String(bytes: bytes, encoding: .utf8) { _ = try? Vocabulary(json: text) }
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Writes the hand-made part of the fuzzing seed corpus (Fuzz/Corpus). The rest are copies: the PyTorch fixtures
+(Tests/LSTMKitTests/Fixtures/torch_charmodel.safetensors, torch_lstm_state_dict.safetensors) and a tiny LSTMKit
+checkpoint (`lstm train Fuzz/Corpus/corpus/ascii.txt --hidden 8 --layers 1 --embedding 4 --seq-length 8 --batch 2
+--steps 2 --val-fraction 0 --checkpoint Fuzz/Corpus/safetensors/lstmkit-checkpoint.safetensors`)."""
+import json
+import os
+import struct
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Fuzz", "Corpus")
+
+
+def st(header, data=b""):
+    h = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack("<Q", len(h)) + h + data
+
+
+def write(name, data):
+    with open(os.path.join(ROOT, name), "wb") as f:
+        f.write(data)
+
+
+write("safetensors/one-f32.safetensors", st({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, struct.pack("<f", 1.5)))
+write("safetensors/metadata-only.safetensors", st({"__metadata__": {"format": "lstmkit.charmodel", "format_version": "1"}}))
+write("safetensors/f16-bf16-f64.safetensors",
+      st({"h": {"dtype": "F16", "shape": [2], "data_offsets": [0, 4]}, "b": {"dtype": "BF16", "shape": [2], "data_offsets": [4, 8]},
+          "d": {"dtype": "F64", "shape": [1, 1], "data_offsets": [8, 16]}}, b"\x00\x3c\x00\xc0\x80\x3f\x00\x40" + struct.pack("<d", 2.0)))
+write("safetensors/truncated.safetensors", struct.pack("<Q", 100) + b'{"a":')
+write("safetensors/empty", b"")
+write("corpus/ascii.txt", b"hello world\nthe quick brown fox jumps over the lazy dog\n")
+write("corpus/multibyte.txt", "héllo — ☃ 𝄞 naïve café\n".encode())
+write("corpus/invalid-utf8.bin", b"ab\xff\xfecd\xc0\xaf\xed\xa0\x80\xf4\x90\x80\x80")
+write("corpus/vocabulary.json", b"[10,32,97,98,99,233,9731]")
+write("corpus/bom-crlf.txt", "\ufeffline one\r\nline two\r\n".encode())
