@@ -182,7 +182,7 @@ static void forward_portable(float *gates, const float *cprev, float *c, float *
 void lstmk_pointwise_forward(float *gates, const float *cprev, float *c, float *h, ptrdiff_t B, ptrdiff_t H,
                              int gate, int cell, int portable) {
 #ifdef LSTMK_X86
-    if (!portable && lstmk_sgemm_level() == 2) { forward_avx2(gates, cprev, c, h, B, H, gate, cell); return; }
+    if (!portable && lstmk_sgemm_level() >= 2) { forward_avx2(gates, cprev, c, h, B, H, gate, cell); return; }
 #endif
     (void)portable;
     forward_portable(gates, cprev, c, h, B, H, gate, cell);
@@ -203,7 +203,7 @@ static ptrdiff_t activation_avx2(int function, const float *x, float *y, ptrdiff
 void lstmk_activation(int function, const float *x, float *y, ptrdiff_t n, int portable) {
     ptrdiff_t k = 0;
 #ifdef LSTMK_X86
-    if (!portable && lstmk_sgemm_level() == 2) k = activation_avx2(function, x, y, n);
+    if (!portable && lstmk_sgemm_level() >= 2) k = activation_avx2(function, x, y, n);
 #endif
     (void)portable;
     for (; k < n; k++) y[k] = function == 0 ? sigmoid_portable(x[k]) : tanh_portable(x[k]);
@@ -291,7 +291,7 @@ void lstmk_pointwise_backward(const float *gates, const float *cprev, const floa
         float *d_c = dc + b * H, *d_z = dz + b * 4 * H;
         ptrdiff_t from = 0;
 #ifdef LSTMK_X86
-        if (!portable && lstmk_sgemm_level() == 2) from = backward_row_avx2(a, cp, s, d_out, dc_in, d_c, d_z, H, gate, cell);
+        if (!portable && lstmk_sgemm_level() >= 2) from = backward_row_avx2(a, cp, s, d_out, dc_in, d_c, d_z, H, gate, cell);
 #endif
         backward_row_portable(a, cp, s, d_out, dc_in, d_c, d_z, from, H, gate, cell);
     }

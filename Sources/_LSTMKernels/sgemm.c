@@ -16,7 +16,7 @@
 #define LSTMK_X86 1
 #endif
 
-enum { MR = 6, NR = 16 };
+enum { MR = 6, NR = 16, MR512 = 12 };
 
 // op(A)[i, k] for rows i0..i0+5 (rows past M repeat the last valid row; their results are never stored).
 static inline const float *row_pointer(const float *A, ptrdiff_t rsa, ptrdiff_t i, ptrdiff_t last) {
@@ -119,6 +119,40 @@ static void tile_avx2(ptrdiff_t K, const float *a, ptrdiff_t astride, const floa
     for (ptrdiff_t r = 0; r < m; r++)
         for (ptrdiff_t c = 0; c < n; c++) C[r * ldc + c] = edge[r][c];
 }
+
+// AVX-512: a 12×32 tile (24 zmm accumulators) over two adjacent 16-column panels, 2 loads + 12 broadcasts per 24
+// FMAs; `a` is a 12-row tile (stride `astride` per k). The same chains as the other kernels, so the same bits. On
+// Zen 4 a zmm FMA is two ymm halves (no more FLOP/s than AVX2), but the tile halves the loads and the traffic from
+// L2 per multiply-add. Edges use masked loads and stores.
+__attribute__((target("avx512f")))
+static void tile_avx512(ptrdiff_t K, const float *a, ptrdiff_t astride, const float *p0, const float *p1,
+                        float *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, int accumulate) {
+    __m512 acc[MR512][2];
+    const __mmask16 mask0 = (__mmask16)(n >= 16 ? 0xFFFF : (1u << n) - 1);
+    const __mmask16 mask1 = (__mmask16)(n >= 32 ? 0xFFFF : n > 16 ? (1u << (n - 16)) - 1 : 0);
+    for (int r = 0; r < MR512; r++) {
+        if (accumulate && r < m) {
+            acc[r][0] = _mm512_maskz_loadu_ps(mask0, C + r * ldc);
+            acc[r][1] = _mm512_maskz_loadu_ps(mask1, C + r * ldc + 16);
+        } else {
+            acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+        }
+    }
+    for (ptrdiff_t k = 0; k < K; k++) {
+        const __m512 b0 = _mm512_loadu_ps(p0 + k * NR), b1 = _mm512_loadu_ps(p1 + k * NR);
+        const float *ak = a + k * astride;
+        for (int r = 0; r < MR512; r++) {
+            const __m512 av = _mm512_set1_ps(ak[r]);
+            acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < MR512; r++) {
+        if (r >= m) break;
+        _mm512_mask_storeu_ps(C + r * ldc, mask0, acc[r][0]);
+        _mm512_mask_storeu_ps(C + r * ldc + 16, mask1, acc[r][1]);
+    }
+}
 #endif
 
 int lstmk_sgemm_level(void) {
@@ -126,12 +160,24 @@ int lstmk_sgemm_level(void) {
     static int level = -1;
     if (level < 0) {
         __builtin_cpu_init();
-        level = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 2 : 0;
+        int best = 0;
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = 2;
+        if (best == 2 && __builtin_cpu_supports("avx512f")) best = 3;
+        // LSTMKIT_KERNEL=portable|avx2|avx512 caps the choice (to compare kernels, or to avoid AVX-512 clocks).
+        const char *cap = getenv("LSTMKIT_KERNEL");
+        if (cap && strcmp(cap, "portable") == 0) best = 0;
+        if (cap && strcmp(cap, "avx2") == 0 && best > 2) best = 2;
+        level = best;
     }
     return level;
 #else
     return 0;
 #endif
+}
+
+static int clamp_level(int level) {
+    const int best = lstmk_sgemm_level();
+    return level < best ? (level == 1 ? 0 : level) : best;
 }
 
 // One row of C (M = 1, B with contiguous rows): c[j] ← fma(a_k, B[k, j], c[j]) for k ascending, vectorized over
@@ -218,62 +264,74 @@ static workspace *thread_workspace(int with_b) {
     return w;
 }
 
-// Copies rows ic..<ic+mc, columns pc..<pc+kc of op(A) into 6-row tiles, each k-major (MR floats per k): one
-// contiguous stream for the kernel instead of six rows (or, for a transposed A such as δZᵀ in δW = δZᵀ·X, a new
-// cache line every k), which at the large row strides of these products fall into the same L1 sets. Rows past M
-// repeat the last valid row; their results are never stored.
-static void pack_a(ptrdiff_t M, const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t ic, ptrdiff_t mc,
-                   ptrdiff_t pc, ptrdiff_t kc, float *dst) {
-    // Only for row strides up to 2 KB: at larger ones (8 KB for δW_ih with H = 512) every k falls into the same few
-    // L1 sets, evicting the B panel, and packing wins again (measured: 512×64×1600 +35 %, 2048×65×6400 −15 %).
-    if (rsa == 1 && csa <= 512 && ic + (mc + MR - 1) / MR * MR <= M) {
-        // A transposed (stored K × M, as δZᵀ in δW = δZᵀ·X): row k of the stored matrix holds op(A)[ic.., k]
-        // contiguously, so read it once and scatter it over the tiles.
+// Copies rows ic..<ic+mc, columns pc..<pc+kc of op(A) into mr-row tiles (6 for the AVX2 and portable kernels, 12
+// for AVX-512), each k-major (mr floats per k): one contiguous stream for the kernel instead of mr rows (or, for a
+// transposed A such as δZᵀ in δW = δZᵀ·X, a new cache line every k), which at the large row strides of these
+// products fall into the same L1 sets. Rows past M repeat the last valid row; their results are never stored.
+static inline __attribute__((always_inline)) void pack_a_tiles(ptrdiff_t M, const float *A, ptrdiff_t rsa,
+                                                               ptrdiff_t csa, ptrdiff_t ic, ptrdiff_t mc, ptrdiff_t pc,
+                                                               ptrdiff_t kc, float *dst, const ptrdiff_t mr) {
+    if (rsa == 1 && ic + (mc + mr - 1) / mr * mr <= M) {
+        // A transposed (stored K × M): row k of the stored matrix holds op(A)[ic.., k] contiguously, so read it
+        // once and scatter it over the tiles.
         for (ptrdiff_t k = 0; k < kc; k++) {
             const float *src = A + (pc + k) * csa + ic;
-            for (ptrdiff_t t = 0; t < mc; t += MR) {
-                float *d = dst + t * kc + k * MR;
-                d[0] = src[t]; d[1] = src[t + 1]; d[2] = src[t + 2];
-                d[3] = src[t + 3]; d[4] = src[t + 4]; d[5] = src[t + 5];
+            for (ptrdiff_t t = 0; t < mc; t += mr) {
+                float *d = dst + t * kc + k * mr;
+                for (ptrdiff_t r = 0; r < mr; r++) d[r] = src[t + r];
             }
         }
         return;
     }
-    for (ptrdiff_t t = 0; t < mc; t += MR) {
-        const float *a[MR];
-        for (ptrdiff_t r = 0; r < MR; r++) a[r] = row_pointer(A, rsa, ic + t + r, M - 1) + pc * csa;
+    for (ptrdiff_t t = 0; t < mc; t += mr) {
+        const float *a[MR512];
+        for (ptrdiff_t r = 0; r < mr; r++) a[r] = row_pointer(A, rsa, ic + t + r, M - 1) + pc * csa;
         float *d = dst + t * kc;
         if (csa == 1) {
-            for (ptrdiff_t k = 0; k < kc; k++) {
-                d[k * MR + 0] = a[0][k]; d[k * MR + 1] = a[1][k]; d[k * MR + 2] = a[2][k];
-                d[k * MR + 3] = a[3][k]; d[k * MR + 4] = a[4][k]; d[k * MR + 5] = a[5][k];
-            }
+            for (ptrdiff_t k = 0; k < kc; k++)
+                for (ptrdiff_t r = 0; r < mr; r++) d[k * mr + r] = a[r][k];
         } else {
             for (ptrdiff_t k = 0; k < kc; k++)
-                for (ptrdiff_t r = 0; r < MR; r++) d[k * MR + r] = a[r][k * csa];
+                for (ptrdiff_t r = 0; r < mr; r++) d[k * mr + r] = a[r][k * csa];
         }
     }
 }
 
-// The packed A block (mc rows from row ic of C) against the 16-column panels for columns from..<to; the panel
-// for column j starts at panels + (j − j_base)·kc.
+static void pack_a(ptrdiff_t M, const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t ic, ptrdiff_t mc,
+                   ptrdiff_t pc, ptrdiff_t kc, float *dst, ptrdiff_t mr) {
+    if (mr == MR512) pack_a_tiles(M, A, rsa, csa, ic, mc, pc, kc, dst, MR512);
+    else pack_a_tiles(M, A, rsa, csa, ic, mc, pc, kc, dst, MR);
+}
+
+// Rows of A per tile for a kernel level.
+static ptrdiff_t tile_rows(int level) { return level == 3 ? MR512 : MR; }
+
+// The packed A block (mc rows from row ic of C, tiles of tile_rows(level) rows: tile t at apacked + t·tstride,
+// stride astride per k) against the 16-column panels for columns from..<to; the panel for column j starts at
+// panels + (j − j_base)·kc.
 static void multiply_block(int level, const float *apacked, ptrdiff_t astride, ptrdiff_t tstride, ptrdiff_t mc,
                            ptrdiff_t kc, const float *panels, ptrdiff_t j_base, ptrdiff_t from, ptrdiff_t to, float *C,
                            ptrdiff_t ldc, int start_from_c) {
-    for (ptrdiff_t j = from; j < to; j += NR) {
-        const ptrdiff_t n = to - j < NR ? to - j : NR;
+    const ptrdiff_t mr = tile_rows(level), nr = level == 3 ? 2 * NR : NR;
+    for (ptrdiff_t j = from; j < to; j += nr) {
+        const ptrdiff_t n = to - j < nr ? to - j : nr;
         const float *panel = panels + (j - j_base) * kc;
-        for (ptrdiff_t t = 0; t < mc; t += MR) {
-            const ptrdiff_t m = mc - t < MR ? mc - t : MR;
+        for (ptrdiff_t t = 0; t < mc; t += mr) {
+            const ptrdiff_t m = mc - t < mr ? mc - t : mr;
             float *c = C + t * ldc + j;
             // The next tile's rows of C are fetched while this tile runs: its chains start from them, and a C far
-            // larger than the caches would otherwise stall every tile on up to twelve memory loads.
-            for (ptrdiff_t r = t + MR; r < t + 2 * MR && r < mc; r++) {
+            // larger than the caches would otherwise stall every tile on its loads.
+            for (ptrdiff_t r = t + mr; r < t + 2 * mr && r < mc; r++) {
                 __builtin_prefetch(C + r * ldc + j, 1, 3);
                 __builtin_prefetch(C + r * ldc + j + n - 1, 1, 3);
             }
-            const float *a = apacked + (t / MR) * tstride;
+            const float *a = apacked + (t / mr) * tstride;
 #ifdef LSTMK_X86
+            if (level == 3) {
+                // The second panel exists only past 16 columns; otherwise its (masked-off) loads read the first.
+                tile_avx512(kc, a, astride, panel, n > NR ? panel + NR * kc : panel, c, ldc, m, n, start_from_c);
+                continue;
+            }
             if (level == 2) { tile_avx2(kc, a, astride, panel, c, ldc, m, n, start_from_c); continue; }
 #endif
             tile_portable(kc, a, astride, panel, c, ldc, m, n, start_from_c);
@@ -281,22 +339,24 @@ static void multiply_block(int level, const float *apacked, ptrdiff_t astride, p
     }
 }
 
-// The A block as the kernel reads it: packed tiles (stride MR per k, kc·MR per tile), or, for a transposed A whose
-// rows are all present (stored K × M: a tile's six values at k are contiguous), the source itself (stride csa per
-// k, six floats per tile): no copy, which for the narrow products (δW with N = I or H) costs about as much as the
-// multiply-adds.
-static const float *a_block(ptrdiff_t M, const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t ic, ptrdiff_t mc,
-                            ptrdiff_t pc, ptrdiff_t kc, float *work, ptrdiff_t *astride, ptrdiff_t *tstride) {
-    // Only for row strides up to 2 KB: at larger ones (8 KB for δW_ih with H = 512) every k falls into the same few
-    // L1 sets, evicting the B panel, and packing wins again (measured: 512×64×1600 +35 %, 2048×65×6400 −15 %).
-    if (rsa == 1 && csa <= 512 && ic + (mc + MR - 1) / MR * MR <= M) {
+// The A block as the kernel reads it: packed tiles (stride mr per k, kc·mr per tile), or, for a transposed A whose
+// rows are all present (stored K × M: a tile's values at k are contiguous), the source itself (stride csa per k,
+// mr floats per tile): no copy, which for the narrow products (δW with N = I or H) costs about as much as the
+// multiply-adds. Only for row strides up to 2 KB: at larger ones (8 KB for δW_ih with H = 512) every k falls into
+// the same few L1 sets, evicting the B panel, and packing wins again (measured: 512×64×1600 +35 %,
+// 2048×65×6400 −15 %).
+static const float *a_block(int level, ptrdiff_t M, const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t ic,
+                            ptrdiff_t mc, ptrdiff_t pc, ptrdiff_t kc, float *work, ptrdiff_t *astride,
+                            ptrdiff_t *tstride) {
+    const ptrdiff_t mr = tile_rows(level);
+    if (rsa == 1 && csa <= 512 && ic + (mc + mr - 1) / mr * mr <= M) {
         *astride = csa;
-        *tstride = MR;
+        *tstride = mr;
         return A + pc * csa + ic;
     }
-    pack_a(M, A, rsa, csa, ic, mc, pc, kc, work);
-    *astride = MR;
-    *tstride = MR * kc;
+    pack_a(M, A, rsa, csa, ic, mc, pc, kc, work, mr);
+    *astride = mr;
+    *tstride = mr * kc;
     return work;
 }
 
@@ -307,7 +367,7 @@ static void sgemm(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
     if (M <= 0 || N <= 0) return;
     if (M == 1 && csb == 1 && K > 0) {
 #ifdef LSTMK_X86
-        if (level == 2) { row_avx2(N, K, A, csa, B, rsb, C, accumulate); return; }
+        if (level >= 2) { row_avx2(N, K, A, csa, B, rsb, C, accumulate); return; }
 #endif
         row_portable(N, K, A, csa, B, rsb, C, accumulate);
         return;
@@ -331,7 +391,7 @@ static void sgemm(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
             for (ptrdiff_t ic = 0; ic < M; ic += MC) {
                 const ptrdiff_t mc = M - ic < MC ? M - ic : MC;
                 ptrdiff_t astride, tstride;
-                const float *a = a_block(M, A, rsa, csa, ic, mc, pc, kc, w->a, &astride, &tstride);
+                const float *a = a_block(level, M, A, rsa, csa, ic, mc, pc, kc, w->a, &astride, &tstride);
                 multiply_block(level, a, astride, tstride, mc, kc, w->b, jc, jc, jc + nc, C + ic * ldc, ldc,
                                start_from_c);
             }
@@ -462,7 +522,7 @@ static void sgemm_prepacked(int level, ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, 
                 a = row;
             }
 #ifdef LSTMK_X86
-            if (level == 2) { row_prepacked_avx2(j0, j1, kc, a, packed + pc * npad, C, accumulate || pc > 0); continue; }
+            if (level >= 2) { row_prepacked_avx2(j0, j1, kc, a, packed + pc * npad, C, accumulate || pc > 0); continue; }
 #endif
             row_prepacked_portable(j0, j1, kc, a, packed + pc * npad, C, accumulate || pc > 0);
         }
@@ -475,7 +535,7 @@ static void sgemm_prepacked(int level, ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, 
         for (ptrdiff_t ic = 0; ic < M; ic += MC) {
             const ptrdiff_t mc = M - ic < MC ? M - ic : MC;
             ptrdiff_t astride, tstride;
-            const float *a = a_block(M, A, rsa, csa, ic, mc, pc, kc, w->a, &astride, &tstride);
+            const float *a = a_block(level, M, A, rsa, csa, ic, mc, pc, kc, w->a, &astride, &tstride);
             multiply_block(level, a, astride, tstride, mc, kc, packed + pc * npad, 0, j0, j1, C + ic * ldc, ldc,
                            start_from_c);
         }
@@ -492,4 +552,16 @@ void lstmk_sgemm_prepacked_portable(ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptr
                                     const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
                                     float *C, ptrdiff_t ldc, int accumulate) {
     sgemm_prepacked(0, M, j0, j1, N, K, A, rsa, csa, packed, C, ldc, accumulate);
+}
+
+void lstmk_sgemm_at_level(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t rsa,
+                          ptrdiff_t csa, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *C, ptrdiff_t ldc,
+                          int accumulate) {
+    sgemm(clamp_level(level), M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
+}
+
+void lstmk_sgemm_prepacked_at_level(int level, ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N, ptrdiff_t K,
+                                    const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
+                                    float *C, ptrdiff_t ldc, int accumulate) {
+    sgemm_prepacked(clamp_level(level), M, j0, j1, N, K, A, rsa, csa, packed, C, ldc, accumulate);
 }

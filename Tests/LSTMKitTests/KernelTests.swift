@@ -126,6 +126,12 @@ struct FloatKernelTests {
                 GEMM.portableFloatGEMM(transposeA: transposeA, transposeB: transposeB, M: M, N: N, K: K, a, lda: lda,
                                        b, ldb: ldb, &portable, ldc: ldc, accumulate: accumulate)
                 #expect(portable == reference, "portable M=\(M) N=\(N) K=\(K)")
+                for level in GEMM.floatKernelLevels {
+                    var out = c0
+                    GEMM.floatGEMM(level: level, transposeA: transposeA, transposeB: transposeB, M: M, N: N, K: K, a,
+                                   lda: lda, b, ldb: ldb, &out, ldc: ldc, accumulate: accumulate)
+                    #expect(out == reference, "level \(level) M=\(M) N=\(N) K=\(K) accumulate=\(accumulate)")
+                }
             }
         }
     }
@@ -269,6 +275,12 @@ struct PreparedOperandTests {
                     GEMM.portableFloatGEMM(transposeA: transposeA, M: M, a, lda: lda, prepared, &portable, ldc: N,
                                            accumulate: accumulate)
                     #expect(portable == plain, "portable M=\(M) N=\(N) K=\(K)")
+                    for level in GEMM.floatKernelLevels {
+                        var out = c0
+                        GEMM.floatGEMM(level: level, transposeA: transposeA, M: M, a, lda: lda, prepared, &out, ldc: N,
+                                       accumulate: accumulate)
+                        #expect(out == plain, "level \(level) M=\(M) N=\(N) K=\(K)")
+                    }
                 }
             }
         }

@@ -122,7 +122,36 @@ public enum GEMM {
     }
 
     /// Which Float kernel this CPU runs: "avx2+fma" or "portable".
-    public static var floatKernel: String { lstmk_sgemm_level() == 2 ? "avx2+fma" : "portable" }
+    public static var floatKernel: String {
+        switch lstmk_sgemm_level() {
+        case 3: return "avx512"
+        case 2: return "avx2+fma"
+        default: return "portable"
+        }
+    }
+
+    /// The Float kernels a test can ask for on this CPU (`floatGEMM(level:…)`): 0 portable, 2 AVX2, 3 AVX-512.
+    public static var floatKernelLevels: [Int] { [0, 2, 3].filter { $0 <= Int(lstmk_sgemm_level()) } }
+
+    /// The Float product with the kernels of `level` (for tests of the dispatch; every level gives the same bits).
+    public static func floatGEMM(
+        level: Int, transposeA: Bool, transposeB: Bool, M: Int, N: Int, K: Int,
+        _ A: UnsafePointer<Float>, lda: Int, _ B: UnsafePointer<Float>, ldb: Int,
+        _ C: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+    ) {
+        let (rsa, csa) = transposeA ? (1, lda) : (lda, 1)
+        let (rsb, csb) = transposeB ? (1, ldb) : (ldb, 1)
+        lstmk_sgemm_at_level(Int32(level), M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate ? 1 : 0)
+    }
+
+    /// The prepared Float product with the kernels of `level` (tests).
+    public static func floatGEMM(level: Int, transposeA: Bool, M: Int, _ A: UnsafePointer<Float>, lda: Int,
+                                 _ B: PreparedOperand<Float>, _ C: UnsafeMutablePointer<Float>, ldc: Int,
+                                 accumulate: Bool) {
+        let (rsa, csa) = transposeA ? (1, lda) : (lda, 1)
+        lstmk_sgemm_prepacked_at_level(Int32(level), M, 0, B.N, B.N, B.K, A, rsa, csa, B.packed!, C, ldc,
+                                       accumulate ? 1 : 0)
+    }
 
     @inline(never)
     private static func splitColumns(

@@ -9,8 +9,18 @@
 extern "C" {
 #endif
 
-/// Which implementation lstmk_sgemm uses on this CPU: 2 = AVX2 + FMA, 0 = portable C.
+/// Which implementation lstmk_sgemm uses on this CPU: 3 = AVX-512, 2 = AVX2 + FMA, 0 = portable C. The environment
+/// variable LSTMKIT_KERNEL=avx2 or =portable caps it (read once).
 int lstmk_sgemm_level(void);
+
+/// lstmk_sgemm / lstmk_sgemm_prepacked with the kernels of `level` (3, 2 or 0; capped at what this CPU has): the
+/// tests check every level gives the same bits.
+void lstmk_sgemm_at_level(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t rsa,
+                          ptrdiff_t csa, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *C, ptrdiff_t ldc,
+                          int accumulate);
+void lstmk_sgemm_prepacked_at_level(int level, ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N, ptrdiff_t K,
+                                    const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
+                                    float *C, ptrdiff_t ldc, int accumulate);
 
 /// C (M, N) = op(A)·op(B), or C += op(A)·op(B) when accumulate != 0, all row-major.
 /// op(A)[i, k] = A[i*rsa + k*csa]; op(B)[k, j] = B[k*rsb + j*csb]; C[i, j] = C[i*ldc + j].
