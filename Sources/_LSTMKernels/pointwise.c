@@ -67,6 +67,12 @@ static inline float tanh_portable(float x) {
     return copysignf(y, x);
 }
 
+// Cell clipping: S limited to [−clip, clip]; a NaN stays NaN (both comparisons are false), in both paths.
+static inline float clip_portable(float s, float clip) { return s < -clip ? -clip : (s > clip ? clip : s); }
+
+// Whether clipping held S at a bound (the stored S equals ±clip): its derivative is 0 there.
+static inline int clipped_portable(float s, float clip) { return clip > 0.0f && (s <= -clip || s >= clip); }
+
 static inline float gate_portable(float z, int kind) {
     switch (kind) {
     case 0: return sigmoid_portable(z);
@@ -133,8 +139,15 @@ __attribute__((target("avx2,fma")))
 static inline __m256 cell_avx2(__m256 z, int kind) { return kind == 0 ? tanh_avx2(z) : z; }
 
 __attribute__((target("avx2,fma")))
+static inline __m256 clip_avx2(__m256 s, float clip) {
+    const __m256 hi = _mm256_set1_ps(clip), lo = _mm256_set1_ps(-clip);
+    s = _mm256_blendv_ps(s, lo, _mm256_cmp_ps(s, lo, _CMP_LT_OQ));
+    return _mm256_blendv_ps(s, hi, _mm256_cmp_ps(s, hi, _CMP_GT_OQ));
+}
+
+__attribute__((target("avx2,fma")))
 static void forward_avx2(float *gates, const float *cprev, float *c, float *h, ptrdiff_t B, ptrdiff_t H,
-                         int gate, int cell) {
+                         int gate, int cell, float clip) {
     for (ptrdiff_t b = 0; b < B; b++) {
         float *z = gates + b * 4 * H;
         const float *cp = cprev + b * H;
@@ -145,7 +158,8 @@ static void forward_avx2(float *gates, const float *cprev, float *c, float *h, p
             const __m256 f = gate_avx2(_mm256_loadu_ps(z + H + j), gate);
             const __m256 g = cell_avx2(_mm256_loadu_ps(z + 2 * H + j), cell);
             const __m256 o = gate_avx2(_mm256_loadu_ps(z + 3 * H + j), gate);
-            const __m256 s = _mm256_add_ps(_mm256_mul_ps(f, _mm256_loadu_ps(cp + j)), _mm256_mul_ps(i, g));
+            __m256 s = _mm256_add_ps(_mm256_mul_ps(f, _mm256_loadu_ps(cp + j)), _mm256_mul_ps(i, g));
+            if (clip > 0.0f) s = clip_avx2(s, clip);
             _mm256_storeu_ps(z + j, i); _mm256_storeu_ps(z + H + j, f);
             _mm256_storeu_ps(z + 2 * H + j, g); _mm256_storeu_ps(z + 3 * H + j, o);
             _mm256_storeu_ps(cb + j, s);
@@ -154,7 +168,8 @@ static void forward_avx2(float *gates, const float *cprev, float *c, float *h, p
         for (; j < H; j++) {
             const float i = gate_portable(z[j], gate), f = gate_portable(z[H + j], gate);
             const float g = cell_portable(z[2 * H + j], cell), o = gate_portable(z[3 * H + j], gate);
-            const float s = f * cp[j] + i * g;
+            float s = f * cp[j] + i * g;
+            if (clip > 0.0f) s = clip_portable(s, clip);
             z[j] = i; z[H + j] = f; z[2 * H + j] = g; z[3 * H + j] = o;
             cb[j] = s;
             hb[j] = o * cell_portable(s, cell);
@@ -164,14 +179,15 @@ static void forward_avx2(float *gates, const float *cprev, float *c, float *h, p
 #endif
 
 static void forward_portable(float *gates, const float *cprev, float *c, float *h, ptrdiff_t B, ptrdiff_t H,
-                             int gate, int cell) {
+                             int gate, int cell, float clip) {
     for (ptrdiff_t b = 0; b < B; b++) {
         float *z = gates + b * 4 * H;
         const float *cp = cprev + b * H;
         for (ptrdiff_t j = 0; j < H; j++) {
             const float i = gate_portable(z[j], gate), f = gate_portable(z[H + j], gate);
             const float g = cell_portable(z[2 * H + j], cell), o = gate_portable(z[3 * H + j], gate);
-            const float s = f * cp[j] + i * g;
+            float s = f * cp[j] + i * g;
+            if (clip > 0.0f) s = clip_portable(s, clip);
             z[j] = i; z[H + j] = f; z[2 * H + j] = g; z[3 * H + j] = o;
             c[b * H + j] = s;
             h[b * H + j] = o * cell_portable(s, cell);
@@ -180,12 +196,12 @@ static void forward_portable(float *gates, const float *cprev, float *c, float *
 }
 
 void lstmk_pointwise_forward(float *gates, const float *cprev, float *c, float *h, ptrdiff_t B, ptrdiff_t H,
-                             int gate, int cell, int portable) {
+                             int gate, int cell, float clip, int portable) {
 #ifdef LSTMK_X86
-    if (!portable && lstmk_sgemm_level() >= 2) { forward_avx2(gates, cprev, c, h, B, H, gate, cell); return; }
+    if (!portable && lstmk_sgemm_level() >= 2) { forward_avx2(gates, cprev, c, h, B, H, gate, cell, clip); return; }
 #endif
     (void)portable;
-    forward_portable(gates, cprev, c, h, B, H, gate, cell);
+    forward_portable(gates, cprev, c, h, B, H, gate, cell, clip);
 }
 
 #ifdef LSTMK_X86
@@ -223,14 +239,15 @@ static inline float gate_derivative_portable(float a, int kind) {
 
 static void backward_row_portable(const float *a, const float *cprev, const float *c, const float *dout,
                                   const float *dcarry, float *dc, float *dz, ptrdiff_t from, ptrdiff_t H, int gate,
-                                  int cell) {
+                                  int cell, float clip) {
     for (ptrdiff_t j = from; j < H; j++) {
         const float i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];
         float dh = dcarry[j];
         if (dout) dh = dout[j] + dh;
         const float tc = cell == 0 ? tanh_portable(c[j]) : c[j];
         const float d_o = dh * tc;
-        const float dS = (cell == 0 ? dh * o * (1.0f - tc * tc) : dh * o) + dc[j];
+        float dS = (cell == 0 ? dh * o * (1.0f - tc * tc) : dh * o) + dc[j];
+        if (clipped_portable(c[j], clip)) dS = 0.0f;
         dz[j] = dS * g * gate_derivative_portable(i, gate);
         dz[H + j] = dS * cprev[j] * gate_derivative_portable(f, gate);
         dz[2 * H + j] = cell == 0 ? dS * i * (1.0f - g * g) : dS * i;
@@ -255,7 +272,8 @@ static inline __m256 gate_derivative_avx2(__m256 a, int kind) {
 
 __attribute__((target("avx2,fma")))
 static ptrdiff_t backward_row_avx2(const float *a, const float *cprev, const float *c, const float *dout,
-                                   const float *dcarry, float *dc, float *dz, ptrdiff_t H, int gate, int cell) {
+                                   const float *dcarry, float *dc, float *dz, ptrdiff_t H, int gate, int cell,
+                                   float clip) {
     const __m256 one = _mm256_set1_ps(1.0f);
     ptrdiff_t j = 0;
     for (; j + 8 <= H; j += 8) {
@@ -268,7 +286,12 @@ static ptrdiff_t backward_row_avx2(const float *a, const float *cprev, const flo
         const __m256 d_o = _mm256_mul_ps(dh, tc);
         __m256 dho = _mm256_mul_ps(dh, o);
         if (cell == 0) dho = _mm256_mul_ps(dho, _mm256_sub_ps(one, _mm256_mul_ps(tc, tc)));
-        const __m256 dS = _mm256_add_ps(dho, _mm256_loadu_ps(dc + j));
+        __m256 dS = _mm256_add_ps(dho, _mm256_loadu_ps(dc + j));
+        if (clip > 0.0f) {
+            const __m256 held = _mm256_or_ps(_mm256_cmp_ps(s, _mm256_set1_ps(-clip), _CMP_LE_OQ),
+                                             _mm256_cmp_ps(s, _mm256_set1_ps(clip), _CMP_GE_OQ));
+            dS = _mm256_andnot_ps(held, dS);
+        }
         _mm256_storeu_ps(dz + j, _mm256_mul_ps(_mm256_mul_ps(dS, g), gate_derivative_avx2(i, gate)));
         _mm256_storeu_ps(dz + H + j,
                          _mm256_mul_ps(_mm256_mul_ps(dS, _mm256_loadu_ps(cprev + j)), gate_derivative_avx2(f, gate)));
@@ -284,15 +307,15 @@ static ptrdiff_t backward_row_avx2(const float *a, const float *cprev, const flo
 
 void lstmk_pointwise_backward(const float *gates, const float *cprev, const float *c, const float *dout,
                               const float *dcarry, float *dc, float *dz, ptrdiff_t B, ptrdiff_t H, int gate, int cell,
-                              int portable) {
+                              float clip, int portable) {
     for (ptrdiff_t b = 0; b < B; b++) {
         const float *a = gates + b * 4 * H, *cp = cprev + b * H, *s = c + b * H, *dc_in = dcarry + b * H;
         const float *d_out = dout ? dout + b * H : NULL;
         float *d_c = dc + b * H, *d_z = dz + b * 4 * H;
         ptrdiff_t from = 0;
 #ifdef LSTMK_X86
-        if (!portable && lstmk_sgemm_level() >= 2) from = backward_row_avx2(a, cp, s, d_out, dc_in, d_c, d_z, H, gate, cell);
+        if (!portable && lstmk_sgemm_level() >= 2) from = backward_row_avx2(a, cp, s, d_out, dc_in, d_c, d_z, H, gate, cell, clip);
 #endif
-        backward_row_portable(a, cp, s, d_out, dc_in, d_c, d_z, from, H, gate, cell);
+        backward_row_portable(a, cp, s, d_out, dc_in, d_c, d_z, from, H, gate, cell, clip);
     }
 }

@@ -34,10 +34,10 @@ func readCorpus(_ path: String?) throws -> (scalars: [Unicode.Scalar], source: S
     let source: String
     switch path {
     case nil:
-        guard let url = bundledCorpusURL(), let data = FileManager.default.contents(atPath: url.path) else {
+        guard let url = bundledCorpusURL(), let data = AtomicFile.read(path: url.path) else {
             throw Failure(message: "the bundled default corpus is missing next to the lstm executable; give a text file: lstm train FILE")
         }
-        bytes = [UInt8](data)
+        bytes = data
         source = "the bundled corpus"
     case "-"?:
         // Read in pieces, so that an endless or enormous stream fails with a message instead of exhausting memory.
@@ -63,10 +63,10 @@ func readCorpus(_ path: String?) throws -> (scalars: [Unicode.Scalar], source: S
             try MemoryBudget.require(size * corpusBytesPerByte, for: "the \(MemoryBudget.describe(size)) text \(path)",
                                      hint: "give a smaller text (or split it)")
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let data = AtomicFile.read(path: path) else {
             throw Failure(message: "cannot read \(path): permission denied or unreadable")
         }
-        bytes = [UInt8](data)
+        bytes = data
         source = path
     }
     guard !bytes.isEmpty else { throw Failure(message: "\(source) is empty; give a text with at least a few thousand characters") }

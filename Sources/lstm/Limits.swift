@@ -1,4 +1,5 @@
 import Foundation
+import LSTMKit
 
 /// How much memory `lstm` may plan to use, so that an input too large for this machine fails at once with a clear
 /// message instead of being killed by the OOM killer hours into a run.
@@ -9,13 +10,15 @@ enum MemoryBudget {
     static func availableBytes() -> Double {
         var available = Double(ProcessInfo.processInfo.physicalMemory)
         #if os(Linux)
-        if let meminfo = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
+        if let meminfo = AtomicFile.read(path: "/proc/meminfo").map({ String(decoding: $0, as: UTF8.self) }),
            let line = meminfo.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
            let kB = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) }) {
             available = min(available, kB * 1024)
         }
         func number(_ path: String) -> Double? {
-            (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            AtomicFile.read(path: path).flatMap {
+                Double(String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+            }
         }
         if let limit = number("/sys/fs/cgroup/memory.max") {  // "max" (no limit) does not parse
             available = min(available, max(0, limit - (number("/sys/fs/cgroup/memory.current") ?? 0)))

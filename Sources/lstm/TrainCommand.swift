@@ -36,6 +36,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Checkpoint file to write (and read with --resume).") var checkpoint = "charmodel.safetensors"
     @Flag(help: "Continue training from --checkpoint.") var resume = false
     @Flag(help: "Overwrite an existing --checkpoint instead of refusing.") var force = false
+    @Option(help: "Clip every LSTM cell state to [-C, C] (cuDNN's cell clip); off by default.") var cellClip: Double?
     @Option(help: "When a loss or gradient is NaN or infinite: stop (keep the last checkpoint) or skip (leave the model unchanged, move to the next window; stops after 10 in a row).")
     var onNonfinite = "stop"
     @Option(help: "Random seed for initialisation.") var seed: UInt64 = 1
@@ -68,6 +69,9 @@ struct TrainCommand: ParsableCommand {
         if let epochs, !(epochs > 0 && epochs.isFinite) { throw Failure(message: "--epochs must be a positive number, got \(epochs)") }
         if steps != nil && epochs != nil { throw Failure(message: "give --steps or --epochs, not both") }
         guard lr > 0, lr.isFinite else { throw Failure(message: "--lr must be a positive number, got \(lr)") }
+        if let cellClip, !(cellClip > 0 && cellClip < 1e38) {
+            throw Failure(message: "--cell-clip must be a positive number, got \(cellClip)")
+        }
         guard onNonfinite == "stop" || onNonfinite == "skip" else {
             throw Failure(message: "--on-nonfinite must be stop or skip, got \(onNonfinite)")
         }
@@ -139,7 +143,8 @@ struct TrainCommand: ParsableCommand {
             options.seed = seed
             trainer = try CharacterTrainer(
                 tokens: tokens, vocabulary: vocabulary,
-                model: .init(vocabularySize: vocabulary.count, embedding: embedding, hidden: hidden, layers: layers),
+                model: .init(vocabularySize: vocabulary.count, embedding: embedding, hidden: hidden, layers: layers,
+                             cellClip: cellClip),
                 options: options)
         }
         trainer.threads = threads

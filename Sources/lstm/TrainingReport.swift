@@ -25,7 +25,8 @@ final class TrainingReport {
         interactive = isatty(STDOUT_FILENO) == 1
         // Keep the history up to the resumed step; lines written after it by an interrupted run are dropped.
         var kept = ""
-        if resuming, let text = try? String(contentsOfFile: paths.metrics, encoding: .utf8) {
+        if resuming, let bytes = AtomicFile.read(path: paths.metrics) {
+            let text = String(decoding: bytes, as: UTF8.self)
             for line in text.split(separator: "\n") {
                 guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                       let step = object["step"] as? Int, step <= startStep else { continue }

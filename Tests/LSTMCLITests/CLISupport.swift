@@ -49,7 +49,8 @@ struct CLI {
         process.waitUntilExit()
         try out.close()
         try err.close()
-        let outData = try Data(contentsOf: outURL), errData = try Data(contentsOf: errURL)
+        // AtomicFile.read, not Data(contentsOf:): Foundation leaks a buffer reading an empty file (found by ASan).
+        let outData = AtomicFile.read(path: outURL.path) ?? [], errData = AtomicFile.read(path: errURL.path) ?? []
         return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
                       stderr: String(decoding: errData, as: UTF8.self))
     }

@@ -123,6 +123,29 @@ import LSTMKit
         #expect(resumed.stdout.contains("resuming at step \(step)"))
     }
 
+    /// `--cell-clip` is saved with the model, used by eval, sample and resume, and changes what is learned.
+    @Test func cellClipIsSavedAndUsed() throws {
+        let dir = try CLI.temporaryFolder()
+        try CLI.text(3000).write(to: dir.appendingPathComponent("text.txt"), atomically: true, encoding: .utf8)
+        for (name, clip) in [("plain", [String]()), ("clipped", ["--cell-clip", "0.05"])] {
+            let r = try CLI.run(["train", "text.txt", "--steps", "6", "--checkpoint", "\(name).safetensors"] + CLI.tiny + clip,
+                                in: dir)
+            #expect(r.status == 0, "\(r.stderr)")
+        }
+        let clipped = try CharacterModelFile.load(path: dir.appendingPathComponent("clipped.safetensors").path)
+        let plain = try CharacterModelFile.load(path: dir.appendingPathComponent("plain.safetensors").path)
+        #expect(clipped.model.configuration.cellClip == 0.05 && plain.model.configuration.cellClip == nil)
+        #expect(clipped.model.lstm.layers.allSatisfy { $0.activations.cellClip == 0.05 })
+        #expect(clipped.parameters.storage != plain.parameters.storage)
+        let resumed = try CLI.run(["train", "text.txt", "--steps", "8", "--checkpoint", "clipped.safetensors", "--resume"],
+                                  in: dir)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(try CharacterModelFile.load(path: dir.appendingPathComponent("clipped.safetensors").path)
+                    .model.configuration.cellClip == 0.05)
+        let eval = try CLI.run(["eval", "clipped.safetensors", "text.txt", "--json"], in: dir)
+        #expect(eval.status == 0 && eval.stdout.contains("bits_per_character"), "\(eval.stderr)")
+    }
+
     @Test func gradcheckPassesAndCanFail() throws {
         let dir = try CLI.temporaryFolder()
         let ok = try CLI.run(["gradcheck", "--layers", "2", "--input", "3", "--hidden", "4", "--batch", "2", "--steps", "3",

@@ -57,6 +57,39 @@ struct GradientCheckTests {
         #expect(skipped * 100 <= total, "\(skipped) of \(total) components skipped")
     }
 
+    /// Cell clipping (with σ and hard σ gates, 1–3 layers): some cells held at ±clip, some not; the gradient through
+    /// a held cell is exactly zero and the check still passes everywhere else.
+    @Test(arguments: [(1, GateActivation.sigmoid), (2, .sigmoid), (3, .hardSigmoid)])
+    func cellClipping(layers: Int, gate: GateActivation) throws {
+        let clip = 0.35
+        let configuration = GradientCheck.Configuration(
+            layers: layers, inputSize: 3, hiddenSize: 4, batch: 3, steps: 7,
+            activations: LSTMActivations(gate: gate, cell: .tanh, cellClip: clip), parameterScale: 2.5)
+        let problem = try GradientCheck.Problem(configuration, seed: 11)
+        let stash = LSTMStash<Double>()
+        _ = problem.lstm.forward(problem.x, steps: 7, batch: 3, initial: problem.initial,
+                                 parameters: problem.parameters, stash: stash)
+        let cells = stash.cells.array(0..<(layers * 7 * 3 * 4))
+        let held = cells.filter { abs($0) == clip }.count
+        #expect(cells.allSatisfy { abs($0) <= clip })
+        #expect(held > 5 && held < cells.count - 5, "\(held) of \(cells.count) cells held at the bound")
+        let reports = try GradientCheck.run(configuration, seed: 11)
+        for report in reports {
+            #expect(report.maxRelativeError <= 1e-6, "\(report.name): \(report.maxRelativeError)")
+        }
+        let total = reports.map(\.count).reduce(0, +), skipped = reports.map(\.skipped).reduce(0, +)
+        #expect(skipped * 100 <= total, "\(skipped) of \(total) components skipped")
+    }
+
+    @Test func invalidCellClipIsRejected() {
+        for clip in [0.0, -1, .infinity, .nan, 1e39] {
+            var layout = ParameterLayout()
+            #expect(throws: LSTMKitError.self) {
+                try LSTM(inputSize: 2, hiddenSize: 3, activations: [LSTMActivations(cellClip: clip)], layout: &layout)
+            }
+        }
+    }
+
     /// A deliberately wrong gradient must fail the check, or the check proves nothing.
     @Test func checkDetectsAWrongGradient() throws {
         let configuration = GradientCheck.Configuration(layers: 1, inputSize: 2, hiddenSize: 3, batch: 1, steps: 3)

@@ -211,12 +211,22 @@ struct BackwardPointwiseTests {
         let (B, H) = (3, 21)  // H not a multiple of 8: vector body and scalar tail
         for gate in GateActivation.allCases {
             for cellActivation in CellActivation.allCases {
-                for withOutput in [false, true] {
+                for (withOutput, clip) in [(false, nil), (true, nil), (true, 0.75)] as [(Bool, Double?)] {
                     var z = (0..<(B * 4 * H)).map { _ in Float(random.uniform(-6, 6)) }
                     let cPrev = (0..<(B * H)).map { _ in Float(random.uniform(-2, 2)) }
                     var c = [Float](repeating: 0, count: B * H), h = c
+                    var zPortable = z, cPortable = c, hPortable = h
                     LSTMPointwise.forward(gates: &z, previousCell: cPrev, cell: &c, hidden: &h, batch: B, hidden: H,
-                                          gate: gate, cellActivation: cellActivation)
+                                          gate: gate, cellActivation: cellActivation, cellClip: clip)
+                    LSTMPointwise.portableFloatForward(gates: &zPortable, previousCell: cPrev, cell: &cPortable,
+                                                       hidden: &hPortable, batch: B, hidden: H, gate: gate,
+                                                       cellActivation: cellActivation, cellClip: clip)
+                    #expect(z == zPortable && c == cPortable && h == hPortable)
+                    if let clip {
+                        // Clipping happened, and held exactly at the bound.
+                        #expect(c.allSatisfy { abs($0) <= Float(clip) })
+                        #expect(c.contains { abs($0) == Float(clip) } && c.contains { abs($0) < Float(clip) })
+                    }
                     let dOut = withOutput ? (0..<(B * H)).map { _ in Float(random.uniform(-1, 1)) } : nil
                     let dCarry = (0..<(B * H)).map { _ in Float(random.uniform(-1, 1)) }
                     let dc0 = (0..<(B * H)).map { _ in Float(random.uniform(-1, 1)) }
@@ -228,7 +238,7 @@ struct BackwardPointwiseTests {
                                 LSTMPointwise.backwardLoop(
                                     gates: z, previousCell: cPrev, cell: c, dOutput: withOutput ? o.baseAddress! : nil,
                                     dHiddenCarry: dCarry, dCellCarry: dc.baseAddress!, dGates: dz.baseAddress!, batch: B,
-                                    hidden: H, gate: gate, cellActivation: cellActivation)
+                                    hidden: H, gate: gate, cellActivation: cellActivation, cellClip: clip)
                             }
                         }
                     }
@@ -237,8 +247,8 @@ struct BackwardPointwiseTests {
                         LSTMPointwise.floatBackward(gates: z, previousCell: cPrev, cell: c, dOutput: dOut,
                                                     dHiddenCarry: dCarry, dCellCarry: &dc, dGates: &dz, batch: B,
                                                     hidden: H, gate: gate, cellActivation: cellActivation,
-                                                    portable: portable)
-                        #expect(dc == dcSwift && dz == dzSwift, "\(gate) \(cellActivation) output=\(withOutput) portable=\(portable)")
+                                                    cellClip: clip, portable: portable)
+                        #expect(dc == dcSwift && dz == dzSwift, "\(gate) \(cellActivation) output=\(withOutput) clip=\(String(describing: clip)) portable=\(portable)")
                     }
                 }
             }

@@ -220,10 +220,10 @@ public enum SafeTensors {
     }
 
     public static func read(path: String) throws(SafeTensorsError) -> File {
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let bytes = AtomicFile.read(path: path) else {
             throw .io("cannot read \(path): no such file or not readable")
         }
-        return try decode([UInt8](data))
+        return try decode(bytes)
     }
 
     /// Writes atomically: a temporary file in the same folder, flushed, then renamed over `path`, so a crash leaves
@@ -265,8 +265,30 @@ public enum SafeTensorsError: Error, CustomStringConvertible, Sendable, Equatabl
     }
 }
 
-/// Crash-safe file replacement.
+/// Crash-safe file replacement, and plain whole-file reading.
 public enum AtomicFile {
+    /// The whole file, read with POSIX calls (Foundation's readers on Linux leak a buffer for empty files and files
+    /// that report size 0, such as those in /proc: found by the AddressSanitizer run); nil if it cannot be opened.
+    public static func read(path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) != S_IFDIR else { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(max(0, Int(info.st_size)))
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress!, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return nil
+            }
+            if n == 0 { return bytes }
+            bytes.append(contentsOf: chunk[0..<n])
+        }
+    }
+
     public static func write(_ bytes: [UInt8], to path: String) throws(SafeTensorsError) {
         let url = URL(fileURLWithPath: path)
         let directory = url.deletingLastPathComponent().path

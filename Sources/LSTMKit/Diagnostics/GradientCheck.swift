@@ -19,8 +19,8 @@
 /// cancels, or is exactly zero in a hard-σ flat region) cannot be resolved to 1e-6 relative; for those the check
 /// bounds the absolute error by 1e-10 instead, still ~100× above the noise and far below what a wrong term gives.
 ///
-/// Hard σ has kinks at z = ±3. A difference quotient whose stencil crosses one measures neither side's slope, so for
-/// hard-σ layers every evaluation also records which gates are saturated; if any point of the stencil differs from
+/// Hard σ has kinks at z = ±3 and cell clipping at S = ±cellClip. A difference quotient whose stencil crosses one
+/// measures neither side's slope, so every evaluation also records which gates are saturated and which cells held; if any point of the stencil differs from
 /// the unperturbed pattern, ε is divided by 10 (down to 1e-6), and a component whose stencil crosses a kink even then
 /// is reported as skipped rather than compared.
 public enum GradientCheck {
@@ -106,7 +106,7 @@ public enum GradientCheck {
             lossAndRegions(parameters: p, x: x, initial: initial, stash: stash).loss
         }
 
-        /// ℓ, and for hard-σ layers which side of each kink every i, f, o gate is on (empty otherwise).
+        /// ℓ, and which side of its kink every i, f, o gate of a hard-σ layer and every clipped S_t is on.
         public func lossAndRegions(parameters p: ParameterBuffer<Double>, x: [Double], initial: LSTMState<Double>,
                                    stash: LSTMStash<Double>) -> (loss: Double, regions: [UInt8]) {
             let out = lstm.forward(x, steps: configuration.steps, batch: configuration.batch, initial: initial,
@@ -124,6 +124,13 @@ public enum GradientCheck {
                 let gates = stash.gates.array((l * T * B * 4 * H)..<((l + 1) * T * B * 4 * H))
                 for (k, a) in gates.enumerated() where (k / H) % 4 != 2 {
                     regions.append(a <= 0 ? 0 : (a >= 1 ? 2 : 1))
+                }
+            }
+            // Cell clipping has kinks at ±cellClip: which side every S_t is on.
+            for (l, layer) in lstm.layers.enumerated() {
+                guard let clip = layer.activations.cellClip else { continue }
+                for s in stash.cells.array((l * T * B * H)..<((l + 1) * T * B * H)) {
+                    regions.append(s <= -clip ? 0 : (s >= clip ? 2 : 1))
                 }
             }
             return (total, regions)

@@ -96,7 +96,8 @@ public enum LSTMPointwise {
         previousCell: UnsafePointer<S>,      // (B, H) S_{t-1}
         cell: UnsafeMutablePointer<S>,       // (B, H) S_t
         hidden: UnsafeMutablePointer<S>,     // (B, H) h_t
-        batch B: Int, hidden H: Int, gate: GateActivation, cellActivation: CellActivation, threads: Int = 1
+        batch B: Int, hidden H: Int, gate: GateActivation, cellActivation: CellActivation, cellClip: Double? = nil,
+        threads: Int = 1
     ) {
         if S.self == Float.self {
             // Float: the vectorized C pass (AVX2 or its bitwise-identical portable twin); rows are independent, so
@@ -105,15 +106,15 @@ public enum LSTMPointwise {
             nonisolated(unsafe) let cp = UnsafeRawPointer(previousCell).assumingMemoryBound(to: Float.self)
             nonisolated(unsafe) let c = UnsafeMutableRawPointer(cell).assumingMemoryBound(to: Float.self)
             nonisolated(unsafe) let h = UnsafeMutableRawPointer(hidden).assumingMemoryBound(to: Float.self)
-            let (g, ca) = (gate.kernelCode, cellActivation.kernelCode)
+            let (g, ca, clip) = (gate.kernelCode, cellActivation.kernelCode, Float(cellClip ?? 0))
             let parts = rowParts(B, H, threads)
             if parts == 1 {
-                lstmk_pointwise_forward(z, cp, c, h, B, H, g, ca, 0)
+                lstmk_pointwise_forward(z, cp, c, h, B, H, g, ca, clip, 0)
                 return
             }
             WorkerPool.shared(threads: parts).run(parts: parts) { part in
                 let r0 = part * B / parts, r1 = (part + 1) * B / parts
-                lstmk_pointwise_forward(z + r0 * 4 * H, cp + r0 * H, c + r0 * H, h + r0 * H, r1 - r0, H, g, ca, 0)
+                lstmk_pointwise_forward(z + r0 * 4 * H, cp + r0 * H, c + r0 * H, h + r0 * H, r1 - r0, H, g, ca, clip, 0)
             }
             return
         }
@@ -127,7 +128,8 @@ public enum LSTMPointwise {
                 let f = activate(z[H + j], gate)
                 let g = activate(z[2 * H + j], cellActivation)
                 let o = activate(z[3 * H + j], gate)
-                let s = f * cPrev[j] + i * g
+                var s = f * cPrev[j] + i * g
+                if let bound = cellClip.map({ S($0) }) { s = s < -bound ? -bound : (s > bound ? bound : s) }
                 z[j] = i; z[H + j] = f; z[2 * H + j] = g; z[3 * H + j] = o
                 c[j] = s
                 h[j] = o * activate(s, cellActivation)
@@ -146,7 +148,8 @@ public enum LSTMPointwise {
         dHiddenCarry: UnsafePointer<S>,      // (B, H) δh_t from step t+1
         dCellCarry: UnsafeMutablePointer<S>, // (B, H) δS_{t+1}⊙f_{t+1} in, δS_t⊙f_t out
         dGates: UnsafeMutablePointer<S>,     // (B, 4H) δZ_t out
-        batch B: Int, hidden H: Int, gate: GateActivation, cellActivation: CellActivation, threads: Int = 1
+        batch B: Int, hidden H: Int, gate: GateActivation, cellActivation: CellActivation, cellClip: Double? = nil,
+        threads: Int = 1
     ) {
         if S.self == Float.self {
             // Float: the vectorized C pass, the same operations in the same order as `backwardLoop` (tested bitwise);
@@ -157,22 +160,22 @@ public enum LSTMPointwise {
             }
             nonisolated(unsafe) let a = f(gates), cp = f(previousCell), c = f(cell), dout = dOutput.map(f)
             nonisolated(unsafe) let dcarry = f(dHiddenCarry), dc = f(dCellCarry), dz = f(dGates)
-            let (g, ca) = (gate.kernelCode, cellActivation.kernelCode)
+            let (g, ca, clip) = (gate.kernelCode, cellActivation.kernelCode, Float(cellClip ?? 0))
             let parts = rowParts(B, H, threads)
             if parts == 1 {
-                lstmk_pointwise_backward(a, cp, c, dout, dcarry, dc, dz, B, H, g, ca, 0)
+                lstmk_pointwise_backward(a, cp, c, dout, dcarry, dc, dz, B, H, g, ca, clip, 0)
                 return
             }
             WorkerPool.shared(threads: parts).run(parts: parts) { part in
                 let r0 = part * B / parts, r1 = (part + 1) * B / parts
                 lstmk_pointwise_backward(a + r0 * 4 * H, cp + r0 * H, c + r0 * H, dout.map { $0 + r0 * H },
-                                         dcarry + r0 * H, dc + r0 * H, dz + r0 * 4 * H, r1 - r0, H, g, ca, 0)
+                                         dcarry + r0 * H, dc + r0 * H, dz + r0 * 4 * H, r1 - r0, H, g, ca, clip, 0)
             }
             return
         }
         backwardLoop(gates: gates, previousCell: previousCell, cell: cell, dOutput: dOutput,
                      dHiddenCarry: dHiddenCarry, dCellCarry: dCellCarry, dGates: dGates, batch: B, hidden: H,
-                     gate: gate, cellActivation: cellActivation)
+                     gate: gate, cellActivation: cellActivation, cellClip: cellClip)
     }
 
     /// Row blocks for the element-wise pass: below ~2k elements a fork/join costs more than it saves.
@@ -186,8 +189,9 @@ public enum LSTMPointwise {
     static func backwardLoop<S: LSTMScalar>(
         gates: UnsafePointer<S>, previousCell: UnsafePointer<S>, cell: UnsafePointer<S>, dOutput: UnsafePointer<S>?,
         dHiddenCarry: UnsafePointer<S>, dCellCarry: UnsafeMutablePointer<S>, dGates: UnsafeMutablePointer<S>,
-        batch B: Int, hidden H: Int, gate: GateActivation, cellActivation: CellActivation
+        batch B: Int, hidden H: Int, gate: GateActivation, cellActivation: CellActivation, cellClip: Double? = nil
     ) {
+        let bound = cellClip.map { S($0) }
         for b in 0..<B {
             let a = gates + b * 4 * H
             let cPrev = previousCell + b * H
@@ -201,7 +205,9 @@ public enum LSTMPointwise {
                 if let dOutput { dh = dOutput[b * H + j] + dh }
                 let tc = activate(c[j], cellActivation)
                 let dO = dh * tc
-                let dS = dh * o * derivative(output: tc, cellActivation) + dc[j]
+                var dS = dh * o * derivative(output: tc, cellActivation) + dc[j]
+                // Where clipping held S_t at a bound, S_t does not depend on the step's inputs (δ 0).
+                if let bound, c[j] <= -bound || c[j] >= bound { dS = 0 }
                 let dI = dS * g
                 let dG = dS * i
                 let dF = dS * cPrev[j]
@@ -229,20 +235,24 @@ public enum LSTMPointwise {
     /// The Float backward pass with the C kernel (`portable`: its portable path whatever the CPU); tests.
     static func floatBackward(gates: [Float], previousCell: [Float], cell: [Float], dOutput: [Float]?,
                               dHiddenCarry: [Float], dCellCarry: inout [Float], dGates: inout [Float], batch B: Int,
-                              hidden H: Int, gate: GateActivation, cellActivation: CellActivation, portable: Bool) {
+                              hidden H: Int, gate: GateActivation, cellActivation: CellActivation,
+                              cellClip: Double? = nil, portable: Bool) {
+        let clip = Float(cellClip ?? 0)
         if let dOutput {
             lstmk_pointwise_backward(gates, previousCell, cell, dOutput, dHiddenCarry, &dCellCarry, &dGates, B, H,
-                                     gate.kernelCode, cellActivation.kernelCode, portable ? 1 : 0)
+                                     gate.kernelCode, cellActivation.kernelCode, clip, portable ? 1 : 0)
         } else {
             lstmk_pointwise_backward(gates, previousCell, cell, nil, dHiddenCarry, &dCellCarry, &dGates, B, H,
-                                     gate.kernelCode, cellActivation.kernelCode, portable ? 1 : 0)
+                                     gate.kernelCode, cellActivation.kernelCode, clip, portable ? 1 : 0)
         }
     }
 
     /// The Float forward pass with the portable kernel, whatever the CPU (tests).
     public static func portableFloatForward(gates: inout [Float], previousCell: [Float], cell: inout [Float],
                                             hidden: inout [Float], batch B: Int, hidden H: Int,
-                                            gate: GateActivation, cellActivation: CellActivation) {
-        lstmk_pointwise_forward(&gates, previousCell, &cell, &hidden, B, H, gate.kernelCode, cellActivation.kernelCode, 1)
+                                            gate: GateActivation, cellActivation: CellActivation,
+                                            cellClip: Double? = nil) {
+        lstmk_pointwise_forward(&gates, previousCell, &cell, &hidden, B, H, gate.kernelCode, cellActivation.kernelCode,
+                                Float(cellClip ?? 0), 1)
     }
 }

@@ -55,6 +55,11 @@ public struct LSTM: Sendable, Hashable {
         guard activations.count == 1 || activations.count == layers else {
             throw .invalidConfiguration("give one activation setting or one per layer (\(layers)), got \(activations.count)")
         }
+        for a in activations {
+            if let clip = a.cellClip, !(clip > 0 && clip <= Double(Float.greatestFiniteMagnitude)) {
+                throw .invalidConfiguration("the cell clip must be a positive finite number, got \(clip)")
+            }
+        }
         self.inputSize = inputSize
         self.hiddenSize = hiddenSize
         let H = hiddenSize
@@ -73,14 +78,24 @@ public struct LSTM: Sendable, Hashable {
     }
 }
 
-/// The activations of one layer.
+/// The element-wise settings of one layer: its activations and cell clipping.
+///
+/// Cell clipping (cuDNN's cell clip) limits the cell state after each update:
+/// ```
+/// S_t = clamp(f ⊙ S_{t-1} + i ⊙ g, −cellClip, cellClip)
+/// backward: δ(f ⊙ S_{t-1} + i ⊙ g) = δS_t where −cellClip < S_t < cellClip, else 0
+/// ```
+/// (at exactly ±cellClip, the kink, the derivative is taken as 0).
 public struct LSTMActivations: Sendable, Hashable, Codable {
     public var gate: GateActivation
     public var cell: CellActivation
+    /// The bound on |S_t|, a positive number; nil: no clipping.
+    public var cellClip: Double?
 
-    public init(gate: GateActivation = .sigmoid, cell: CellActivation = .tanh) {
+    public init(gate: GateActivation = .sigmoid, cell: CellActivation = .tanh, cellClip: Double? = nil) {
         self.gate = gate
         self.cell = cell
+        self.cellClip = cellClip
     }
 
     /// σ gates, tanh cell: the standard LSTM.
@@ -260,7 +275,7 @@ extension LSTM {
                     LSTMPointwise.forward(gates: Zt, previousCell: cPrev, cell: cells + t * B * H,
                                           hidden: hiddens + t * B * H, batch: B, hidden: H,
                                           gate: layer.activations.gate, cellActivation: layer.activations.cell,
-                                          threads: stash.threads)
+                                          cellClip: layer.activations.cellClip, threads: stash.threads)
                 }
             }
         }
@@ -357,7 +372,8 @@ extension LSTM {
                             gates: gates + t * B * 4 * H, previousCell: cPrev, cell: cells + t * B * H,
                             dOutput: hasAbove ? UnsafePointer(dAbove.pointer + t * B * H) : nil,
                             dHiddenCarry: dh, dCellCarry: dc, dGates: dZt,
-                            batch: B, hidden: H, gate: A.gate, cellActivation: A.cell, threads: stash.threads)
+                            batch: B, hidden: H, gate: A.gate, cellActivation: A.cell, cellClip: A.cellClip,
+                            threads: stash.threads)
                         // δh_{t-1} = δZ_t · W_hh   (B, 4H)·(4H, H)
                         GEMM.gemm(transposeA: false, M: B, dZt, lda: 4 * H, weightHH, dh, ldc: H, accumulate: false,
                                   threads: stash.threads)

@@ -87,7 +87,8 @@ public final class LSTMStream {
             GEMM.gemm(transposeA: false, M: 1, h, lda: H, weightHHT[l], z, ldc: 4 * H, accumulate: true,
                       threads: threads)
             LSTMPointwise.forward(gates: z, previousCell: c, cell: c, hidden: h, batch: 1, hidden: H,
-                                  gate: layer.activations.gate, cellActivation: layer.activations.cell)
+                                  gate: layer.activations.gate, cellActivation: layer.activations.cell,
+                                  cellClip: layer.activations.cellClip)
             source = UnsafePointer(h)
         }
         output.update(from: source, count: H)

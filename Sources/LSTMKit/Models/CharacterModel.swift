@@ -15,16 +15,20 @@ public struct CharacterModel: Sendable {
         public var embedding: Int
         public var hidden: Int
         public var layers: Int
+        /// Cell clipping of every LSTM layer (see `LSTMActivations.cellClip`); nil: off. Checkpoints written before
+        /// it existed read as nil.
+        public var cellClip: Double?
 
-        public init(vocabularySize: Int, embedding: Int, hidden: Int, layers: Int) {
+        public init(vocabularySize: Int, embedding: Int, hidden: Int, layers: Int, cellClip: Double? = nil) {
             self.vocabularySize = vocabularySize
             self.embedding = embedding
             self.hidden = hidden
             self.layers = layers
+            self.cellClip = cellClip
         }
 
         enum CodingKeys: String, CodingKey {
-            case vocabularySize = "vocabulary_size", embedding, hidden, layers
+            case vocabularySize = "vocabulary_size", embedding, hidden, layers, cellClip = "cell_clip"
         }
     }
 
@@ -38,7 +42,8 @@ public struct CharacterModel: Sendable {
         configuration = c
         var layout = ParameterLayout()
         embedding = try Embedding(vocabularySize: c.vocabularySize, dimension: c.embedding, layout: &layout, prefix: "embedding.")
-        lstm = try LSTM(inputSize: c.embedding, hiddenSize: c.hidden, layers: c.layers, layout: &layout, prefix: "lstm.")
+        lstm = try LSTM(inputSize: c.embedding, hiddenSize: c.hidden, layers: c.layers,
+                        activations: [LSTMActivations(cellClip: c.cellClip)], layout: &layout, prefix: "lstm.")
         head = try Linear(inputSize: c.hidden, outputSize: c.vocabularySize, layout: &layout, prefix: "head.")
         self.layout = layout
     }

@@ -342,8 +342,16 @@ public enum CharacterModelFile {
         }
         var layers = 0
         while file["lstm.weight_ih_l\(layers)"] != nil { layers += 1 }
+        // Sizes come from the tensors; what they cannot tell (cell clipping) from the "model" metadata, if any.
+        var cellClip: Double?
+        if let json = file.metadata["model"] {
+            guard let saved = try? JSONDecoder().decode(CharacterModel.Configuration.self, from: Data(json.utf8)) else {
+                throw .invalidInput("\(source) has unreadable model metadata")
+            }
+            cellClip = saved.cellClip
+        }
         let configuration = CharacterModel.Configuration(vocabularySize: embedding.shape[0], embedding: embedding.shape[1],
-                                                         hidden: hh.shape[1], layers: layers)
+                                                         hidden: hh.shape[1], layers: layers, cellClip: cellClip)
         guard configuration.vocabularySize == vocabulary.count else {
             throw .invalidInput("\(source): embedding.weight has \(configuration.vocabularySize) rows but the vocabulary has \(vocabulary.count) characters")
         }
