@@ -37,6 +37,8 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Continue training from --checkpoint.") var resume = false
     @Flag(help: "Overwrite an existing --checkpoint instead of refusing.") var force = false
     @Option(help: "Clip every LSTM cell state to [-C, C] (cuDNN's cell clip); off by default.") var cellClip: Double?
+    @Option(help: "Dropout probability between LSTM layers while training (PyTorch's dropout; needs --layers ≥ 2).")
+    var dropout = 0.0
     @Option(help: "When a loss or gradient is NaN or infinite: stop (keep the last checkpoint) or skip (leave the model unchanged, move to the next window; stops after 10 in a row).")
     var onNonfinite = "stop"
     @Option(help: "Random seed for initialisation.") var seed: UInt64 = 1
@@ -71,6 +73,10 @@ struct TrainCommand: ParsableCommand {
         guard lr > 0, lr.isFinite else { throw Failure(message: "--lr must be a positive number, got \(lr)") }
         if let cellClip, !(cellClip > 0 && cellClip < 1e38) {
             throw Failure(message: "--cell-clip must be a positive number, got \(cellClip)")
+        }
+        guard dropout >= 0 && dropout < 1 else { throw Failure(message: "--dropout must be in [0, 1), got \(dropout)") }
+        guard dropout == 0 || layers >= 2 else {
+            throw Failure(message: "--dropout acts between LSTM layers; use --layers 2 or more, or --dropout 0")
         }
         guard onNonfinite == "stop" || onNonfinite == "skip" else {
             throw Failure(message: "--on-nonfinite must be stop or skip, got \(onNonfinite)")
@@ -144,7 +150,7 @@ struct TrainCommand: ParsableCommand {
             trainer = try CharacterTrainer(
                 tokens: tokens, vocabulary: vocabulary,
                 model: .init(vocabularySize: vocabulary.count, embedding: embedding, hidden: hidden, layers: layers,
-                             cellClip: cellClip),
+                             cellClip: cellClip, dropout: dropout > 0 ? dropout : nil),
                 options: options)
         }
         trainer.threads = threads

@@ -59,6 +59,9 @@ import LSTMKit
         try f.expectFailure(["train", "text.txt", "--checkpoint", "x.safetensors", "--lr=-1"], mentioning: "--lr")
         try f.expectFailure(["train", "text.txt", "--checkpoint", "x.safetensors", "--val-fraction", "1.5"], mentioning: "--val-fraction")
         try f.expectFailure(["train", "text.txt", "--checkpoint", "x.safetensors", "--cell-clip", "0"], mentioning: "--cell-clip")
+        try f.expectFailure(["train", "text.txt", "--checkpoint", "x.safetensors", "--dropout", "0.5", "--layers", "1"],
+                            mentioning: "--dropout")
+        try f.expectFailure(["train", "text.txt", "--checkpoint", "x.safetensors", "--dropout", "1"], mentioning: "--dropout")
         try f.expectFailure(["train", "text.txt", "--checkpoint", "x.safetensors", "--optimizer", "adamax"], mentioning: "unknown optimizer 'adamax'")
         try f.expectFailure(["train", "text.txt", "--checkpoint", "x.safetensors", "--hidden", "200000"], mentioning: "smaller model")
         try f.expectFailure(["sample", "m.safetensors", "--temperature", "0"], mentioning: "--temperature")

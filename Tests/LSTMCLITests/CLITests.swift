@@ -146,6 +146,25 @@ import LSTMKit
         #expect(eval.status == 0 && eval.stdout.contains("bits_per_character"), "\(eval.stderr)")
     }
 
+    /// `--dropout`: saved with the model, the mask depends on seed and step only, so resuming is still bitwise.
+    @Test func dropoutTrainsAndResumesBitwise() throws {
+        let dir = try CLI.temporaryFolder()
+        try CLI.text(3000).write(to: dir.appendingPathComponent("text.txt"), atomically: true, encoding: .utf8)
+        let flags = CLI.tiny + ["--dropout", "0.3"]
+        let whole = try CLI.run(["train", "text.txt", "--steps", "8", "--checkpoint", "whole.safetensors"] + flags, in: dir)
+        let half = try CLI.run(["train", "text.txt", "--steps", "4", "--checkpoint", "split.safetensors"] + flags, in: dir)
+        let rest = try CLI.run(["train", "text.txt", "--steps", "8", "--checkpoint", "split.safetensors", "--resume"], in: dir)
+        #expect(whole.status == 0 && half.status == 0 && rest.status == 0, "\(whole.stderr)\(half.stderr)\(rest.stderr)")
+        #expect(AtomicFile.read(path: dir.appendingPathComponent("whole.safetensors").path)
+                == AtomicFile.read(path: dir.appendingPathComponent("split.safetensors").path))
+        let plain = try CLI.run(["train", "text.txt", "--steps", "8", "--checkpoint", "plain.safetensors"] + CLI.tiny, in: dir)
+        #expect(plain.status == 0)
+        let a = try CharacterModelFile.load(path: dir.appendingPathComponent("whole.safetensors").path)
+        let b = try CharacterModelFile.load(path: dir.appendingPathComponent("plain.safetensors").path)
+        #expect(a.model.configuration.dropout == 0.3 && a.model.lstm.dropout == 0.3 && b.model.lstm.dropout == 0)
+        #expect(a.parameters.storage != b.parameters.storage)
+    }
+
     @Test func gradcheckPassesAndCanFail() throws {
         let dir = try CLI.temporaryFolder()
         let ok = try CLI.run(["gradcheck", "--layers", "2", "--input", "3", "--hidden", "4", "--batch", "2", "--steps", "3",

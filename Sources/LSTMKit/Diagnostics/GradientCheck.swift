@@ -35,10 +35,15 @@ public enum GradientCheck {
         public var finalStateGradient: Bool
         /// Weights and biases are U(−s/√H, s/√H); s > 1 drives gates into saturation (hard σ's flat region).
         public var parameterScale: Double
+        /// Dropout between layers, with one fixed mask (seed `dropoutSeed`) for every evaluation.
+        public var dropout: Double
+        public var dropoutSeed: UInt64
 
         public init(layers: Int = 1, inputSize: Int = 3, hiddenSize: Int = 4, batch: Int = 2, steps: Int = 5,
                     activations: LSTMActivations = .standard, finalStateGradient: Bool = true,
-                    parameterScale: Double = 1) {
+                    parameterScale: Double = 1, dropout: Double = 0, dropoutSeed: UInt64 = 1) {
+            self.dropout = dropout
+            self.dropoutSeed = dropoutSeed
             self.layers = layers
             self.inputSize = inputSize
             self.hiddenSize = hiddenSize
@@ -80,7 +85,7 @@ public enum GradientCheck {
             configuration = c
             var layout = ParameterLayout()
             lstm = try LSTM(inputSize: c.inputSize, hiddenSize: c.hiddenSize, layers: c.layers,
-                            activations: [c.activations], layout: &layout)
+                            activations: [c.activations], dropout: c.dropout, layout: &layout)
             guard c.batch > 0 else { throw .invalidConfiguration("batch must be at least 1, got \(c.batch)") }
             guard c.steps > 0 else { throw .invalidConfiguration("steps must be at least 1, got \(c.steps)") }
             var random = RandomSource(seed: seed)
@@ -100,6 +105,9 @@ public enum GradientCheck {
             }
         }
 
+        /// The fixed dropout mask's seed (nil without dropout).
+        public var dropoutSeed: UInt64? { configuration.dropout > 0 ? configuration.dropoutSeed : nil }
+
         /// ℓ for given parameters and inputs.
         public func loss(parameters p: ParameterBuffer<Double>, x: [Double], initial: LSTMState<Double>,
                          stash: LSTMStash<Double>) -> Double {
@@ -110,7 +118,7 @@ public enum GradientCheck {
         public func lossAndRegions(parameters p: ParameterBuffer<Double>, x: [Double], initial: LSTMState<Double>,
                                    stash: LSTMStash<Double>) -> (loss: Double, regions: [UInt8]) {
             let out = lstm.forward(x, steps: configuration.steps, batch: configuration.batch, initial: initial,
-                                   parameters: p, stash: stash)
+                                   parameters: p, stash: stash, dropoutSeed: dropoutSeed)
             var total = 0.0
             for k in out.output.indices { total += dOutput[k] * out.output[k] }
             if let dFinal {
@@ -142,7 +150,8 @@ public enum GradientCheck {
         let problem = try Problem(configuration, seed: seed)
         let stash = LSTMStash<Double>()
         _ = problem.lstm.forward(problem.x, steps: configuration.steps, batch: configuration.batch,
-                                 initial: problem.initial, parameters: problem.parameters, stash: stash)
+                                 initial: problem.initial, parameters: problem.parameters, stash: stash,
+                                 dropoutSeed: problem.dropoutSeed)
         var gradients = ParameterBuffer<Double>(layout: problem.parameters.layout)
         let analytic = problem.lstm.backward(dOutput: problem.dOutput, dFinal: problem.dFinal,
                                              parameters: problem.parameters, stash: stash, gradients: &gradients)

@@ -39,6 +39,10 @@ public struct LSTM: Sendable, Hashable {
     public let inputSize: Int
     public let hiddenSize: Int
     public let layers: [Layer]
+    /// Dropout on the outputs of every layer but the last, during training (PyTorch's `dropout`): each value is
+    /// kept with probability 1 − p and scaled by 1/(1 − p), or zeroed; the mask is drawn from the seed given to
+    /// `forward` (no seed: inference, no dropout). Backward multiplies by the same mask.
+    public let dropout: Double
     public var layerCount: Int { layers.count }
 
     /// Adds an L-layer LSTM's tensors to `layout` as `prefix + "weight_ih_l0"`, …
@@ -46,7 +50,7 @@ public struct LSTM: Sendable, Hashable {
     /// - Parameter activations: one entry for every layer, or a single entry used by all layers.
     public init(
         inputSize: Int, hiddenSize: Int, layers: Int = 1,
-        activations: [LSTMActivations] = [.standard],
+        activations: [LSTMActivations] = [.standard], dropout: Double = 0,
         layout: inout ParameterLayout, prefix: String = ""
     ) throws(LSTMKitError) {
         guard inputSize > 0 else { throw .invalidConfiguration("input size must be at least 1, got \(inputSize)") }
@@ -60,6 +64,13 @@ public struct LSTM: Sendable, Hashable {
                 throw .invalidConfiguration("the cell clip must be a positive finite number, got \(clip)")
             }
         }
+        guard dropout >= 0 && dropout < 1 else {
+            throw .invalidConfiguration("dropout must be in [0, 1), got \(dropout)")
+        }
+        guard dropout == 0 || layers > 1 else {
+            throw .invalidConfiguration("dropout acts between layers, so it needs at least 2 layers (got 1 layer with dropout \(dropout))")
+        }
+        self.dropout = dropout
         self.inputSize = inputSize
         self.hiddenSize = hiddenSize
         let H = hiddenSize
@@ -175,6 +186,9 @@ public final class LSTMStash<Scalar: LSTMScalar> {
     let dAbove = AlignedBuffer<Scalar>()         // (T, B, max(I, H)) δ of a layer's output
     let dBelow = AlignedBuffer<Scalar>()         // (T, B, max(I, H)) δ of a layer's input
     let biasSum = AlignedBuffer<Scalar>()        // (4H)
+    var dropoutActive = false
+    let dropoutMasks = AlignedBuffer<Scalar>()   // (L−1, T, B, H) 0 or 1/(1−p), when dropout is active
+    let droppedHiddens = AlignedBuffer<Scalar>() // (L−1, T, B, H) h_t ⊙ mask: the input of the layer above
     let packedInput = AlignedBuffer<Scalar>()      // W_ihᵀ of the current layer, packed for the Float kernel
     let packedRecurrent = AlignedBuffer<Scalar>()  // W_hhᵀ (forward) or W_hh (backward), packed, reused every step
 
@@ -213,7 +227,7 @@ extension LSTM {
     public func forward<S: LSTMScalar>(
         _ x: [S], steps T: Int, batch B: Int, initial: LSTMState<S>? = nil,
         layout sequenceLayout: SequenceLayout = .timeMajor,
-        parameters: ParameterBuffer<S>, stash: LSTMStash<S>
+        parameters: ParameterBuffer<S>, stash: LSTMStash<S>, dropoutSeed: UInt64? = nil
     ) -> LSTMOutput<S> {
         let L = layerCount, H = hiddenSize, I = inputSize
         precondition(T >= 0 && B >= 1, "LSTM.forward: need steps ≥ 0 and batch ≥ 1")
@@ -226,6 +240,16 @@ extension LSTM {
         }
         stash.prepare(self, steps: T, batch: B)
         stash.sequenceLayout = sequenceLayout
+        stash.dropoutActive = dropout > 0 && dropoutSeed != nil && L > 1
+        if stash.dropoutActive, let dropoutSeed {
+            // One mask value per output of every layer but the last, drawn in (layer, t, b, j) order.
+            let n = (L - 1) * T * B * H
+            stash.dropoutMasks.reserve(n)
+            stash.droppedHiddens.reserve(n)
+            var random = RandomSource(seed: dropoutSeed)
+            let scale = S(1 / (1 - dropout))
+            for k in 0..<n { stash.dropoutMasks.pointer[k] = random.uniform(0, 1) < dropout ? 0 : scale }
+        }
         x.withUnsafeBufferPointer { xs in
             if sequenceLayout == .timeMajor {
                 stash.input.pointer.update(from: xs.baseAddress!, count: T * B * I)
@@ -245,8 +269,16 @@ extension LSTM {
             let p = p.baseAddress!
             for (l, layer) in layers.enumerated() {
                 let In = layer.inputSize
+                if l > 0 && stash.dropoutActive {
+                    // The layer below's outputs, dropped out: x = h ⊙ mask.
+                    let h = stash.hiddens.pointer + (l - 1) * T * B * H
+                    let m = stash.dropoutMasks.pointer + (l - 1) * T * B * H
+                    let dropped = stash.droppedHiddens.pointer + (l - 1) * T * B * H
+                    for k in 0..<(T * B * H) { dropped[k] = h[k] * m[k] }
+                }
                 let layerInput = l == 0 ? UnsafePointer(stash.input.pointer)
-                                        : UnsafePointer(stash.hiddens.pointer + (l - 1) * T * B * H)
+                    : UnsafePointer((stash.dropoutActive ? stash.droppedHiddens.pointer : stash.hiddens.pointer)
+                                    + (l - 1) * T * B * H)
                 let Z = stash.gates.pointer + l * T * B * 4 * H
                 let cells = stash.cells.pointer + l * T * B * H
                 let hiddens = stash.hiddens.pointer + l * T * B * H
@@ -383,7 +415,8 @@ extension LSTM {
                         dInitial.cell[l * B * H + k] = dc[k]
                     }
                     let layerInput = l == 0 ? UnsafePointer(stash.input.pointer)
-                                            : UnsafePointer(stash.hiddens.pointer + (l - 1) * T * B * H)
+                        : UnsafePointer((stash.dropoutActive ? stash.droppedHiddens.pointer : stash.hiddens.pointer)
+                                        + (l - 1) * T * B * H)
                     // δW_ih += δZᵀ·X over all T·B rows.
                     GEMM.gemm(transposeA: true, transposeB: false, M: 4 * H, N: In, K: T * B,
                               dZ, lda: 4 * H, layerInput, ldb: In, g + layer.weightIH.offset, ldc: In, accumulate: true, threads: stash.threads)
@@ -408,6 +441,11 @@ extension LSTM {
                     GEMM.gemm(transposeA: false, transposeB: false, M: T * B, N: In, K: 4 * H,
                               dZ, lda: 4 * H, p + layer.weightIH.offset, ldb: In, dBelow.pointer, ldc: In,
                               accumulate: false, threads: stash.threads)
+                    if l > 0 && stash.dropoutActive {
+                        // Through the dropout of the layer below: δh = δx ⊙ mask.
+                        let m = stash.dropoutMasks.pointer + (l - 1) * T * B * H
+                        for k in 0..<(T * B * H) { dBelow.pointer[k] *= m[k] }
+                    }
                     swap(&dAbove, &dBelow)
                     hasAbove = true
                 }

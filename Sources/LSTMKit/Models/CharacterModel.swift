@@ -18,17 +18,21 @@ public struct CharacterModel: Sendable {
         /// Cell clipping of every LSTM layer (see `LSTMActivations.cellClip`); nil: off. Checkpoints written before
         /// it existed read as nil.
         public var cellClip: Double?
+        /// Dropout between the LSTM layers during training (see `LSTM.dropout`); nil or 0: none.
+        public var dropout: Double?
 
-        public init(vocabularySize: Int, embedding: Int, hidden: Int, layers: Int, cellClip: Double? = nil) {
+        public init(vocabularySize: Int, embedding: Int, hidden: Int, layers: Int, cellClip: Double? = nil,
+                    dropout: Double? = nil) {
             self.vocabularySize = vocabularySize
             self.embedding = embedding
             self.hidden = hidden
             self.layers = layers
             self.cellClip = cellClip
+            self.dropout = dropout
         }
 
         enum CodingKeys: String, CodingKey {
-            case vocabularySize = "vocabulary_size", embedding, hidden, layers, cellClip = "cell_clip"
+            case vocabularySize = "vocabulary_size", embedding, hidden, layers, cellClip = "cell_clip", dropout
         }
     }
 
@@ -43,7 +47,8 @@ public struct CharacterModel: Sendable {
         var layout = ParameterLayout()
         embedding = try Embedding(vocabularySize: c.vocabularySize, dimension: c.embedding, layout: &layout, prefix: "embedding.")
         lstm = try LSTM(inputSize: c.embedding, hiddenSize: c.hidden, layers: c.layers,
-                        activations: [LSTMActivations(cellClip: c.cellClip)], layout: &layout, prefix: "lstm.")
+                        activations: [LSTMActivations(cellClip: c.cellClip)], dropout: c.dropout ?? 0,
+                        layout: &layout, prefix: "lstm.")
         head = try Linear(inputSize: c.hidden, outputSize: c.vocabularySize, layout: &layout, prefix: "head.")
         self.layout = layout
     }
@@ -62,12 +67,15 @@ public struct CharacterModel: Sendable {
     /// One truncated-BPTT window: forward from `state`, mean cross-entropy against `targets`, gradients *added* to
     /// `gradients`; `state` becomes the window's final state (a constant for the next window).
     ///
-    /// - Parameters: inputs and targets are (T, B) token ids, time-major.
+    /// - Parameters: inputs and targets are (T, B) token ids, time-major; `dropoutSeed` draws the dropout mask
+    ///   (a model with dropout and no seed trains without it).
     public func trainWindow(inputs: [Int32], targets: [Int32], steps T: Int, batch B: Int,
                             state: inout LSTMState<Float>, parameters: ParameterBuffer<Float>,
-                            gradients: inout ParameterBuffer<Float>, stash: LSTMStash<Float>) -> Double {
+                            gradients: inout ParameterBuffer<Float>, stash: LSTMStash<Float>,
+                            dropoutSeed: UInt64? = nil) -> Double {
         let x = embedding.forward(inputs, parameters: parameters)                                  // (T, B, E)
-        let out = lstm.forward(x, steps: T, batch: B, initial: state, parameters: parameters, stash: stash)
+        let out = lstm.forward(x, steps: T, batch: B, initial: state, parameters: parameters, stash: stash,
+                               dropoutSeed: dropoutSeed)
         state = out.final
         let logits = head.forward(out.output, rows: T * B, parameters: parameters, threads: stash.threads)  // (T·B, V)
         let (loss, dLogits) = SoftmaxCrossEntropy.forwardBackward(logits: logits, targets: targets,

@@ -127,8 +127,12 @@ public final class CharacterTrainer {
         }
         gradients.zero()
         var state = carry
+        // The dropout mask depends on the seed and the step only, so a resumed run draws the same masks.
+        var maskSource = RandomSource(seed: options.seed ^ (0x9E37_79B9_7F4A_7C15 &* UInt64(step + 1)))
+        let dropoutSeed: UInt64? = (model.configuration.dropout ?? 0) > 0 ? maskSource.next() : nil
         let loss = model.trainWindow(inputs: inputs, targets: targets, steps: T, batch: B, state: &state,
-                                     parameters: parameters, gradients: &gradients, stash: stash)
+                                     parameters: parameters, gradients: &gradients, stash: stash,
+                                     dropoutSeed: dropoutSeed)
         let norm = GradientClipping.norm(gradients)
         guard loss.isFinite else { throw .nonFinite("step \(step + 1): the training loss is \(loss)") }
         guard norm.isFinite else {
@@ -342,16 +346,18 @@ public enum CharacterModelFile {
         }
         var layers = 0
         while file["lstm.weight_ih_l\(layers)"] != nil { layers += 1 }
-        // Sizes come from the tensors; what they cannot tell (cell clipping) from the "model" metadata, if any.
-        var cellClip: Double?
+        // Sizes come from the tensors; what they cannot tell (cell clipping, dropout) from the "model" metadata.
+        var cellClip: Double?, dropout: Double?
         if let json = file.metadata["model"] {
             guard let saved = try? JSONDecoder().decode(CharacterModel.Configuration.self, from: Data(json.utf8)) else {
                 throw .invalidInput("\(source) has unreadable model metadata")
             }
             cellClip = saved.cellClip
+            dropout = saved.dropout
         }
         let configuration = CharacterModel.Configuration(vocabularySize: embedding.shape[0], embedding: embedding.shape[1],
-                                                         hidden: hh.shape[1], layers: layers, cellClip: cellClip)
+                                                         hidden: hh.shape[1], layers: layers, cellClip: cellClip,
+                                                         dropout: dropout)
         guard configuration.vocabularySize == vocabulary.count else {
             throw .invalidInput("\(source): embedding.weight has \(configuration.vocabularySize) rows but the vocabulary has \(vocabulary.count) characters")
         }
