@@ -15,6 +15,10 @@
 // mutex. The parking worker announces itself (seq_cst) before it re-checks the generation under the same mutex, so
 // either the caller sees the announcement or the worker sees the new generation: no wake-up is lost.
 
+#if !defined(_POSIX_C_SOURCE) && !defined(__APPLE__)
+#define _POSIX_C_SOURCE 200809L  // clock_gettime under strict C11
+#endif
+
 #include "LSTMKernels.h"
 
 #include <pthread.h>

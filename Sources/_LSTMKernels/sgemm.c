@@ -14,6 +14,9 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #define LSTMK_X86 1
+#elif defined(__aarch64__) || defined(_M_ARM64)
+#include <arm_neon.h>
+#define LSTMK_NEON 1
 #endif
 
 enum { MR = 6, NR = 16, MR512 = 12 };
@@ -155,7 +158,60 @@ static void tile_avx512(ptrdiff_t K, const float *a, ptrdiff_t astride, const fl
 }
 #endif
 
+#ifdef LSTMK_NEON
+// NEON (every AArch64 CPU, Apple silicon included): the same 6×16 tile, 24 four-lane accumulators; FMLA by lane
+// is a fused multiply-add per lane, so the chains and the bits are those of the other kernels.
+static void tile_neon(ptrdiff_t K, const float *a, ptrdiff_t astride, const float *panel,
+                      float *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, int accumulate) {
+    float32x4_t acc[MR][4];
+    float edge[MR][NR];
+    const int full = m == MR && n == NR;
+    for (int r = 0; r < MR; r++) {
+        for (int q = 0; q < 4; q++) {
+            if (!accumulate) { acc[r][q] = vdupq_n_f32(0.0f); continue; }
+            if (full) { acc[r][q] = vld1q_f32(C + r * ldc + 4 * q); continue; }
+            for (int c = 0; c < 4; c++) {
+                const int col = 4 * q + c;
+                edge[r][col] = (r < m && col < n) ? C[r * ldc + col] : 0.0f;
+            }
+            acc[r][q] = vld1q_f32(&edge[r][4 * q]);
+        }
+    }
+    for (ptrdiff_t k = 0; k < K; k++) {
+        const float *b = panel + k * NR;
+        const float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), b2 = vld1q_f32(b + 8), b3 = vld1q_f32(b + 12);
+        const float *ak = a + k * astride;
+        const float32x4_t a03 = vld1q_f32(ak);
+        const float32x2_t a45 = vld1_f32(ak + 4);
+#define LSTMK_ROW(r, fma, vec, lane) \
+        acc[r][0] = fma(acc[r][0], b0, vec, lane); acc[r][1] = fma(acc[r][1], b1, vec, lane); \
+        acc[r][2] = fma(acc[r][2], b2, vec, lane); acc[r][3] = fma(acc[r][3], b3, vec, lane);
+        LSTMK_ROW(0, vfmaq_laneq_f32, a03, 0) LSTMK_ROW(1, vfmaq_laneq_f32, a03, 1)
+        LSTMK_ROW(2, vfmaq_laneq_f32, a03, 2) LSTMK_ROW(3, vfmaq_laneq_f32, a03, 3)
+        LSTMK_ROW(4, vfmaq_lane_f32, a45, 0) LSTMK_ROW(5, vfmaq_lane_f32, a45, 1)
+#undef LSTMK_ROW
+    }
+    for (int r = 0; r < MR; r++) {
+        if (full) {
+            for (int q = 0; q < 4; q++) vst1q_f32(C + r * ldc + 4 * q, acc[r][q]);
+            continue;
+        }
+        if (r >= m) break;
+        for (int q = 0; q < 4; q++) vst1q_f32(&edge[r][4 * q], acc[r][q]);
+        for (ptrdiff_t c = 0; c < n; c++) C[r * ldc + c] = edge[r][c];
+    }
+}
+#endif
+
 int lstmk_sgemm_level(void) {
+#ifdef LSTMK_NEON
+    static int level = -1;
+    if (level < 0) {
+        const char *cap = getenv("LSTMKIT_KERNEL");
+        level = (cap && strcmp(cap, "portable") == 0) ? 0 : 1;
+    }
+    return level;
+#endif
 #ifdef LSTMK_X86
     static int level = -1;
     if (level < 0) {
@@ -170,14 +226,20 @@ int lstmk_sgemm_level(void) {
         level = best;
     }
     return level;
-#else
+#elif !defined(LSTMK_NEON)
     return 0;
 #endif
 }
 
+// A requested level this CPU can run: itself if available, else the best below it (NEON is level 1, only on
+// AArch64; AVX2 2 and AVX-512 3, only on x86-64).
 static int clamp_level(int level) {
     const int best = lstmk_sgemm_level();
+#ifdef LSTMK_NEON
+    return level >= 1 ? best : 0;
+#else
     return level < best ? (level == 1 ? 0 : level) : best;
+#endif
 }
 
 // One row of C (M = 1, B with contiguous rows): c[j] ← fma(a_k, B[k, j], c[j]) for k ascending, vectorized over
@@ -333,6 +395,9 @@ static void multiply_block(int level, const float *apacked, ptrdiff_t astride, p
                 continue;
             }
             if (level == 2) { tile_avx2(kc, a, astride, panel, c, ldc, m, n, start_from_c); continue; }
+#endif
+#ifdef LSTMK_NEON
+            if (level == 1) { tile_neon(kc, a, astride, panel, c, ldc, m, n, start_from_c); continue; }
 #endif
             tile_portable(kc, a, astride, panel, c, ldc, m, n, start_from_c);
         }
@@ -501,6 +566,25 @@ static void row_prepacked_avx2(ptrdiff_t from, ptrdiff_t to, ptrdiff_t kc, const
 }
 #endif
 
+#ifdef LSTMK_NEON
+static void row_prepacked_neon(ptrdiff_t from, ptrdiff_t to, ptrdiff_t kc, const float *a, const float *panels,
+                               float *c, int start_from_c) {
+    ptrdiff_t j = from;
+    for (; j + 2 * NR <= to; j += 2 * NR) {
+        const float *p0 = panels + j * kc, *p1 = p0 + NR * kc;
+        float32x4_t acc[8];
+        for (int q = 0; q < 8; q++) acc[q] = start_from_c ? vld1q_f32(c + j + 4 * q) : vdupq_n_f32(0.0f);
+        for (ptrdiff_t k = 0; k < kc; k++) {
+            const float32x4_t av = vdupq_n_f32(a[k]);
+            for (int q = 0; q < 4; q++) acc[q] = vfmaq_f32(acc[q], av, vld1q_f32(p0 + k * NR + 4 * q));
+            for (int q = 0; q < 4; q++) acc[4 + q] = vfmaq_f32(acc[4 + q], av, vld1q_f32(p1 + k * NR + 4 * q));
+        }
+        for (int q = 0; q < 8; q++) vst1q_f32(c + j + 4 * q, acc[q]);
+    }
+    if (j < to) row_prepacked_portable(j, to, kc, a, panels, c, start_from_c);
+}
+#endif
+
 static void sgemm_prepacked(int level, ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N, ptrdiff_t K,
                             const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
                             float *C, ptrdiff_t ldc, int accumulate) {
@@ -523,6 +607,9 @@ static void sgemm_prepacked(int level, ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, 
             }
 #ifdef LSTMK_X86
             if (level >= 2) { row_prepacked_avx2(j0, j1, kc, a, packed + pc * npad, C, accumulate || pc > 0); continue; }
+#endif
+#ifdef LSTMK_NEON
+            if (level == 1) { row_prepacked_neon(j0, j1, kc, a, packed + pc * npad, C, accumulate || pc > 0); continue; }
 #endif
             row_prepacked_portable(j0, j1, kc, a, packed + pc * npad, C, accumulate || pc > 0);
         }

@@ -39,6 +39,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Clip every LSTM cell state to [-C, C] (cuDNN's cell clip); off by default.") var cellClip: Double?
     @Option(help: "Dropout probability between LSTM layers while training (PyTorch's dropout; needs --layers ≥ 2).")
     var dropout = 0.0
+    @Option(help: "Variational recurrent dropout in every LSTM layer while training (one mask per sequence, Gal & Ghahramani).")
+    var recurrentDropout = 0.0
     @Option(help: "When a loss or gradient is NaN or infinite: stop (keep the last checkpoint) or skip (leave the model unchanged, move to the next window; stops after 10 in a row).")
     var onNonfinite = "stop"
     @Option(help: "Random seed for initialisation.") var seed: UInt64 = 1
@@ -75,6 +77,9 @@ struct TrainCommand: ParsableCommand {
             throw Failure(message: "--cell-clip must be a positive number, got \(cellClip)")
         }
         guard dropout >= 0 && dropout < 1 else { throw Failure(message: "--dropout must be in [0, 1), got \(dropout)") }
+        guard recurrentDropout >= 0 && recurrentDropout < 1 else {
+            throw Failure(message: "--recurrent-dropout must be in [0, 1), got \(recurrentDropout)")
+        }
         guard dropout == 0 || layers >= 2 else {
             throw Failure(message: "--dropout acts between LSTM layers; use --layers 2 or more, or --dropout 0")
         }
@@ -150,7 +155,8 @@ struct TrainCommand: ParsableCommand {
             trainer = try CharacterTrainer(
                 tokens: tokens, vocabulary: vocabulary,
                 model: .init(vocabularySize: vocabulary.count, embedding: embedding, hidden: hidden, layers: layers,
-                             cellClip: cellClip, dropout: dropout > 0 ? dropout : nil),
+                             cellClip: cellClip, dropout: dropout > 0 ? dropout : nil,
+                             recurrentDropout: recurrentDropout > 0 ? recurrentDropout : nil),
                 options: options)
         }
         trainer.threads = threads

@@ -105,6 +105,29 @@ struct GradientCheckTests {
         #expect(skipped * 100 <= total, "\(skipped) of \(total) components skipped")
     }
 
+    /// Variational recurrent dropout (one (B, H) mask per layer reused at every step), alone and combined with
+    /// dropout between layers, cell clipping and hard σ gates; fixed masks.
+    @Test(arguments: [(1, 0.0, LSTMActivations.standard), (2, 0.3, .standard),
+                      (3, 0.3, LSTMActivations(gate: .hardSigmoid, cell: .tanh, cellClip: 0.4))])
+    func recurrentDropoutWithFixedMasks(layers: Int, dropout: Double, activations: LSTMActivations) throws {
+        var configuration = GradientCheck.Configuration(
+            layers: layers, inputSize: 3, hiddenSize: 4, batch: 3, steps: 6, activations: activations,
+            parameterScale: activations.cellClip == nil ? 1 : 2.5, dropout: dropout, dropoutSeed: 23)
+        configuration.recurrentDropout = 0.4
+        let problem = try GradientCheck.Problem(configuration, seed: 19)
+        let with = problem.lstm.forward(problem.x, steps: 6, batch: 3, initial: problem.initial,
+                                        parameters: problem.parameters, stash: LSTMStash(), dropoutSeed: 23)
+        let without = problem.lstm.forward(problem.x, steps: 6, batch: 3, initial: problem.initial,
+                                           parameters: problem.parameters, stash: LSTMStash())
+        #expect(with.output != without.output)
+        let reports = try GradientCheck.run(configuration, seed: 19)
+        for report in reports {
+            #expect(report.maxRelativeError <= 1e-6, "\(report.name): \(report.maxRelativeError)")
+        }
+        let total = reports.map(\.count).reduce(0, +), skipped = reports.map(\.skipped).reduce(0, +)
+        #expect(skipped * 100 <= total, "\(skipped) of \(total) components skipped")
+    }
+
     @Test func invalidCellClipIsRejected() {
         for clip in [0.0, -1, .infinity, .nan, 1e39] {
             var layout = ParameterLayout()

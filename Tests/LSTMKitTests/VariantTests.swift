@@ -3,7 +3,7 @@ import Testing
 
 @testable import LSTMKit
 
-/// LSTM variants: dropout between layers and cell clipping (the gradient checks are in GradientCheckTests).
+/// LSTM variants: dropout between layers and recurrent dropout (the gradient checks are in GradientCheckTests).
 struct DropoutTests {
     static func model(dropout: Double, layers: Int = 2, hidden: Int = 32) throws -> (LSTM, ParameterBuffer<Float>) {
         var layout = ParameterLayout()
@@ -77,5 +77,46 @@ struct DropoutTests {
                 try LSTM(inputSize: 2, hiddenSize: 3, layers: layers, dropout: p, layout: &layout)
             }
         }
+        for p in [1.0, -0.1, .nan] {
+            var layout = ParameterLayout()
+            #expect(throws: LSTMKitError.self) {
+                try LSTM(LSTMConfiguration(inputSize: 2, hiddenSize: 3, recurrentDropout: p), layout: &layout)
+            }
+        }
+    }
+
+    /// Recurrent dropout: one (B, H) mask per layer, drawn once and used at every step (the output of a step with
+    /// the mask applied by hand to h_{t-1} matches), seeded, off at inference, thread-independent.
+    @Test func recurrentMaskIsOnePerSequence() throws {
+        var layout = ParameterLayout()
+        let configuration = LSTMConfiguration(inputSize: 5, hiddenSize: 16, layers: 1, recurrentDropout: 0.5)
+        let lstm = try LSTM(configuration, layout: &layout)
+        #expect(lstm.configuration == configuration)
+        var parameters = ParameterBuffer<Float>(layout: layout)
+        var random = RandomSource(seed: 4)
+        lstm.initialize(&parameters, random: &random)
+        let stash = LSTMStash<Float>()
+        let out = lstm.forward(Self.x, steps: Self.T, batch: Self.B, parameters: parameters, stash: stash, dropoutSeed: 9)
+        let mask = stash.recurrentMasks.array(0..<(Self.B * 16))
+        #expect(mask.contains(0) && mask.contains(2))
+        // Step by step with the same mask applied to the carried h by hand, on a plain LSTM: the same bits.
+        var plainLayout = ParameterLayout()
+        let plain = try LSTM(inputSize: 5, hiddenSize: 16, layout: &plainLayout)
+        var state = LSTMState<Float>(layers: 1, batch: Self.B, hiddenSize: 16)
+        var stepped: [Float] = []
+        for t in 0..<Self.T {
+            state.hidden = zip(state.hidden, mask).map { $0 * $1 }
+            let step = plain.forward(Array(Self.x[(t * Self.B * 5)..<((t + 1) * Self.B * 5)]), steps: 1, batch: Self.B,
+                                     initial: state, parameters: parameters, stash: LSTMStash())
+            stepped += step.output
+            state = step.final
+        }
+        #expect(stepped == out.output)
+        let inference = lstm.forward(Self.x, steps: Self.T, batch: Self.B, parameters: parameters, stash: LSTMStash())
+        let plainOut = plain.forward(Self.x, steps: Self.T, batch: Self.B, parameters: parameters, stash: LSTMStash())
+        #expect(inference.output == plainOut.output)
+        let threaded = lstm.forward(Self.x, steps: Self.T, batch: Self.B, parameters: parameters,
+                                    stash: LSTMStash(threads: 2), dropoutSeed: 9)
+        #expect(threaded.output == out.output)
     }
 }

@@ -38,6 +38,8 @@ public enum GradientCheck {
         /// Dropout between layers, with one fixed mask (seed `dropoutSeed`) for every evaluation.
         public var dropout: Double
         public var dropoutSeed: UInt64
+        /// Variational recurrent dropout, with the same fixed seed.
+        public var recurrentDropout: Double = 0
 
         public init(layers: Int = 1, inputSize: Int = 3, hiddenSize: Int = 4, batch: Int = 2, steps: Int = 5,
                     activations: LSTMActivations = .standard, finalStateGradient: Bool = true,
@@ -85,7 +87,8 @@ public enum GradientCheck {
             configuration = c
             var layout = ParameterLayout()
             lstm = try LSTM(inputSize: c.inputSize, hiddenSize: c.hiddenSize, layers: c.layers,
-                            activations: [c.activations], dropout: c.dropout, layout: &layout)
+                            activations: [c.activations], dropout: c.dropout,
+                            recurrentDropout: c.recurrentDropout, layout: &layout)
             guard c.batch > 0 else { throw .invalidConfiguration("batch must be at least 1, got \(c.batch)") }
             guard c.steps > 0 else { throw .invalidConfiguration("steps must be at least 1, got \(c.steps)") }
             var random = RandomSource(seed: seed)
@@ -106,7 +109,9 @@ public enum GradientCheck {
         }
 
         /// The fixed dropout mask's seed (nil without dropout).
-        public var dropoutSeed: UInt64? { configuration.dropout > 0 ? configuration.dropoutSeed : nil }
+        public var dropoutSeed: UInt64? {
+            configuration.dropout > 0 || configuration.recurrentDropout > 0 ? configuration.dropoutSeed : nil
+        }
 
         /// ℓ for given parameters and inputs.
         public func loss(parameters p: ParameterBuffer<Double>, x: [Double], initial: LSTMState<Double>,

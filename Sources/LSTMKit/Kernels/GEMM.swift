@@ -126,12 +126,17 @@ public enum GEMM {
         switch lstmk_sgemm_level() {
         case 3: return "avx512"
         case 2: return "avx2+fma"
+        case 1: return "neon"
         default: return "portable"
         }
     }
 
-    /// The Float kernels a test can ask for on this CPU (`floatGEMM(level:…)`): 0 portable, 2 AVX2, 3 AVX-512.
-    public static var floatKernelLevels: [Int] { [0, 2, 3].filter { $0 <= Int(lstmk_sgemm_level()) } }
+    /// The Float kernels a test can ask for on this CPU (`floatGEMM(level:…)`): 0 portable, 1 NEON (AArch64),
+    /// 2 AVX2, 3 AVX-512.
+    public static var floatKernelLevels: [Int] {
+        let best = Int(lstmk_sgemm_level())
+        return best == 1 ? [0, 1] : [0, 2, 3].filter { $0 <= best }
+    }
 
     /// The Float product with the kernels of `level` (for tests of the dispatch; every level gives the same bits).
     public static func floatGEMM(

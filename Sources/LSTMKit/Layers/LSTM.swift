@@ -43,14 +43,34 @@ public struct LSTM: Sendable, Hashable {
     /// kept with probability 1 − p and scaled by 1/(1 − p), or zeroed; the mask is drawn from the seed given to
     /// `forward` (no seed: inference, no dropout). Backward multiplies by the same mask.
     public let dropout: Double
+    /// Variational recurrent dropout (Gal & Ghahramani 2016): one mask per layer and sequence, m (B, H) with values
+    /// 0 or 1/(1 − p), drawn once per `forward` with a seed and applied to h_{t-1} in the recurrent product at every
+    /// step: Z_t = W_ih·x_t + b_ih + W_hh·(h_{t-1} ⊙ m) + b_hh. Backward: δh_{t-1} = (W_hhᵀ·δZ_t) ⊙ m and
+    /// δW_hh += δZ_t·(h_{t-1} ⊙ m)ᵀ. Off without a seed.
+    public let recurrentDropout: Double
     public var layerCount: Int { layers.count }
+
+    /// Everything about an LSTM in one value, validated when the LSTM is built (`LSTM(_:layout:prefix:)`).
+    public var configuration: LSTMConfiguration {
+        LSTMConfiguration(inputSize: inputSize, hiddenSize: hiddenSize, layers: layerCount,
+                          activations: layers.map(\.activations), dropout: dropout, recurrentDropout: recurrentDropout)
+    }
+
+    /// Builds the LSTM `configuration` describes, adding its tensors to `layout`; an invalid combination throws
+    /// with a message naming it.
+    public init(_ configuration: LSTMConfiguration, layout: inout ParameterLayout, prefix: String = "") throws(LSTMKitError) {
+        try self.init(inputSize: configuration.inputSize, hiddenSize: configuration.hiddenSize,
+                      layers: configuration.layers, activations: configuration.activations,
+                      dropout: configuration.dropout, recurrentDropout: configuration.recurrentDropout,
+                      layout: &layout, prefix: prefix)
+    }
 
     /// Adds an L-layer LSTM's tensors to `layout` as `prefix + "weight_ih_l0"`, …
     ///
     /// - Parameter activations: one entry for every layer, or a single entry used by all layers.
     public init(
         inputSize: Int, hiddenSize: Int, layers: Int = 1,
-        activations: [LSTMActivations] = [.standard], dropout: Double = 0,
+        activations: [LSTMActivations] = [.standard], dropout: Double = 0, recurrentDropout: Double = 0,
         layout: inout ParameterLayout, prefix: String = ""
     ) throws(LSTMKitError) {
         guard inputSize > 0 else { throw .invalidConfiguration("input size must be at least 1, got \(inputSize)") }
@@ -70,7 +90,11 @@ public struct LSTM: Sendable, Hashable {
         guard dropout == 0 || layers > 1 else {
             throw .invalidConfiguration("dropout acts between layers, so it needs at least 2 layers (got 1 layer with dropout \(dropout))")
         }
+        guard recurrentDropout >= 0 && recurrentDropout < 1 else {
+            throw .invalidConfiguration("recurrent dropout must be in [0, 1), got \(recurrentDropout)")
+        }
         self.dropout = dropout
+        self.recurrentDropout = recurrentDropout
         self.inputSize = inputSize
         self.hiddenSize = hiddenSize
         let H = hiddenSize
@@ -86,6 +110,30 @@ public struct LSTM: Sendable, Hashable {
                 activations: activations.count == 1 ? activations[0] : activations[l]))
         }
         self.layers = built
+    }
+}
+
+/// One value that describes an LSTM: sizes, per-layer element-wise settings (activations, cell clipping) and
+/// dropout. `LSTM(_:layout:prefix:)` validates it.
+public struct LSTMConfiguration: Sendable, Hashable, Codable {
+    public var inputSize: Int
+    public var hiddenSize: Int
+    public var layers: Int
+    /// One entry for every layer, or a single entry used by all layers.
+    public var activations: [LSTMActivations]
+    /// Dropout on the outputs of every layer but the last (`LSTM.dropout`); needs 2 or more layers.
+    public var dropout: Double
+    /// Variational recurrent dropout on h_{t-1} (`LSTM.recurrentDropout`).
+    public var recurrentDropout: Double
+
+    public init(inputSize: Int, hiddenSize: Int, layers: Int = 1, activations: [LSTMActivations] = [.standard],
+                dropout: Double = 0, recurrentDropout: Double = 0) {
+        self.inputSize = inputSize
+        self.hiddenSize = hiddenSize
+        self.layers = layers
+        self.activations = activations
+        self.dropout = dropout
+        self.recurrentDropout = recurrentDropout
     }
 }
 
@@ -189,6 +237,9 @@ public final class LSTMStash<Scalar: LSTMScalar> {
     var dropoutActive = false
     let dropoutMasks = AlignedBuffer<Scalar>()   // (L−1, T, B, H) 0 or 1/(1−p), when dropout is active
     let droppedHiddens = AlignedBuffer<Scalar>() // (L−1, T, B, H) h_t ⊙ mask: the input of the layer above
+    var recurrentDropoutActive = false
+    let recurrentMasks = AlignedBuffer<Scalar>()   // (L, B, H) 0 or 1/(1−p), when recurrent dropout is active
+    let recurrentInput = AlignedBuffer<Scalar>()   // (T, B, H) h_{t-1} ⊙ m of one layer (per step, or all for δW_hh)
     let packedInput = AlignedBuffer<Scalar>()      // W_ihᵀ of the current layer, packed for the Float kernel
     let packedRecurrent = AlignedBuffer<Scalar>()  // W_hhᵀ (forward) or W_hh (backward), packed, reused every step
 
@@ -250,6 +301,17 @@ extension LSTM {
             let scale = S(1 / (1 - dropout))
             for k in 0..<n { stash.dropoutMasks.pointer[k] = random.uniform(0, 1) < dropout ? 0 : scale }
         }
+        stash.recurrentDropoutActive = recurrentDropout > 0 && dropoutSeed != nil
+        if stash.recurrentDropoutActive, let dropoutSeed {
+            // One (B, H) mask per layer, from its own stream of the seed.
+            stash.recurrentMasks.reserve(L * B * H)
+            stash.recurrentInput.reserve(T * B * H)
+            var random = RandomSource(seed: dropoutSeed ^ 0x5DEE_CE66_D1CE_4E5B)
+            let scale = S(1 / (1 - recurrentDropout))
+            for k in 0..<(L * B * H) {
+                stash.recurrentMasks.pointer[k] = random.uniform(0, 1) < recurrentDropout ? 0 : scale
+            }
+        }
         x.withUnsafeBufferPointer { xs in
             if sequenceLayout == .timeMajor {
                 stash.input.pointer.update(from: xs.baseAddress!, count: T * B * I)
@@ -299,7 +361,13 @@ extension LSTM {
                     for j in 0..<(4 * H) { row[j] += bias[j] }
                 }
                 for t in 0..<T {
-                    let hPrev = t == 0 ? UnsafePointer(h0) : UnsafePointer(hiddens + (t - 1) * B * H)
+                    var hPrev = t == 0 ? UnsafePointer(h0) : UnsafePointer(hiddens + (t - 1) * B * H)
+                    if stash.recurrentDropoutActive {
+                        // The recurrent product sees h_{t-1} ⊙ m.
+                        let m = stash.recurrentMasks.pointer + l * B * H, masked = stash.recurrentInput.pointer
+                        for k in 0..<(B * H) { masked[k] = hPrev[k] * m[k] }
+                        hPrev = UnsafePointer(masked)
+                    }
                     let cPrev = t == 0 ? UnsafePointer(c0) : UnsafePointer(cells + (t - 1) * B * H)
                     let Zt = Z + t * B * 4 * H
                     GEMM.gemm(transposeA: false, M: B, hPrev, lda: H, weightHH, Zt, ldc: 4 * H, accumulate: true,
@@ -409,6 +477,11 @@ extension LSTM {
                         // δh_{t-1} = δZ_t · W_hh   (B, 4H)·(4H, H)
                         GEMM.gemm(transposeA: false, M: B, dZt, lda: 4 * H, weightHH, dh, ldc: H, accumulate: false,
                                   threads: stash.threads)
+                        if stash.recurrentDropoutActive {
+                            // … through the recurrent dropout: ⊙ m.
+                            let m = stash.recurrentMasks.pointer + l * B * H
+                            for k in 0..<(B * H) { dh[k] *= m[k] }
+                        }
                     }
                     for k in 0..<(B * H) {
                         dInitial.hidden[l * B * H + k] = dh[k]
@@ -420,11 +493,22 @@ extension LSTM {
                     // δW_ih += δZᵀ·X over all T·B rows.
                     GEMM.gemm(transposeA: true, transposeB: false, M: 4 * H, N: In, K: T * B,
                               dZ, lda: 4 * H, layerInput, ldb: In, g + layer.weightIH.offset, ldc: In, accumulate: true, threads: stash.threads)
-                    // δW_hh += δZ_0ᵀ·h0 + δZ_{1..T-1}ᵀ·h_{0..T-2}.
+                    // δW_hh += δZ_0ᵀ·h0 + δZ_{1..T-1}ᵀ·h_{0..T-2}  (each h ⊙ m under recurrent dropout).
+                    var recurrentH0 = h0, recurrentHiddens = hiddens
+                    if stash.recurrentDropoutActive {
+                        let m = stash.recurrentMasks.pointer + l * B * H, masked = stash.recurrentInput.pointer
+                        for t in 0..<T {
+                            let source = t == 0 ? h0 : hiddens + (t - 1) * B * H
+                            for k in 0..<(B * H) { masked[t * B * H + k] = source[k] * m[k] }
+                        }
+                        recurrentH0 = UnsafePointer(masked)
+                        recurrentHiddens = UnsafePointer(masked + B * H)
+                    }
                     GEMM.gemm(transposeA: true, transposeB: false, M: 4 * H, N: H, K: B,
-                              dZ, lda: 4 * H, h0, ldb: H, g + layer.weightHH.offset, ldc: H, accumulate: true, threads: stash.threads)
+                              dZ, lda: 4 * H, recurrentH0, ldb: H, g + layer.weightHH.offset, ldc: H, accumulate: true,
+                              threads: stash.threads)
                     GEMM.gemm(transposeA: true, transposeB: false, M: 4 * H, N: H, K: max(T - 1, 0) * B,
-                              dZ + B * 4 * H, lda: 4 * H, hiddens, ldb: H, g + layer.weightHH.offset, ldc: H,
+                              dZ + B * 4 * H, lda: 4 * H, recurrentHiddens, ldb: H, g + layer.weightHH.offset, ldc: H,
                               accumulate: true, threads: stash.threads)
                     // δb_ih and δb_hh both receive Σ δZ over rows.
                     let sum = stash.biasSum.pointer

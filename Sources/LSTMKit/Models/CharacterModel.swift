@@ -20,9 +20,12 @@ public struct CharacterModel: Sendable {
         public var cellClip: Double?
         /// Dropout between the LSTM layers during training (see `LSTM.dropout`); nil or 0: none.
         public var dropout: Double?
+        /// Variational recurrent dropout in every LSTM layer during training (see `LSTM.recurrentDropout`).
+        public var recurrentDropout: Double?
 
         public init(vocabularySize: Int, embedding: Int, hidden: Int, layers: Int, cellClip: Double? = nil,
-                    dropout: Double? = nil) {
+                    dropout: Double? = nil, recurrentDropout: Double? = nil) {
+            self.recurrentDropout = recurrentDropout
             self.vocabularySize = vocabularySize
             self.embedding = embedding
             self.hidden = hidden
@@ -33,6 +36,7 @@ public struct CharacterModel: Sendable {
 
         enum CodingKeys: String, CodingKey {
             case vocabularySize = "vocabulary_size", embedding, hidden, layers, cellClip = "cell_clip", dropout
+            case recurrentDropout = "recurrent_dropout"
         }
     }
 
@@ -48,7 +52,7 @@ public struct CharacterModel: Sendable {
         embedding = try Embedding(vocabularySize: c.vocabularySize, dimension: c.embedding, layout: &layout, prefix: "embedding.")
         lstm = try LSTM(inputSize: c.embedding, hiddenSize: c.hidden, layers: c.layers,
                         activations: [LSTMActivations(cellClip: c.cellClip)], dropout: c.dropout ?? 0,
-                        layout: &layout, prefix: "lstm.")
+                        recurrentDropout: c.recurrentDropout ?? 0, layout: &layout, prefix: "lstm.")
         head = try Linear(inputSize: c.hidden, outputSize: c.vocabularySize, layout: &layout, prefix: "head.")
         self.layout = layout
     }

@@ -129,7 +129,8 @@ public final class CharacterTrainer {
         var state = carry
         // The dropout mask depends on the seed and the step only, so a resumed run draws the same masks.
         var maskSource = RandomSource(seed: options.seed ^ (0x9E37_79B9_7F4A_7C15 &* UInt64(step + 1)))
-        let dropoutSeed: UInt64? = (model.configuration.dropout ?? 0) > 0 ? maskSource.next() : nil
+        let dropping = (model.configuration.dropout ?? 0) > 0 || (model.configuration.recurrentDropout ?? 0) > 0
+        let dropoutSeed: UInt64? = dropping ? maskSource.next() : nil
         let loss = model.trainWindow(inputs: inputs, targets: targets, steps: T, batch: B, state: &state,
                                      parameters: parameters, gradients: &gradients, stash: stash,
                                      dropoutSeed: dropoutSeed)
@@ -347,17 +348,18 @@ public enum CharacterModelFile {
         var layers = 0
         while file["lstm.weight_ih_l\(layers)"] != nil { layers += 1 }
         // Sizes come from the tensors; what they cannot tell (cell clipping, dropout) from the "model" metadata.
-        var cellClip: Double?, dropout: Double?
+        var cellClip: Double?, dropout: Double?, recurrentDropout: Double?
         if let json = file.metadata["model"] {
             guard let saved = try? JSONDecoder().decode(CharacterModel.Configuration.self, from: Data(json.utf8)) else {
                 throw .invalidInput("\(source) has unreadable model metadata")
             }
             cellClip = saved.cellClip
             dropout = saved.dropout
+            recurrentDropout = saved.recurrentDropout
         }
         let configuration = CharacterModel.Configuration(vocabularySize: embedding.shape[0], embedding: embedding.shape[1],
                                                          hidden: hh.shape[1], layers: layers, cellClip: cellClip,
-                                                         dropout: dropout)
+                                                         dropout: dropout, recurrentDropout: recurrentDropout)
         guard configuration.vocabularySize == vocabulary.count else {
             throw .invalidInput("\(source): embedding.weight has \(configuration.vocabularySize) rows but the vocabulary has \(vocabulary.count) characters")
         }

@@ -9,8 +9,8 @@
 extern "C" {
 #endif
 
-/// Which implementation lstmk_sgemm uses on this CPU: 3 = AVX-512, 2 = AVX2 + FMA, 0 = portable C. The environment
-/// variable LSTMKIT_KERNEL=avx2 or =portable caps it (read once).
+/// Which implementation lstmk_sgemm uses on this CPU: 3 = AVX-512, 2 = AVX2 + FMA, 1 = NEON (AArch64), 0 = portable
+/// C. The environment variable LSTMKIT_KERNEL=avx2 or =portable caps it (read once).
 int lstmk_sgemm_level(void);
 
 /// lstmk_sgemm / lstmk_sgemm_prepacked with the kernels of `level` (3, 2 or 0; capped at what this CPU has): the
