@@ -145,63 +145,65 @@ static inline __m256 clip_avx2(__m256 s, float clip) {
     return _mm256_blendv_ps(s, hi, _mm256_cmp_ps(s, hi, _CMP_GT_OQ));
 }
 
+// Peepholes (Gers & Schmidhuber), when `peep` (3H: p_i, p_f, p_o) is given: i and f see S_{t-1}, o sees S_t:
+// z_i += p_i ⊙ S_{t-1}, z_f += p_f ⊙ S_{t-1}, z_o += p_o ⊙ S_t (a product, then a sum, in every path).
 __attribute__((target("avx2,fma")))
-static void forward_avx2(float *gates, const float *cprev, float *c, float *h, ptrdiff_t B, ptrdiff_t H,
-                         int gate, int cell, float clip) {
-    for (ptrdiff_t b = 0; b < B; b++) {
-        float *z = gates + b * 4 * H;
-        const float *cp = cprev + b * H;
-        float *cb = c + b * H, *hb = h + b * H;
-        ptrdiff_t j = 0;
-        for (; j + 8 <= H; j += 8) {
-            const __m256 i = gate_avx2(_mm256_loadu_ps(z + j), gate);
-            const __m256 f = gate_avx2(_mm256_loadu_ps(z + H + j), gate);
-            const __m256 g = cell_avx2(_mm256_loadu_ps(z + 2 * H + j), cell);
-            const __m256 o = gate_avx2(_mm256_loadu_ps(z + 3 * H + j), gate);
-            __m256 s = _mm256_add_ps(_mm256_mul_ps(f, _mm256_loadu_ps(cp + j)), _mm256_mul_ps(i, g));
-            if (clip > 0.0f) s = clip_avx2(s, clip);
-            _mm256_storeu_ps(z + j, i); _mm256_storeu_ps(z + H + j, f);
-            _mm256_storeu_ps(z + 2 * H + j, g); _mm256_storeu_ps(z + 3 * H + j, o);
-            _mm256_storeu_ps(cb + j, s);
-            _mm256_storeu_ps(hb + j, _mm256_mul_ps(o, cell_avx2(s, cell)));
+static ptrdiff_t forward_row_avx2(float *z, const float *cp, float *cb, float *hb, ptrdiff_t H, int gate, int cell,
+                                  float clip, const float *peep) {
+    ptrdiff_t j = 0;
+    for (; j + 8 <= H; j += 8) {
+        const __m256 cpv = _mm256_loadu_ps(cp + j);
+        __m256 zi = _mm256_loadu_ps(z + j), zf = _mm256_loadu_ps(z + H + j), zo = _mm256_loadu_ps(z + 3 * H + j);
+        if (peep) {
+            zi = _mm256_add_ps(zi, _mm256_mul_ps(_mm256_loadu_ps(peep + j), cpv));
+            zf = _mm256_add_ps(zf, _mm256_mul_ps(_mm256_loadu_ps(peep + H + j), cpv));
         }
-        for (; j < H; j++) {
-            const float i = gate_portable(z[j], gate), f = gate_portable(z[H + j], gate);
-            const float g = cell_portable(z[2 * H + j], cell), o = gate_portable(z[3 * H + j], gate);
-            float s = f * cp[j] + i * g;
-            if (clip > 0.0f) s = clip_portable(s, clip);
-            z[j] = i; z[H + j] = f; z[2 * H + j] = g; z[3 * H + j] = o;
-            cb[j] = s;
-            hb[j] = o * cell_portable(s, cell);
-        }
+        const __m256 i = gate_avx2(zi, gate), f = gate_avx2(zf, gate);
+        const __m256 g = cell_avx2(_mm256_loadu_ps(z + 2 * H + j), cell);
+        __m256 s = _mm256_add_ps(_mm256_mul_ps(f, cpv), _mm256_mul_ps(i, g));
+        if (clip > 0.0f) s = clip_avx2(s, clip);
+        if (peep) zo = _mm256_add_ps(zo, _mm256_mul_ps(_mm256_loadu_ps(peep + 2 * H + j), s));
+        const __m256 o = gate_avx2(zo, gate);
+        _mm256_storeu_ps(z + j, i); _mm256_storeu_ps(z + H + j, f);
+        _mm256_storeu_ps(z + 2 * H + j, g); _mm256_storeu_ps(z + 3 * H + j, o);
+        _mm256_storeu_ps(cb + j, s);
+        _mm256_storeu_ps(hb + j, _mm256_mul_ps(o, cell_avx2(s, cell)));
     }
+    return j;
 }
 #endif
 
-static void forward_portable(float *gates, const float *cprev, float *c, float *h, ptrdiff_t B, ptrdiff_t H,
-                             int gate, int cell, float clip) {
-    for (ptrdiff_t b = 0; b < B; b++) {
-        float *z = gates + b * 4 * H;
-        const float *cp = cprev + b * H;
-        for (ptrdiff_t j = 0; j < H; j++) {
-            const float i = gate_portable(z[j], gate), f = gate_portable(z[H + j], gate);
-            const float g = cell_portable(z[2 * H + j], cell), o = gate_portable(z[3 * H + j], gate);
-            float s = f * cp[j] + i * g;
-            if (clip > 0.0f) s = clip_portable(s, clip);
-            z[j] = i; z[H + j] = f; z[2 * H + j] = g; z[3 * H + j] = o;
-            c[b * H + j] = s;
-            h[b * H + j] = o * cell_portable(s, cell);
+static void forward_row_portable(float *z, const float *cp, float *cb, float *hb, ptrdiff_t from, ptrdiff_t H,
+                                 int gate, int cell, float clip, const float *peep) {
+    for (ptrdiff_t j = from; j < H; j++) {
+        float zi = z[j], zf = z[H + j], zo = z[3 * H + j];
+        if (peep) {
+            zi = zi + peep[j] * cp[j];
+            zf = zf + peep[H + j] * cp[j];
         }
+        const float i = gate_portable(zi, gate), f = gate_portable(zf, gate), g = cell_portable(z[2 * H + j], cell);
+        float s = f * cp[j] + i * g;
+        if (clip > 0.0f) s = clip_portable(s, clip);
+        if (peep) zo = zo + peep[2 * H + j] * s;
+        const float o = gate_portable(zo, gate);
+        z[j] = i; z[H + j] = f; z[2 * H + j] = g; z[3 * H + j] = o;
+        cb[j] = s;
+        hb[j] = o * cell_portable(s, cell);
     }
 }
 
 void lstmk_pointwise_forward(float *gates, const float *cprev, float *c, float *h, ptrdiff_t B, ptrdiff_t H,
-                             int gate, int cell, float clip, int portable) {
+                             int gate, int cell, float clip, const float *peep, int portable) {
+    for (ptrdiff_t b = 0; b < B; b++) {
+        float *z = gates + b * 4 * H, *cb = c + b * H, *hb = h + b * H;
+        const float *cp = cprev + b * H;
+        ptrdiff_t from = 0;
 #ifdef LSTMK_X86
-    if (!portable && lstmk_sgemm_level() >= 2) { forward_avx2(gates, cprev, c, h, B, H, gate, cell, clip); return; }
+        if (!portable && lstmk_sgemm_level() >= 2) from = forward_row_avx2(z, cp, cb, hb, H, gate, cell, clip, peep);
 #endif
+        forward_row_portable(z, cp, cb, hb, from, H, gate, cell, clip, peep);
+    }
     (void)portable;
-    forward_portable(gates, cprev, c, h, B, H, gate, cell, clip);
 }
 
 #ifdef LSTMK_X86
@@ -239,20 +241,25 @@ static inline float gate_derivative_portable(float a, int kind) {
 
 static void backward_row_portable(const float *a, const float *cprev, const float *c, const float *dout,
                                   const float *dcarry, float *dc, float *dz, ptrdiff_t from, ptrdiff_t H, int gate,
-                                  int cell, float clip) {
+                                  int cell, float clip, const float *peep) {
     for (ptrdiff_t j = from; j < H; j++) {
         const float i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];
         float dh = dcarry[j];
         if (dout) dh = dout[j] + dh;
         const float tc = cell == 0 ? tanh_portable(c[j]) : c[j];
-        const float d_o = dh * tc;
+        const float dzo = dh * tc * gate_derivative_portable(o, gate);
         float dS = (cell == 0 ? dh * o * (1.0f - tc * tc) : dh * o) + dc[j];
+        if (peep) dS = dS + dzo * peep[2 * H + j];
         if (clipped_portable(c[j], clip)) dS = 0.0f;
-        dz[j] = dS * g * gate_derivative_portable(i, gate);
-        dz[H + j] = dS * cprev[j] * gate_derivative_portable(f, gate);
+        const float dzi = dS * g * gate_derivative_portable(i, gate);
+        const float dzf = dS * cprev[j] * gate_derivative_portable(f, gate);
+        dz[j] = dzi;
+        dz[H + j] = dzf;
         dz[2 * H + j] = cell == 0 ? dS * i * (1.0f - g * g) : dS * i;
-        dz[3 * H + j] = d_o * gate_derivative_portable(o, gate);
-        dc[j] = dS * f;
+        dz[3 * H + j] = dzo;
+        float carry = dS * f;
+        if (peep) carry = carry + dzi * peep[j] + dzf * peep[H + j];
+        dc[j] = carry;
     }
 }
 
@@ -273,7 +280,7 @@ static inline __m256 gate_derivative_avx2(__m256 a, int kind) {
 __attribute__((target("avx2,fma")))
 static ptrdiff_t backward_row_avx2(const float *a, const float *cprev, const float *c, const float *dout,
                                    const float *dcarry, float *dc, float *dz, ptrdiff_t H, int gate, int cell,
-                                   float clip) {
+                                   float clip, const float *peep) {
     const __m256 one = _mm256_set1_ps(1.0f);
     ptrdiff_t j = 0;
     for (; j + 8 <= H; j += 8) {
@@ -283,23 +290,30 @@ static ptrdiff_t backward_row_avx2(const float *a, const float *cprev, const flo
         if (dout) dh = _mm256_add_ps(_mm256_loadu_ps(dout + j), dh);
         const __m256 s = _mm256_loadu_ps(c + j);
         const __m256 tc = cell == 0 ? tanh_avx2(s) : s;
-        const __m256 d_o = _mm256_mul_ps(dh, tc);
+        const __m256 dzo = _mm256_mul_ps(_mm256_mul_ps(dh, tc), gate_derivative_avx2(o, gate));
         __m256 dho = _mm256_mul_ps(dh, o);
         if (cell == 0) dho = _mm256_mul_ps(dho, _mm256_sub_ps(one, _mm256_mul_ps(tc, tc)));
         __m256 dS = _mm256_add_ps(dho, _mm256_loadu_ps(dc + j));
+        if (peep) dS = _mm256_add_ps(dS, _mm256_mul_ps(dzo, _mm256_loadu_ps(peep + 2 * H + j)));
         if (clip > 0.0f) {
             const __m256 held = _mm256_or_ps(_mm256_cmp_ps(s, _mm256_set1_ps(-clip), _CMP_LE_OQ),
                                              _mm256_cmp_ps(s, _mm256_set1_ps(clip), _CMP_GE_OQ));
             dS = _mm256_andnot_ps(held, dS);
         }
-        _mm256_storeu_ps(dz + j, _mm256_mul_ps(_mm256_mul_ps(dS, g), gate_derivative_avx2(i, gate)));
-        _mm256_storeu_ps(dz + H + j,
-                         _mm256_mul_ps(_mm256_mul_ps(dS, _mm256_loadu_ps(cprev + j)), gate_derivative_avx2(f, gate)));
+        const __m256 dzi = _mm256_mul_ps(_mm256_mul_ps(dS, g), gate_derivative_avx2(i, gate));
+        const __m256 dzf = _mm256_mul_ps(_mm256_mul_ps(dS, _mm256_loadu_ps(cprev + j)), gate_derivative_avx2(f, gate));
+        _mm256_storeu_ps(dz + j, dzi);
+        _mm256_storeu_ps(dz + H + j, dzf);
         __m256 dg = _mm256_mul_ps(dS, i);
         if (cell == 0) dg = _mm256_mul_ps(dg, _mm256_sub_ps(one, _mm256_mul_ps(g, g)));
         _mm256_storeu_ps(dz + 2 * H + j, dg);
-        _mm256_storeu_ps(dz + 3 * H + j, _mm256_mul_ps(d_o, gate_derivative_avx2(o, gate)));
-        _mm256_storeu_ps(dc + j, _mm256_mul_ps(dS, f));
+        _mm256_storeu_ps(dz + 3 * H + j, dzo);
+        __m256 carry = _mm256_mul_ps(dS, f);
+        if (peep) {
+            carry = _mm256_add_ps(carry, _mm256_mul_ps(dzi, _mm256_loadu_ps(peep + j)));
+            carry = _mm256_add_ps(carry, _mm256_mul_ps(dzf, _mm256_loadu_ps(peep + H + j)));
+        }
+        _mm256_storeu_ps(dc + j, carry);
     }
     return j;
 }
@@ -307,15 +321,15 @@ static ptrdiff_t backward_row_avx2(const float *a, const float *cprev, const flo
 
 void lstmk_pointwise_backward(const float *gates, const float *cprev, const float *c, const float *dout,
                               const float *dcarry, float *dc, float *dz, ptrdiff_t B, ptrdiff_t H, int gate, int cell,
-                              float clip, int portable) {
+                              float clip, const float *peep, int portable) {
     for (ptrdiff_t b = 0; b < B; b++) {
         const float *a = gates + b * 4 * H, *cp = cprev + b * H, *s = c + b * H, *dc_in = dcarry + b * H;
         const float *d_out = dout ? dout + b * H : NULL;
         float *d_c = dc + b * H, *d_z = dz + b * 4 * H;
         ptrdiff_t from = 0;
 #ifdef LSTMK_X86
-        if (!portable && lstmk_sgemm_level() >= 2) from = backward_row_avx2(a, cp, s, d_out, dc_in, d_c, d_z, H, gate, cell, clip);
+        if (!portable && lstmk_sgemm_level() >= 2) from = backward_row_avx2(a, cp, s, d_out, dc_in, d_c, d_z, H, gate, cell, clip, peep);
 #endif
-        backward_row_portable(a, cp, s, d_out, dc_in, d_c, d_z, from, H, gate, cell, clip);
+        backward_row_portable(a, cp, s, d_out, dc_in, d_c, d_z, from, H, gate, cell, clip, peep);
     }
 }

@@ -41,6 +41,8 @@ struct TrainCommand: ParsableCommand {
     var dropout = 0.0
     @Option(help: "Variational recurrent dropout in every LSTM layer while training (one mask per sequence, Gal & Ghahramani).")
     var recurrentDropout = 0.0
+    @Flag(help: "Peephole connections in every LSTM layer (i and f see the previous cell state, o the new one).")
+    var peepholes = false
     @Option(help: "When a loss or gradient is NaN or infinite: stop (keep the last checkpoint) or skip (leave the model unchanged, move to the next window; stops after 10 in a row).")
     var onNonfinite = "stop"
     @Option(help: "Random seed for initialisation.") var seed: UInt64 = 1
@@ -156,7 +158,8 @@ struct TrainCommand: ParsableCommand {
                 tokens: tokens, vocabulary: vocabulary,
                 model: .init(vocabularySize: vocabulary.count, embedding: embedding, hidden: hidden, layers: layers,
                              cellClip: cellClip, dropout: dropout > 0 ? dropout : nil,
-                             recurrentDropout: recurrentDropout > 0 ? recurrentDropout : nil),
+                             recurrentDropout: recurrentDropout > 0 ? recurrentDropout : nil,
+                             peepholes: peepholes ? true : nil),
                 options: options)
         }
         trainer.threads = threads

@@ -123,11 +123,13 @@ import LSTMKit
         #expect(resumed.stdout.contains("resuming at step \(step)"))
     }
 
-    /// `--cell-clip` is saved with the model, used by eval, sample and resume, and changes what is learned.
+    /// `--cell-clip` (and `--peepholes`, `--recurrent-dropout`) are saved with the model, used by eval, sample and
+    /// resume, and change what is learned.
     @Test func cellClipIsSavedAndUsed() throws {
         let dir = try CLI.temporaryFolder()
         try CLI.text(3000).write(to: dir.appendingPathComponent("text.txt"), atomically: true, encoding: .utf8)
-        for (name, clip) in [("plain", [String]()), ("clipped", ["--cell-clip", "0.05"])] {
+        for (name, clip) in [("plain", [String]()), ("clipped", ["--cell-clip", "0.05"]),
+                             ("peep", ["--peepholes", "--recurrent-dropout", "0.2", "--cell-clip", "3"])] {
             let r = try CLI.run(["train", "text.txt", "--steps", "6", "--checkpoint", "\(name).safetensors"] + CLI.tiny + clip,
                                 in: dir)
             #expect(r.status == 0, "\(r.stderr)")
@@ -137,6 +139,11 @@ import LSTMKit
         #expect(clipped.model.configuration.cellClip == 0.05 && plain.model.configuration.cellClip == nil)
         #expect(clipped.model.lstm.layers.allSatisfy { $0.activations.cellClip == 0.05 })
         #expect(clipped.parameters.storage != plain.parameters.storage)
+        let peep = try CharacterModelFile.load(path: dir.appendingPathComponent("peep.safetensors").path)
+        #expect(peep.model.lstm.layers.allSatisfy { $0.peephole != nil && $0.activations.peepholes }
+                && peep.model.lstm.recurrentDropout == 0.2 && peep.model.configuration.cellClip == 3)
+        let sample = try CLI.run(["sample", "peep.safetensors", "--length", "20", "--seed", "2"], in: dir)
+        #expect(sample.status == 0, "\(sample.stderr)")
         let resumed = try CLI.run(["train", "text.txt", "--steps", "8", "--checkpoint", "clipped.safetensors", "--resume"],
                                   in: dir)
         #expect(resumed.status == 0, "\(resumed.stderr)")

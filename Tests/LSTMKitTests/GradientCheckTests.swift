@@ -110,6 +110,26 @@ struct GradientCheckTests {
         #expect(skipped * 100 <= total, "\(skipped) of \(total) components skipped")
     }
 
+    /// Peepholes (every tensor incl. weight_peephole_l{k}, x, h0, c0), alone over 1–3 layers and with every other
+    /// option: cell clipping, hard σ, identity cell, both dropouts with fixed masks.
+    @Test(arguments: [(1, LSTMActivations(peepholes: true), 0.0), (2, LSTMActivations(peepholes: true), 0.0),
+                      (3, LSTMActivations(gate: .hardSigmoid, cell: .tanh, cellClip: 0.4, peepholes: true), 0.3),
+                      (2, LSTMActivations(gate: .sigmoid, cell: .identity, peepholes: true), 0.3)])
+    func peepholes(layers: Int, activations: LSTMActivations, dropout: Double) throws {
+        var configuration = GradientCheck.Configuration(
+            layers: layers, inputSize: 3, hiddenSize: 4, batch: 3, steps: 6, activations: activations,
+            parameterScale: activations.cellClip == nil ? 1.5 : 2.5, dropout: layers > 1 ? dropout : 0, dropoutSeed: 5)
+        configuration.recurrentDropout = dropout
+        let reports = try GradientCheck.run(configuration, seed: 29)
+        #expect(reports.count == 5 * layers + 3)
+        #expect(reports.contains { $0.name.hasPrefix("weight_peephole_l") && $0.maxMagnitude > 1e-3 })
+        for report in reports {
+            #expect(report.maxRelativeError <= 1e-6, "\(report.name): \(report.maxRelativeError)")
+        }
+        let total = reports.map(\.count).reduce(0, +), skipped = reports.map(\.skipped).reduce(0, +)
+        #expect(skipped * 100 <= total, "\(skipped) of \(total) components skipped")
+    }
+
     @Test func invalidCellClipIsRejected() {
         for clip in [0.0, -1, .infinity, .nan, 1e39] {
             var layout = ParameterLayout()

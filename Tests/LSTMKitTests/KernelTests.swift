@@ -211,16 +211,23 @@ struct BackwardPointwiseTests {
         let (B, H) = (3, 21)  // H not a multiple of 8: vector body and scalar tail
         for gate in GateActivation.allCases {
             for cellActivation in CellActivation.allCases {
-                for (withOutput, clip) in [(false, nil), (true, nil), (true, 0.75)] as [(Bool, Double?)] {
+                for (withOutput, clip, peep) in [(false, nil, false), (true, nil, false), (true, 0.75, false),
+                                                 (true, nil, true), (false, 0.75, true)] as [(Bool, Double?, Bool)] {
                     var z = (0..<(B * 4 * H)).map { _ in Float(random.uniform(-6, 6)) }
                     let cPrev = (0..<(B * H)).map { _ in Float(random.uniform(-2, 2)) }
+                    let peepholes: [Float]? = peep ? (0..<(3 * H)).map { _ in Float(random.uniform(-1, 1)) } : nil
                     var c = [Float](repeating: 0, count: B * H), h = c
                     var zPortable = z, cPortable = c, hPortable = h
-                    LSTMPointwise.forward(gates: &z, previousCell: cPrev, cell: &c, hidden: &h, batch: B, hidden: H,
-                                          gate: gate, cellActivation: cellActivation, cellClip: clip)
+                    let peepStorage = peepholes ?? [0]
+                    peepStorage.withUnsafeBufferPointer { pp in
+                        LSTMPointwise.forward(gates: &z, previousCell: cPrev, cell: &c, hidden: &h, batch: B, hidden: H,
+                                              gate: gate, cellActivation: cellActivation, cellClip: clip,
+                                              peepholes: peep ? pp.baseAddress! : nil)
+                    }
                     LSTMPointwise.portableFloatForward(gates: &zPortable, previousCell: cPrev, cell: &cPortable,
                                                        hidden: &hPortable, batch: B, hidden: H, gate: gate,
-                                                       cellActivation: cellActivation, cellClip: clip)
+                                                       cellActivation: cellActivation, cellClip: clip,
+                                                       peepholes: peepholes)
                     #expect(z == zPortable && c == cPortable && h == hPortable)
                     if let clip {
                         // Clipping happened, and held exactly at the bound.
@@ -235,10 +242,13 @@ struct BackwardPointwiseTests {
                     dcSwift.withUnsafeMutableBufferPointer { dc in
                         dzSwift.withUnsafeMutableBufferPointer { dz in
                             dOutStorage.withUnsafeBufferPointer { o in
-                                LSTMPointwise.backwardLoop(
-                                    gates: z, previousCell: cPrev, cell: c, dOutput: withOutput ? o.baseAddress! : nil,
-                                    dHiddenCarry: dCarry, dCellCarry: dc.baseAddress!, dGates: dz.baseAddress!, batch: B,
-                                    hidden: H, gate: gate, cellActivation: cellActivation, cellClip: clip)
+                                peepStorage.withUnsafeBufferPointer { pp in
+                                    LSTMPointwise.backwardLoop(
+                                        gates: z, previousCell: cPrev, cell: c, dOutput: withOutput ? o.baseAddress! : nil,
+                                        dHiddenCarry: dCarry, dCellCarry: dc.baseAddress!, dGates: dz.baseAddress!,
+                                        batch: B, hidden: H, gate: gate, cellActivation: cellActivation, cellClip: clip,
+                                        peepholes: peep ? pp.baseAddress! : nil)
+                                }
                             }
                         }
                     }
@@ -247,8 +257,8 @@ struct BackwardPointwiseTests {
                         LSTMPointwise.floatBackward(gates: z, previousCell: cPrev, cell: c, dOutput: dOut,
                                                     dHiddenCarry: dCarry, dCellCarry: &dc, dGates: &dz, batch: B,
                                                     hidden: H, gate: gate, cellActivation: cellActivation,
-                                                    cellClip: clip, portable: portable)
-                        #expect(dc == dcSwift && dz == dzSwift, "\(gate) \(cellActivation) output=\(withOutput) clip=\(String(describing: clip)) portable=\(portable)")
+                                                    cellClip: clip, peepholes: peepholes, portable: portable)
+                        #expect(dc == dcSwift && dz == dzSwift, "\(gate) \(cellActivation) output=\(withOutput) clip=\(String(describing: clip)) peep=\(peep) portable=\(portable)")
                     }
                 }
             }

@@ -93,7 +93,7 @@ struct StepwiseTests {
 
 /// The batch-1 stream gives exactly the whole-sequence forward pass, step by step and chunk by chunk.
 struct StreamTests {
-    @Test(arguments: [LSTMActivations.standard, .linear])
+    @Test(arguments: [LSTMActivations.standard, .linear, LSTMActivations(cellClip: 0.5, peepholes: true)])
     func streamEqualsForward(activations: LSTMActivations) throws {
         var layout = ParameterLayout()
         let lstm = try LSTM(inputSize: 5, hiddenSize: 37, layers: 2, activations: [activations], layout: &layout)

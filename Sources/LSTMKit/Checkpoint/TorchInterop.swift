@@ -57,7 +57,9 @@ extension LSTM {
     /// for `safetensors.torch.load_file` + `nn.LSTM.load_state_dict`.
     public func stateDict<S: LSTMScalar>(_ parameters: ParameterBuffer<S>) -> [(name: String, tensor: SafeTensors.Tensor)] {
         layers.flatMap { layer in
-            [layer.weightIH, layer.weightHH, layer.biasIH, layer.biasHH].map { spec in
+            // Peephole weights have no nn.LSTM counterpart; they are written under their own name, so PyTorch's
+            // load_state_dict(strict=True) refuses them rather than silently dropping them.
+            ([layer.weightIH, layer.weightHH, layer.biasIH, layer.biasHH] + [layer.peephole].compactMap { $0 }).map { spec in
                 let values = Array(parameters[spec])
                 if S.self == Double.self {
                     return (spec.name, SafeTensors.Tensor(values.map { Double($0) }, shape: spec.shape))

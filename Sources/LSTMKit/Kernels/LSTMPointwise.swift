@@ -48,7 +48,8 @@ extension CellActivation {
 ///   dcCarry ← δS_t ⊙ f_t                 (what S_{t-1} receives through the keep gate)
 /// ```
 ///
-/// Every derivative is written in terms of the activation's output, which is what the forward pass keeps.
+/// Every derivative is written in terms of the activation's output, which is what the forward pass keeps. Cell
+/// clipping and peepholes change these equations as `LSTMActivations` writes out.
 public enum LSTMPointwise {
     @inline(__always)
     static func activate<S: LSTMScalar>(_ z: S, _ kind: GateActivation) -> S {
@@ -97,6 +98,7 @@ public enum LSTMPointwise {
         cell: UnsafeMutablePointer<S>,       // (B, H) S_t
         hidden: UnsafeMutablePointer<S>,     // (B, H) h_t
         batch B: Int, hidden H: Int, gate: GateActivation, cellActivation: CellActivation, cellClip: Double? = nil,
+        peepholes: UnsafePointer<S>? = nil,  // (3H) p_i, p_f, p_o, or nil
         threads: Int = 1
     ) {
         if S.self == Float.self {
@@ -106,15 +108,17 @@ public enum LSTMPointwise {
             nonisolated(unsafe) let cp = UnsafeRawPointer(previousCell).assumingMemoryBound(to: Float.self)
             nonisolated(unsafe) let c = UnsafeMutableRawPointer(cell).assumingMemoryBound(to: Float.self)
             nonisolated(unsafe) let h = UnsafeMutableRawPointer(hidden).assumingMemoryBound(to: Float.self)
+            nonisolated(unsafe) let peep = peepholes.map { UnsafeRawPointer($0).assumingMemoryBound(to: Float.self) }
             let (g, ca, clip) = (gate.kernelCode, cellActivation.kernelCode, Float(cellClip ?? 0))
             let parts = rowParts(B, H, threads)
             if parts == 1 {
-                lstmk_pointwise_forward(z, cp, c, h, B, H, g, ca, clip, 0)
+                lstmk_pointwise_forward(z, cp, c, h, B, H, g, ca, clip, peep, 0)
                 return
             }
             WorkerPool.shared(threads: parts).run(parts: parts) { part in
                 let r0 = part * B / parts, r1 = (part + 1) * B / parts
-                lstmk_pointwise_forward(z + r0 * 4 * H, cp + r0 * H, c + r0 * H, h + r0 * H, r1 - r0, H, g, ca, clip, 0)
+                lstmk_pointwise_forward(z + r0 * 4 * H, cp + r0 * H, c + r0 * H, h + r0 * H, r1 - r0, H, g, ca, clip,
+                                        peep, 0)
             }
             return
         }
@@ -124,12 +128,18 @@ public enum LSTMPointwise {
             let c = cell + b * H
             let h = hidden + b * H
             for j in 0..<H {
-                let i = activate(z[j], gate)
-                let f = activate(z[H + j], gate)
+                var zi = z[j], zf = z[H + j], zo = z[3 * H + j]
+                if let peepholes {
+                    zi = zi + peepholes[j] * cPrev[j]
+                    zf = zf + peepholes[H + j] * cPrev[j]
+                }
+                let i = activate(zi, gate)
+                let f = activate(zf, gate)
                 let g = activate(z[2 * H + j], cellActivation)
-                let o = activate(z[3 * H + j], gate)
                 var s = f * cPrev[j] + i * g
                 if let bound = cellClip.map({ S($0) }) { s = s < -bound ? -bound : (s > bound ? bound : s) }
+                if let peepholes { zo = zo + peepholes[2 * H + j] * s }
+                let o = activate(zo, gate)
                 z[j] = i; z[H + j] = f; z[2 * H + j] = g; z[3 * H + j] = o
                 c[j] = s
                 h[j] = o * activate(s, cellActivation)
@@ -149,6 +159,7 @@ public enum LSTMPointwise {
         dCellCarry: UnsafeMutablePointer<S>, // (B, H) δS_{t+1}⊙f_{t+1} in, δS_t⊙f_t out
         dGates: UnsafeMutablePointer<S>,     // (B, 4H) δZ_t out
         batch B: Int, hidden H: Int, gate: GateActivation, cellActivation: CellActivation, cellClip: Double? = nil,
+        peepholes: UnsafePointer<S>? = nil,  // (3H) p_i, p_f, p_o, or nil
         threads: Int = 1
     ) {
         if S.self == Float.self {
@@ -160,22 +171,24 @@ public enum LSTMPointwise {
             }
             nonisolated(unsafe) let a = f(gates), cp = f(previousCell), c = f(cell), dout = dOutput.map(f)
             nonisolated(unsafe) let dcarry = f(dHiddenCarry), dc = f(dCellCarry), dz = f(dGates)
+            nonisolated(unsafe) let peep = peepholes.map(f)
             let (g, ca, clip) = (gate.kernelCode, cellActivation.kernelCode, Float(cellClip ?? 0))
             let parts = rowParts(B, H, threads)
             if parts == 1 {
-                lstmk_pointwise_backward(a, cp, c, dout, dcarry, dc, dz, B, H, g, ca, clip, 0)
+                lstmk_pointwise_backward(a, cp, c, dout, dcarry, dc, dz, B, H, g, ca, clip, peep, 0)
                 return
             }
             WorkerPool.shared(threads: parts).run(parts: parts) { part in
                 let r0 = part * B / parts, r1 = (part + 1) * B / parts
                 lstmk_pointwise_backward(a + r0 * 4 * H, cp + r0 * H, c + r0 * H, dout.map { $0 + r0 * H },
-                                         dcarry + r0 * H, dc + r0 * H, dz + r0 * 4 * H, r1 - r0, H, g, ca, clip, 0)
+                                         dcarry + r0 * H, dc + r0 * H, dz + r0 * 4 * H, r1 - r0, H, g, ca, clip,
+                                         peep, 0)
             }
             return
         }
         backwardLoop(gates: gates, previousCell: previousCell, cell: cell, dOutput: dOutput,
                      dHiddenCarry: dHiddenCarry, dCellCarry: dCellCarry, dGates: dGates, batch: B, hidden: H,
-                     gate: gate, cellActivation: cellActivation, cellClip: cellClip)
+                     gate: gate, cellActivation: cellActivation, cellClip: cellClip, peepholes: peepholes)
     }
 
     /// Row blocks for the element-wise pass: below ~2k elements a fork/join costs more than it saves.
@@ -189,7 +202,8 @@ public enum LSTMPointwise {
     static func backwardLoop<S: LSTMScalar>(
         gates: UnsafePointer<S>, previousCell: UnsafePointer<S>, cell: UnsafePointer<S>, dOutput: UnsafePointer<S>?,
         dHiddenCarry: UnsafePointer<S>, dCellCarry: UnsafeMutablePointer<S>, dGates: UnsafeMutablePointer<S>,
-        batch B: Int, hidden H: Int, gate: GateActivation, cellActivation: CellActivation, cellClip: Double? = nil
+        batch B: Int, hidden H: Int, gate: GateActivation, cellActivation: CellActivation, cellClip: Double? = nil,
+        peepholes: UnsafePointer<S>? = nil
     ) {
         let bound = cellClip.map { S($0) }
         for b in 0..<B {
@@ -205,17 +219,24 @@ public enum LSTMPointwise {
                 if let dOutput { dh = dOutput[b * H + j] + dh }
                 let tc = activate(c[j], cellActivation)
                 let dO = dh * tc
+                let dzo = dO * derivative(output: o, gate)
                 var dS = dh * o * derivative(output: tc, cellActivation) + dc[j]
+                // With peepholes o also sees S_t.
+                if let peepholes { dS = dS + dzo * peepholes[2 * H + j] }
                 // Where clipping held S_t at a bound, S_t does not depend on the step's inputs (δ 0).
                 if let bound, c[j] <= -bound || c[j] >= bound { dS = 0 }
                 let dI = dS * g
                 let dG = dS * i
                 let dF = dS * cPrev[j]
-                dz[j] = dI * derivative(output: i, gate)
-                dz[H + j] = dF * derivative(output: f, gate)
+                let dzi = dI * derivative(output: i, gate), dzf = dF * derivative(output: f, gate)
+                dz[j] = dzi
+                dz[H + j] = dzf
                 dz[2 * H + j] = dG * derivative(output: g, cellActivation)
-                dz[3 * H + j] = dO * derivative(output: o, gate)
-                dc[j] = dS * f
+                dz[3 * H + j] = dzo
+                // S_{t-1} feeds the next cell through f, and i and f through their peepholes.
+                var carry = dS * f
+                if let peepholes { carry = carry + dzi * peepholes[j] + dzf * peepholes[H + j] }
+                dc[j] = carry
             }
         }
     }
@@ -236,14 +257,18 @@ public enum LSTMPointwise {
     static func floatBackward(gates: [Float], previousCell: [Float], cell: [Float], dOutput: [Float]?,
                               dHiddenCarry: [Float], dCellCarry: inout [Float], dGates: inout [Float], batch B: Int,
                               hidden H: Int, gate: GateActivation, cellActivation: CellActivation,
-                              cellClip: Double? = nil, portable: Bool) {
+                              cellClip: Double? = nil, peepholes: [Float]? = nil, portable: Bool) {
         let clip = Float(cellClip ?? 0)
-        if let dOutput {
-            lstmk_pointwise_backward(gates, previousCell, cell, dOutput, dHiddenCarry, &dCellCarry, &dGates, B, H,
-                                     gate.kernelCode, cellActivation.kernelCode, clip, portable ? 1 : 0)
-        } else {
-            lstmk_pointwise_backward(gates, previousCell, cell, nil, dHiddenCarry, &dCellCarry, &dGates, B, H,
-                                     gate.kernelCode, cellActivation.kernelCode, clip, portable ? 1 : 0)
+        let peep = peepholes ?? [0]
+        peep.withUnsafeBufferPointer { p in
+            let pp = peepholes == nil ? nil : p.baseAddress
+            if let dOutput {
+                lstmk_pointwise_backward(gates, previousCell, cell, dOutput, dHiddenCarry, &dCellCarry, &dGates, B, H,
+                                         gate.kernelCode, cellActivation.kernelCode, clip, pp, portable ? 1 : 0)
+            } else {
+                lstmk_pointwise_backward(gates, previousCell, cell, nil, dHiddenCarry, &dCellCarry, &dGates, B, H,
+                                         gate.kernelCode, cellActivation.kernelCode, clip, pp, portable ? 1 : 0)
+            }
         }
     }
 
@@ -251,8 +276,11 @@ public enum LSTMPointwise {
     public static func portableFloatForward(gates: inout [Float], previousCell: [Float], cell: inout [Float],
                                             hidden: inout [Float], batch B: Int, hidden H: Int,
                                             gate: GateActivation, cellActivation: CellActivation,
-                                            cellClip: Double? = nil) {
-        lstmk_pointwise_forward(&gates, previousCell, &cell, &hidden, B, H, gate.kernelCode, cellActivation.kernelCode,
-                                Float(cellClip ?? 0), 1)
+                                            cellClip: Double? = nil, peepholes: [Float]? = nil) {
+        let peep = peepholes ?? [0]
+        peep.withUnsafeBufferPointer { p in
+            lstmk_pointwise_forward(&gates, previousCell, &cell, &hidden, B, H, gate.kernelCode,
+                                    cellActivation.kernelCode, Float(cellClip ?? 0), peepholes == nil ? nil : p.baseAddress, 1)
+        }
     }
 }

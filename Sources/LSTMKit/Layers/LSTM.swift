@@ -34,6 +34,8 @@ public struct LSTM: Sendable, Hashable {
         public let biasIH: ParameterSpec     // (4H)
         public let biasHH: ParameterSpec     // (4H)
         public let activations: LSTMActivations
+        /// `weight_peephole_l{k}` (3, H): p_i, p_f, p_o, when `activations.peepholes` (not a PyTorch tensor).
+        public let peephole: ParameterSpec?
     }
 
     public let inputSize: Int
@@ -101,13 +103,15 @@ public struct LSTM: Sendable, Hashable {
         var built: [Layer] = []
         for l in 0..<layers {
             let input = l == 0 ? inputSize : H
+            let a = activations.count == 1 ? activations[0] : activations[l]
             built.append(Layer(
                 inputSize: input,
                 weightIH: layout.add(prefix + "weight_ih_l\(l)", shape: [4 * H, input]),
                 weightHH: layout.add(prefix + "weight_hh_l\(l)", shape: [4 * H, H]),
                 biasIH: layout.add(prefix + "bias_ih_l\(l)", shape: [4 * H]),
                 biasHH: layout.add(prefix + "bias_hh_l\(l)", shape: [4 * H]),
-                activations: activations.count == 1 ? activations[0] : activations[l]))
+                activations: a,
+                peephole: a.peepholes ? layout.add(prefix + "weight_peephole_l\(l)", shape: [3, H]) : nil))
         }
         self.layers = built
     }
@@ -150,11 +154,31 @@ public struct LSTMActivations: Sendable, Hashable, Codable {
     public var cell: CellActivation
     /// The bound on |S_t|, a positive number; nil: no clipping.
     public var cellClip: Double?
+    /// Peephole connections (Gers & Schmidhuber 2000): i and f see S_{t-1}, o sees S_t, through per-unit weights
+    /// p_i, p_f, p_o (`weight_peephole_l{k}`, (3, H)):
+    /// ```
+    /// i = act(z_i + p_i ⊙ S_{t-1})   f = act(z_f + p_f ⊙ S_{t-1})   o = act(z_o + p_o ⊙ S_t)
+    /// backward: δS_t += δz_o ⊙ p_o;  δS_{t-1} gets δz_i ⊙ p_i + δz_f ⊙ p_f besides δS_t ⊙ f
+    ///           δp_i += Σ δz_i ⊙ S_{t-1}   δp_f += Σ δz_f ⊙ S_{t-1}   δp_o += Σ δz_o ⊙ S_t
+    /// ```
+    public var peepholes: Bool
 
-    public init(gate: GateActivation = .sigmoid, cell: CellActivation = .tanh, cellClip: Double? = nil) {
+    public init(gate: GateActivation = .sigmoid, cell: CellActivation = .tanh, cellClip: Double? = nil,
+                peepholes: Bool = false) {
         self.gate = gate
         self.cell = cell
         self.cellClip = cellClip
+        self.peepholes = peepholes
+    }
+
+    enum CodingKeys: String, CodingKey { case gate, cell, cellClip, peepholes }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        gate = try c.decode(GateActivation.self, forKey: .gate)
+        cell = try c.decode(CellActivation.self, forKey: .cell)
+        cellClip = try c.decodeIfPresent(Double.self, forKey: .cellClip)
+        peepholes = try c.decodeIfPresent(Bool.self, forKey: .peepholes) ?? false
     }
 
     /// σ gates, tanh cell: the standard LSTM.
@@ -375,7 +399,8 @@ extension LSTM {
                     LSTMPointwise.forward(gates: Zt, previousCell: cPrev, cell: cells + t * B * H,
                                           hidden: hiddens + t * B * H, batch: B, hidden: H,
                                           gate: layer.activations.gate, cellActivation: layer.activations.cell,
-                                          cellClip: layer.activations.cellClip, threads: stash.threads)
+                                          cellClip: layer.activations.cellClip,
+                                          peepholes: layer.peephole.map { p + $0.offset }, threads: stash.threads)
                 }
             }
         }
@@ -473,7 +498,7 @@ extension LSTM {
                             dOutput: hasAbove ? UnsafePointer(dAbove.pointer + t * B * H) : nil,
                             dHiddenCarry: dh, dCellCarry: dc, dGates: dZt,
                             batch: B, hidden: H, gate: A.gate, cellActivation: A.cell, cellClip: A.cellClip,
-                            threads: stash.threads)
+                            peepholes: layer.peephole.map { p + $0.offset }, threads: stash.threads)
                         // δh_{t-1} = δZ_t · W_hh   (B, 4H)·(4H, H)
                         GEMM.gemm(transposeA: false, M: B, dZt, lda: 4 * H, weightHH, dh, ldc: H, accumulate: false,
                                   threads: stash.threads)
@@ -510,6 +535,21 @@ extension LSTM {
                     GEMM.gemm(transposeA: true, transposeB: false, M: 4 * H, N: H, K: max(T - 1, 0) * B,
                               dZ + B * 4 * H, lda: 4 * H, recurrentHiddens, ldb: H, g + layer.weightHH.offset, ldc: H,
                               accumulate: true, threads: stash.threads)
+                    if let peephole = layer.peephole {
+                        // δp_i += Σ δz_i ⊙ S_{t-1}, δp_f += Σ δz_f ⊙ S_{t-1}, δp_o += Σ δz_o ⊙ S_t over t and rows.
+                        let gp = g + peephole.offset
+                        for t in 0..<T {
+                            let cPrev = t == 0 ? c0 : cells + (t - 1) * B * H, cNow = cells + t * B * H
+                            for b in 0..<B {
+                                let dz = dZ + (t * B + b) * 4 * H
+                                for j in 0..<H {
+                                    gp[j] += dz[j] * cPrev[b * H + j]
+                                    gp[H + j] += dz[H + j] * cPrev[b * H + j]
+                                    gp[2 * H + j] += dz[3 * H + j] * cNow[b * H + j]
+                                }
+                            }
+                        }
+                    }
                     // δb_ih and δb_hh both receive Σ δZ over rows.
                     let sum = stash.biasSum.pointer
                     stash.biasSum.zero(4 * H)

@@ -24,7 +24,7 @@ extension LSTM {
             switch scheme {
             case .pytorch:
                 let k = 1 / Double(H).squareRoot()
-                for spec in [layer.weightIH, layer.weightHH, layer.biasIH, layer.biasHH] {
+                for spec in [layer.weightIH, layer.weightHH, layer.biasIH, layer.biasHH] + [layer.peephole].compactMap({ $0 }) {
                     for e in spec.range { parameters.storage[e] = S(random.uniform(-k, k)) }
                 }
             case .xavier, .orthogonal:
@@ -40,7 +40,7 @@ extension LSTM {
                         }
                     }
                 }
-                for spec in [layer.biasIH, layer.biasHH] {
+                for spec in [layer.biasIH, layer.biasHH] + [layer.peephole].compactMap({ $0 }) {
                     for e in spec.range { parameters.storage[e] = 0 }
                 }
             }

@@ -13,6 +13,7 @@ public final class LSTMStream {
     private let weightIHT: [GEMM.PreparedOperand<Float>]
     private let weightHHT: [GEMM.PreparedOperand<Float>]
     private let bias: [AlignedBuffer<Float>]        // per layer (4H)
+    private let peepholes: [AlignedBuffer<Float>?]  // per layer (3H) p_i, p_f, p_o, with peepholes
     private let hidden = AlignedBuffer<Float>()     // (L, H)
     private let cell = AlignedBuffer<Float>()       // (L, H)
     private let gates = AlignedBuffer<Float>()      // (4H)
@@ -24,6 +25,7 @@ public final class LSTMStream {
         let H = lstm.hiddenSize, L = lstm.layerCount
         var pih: [AlignedBuffer<Float>] = [], phh: [AlignedBuffer<Float>] = [], b: [AlignedBuffer<Float>] = []
         var ih: [GEMM.PreparedOperand<Float>] = [], hh: [GEMM.PreparedOperand<Float>] = []
+        var peeps: [AlignedBuffer<Float>?] = []
         parameters.storage.withUnsafeBufferPointer { p in
             let p = p.baseAddress!
             for layer in lstm.layers {
@@ -36,6 +38,11 @@ public final class LSTMStream {
                 let bs = AlignedBuffer<Float>(capacity: 4 * H)
                 for j in 0..<(4 * H) { bs.pointer[j] = p[layer.biasIH.offset + j] + p[layer.biasHH.offset + j] }
                 pih.append(wi); phh.append(wh); b.append(bs)
+                peeps.append(layer.peephole.map { spec in
+                    let buffer = AlignedBuffer<Float>(capacity: 3 * H)
+                    for j in 0..<(3 * H) { buffer.pointer[j] = p[spec.offset + j] }
+                    return buffer
+                })
             }
         }
         packedIH = pih
@@ -43,6 +50,7 @@ public final class LSTMStream {
         weightIHT = ih
         weightHHT = hh
         bias = b
+        peepholes = peeps
         hidden.reserve(L * H)
         cell.reserve(L * H)
         gates.reserve(4 * H)
@@ -88,7 +96,8 @@ public final class LSTMStream {
                       threads: threads)
             LSTMPointwise.forward(gates: z, previousCell: c, cell: c, hidden: h, batch: 1, hidden: H,
                                   gate: layer.activations.gate, cellActivation: layer.activations.cell,
-                                  cellClip: layer.activations.cellClip)
+                                  cellClip: layer.activations.cellClip,
+                                  peepholes: peepholes[l].map { UnsafePointer($0.pointer) })
             source = UnsafePointer(h)
         }
         output.update(from: source, count: H)

@@ -22,10 +22,13 @@ public struct CharacterModel: Sendable {
         public var dropout: Double?
         /// Variational recurrent dropout in every LSTM layer during training (see `LSTM.recurrentDropout`).
         public var recurrentDropout: Double?
+        /// Peephole connections in every LSTM layer (see `LSTMActivations.peepholes`).
+        public var peepholes: Bool?
 
         public init(vocabularySize: Int, embedding: Int, hidden: Int, layers: Int, cellClip: Double? = nil,
-                    dropout: Double? = nil, recurrentDropout: Double? = nil) {
+                    dropout: Double? = nil, recurrentDropout: Double? = nil, peepholes: Bool? = nil) {
             self.recurrentDropout = recurrentDropout
+            self.peepholes = peepholes
             self.vocabularySize = vocabularySize
             self.embedding = embedding
             self.hidden = hidden
@@ -36,7 +39,7 @@ public struct CharacterModel: Sendable {
 
         enum CodingKeys: String, CodingKey {
             case vocabularySize = "vocabulary_size", embedding, hidden, layers, cellClip = "cell_clip", dropout
-            case recurrentDropout = "recurrent_dropout"
+            case recurrentDropout = "recurrent_dropout", peepholes
         }
     }
 
@@ -51,7 +54,8 @@ public struct CharacterModel: Sendable {
         var layout = ParameterLayout()
         embedding = try Embedding(vocabularySize: c.vocabularySize, dimension: c.embedding, layout: &layout, prefix: "embedding.")
         lstm = try LSTM(inputSize: c.embedding, hiddenSize: c.hidden, layers: c.layers,
-                        activations: [LSTMActivations(cellClip: c.cellClip)], dropout: c.dropout ?? 0,
+                        activations: [LSTMActivations(cellClip: c.cellClip, peepholes: c.peepholes ?? false)],
+                        dropout: c.dropout ?? 0,
                         recurrentDropout: c.recurrentDropout ?? 0, layout: &layout, prefix: "lstm.")
         head = try Linear(inputSize: c.hidden, outputSize: c.vocabularySize, layout: &layout, prefix: "head.")
         self.layout = layout

@@ -348,7 +348,7 @@ public enum CharacterModelFile {
         var layers = 0
         while file["lstm.weight_ih_l\(layers)"] != nil { layers += 1 }
         // Sizes come from the tensors; what they cannot tell (cell clipping, dropout) from the "model" metadata.
-        var cellClip: Double?, dropout: Double?, recurrentDropout: Double?
+        var cellClip: Double?, dropout: Double?, recurrentDropout: Double?, peepholes: Bool?
         if let json = file.metadata["model"] {
             guard let saved = try? JSONDecoder().decode(CharacterModel.Configuration.self, from: Data(json.utf8)) else {
                 throw .invalidInput("\(source) has unreadable model metadata")
@@ -356,10 +356,12 @@ public enum CharacterModelFile {
             cellClip = saved.cellClip
             dropout = saved.dropout
             recurrentDropout = saved.recurrentDropout
+            peepholes = saved.peepholes
         }
         let configuration = CharacterModel.Configuration(vocabularySize: embedding.shape[0], embedding: embedding.shape[1],
                                                          hidden: hh.shape[1], layers: layers, cellClip: cellClip,
-                                                         dropout: dropout, recurrentDropout: recurrentDropout)
+                                                         dropout: dropout, recurrentDropout: recurrentDropout,
+                                                         peepholes: peepholes)
         guard configuration.vocabularySize == vocabulary.count else {
             throw .invalidInput("\(source): embedding.weight has \(configuration.vocabularySize) rows but the vocabulary has \(vocabulary.count) characters")
         }

@@ -58,9 +58,9 @@ void lstmk_sgemm_prepacked_portable(ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptr
 /// One forward step of the LSTM element-wise pass for B rows of width H (see LSTMPointwise.swift for the equations):
 /// gates (B, 4H) pre-activations in, activated i, f, g, o out; c (B, H) = S_t; h (B, H) = h_t. `cprev` may equal
 /// `c`. gate: 0 σ, 1 hard σ, 2 identity; cell: 0 tanh, 1 identity. clip > 0 limits S_t to [−clip, clip] (0: off).
-/// portable != 0 forces the portable path.
+/// peep (3H: p_i, p_f, p_o) adds peepholes, NULL: none. portable != 0 forces the portable path.
 void lstmk_pointwise_forward(float *gates, const float *cprev, float *c, float *h, ptrdiff_t B, ptrdiff_t H,
-                             int gate, int cell, float clip, int portable);
+                             int gate, int cell, float clip, const float *peep, int portable);
 
 /// One backward step of the element-wise pass (LSTMPointwise.swift): gates = activated i, f, g, o (B, 4H); cprev =
 /// S_{t-1}, c = S_t (B, H); dout = δh_t from above (NULL: zero); dcarry = δh_t from step t+1; dc = δS_{t+1}⊙f_{t+1}
@@ -68,7 +68,7 @@ void lstmk_pointwise_forward(float *gates, const float *cprev, float *c, float *
 /// same operations in the same order as the Swift pass.
 void lstmk_pointwise_backward(const float *gates, const float *cprev, const float *c, const float *dout,
                               const float *dcarry, float *dc, float *dz, ptrdiff_t B, ptrdiff_t H, int gate, int cell,
-                              float clip, int portable);
+                              float clip, const float *peep, int portable);
 
 /// y = σ(x) (function 0) or tanh(x) (function 1), elementwise, with the kernels' approximations.
 void lstmk_activation(int function, const float *x, float *y, ptrdiff_t n, int portable);
