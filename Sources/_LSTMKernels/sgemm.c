@@ -8,6 +8,7 @@
 #include "LSTMKernels.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -203,32 +204,36 @@ static void tile_neon(ptrdiff_t K, const float *a, ptrdiff_t astride, const floa
 }
 #endif
 
-int lstmk_sgemm_level(void) {
-#ifdef LSTMK_NEON
-    static int level = -1;
-    if (level < 0) {
-        const char *cap = getenv("LSTMKIT_KERNEL");
-        level = (cap && strcmp(cap, "portable") == 0) ? 0 : 1;
-    }
-    return level;
-#endif
-#ifdef LSTMK_X86
-    static int level = -1;
-    if (level < 0) {
-        __builtin_cpu_init();
-        int best = 0;
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = 2;
-        if (best == 2 && __builtin_cpu_supports("avx512f")) best = 3;
-        // LSTMKIT_KERNEL=portable|avx2|avx512 caps the choice (to compare kernels, or to avoid AVX-512 clocks).
-        const char *cap = getenv("LSTMKIT_KERNEL");
-        if (cap && strcmp(cap, "portable") == 0) best = 0;
-        if (cap && strcmp(cap, "avx2") == 0 && best > 2) best = 2;
-        level = best;
-    }
-    return level;
-#elif !defined(LSTMK_NEON)
+// The level is found once; threads that race to find it compute the same value, and the atomic makes that race
+// well defined (ThreadSanitizer flagged the plain static).
+static _Atomic int detected_level = -1;
+
+static int detect_level(void) {
+    const char *cap = getenv("LSTMKIT_KERNEL");
+#if defined(LSTMK_NEON)
+    return (cap && strcmp(cap, "portable") == 0) ? 0 : 1;
+#elif defined(LSTMK_X86)
+    __builtin_cpu_init();
+    int best = 0;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = 2;
+    if (best == 2 && __builtin_cpu_supports("avx512f")) best = 3;
+    // LSTMKIT_KERNEL=portable|avx2|avx512 caps the choice (to compare kernels, or to avoid AVX-512 clocks).
+    if (cap && strcmp(cap, "portable") == 0) best = 0;
+    if (cap && strcmp(cap, "avx2") == 0 && best > 2) best = 2;
+    return best;
+#else
+    (void)cap;
     return 0;
 #endif
+}
+
+int lstmk_sgemm_level(void) {
+    int level = atomic_load_explicit(&detected_level, memory_order_relaxed);
+    if (level < 0) {
+        level = detect_level();
+        atomic_store_explicit(&detected_level, level, memory_order_relaxed);
+    }
+    return level;
 }
 
 // A requested level this CPU can run: itself if available, else the best below it (NEON is level 1, only on
