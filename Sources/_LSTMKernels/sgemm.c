@@ -217,7 +217,7 @@ static int detect_level(void) {
     int best = 0;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = 2;
     if (best == 2 && __builtin_cpu_supports("avx512f")) best = 3;
-    // LSTMKIT_KERNEL=portable|avx2|avx512 caps the choice (to compare kernels, or to avoid AVX-512 clocks).
+    // LSTMKIT_KERNEL=portable or =avx2 caps the choice (to compare kernels, or to avoid AVX-512 clocks).
     if (cap && strcmp(cap, "portable") == 0) best = 0;
     if (cap && strcmp(cap, "avx2") == 0 && best > 2) best = 2;
     return best;

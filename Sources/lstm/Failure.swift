@@ -41,17 +41,11 @@ func readCorpus(_ path: String?) throws -> (scalars: [Unicode.Scalar], source: S
         source = "the bundled corpus"
     case "-"?:
         // Read in pieces, so that an endless or enormous stream fails with a message instead of exhausting memory.
-        let limit = MemoryBudget.availableBytes() / corpusBytesPerByte
-        var data = Data()
-        while true {
-            let piece = FileHandle.standardInput.readData(ofLength: 1 << 20)
-            if piece.isEmpty { break }
-            data.append(piece)
-            if Double(data.count) > limit {
-                throw Failure(message: "standard input is longer than the \(MemoryBudget.describe(limit)) of text this machine's memory can hold while training; give a smaller text")
-            }
+        let limit = MemoryBudget.availableBytes() * 0.9 / corpusBytesPerByte
+        guard let data = AtomicFile.read(fileDescriptor: 0, maxBytes: Int(limit)) else {
+            throw Failure(message: "standard input is unreadable or longer than the \(MemoryBudget.describe(limit)) of text this machine's memory can hold while training; give a smaller text")
         }
-        bytes = [UInt8](data)
+        bytes = data
         source = "standard input"
     case let path?:
         var isDirectory: ObjCBool = false
@@ -59,12 +53,16 @@ func readCorpus(_ path: String?) throws -> (scalars: [Unicode.Scalar], source: S
             throw Failure(message: "cannot read \(path): no such file")
         }
         guard !isDirectory.boolValue else { throw Failure(message: "cannot read \(path): it is a folder; give a text file") }
+        // The size through symlinks, checked before reading; the read itself stops at the budget too, for files
+        // whose size says nothing (a FIFO, /dev/zero).
+        let limit = MemoryBudget.availableBytes() * 0.9 / corpusBytesPerByte
         if let size = MemoryBudget.fileSize(path) {
             try MemoryBudget.require(size * corpusBytesPerByte, for: "the \(MemoryBudget.describe(size)) text \(path)",
                                      hint: "give a smaller text (or split it)")
         }
-        guard let data = AtomicFile.read(path: path) else {
-            throw Failure(message: "cannot read \(path): permission denied or unreadable")
+        guard access(path, R_OK) == 0 else { throw Failure(message: "cannot read \(path): permission denied") }
+        guard let data = AtomicFile.read(path: path, maxBytes: Int(limit)) else {
+            throw Failure(message: "cannot read \(path): unreadable, or longer than the \(MemoryBudget.describe(limit)) of text this machine's memory can hold while training; give a smaller text")
         }
         bytes = data
         source = path

@@ -42,9 +42,11 @@ enum MemoryBudget {
         }
     }
 
-    /// Bytes of a regular file, without reading it.
+    /// Bytes of a regular file (through symlinks), without reading it; nil for anything else.
     static func fileSize(_ path: String) -> Double? {
-        (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber).map { $0.doubleValue }
+        var info = stat()
+        guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return Double(info.st_size)
     }
 
     /// Memory to train a character model: parameters, gradients and two optimizer states; per layer the stash of
@@ -53,7 +55,10 @@ enum MemoryBudget {
                               steps T: Int) -> Double {
         let (v, e, h, l, rows) = (Double(V), Double(E), Double(H), Double(L), Double(B) * Double(T))
         let parameters = v * e + 4 * h * (max(e, h) + h + 2) * l + h * v + v
-        let activations = rows * (l * 11 * h + 2 * e + 3 * v)
-        return 4 * (4 * parameters + activations)
+        // Stash and backward scratch per layer (gates, δZ, cells, hiddens, dropout masks and dropped copies, the
+        // recurrent-dropout scratch), embeddings and logits with their gradients.
+        let activations = rows * (l * 15 * h + 2 * e + 3 * v)
+        let workspaces = 2 * 4.7e6  // per-thread packing buffers of the matrix products (bytes)
+        return 4 * (4 * parameters + activations) + workspaces
     }
 }

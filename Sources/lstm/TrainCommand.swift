@@ -93,8 +93,9 @@ struct TrainCommand: ParsableCommand {
         guard warmup >= 0 else { throw Failure(message: "--warmup must be 0 or more, got \(warmup)") }
         guard ["constant", "cosine"].contains(schedule) else { throw Failure(message: "unknown --schedule '\(schedule)'; use constant or cosine") }
         // A model whose parameters alone would not fit in memory is refused before anything is allocated.
-        let perLayer = 4 * hidden * (max(embedding, hidden) + hidden + 2)
-        let parameterBytes = 4.0 * Double(layers) * Double(perLayer) * 4  // weights, gradients, two optimizer states
+        // In Double: a huge --hidden would overflow Int.
+        let perLayer = 4 * Double(hidden) * (Double(max(embedding, hidden)) + Double(hidden) + 2)
+        let parameterBytes = 4.0 * Double(layers) * perLayer * 4  // weights, gradients, two optimizer states
         guard parameterBytes < 8e9 else {
             throw Failure(message: "--hidden \(hidden) with --layers \(layers) needs about \(Int(parameterBytes / 1e9)) GB for parameters and optimizer state; use a smaller model")
         }
@@ -136,8 +137,16 @@ struct TrainCommand: ParsableCommand {
                 throw Failure(message: "cannot resume from \(paths.checkpoint): \(error.description)")
             }
             let loaded = try CharacterModelFile.load(file, source: paths.checkpoint)
+            let c = loaded.model.configuration
+            guard cellClip == nil, dropout == 0, recurrentDropout == 0, !peepholes else {
+                throw Failure(message: "--resume continues the model in \(paths.checkpoint) as it was built; drop --cell-clip, --dropout, --recurrent-dropout and --peepholes")
+            }
             let tokens = try loaded.vocabulary.encode(corpus.scalars, source: corpus.source)
             trainer = try CharacterTrainer(resuming: file, tokens: tokens, source: paths.checkpoint)
+            try MemoryBudget.require(
+                MemoryBudget.trainingBytes(vocabulary: c.vocabularySize, embedding: c.embedding, hidden: c.hidden,
+                                           layers: c.layers, batch: trainer.options.batch, steps: trainer.options.seqLength),
+                for: "resuming \(paths.checkpoint)", hint: "free memory or set a larger LSTM_MEMORY_LIMIT")
         } else {
             let vocabulary = try Vocabulary(building: corpus.scalars)
             try MemoryBudget.require(
@@ -226,7 +235,7 @@ struct TrainCommand: ParsableCommand {
                 tokensPerSecond = Double(recent.count) * tokensPerStep / max(recent.reduce(0, +), 1e-9)
                 report.trained(step: trainer.step, loss: result.loss, gradientNorm: result.gradientNorm,
                                learningRate: learningRate, tokensPerSecond: tokensPerSecond)
-            } catch .nonFinite(let what) where onNonfinite == "skip" && skippedInARow < 9 {
+            } catch .nonFinite(let what) where onNonfinite == "skip" && skippedInARow < 10 {
                 // The loss or a gradient was not finite; the model is untouched.
                 skippedInARow += 1
                 skipped += 1
@@ -234,7 +243,7 @@ struct TrainCommand: ParsableCommand {
                 report.note("non-finite value: \(what); step skipped, the model is unchanged (\(skipped) skipped so far)")
             } catch {
                 report.note("")
-                let why = skippedInARow >= 9 ? " (10 steps in a row skipped)" : ""
+                let why = skippedInARow >= 10 ? " (after 10 steps in a row were skipped)" : ""
                 throw Failure(message: "\(error.description)\(why); training stopped, the last checkpoint \(paths.checkpoint) is kept")
             }
             if trainer.step % evalEvery == 0 || trainer.step == totalSteps {

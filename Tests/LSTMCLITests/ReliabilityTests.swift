@@ -78,7 +78,17 @@ import LSTMKit
         let start = Date()
         try f.expectFailure(["train", "huge.txt", "--checkpoint", "x.safetensors"], mentioning: "of memory")
         try f.expectFailure(["eval", "m.safetensors", "huge.txt"], mentioning: "of memory")
+        // Through a symlink too, and a file whose size says nothing (/dev/zero) stops at the budget.
+        try FileManager.default.createSymbolicLink(at: f.dir.appendingPathComponent("link.txt"), withDestinationURL: huge)
+        try f.expectFailure(["train", "link.txt", "--checkpoint", "x.safetensors"], mentioning: "of memory")
+        let zero = try CLI.run(["train", "/dev/zero", "--checkpoint", "x.safetensors"], in: f.dir,
+                               environment: ["LSTM_MEMORY_LIMIT": "50000000"])
+        #expect(zero.status != 0 && zero.stderr.contains("longer than") && zero.stderr.split(separator: "\n").count == 1,
+                "\(zero.stderr)")
         #expect(Date().timeIntervalSince(start) < 30)
+        // Sizes that overflow Int arithmetic are refused, not trapped on.
+        try f.expectFailure(["train", "text.txt", "--checkpoint", "x.safetensors", "--hidden", "2000000000"],
+                            mentioning: "smaller model")
         // A model, batch and window too large for the memory there is (here: a 100 MB budget).
         let r = try CLI.run(["train", "text.txt", "--checkpoint", "x.safetensors", "--hidden", "1024"], in: f.dir,
                             environment: ["LSTM_MEMORY_LIMIT": "100000000"])

@@ -268,15 +268,21 @@ public enum SafeTensorsError: Error, CustomStringConvertible, Sendable, Equatabl
 /// Crash-safe file replacement, and plain whole-file reading.
 public enum AtomicFile {
     /// The whole file, read with POSIX calls (Foundation's readers on Linux leak a buffer for empty files and files
-    /// that report size 0, such as those in /proc: found by the AddressSanitizer run); nil if it cannot be opened.
-    public static func read(path: String) -> [UInt8]? {
+    /// that report size 0, such as those in /proc: found by the AddressSanitizer run); nil if it cannot be opened,
+    /// is a folder, or holds more than `maxBytes` (reading stops there: a FIFO or /dev/zero cannot exhaust memory).
+    public static func read(path: String, maxBytes: Int = Int.max) -> [UInt8]? {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) != S_IFDIR else { return nil }
+        return read(fileDescriptor: fd, sizeHint: Int(info.st_size), maxBytes: maxBytes)
+    }
+
+    /// Everything left on an open descriptor (standard input, a pipe), or nil past `maxBytes` or on a read error.
+    public static func read(fileDescriptor fd: Int32, sizeHint: Int = 0, maxBytes: Int = Int.max) -> [UInt8]? {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(max(0, Int(info.st_size)))
+        bytes.reserveCapacity(max(0, min(sizeHint, maxBytes)))
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             let n = chunk.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress!, $0.count) }
@@ -285,6 +291,7 @@ public enum AtomicFile {
                 return nil
             }
             if n == 0 { return bytes }
+            if bytes.count + n > maxBytes { return nil }
             bytes.append(contentsOf: chunk[0..<n])
         }
     }

@@ -57,12 +57,16 @@ public final class WorkerPool: @unchecked Sendable {
     nonisolated(unsafe) private static var sharedPool: WorkerPool?
     private static let lock = Mutex()
 
-    /// The process-wide pool with at least `threads` threads (created or replaced by a bigger one on demand).
+    nonisolated(unsafe) private static var sharedRequested = 0
+
+    /// The process-wide pool with at least `threads` threads (created or replaced by a bigger one on demand; if
+    /// the system starts fewer threads than asked, that pool is kept rather than rebuilt at every call).
     public static func shared(threads: Int) -> WorkerPool {
         lock.withLock {
-            if let pool = sharedPool, pool.threads >= threads || pool.threads >= 256 { return pool }
+            if let pool = sharedPool, sharedRequested >= min(threads, 256) { return pool }
             let pool = WorkerPool(threads: threads)
             sharedPool = pool
+            sharedRequested = min(threads, 256)
             return pool
         }
     }

@@ -82,7 +82,8 @@ public struct LSTM: Sendable, Hashable {
             throw .invalidConfiguration("give one activation setting or one per layer (\(layers)), got \(activations.count)")
         }
         for a in activations {
-            if let clip = a.cellClip, !(clip > 0 && clip <= Double(Float.greatestFiniteMagnitude)) {
+            // Positive and finite also as a Float (the fast kernels' type): 1e-50 would be 0 there, i.e. off.
+            if let clip = a.cellClip, !(clip > 0 && Float(clip) > 0 && Float(clip).isFinite) {
                 throw .invalidConfiguration("the cell clip must be a positive finite number, got \(clip)")
             }
         }
