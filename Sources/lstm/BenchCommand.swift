@@ -46,6 +46,8 @@ struct BenchCommand: ParsableCommand {
     var configs = "small,charrnn,large,stream-128,stream-512x2,stream-1024"
     @Option(help: "Timed repetitions after one warm-up (the median is reported).") var repeats = 5
     @Option(help: "Timed steps for streaming configurations.") var streamSteps = 200
+    @Flag(help: "Instead of whole steps, time each matrix product of a training step alone, on 1 thread and on --threads (the isolated rates the per-step products reach; compare with the whole-step GFLOP/s).")
+    var products = false
 
     func run() throws {
         try reportingFailures {
@@ -62,6 +64,10 @@ struct BenchCommand: ParsableCommand {
             if !json {
                 say("LSTMKit bench: \(threads) thread\(threads == 1 ? "" : "s"), Float kernel \(GEMM.floatKernel), FMA peak \(format(peak, 1)) GFLOP/s (measured), medians of \(repeats)")
             }
+            if products {
+                for c in chosen where !c.streaming { productRates(c) }
+                return
+            }
             for c in chosen {
                 let result = c.streaming ? streaming(c, peak: peak) : batched(c, peak: peak)
                 if json {
@@ -70,6 +76,59 @@ struct BenchCommand: ParsableCommand {
                 } else {
                     say(describe(result))
                 }
+            }
+        }
+    }
+
+    /// The products of one layer's training step (first layer's input size), each timed alone (best of
+    /// `repeats` after a warm-up) on 1 thread and on `threads`.
+    private func productRates(_ c: BenchConfiguration) {
+        let (T, B, I, H) = (c.steps, c.batch, c.input, c.hidden)
+        var random = RandomSource(seed: 1)
+        func matrix(_ n: Int) -> [Float] { (0..<n).map { _ in Float(random.uniform(-1, 1)) } }
+        let x = matrix(T * B * I), h = matrix(T * B * H), dZ = matrix(T * B * 4 * H)
+        let wih = matrix(4 * H * I), whh = matrix(4 * H * H)
+        var out = [Float](repeating: 0, count: max(T * B * 4 * H, 4 * H * max(I, H)))
+        let forwardBuffer = AlignedBuffer<Float>(), backwardBuffer = AlignedBuffer<Float>()
+        typealias Product = (name: String, flops: Double, run: (Int) -> Void)
+        var list: [Product] = []
+        whh.withUnsafeBufferPointer { w in
+            let forwardW = GEMM.prepare(transposeB: true, K: H, N: 4 * H, w.baseAddress!, ldb: H, buffer: forwardBuffer)
+            let backwardW = GEMM.prepare(transposeB: false, K: 4 * H, N: H, w.baseAddress!, ldb: H, buffer: backwardBuffer)
+            list = [
+                ("per step  h·W_hhᵀ    \(B)×\(4 * H)×\(H)", 2.0 * Double(B * 4 * H * H), { threads in
+                    GEMM.gemm(transposeA: false, M: B, h, lda: H, forwardW, &out, ldc: 4 * H, accumulate: true, threads: threads)
+                }),
+                ("per step  δZ·W_hh    \(B)×\(H)×\(4 * H)", 2.0 * Double(B * 4 * H * H), { threads in
+                    GEMM.gemm(transposeA: false, M: B, dZ, lda: 4 * H, backwardW, &out, ldc: H, accumulate: false, threads: threads)
+                }),
+                ("batched   X·W_ihᵀ    \(T * B)×\(4 * H)×\(I)", 2.0 * Double(T * B * 4 * H * I), { threads in
+                    GEMM.gemm(transposeA: false, transposeB: true, M: T * B, N: 4 * H, K: I, x, lda: I, wih, ldb: I, &out,
+                              ldc: 4 * H, accumulate: false, threads: threads)
+                }),
+                ("batched   δZᵀ·H      \(4 * H)×\(H)×\(T * B)", 2.0 * Double(T * B * 4 * H * H), { threads in
+                    GEMM.gemm(transposeA: true, transposeB: false, M: 4 * H, N: H, K: T * B, dZ, lda: 4 * H, h, ldb: H,
+                              &out, ldc: H, accumulate: true, threads: threads)
+                }),
+                ("batched   δZ·W_ih    \(T * B)×\(I)×\(4 * H)", 2.0 * Double(T * B * 4 * H * I), { threads in
+                    GEMM.gemm(transposeA: false, transposeB: false, M: T * B, N: I, K: 4 * H, dZ, lda: 4 * H, wih, ldb: I,
+                              &out, ldc: I, accumulate: false, threads: threads)
+                }),
+            ]
+            say("\(c.name): each product alone, GFLOP/s (best of \(repeats)), 1 thread | \(threads) threads")
+            for p in list {
+                var rates: [Double] = []
+                for t in [1, threads] {
+                    p.run(t)
+                    var best = Double.infinity
+                    for _ in 0..<repeats {
+                        let start = now()
+                        p.run(t)
+                        best = min(best, now() - start)
+                    }
+                    rates.append(p.flops / best / 1e9)
+                }
+                say("  \(p.name.padding(toLength: 36, withPad: " ", startingAt: 0))  \(format(rates[0], 1)) | \(format(rates[1], 1))")
             }
         }
     }

@@ -172,6 +172,19 @@ import LSTMKit
         #expect(a.parameters.storage != b.parameters.storage)
     }
 
+    /// `lstm bench` runs: one JSON object per configuration, and `--products` times each product alone.
+    @Test func benchRuns() throws {
+        let dir = try CLI.temporaryFolder()
+        let json = try CLI.run(["bench", "--json", "--configs", "stream-128", "--repeats", "1", "--stream-steps", "5"], in: dir)
+        #expect(json.status == 0, "\(json.stderr)")
+        let line = json.stdout.split(separator: "\n").first { $0.hasPrefix("{") }.map(String.init) ?? ""
+        let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        #expect(object?["config"] as? String == "stream-128" && (object?["step_ms"] as? Double ?? 0) > 0)
+        let products = try CLI.run(["bench", "--products", "--configs", "small", "--repeats", "1", "--threads", "2"], in: dir)
+        #expect(products.status == 0 && products.stdout.contains("per step  h·W_hhᵀ"), "\(products.stderr)")
+        #expect(products.stdout.split(separator: "\n").filter { $0.hasPrefix("  ") }.count == 5)
+    }
+
     @Test func gradcheckPassesAndCanFail() throws {
         let dir = try CLI.temporaryFolder()
         let ok = try CLI.run(["gradcheck", "--layers", "2", "--input", "3", "--hidden", "4", "--batch", "2", "--steps", "3",
