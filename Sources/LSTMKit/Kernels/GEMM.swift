@@ -85,22 +85,30 @@ public enum GEMM {
             lstmk_sgemm(M, N, K, a, rsa, csa, b, rsb, csb, c, ldc, accumulate ? 1 : 0)
             return
         }
-        if M > N && M >= 12 {
-            // Every part packs its own copy of the operand it shares, so share the smaller one: with more rows than
-            // columns (δW = δZᵀ·X, δX = δZ·W_ih) split the rows, each part packing only its rows of A.
+        // Every part packs its own copy of the operand it shares, so share the smaller one: with more rows than
+        // columns (δW = δZᵀ·X, δX = δZ·W_ih) split the rows, each part packing only its rows of A.
+        splitOverPool(M: M, N: N, parts: parts, byRows: M > N && M >= 12) { i0, i1, j0, j1 in
+            lstmk_sgemm(i1 - i0, j1 - j0, K, a + i0 * rsa, rsa, csa, b + j0 * csb, rsb, csb, c + i0 * ldc + j0, ldc,
+                        accumulate ? 1 : 0)
+        }
+    }
+
+    /// Runs `body(i0, i1, j0, j1)` on the worker pool for `parts` blocks of C: row blocks of whole 6-row tiles, or
+    /// column blocks of whole 16-column panels. Each element's chain is the same either way.
+    private static func splitOverPool(M: Int, N: Int, parts: Int, byRows: Bool,
+                                      _ body: (Int, Int, Int, Int) -> Void) {
+        if byRows {
             let chunk = ((M + parts - 1) / parts + 5) / 6 * 6
             WorkerPool.shared(threads: parts).run(parts: parts) { part in
                 let i0 = part * chunk, i1 = min(M, i0 + chunk)
-                guard i0 < i1 else { return }
-                lstmk_sgemm(i1 - i0, N, K, a + i0 * rsa, rsa, csa, b, rsb, csb, c + i0 * ldc, ldc, accumulate ? 1 : 0)
+                if i0 < i1 { body(i0, i1, 0, N) }
             }
-            return
-        }
-        let chunk = ((N + parts - 1) / parts + 15) / 16 * 16
-        WorkerPool.shared(threads: parts).run(parts: parts) { part in
-            let j0 = part * chunk, j1 = min(N, j0 + chunk)
-            guard j0 < j1 else { return }
-            lstmk_sgemm(M, j1 - j0, K, a, rsa, csa, b + j0 * csb, rsb, csb, c + j0, ldc, accumulate ? 1 : 0)
+        } else {
+            let chunk = ((N + parts - 1) / parts + 15) / 16 * 16
+            WorkerPool.shared(threads: parts).run(parts: parts) { part in
+                let j0 = part * chunk, j1 = min(N, j0 + chunk)
+                if j0 < j1 { body(0, M, j0, j1) }
+            }
         }
     }
 
@@ -313,22 +321,9 @@ public enum GEMM {
             lstmk_sgemm_prepacked(M, 0, N, N, K, a, rsa, csa, b, c, ldc, accumulate ? 1 : 0)
             return
         }
-        if N / parts < 128 && M >= 6 * parts {
-            // Narrow column blocks would each pack all of A (δh = δZ_t·W_hh with a small H): split the rows instead.
-            let chunk = ((M + parts - 1) / parts + 5) / 6 * 6
-            WorkerPool.shared(threads: parts).run(parts: parts) { part in
-                let i0 = part * chunk, i1 = min(M, i0 + chunk)
-                guard i0 < i1 else { return }
-                lstmk_sgemm_prepacked(i1 - i0, 0, N, N, K, a + i0 * rsa, rsa, csa, b, c + i0 * ldc, ldc,
-                                      accumulate ? 1 : 0)
-            }
-            return
-        }
-        let chunk = ((N + parts - 1) / parts + 15) / 16 * 16
-        WorkerPool.shared(threads: parts).run(parts: parts) { part in
-            let j0 = part * chunk, j1 = min(N, j0 + chunk)
-            guard j0 < j1 else { return }
-            lstmk_sgemm_prepacked(M, j0, j1, N, K, a, rsa, csa, b, c, ldc, accumulate ? 1 : 0)
+        // Narrow column blocks would each pack all of A (δh = δZ_t·W_hh with a small H): split the rows instead.
+        splitOverPool(M: M, N: N, parts: parts, byRows: N / parts < 128 && M >= 6 * parts) { i0, i1, j0, j1 in
+            lstmk_sgemm_prepacked(i1 - i0, j0, j1, N, K, a + i0 * rsa, rsa, csa, b, c + i0 * ldc, ldc, accumulate ? 1 : 0)
         }
     }
 }
