@@ -147,8 +147,13 @@ struct BenchCommand: ParsableCommand {
         var best = 0.0
         for _ in 0..<3 {
             let start = now()
-            nonisolated(unsafe) var flops = [Double](repeating: 0, count: threads)
-            DispatchQueue.concurrentPerform(iterations: threads) { t in flops[t] = GEMM.fmaPeakRun(iterations: iterations) }
+            // One slot per thread in raw memory: concurrent writes to a Swift array's elements are an exclusivity
+            // violation (ThreadSanitizer flagged it).
+            let flops = UnsafeMutableBufferPointer<Double>.allocate(capacity: threads)
+            defer { flops.deallocate() }
+            flops.initialize(repeating: 0)
+            nonisolated(unsafe) let slots = flops
+            DispatchQueue.concurrentPerform(iterations: threads) { t in slots[t] = GEMM.fmaPeakRun(iterations: iterations) }
             best = max(best, flops.reduce(0, +) / (now() - start) / 1e9)
         }
         return best
