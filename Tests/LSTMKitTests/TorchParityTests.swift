@@ -135,9 +135,17 @@ struct TorchParityTests {
         reversed.tensors.append(("weight_ih_l0_reverse", reversed["weight_ih_l0"]!))
         do {
             _ = try LSTM.load(from: reversed, as: Float.self)
-            Issue.record("a bidirectional state_dict loaded")
+            Issue.record("a bidirectional state_dict with only one reverse tensor loaded")
         } catch {
-            #expect(error.description.contains("bidirectional"))
+            #expect(error.description.contains("weight_hh_l0_reverse is missing"), "\(error)")
+        }
+        var gap = try Self.fixture("torch_lstm_state_dict.safetensors")
+        gap.tensors.append(("weight_ih_l3", gap["weight_ih_l0"]!))
+        do {
+            _ = try LSTM.load(from: gap, as: Float.self)
+            Issue.record("a state_dict with a layer missing loaded")
+        } catch {
+            #expect(error.description.contains("weight_ih_l3 does not belong"), "\(error)")
         }
         #expect(throws: LSTMKitError.self) { try LSTM.load(from: SafeTensors.File(), as: Float.self) }
     }

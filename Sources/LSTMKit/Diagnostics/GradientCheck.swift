@@ -40,6 +40,13 @@ public enum GradientCheck {
         public var dropoutSeed: UInt64
         /// Variational recurrent dropout, with the same fixed seed.
         public var recurrentDropout: Double = 0
+        public var bidirectional = false
+        /// P of LSTMP, 0 for none.
+        public var projectionSize = 0
+        /// Real steps per row (padding ignored), nil for all T.
+        public var lengths: [Int]? = nil
+        /// Where the input lives: time-major or batch-first (the gradient check covers the transposition too).
+        public var batchFirst = false
 
         public init(layers: Int = 1, inputSize: Int = 3, hiddenSize: Int = 4, batch: Int = 2, steps: Int = 5,
                     activations: LSTMActivations = .standard, finalStateGradient: Bool = true,
@@ -88,23 +95,28 @@ public enum GradientCheck {
             var layout = ParameterLayout()
             lstm = try LSTM(inputSize: c.inputSize, hiddenSize: c.hiddenSize, layers: c.layers,
                             activations: [c.activations], dropout: c.dropout,
-                            recurrentDropout: c.recurrentDropout, layout: &layout)
+                            recurrentDropout: c.recurrentDropout, bidirectional: c.bidirectional,
+                            projectionSize: c.projectionSize, layout: &layout)
             guard c.batch > 0 else { throw .invalidConfiguration("batch must be at least 1, got \(c.batch)") }
             guard c.steps > 0 else { throw .invalidConfiguration("steps must be at least 1, got \(c.steps)") }
+            if let lengths = c.lengths, lengths.count != c.batch || !lengths.allSatisfy({ $0 >= 1 && $0 <= c.steps }) {
+                throw .invalidConfiguration("give one length in 1...\(c.steps) per row (\(c.batch)), got \(lengths)")
+            }
             var random = RandomSource(seed: seed)
             parameters = ParameterBuffer(layout: layout)
             let k = c.parameterScale / Double(c.hiddenSize).squareRoot()
             for e in 0..<layout.count { parameters.storage[e] = random.uniform(-k, k) }
-            let T = c.steps, B = c.batch, H = c.hiddenSize, L = c.layers
+            let T = c.steps, B = c.batch, H = c.hiddenSize, P = lstm.outputSize, U = lstm.stateCount
             x = (0..<(T * B * c.inputSize)).map { _ in random.uniform(-1, 1) }
-            initial = LSTMState(hidden: (0..<(L * B * H)).map { _ in random.uniform(-0.5, 0.5) },
-                                cell: (0..<(L * B * H)).map { _ in random.uniform(-0.5, 0.5) },
-                                layers: L, batch: B, hiddenSize: H)
-            dOutput = (0..<(T * B * H)).map { _ in random.uniform(-1, 1) }
+            initial = LSTMState(hidden: (0..<(U * B * P)).map { _ in random.uniform(-0.5, 0.5) },
+                                cell: (0..<(U * B * H)).map { _ in random.uniform(-0.5, 0.5) },
+                                layers: U, batch: B, hiddenSize: P, cellSize: H)
+            // Nonzero at padded positions too: backward must ignore them.
+            dOutput = (0..<(T * B * lstm.outputWidth)).map { _ in random.uniform(-1, 1) }
             if c.finalStateGradient {
-                dFinal = LSTMState(hidden: (0..<(L * B * H)).map { _ in random.uniform(-1, 1) },
-                                   cell: (0..<(L * B * H)).map { _ in random.uniform(-1, 1) },
-                                   layers: L, batch: B, hiddenSize: H)
+                dFinal = LSTMState(hidden: (0..<(U * B * P)).map { _ in random.uniform(-1, 1) },
+                                   cell: (0..<(U * B * H)).map { _ in random.uniform(-1, 1) },
+                                   layers: U, batch: B, hiddenSize: P, cellSize: H)
             }
         }
 
@@ -122,7 +134,9 @@ public enum GradientCheck {
         /// ℓ, and which side of its kink every i, f, o gate of a hard-σ layer and every clipped S_t is on.
         public func lossAndRegions(parameters p: ParameterBuffer<Double>, x: [Double], initial: LSTMState<Double>,
                                    stash: LSTMStash<Double>) -> (loss: Double, regions: [UInt8]) {
-            let out = lstm.forward(x, steps: configuration.steps, batch: configuration.batch, initial: initial,
+            let out = lstm.forward(x, steps: configuration.steps, batch: configuration.batch,
+                                   lengths: configuration.lengths, initial: initial,
+                                   layout: configuration.batchFirst ? .batchFirst : .timeMajor,
                                    parameters: p, stash: stash, dropoutSeed: dropoutSeed)
             var total = 0.0
             for k in out.output.indices { total += dOutput[k] * out.output[k] }
@@ -132,9 +146,9 @@ public enum GradientCheck {
                 }
             }
             var regions: [UInt8] = []
-            let T = configuration.steps, B = configuration.batch, H = configuration.hiddenSize
+            let N = stash.schedule.rows, H = configuration.hiddenSize
             for (l, layer) in lstm.layers.enumerated() where layer.activations.gate == .hardSigmoid {
-                let gates = stash.gates.array((l * T * B * 4 * H)..<((l + 1) * T * B * 4 * H))
+                let gates = stash.gates.array((l * N * 4 * H)..<((l + 1) * N * 4 * H))
                 for (k, a) in gates.enumerated() where (k / H) % 4 != 2 {
                     regions.append(a <= 0 ? 0 : (a >= 1 ? 2 : 1))
                 }
@@ -142,7 +156,7 @@ public enum GradientCheck {
             // Cell clipping has kinks at ±cellClip: which side every S_t is on.
             for (l, layer) in lstm.layers.enumerated() {
                 guard let clip = layer.activations.cellClip else { continue }
-                for s in stash.cells.array((l * T * B * H)..<((l + 1) * T * B * H)) {
+                for s in stash.cells.array((l * N * H)..<((l + 1) * N * H)) {
                     regions.append(s <= -clip ? 0 : (s >= clip ? 2 : 1))
                 }
             }
@@ -155,8 +169,9 @@ public enum GradientCheck {
         let problem = try Problem(configuration, seed: seed)
         let stash = LSTMStash<Double>()
         _ = problem.lstm.forward(problem.x, steps: configuration.steps, batch: configuration.batch,
-                                 initial: problem.initial, parameters: problem.parameters, stash: stash,
-                                 dropoutSeed: problem.dropoutSeed)
+                                 lengths: configuration.lengths, initial: problem.initial,
+                                 layout: configuration.batchFirst ? .batchFirst : .timeMajor,
+                                 parameters: problem.parameters, stash: stash, dropoutSeed: problem.dropoutSeed)
         var gradients = ParameterBuffer<Double>(layout: problem.parameters.layout)
         let analytic = problem.lstm.backward(dOutput: problem.dOutput, dFinal: problem.dFinal,
                                              parameters: problem.parameters, stash: stash, gradients: &gradients)

@@ -20,19 +20,20 @@ extension LSTM {
         forgetBias: Double? = nil, random: inout RandomSource
     ) {
         let H = hiddenSize
-        for layer in layers {
+        for (layer, specs) in zip(layers, tensors) {
             switch scheme {
             case .pytorch:
                 let k = 1 / Double(H).squareRoot()
-                for spec in [layer.weightIH, layer.weightHH, layer.biasIH, layer.biasHH] + [layer.peephole].compactMap({ $0 }) {
+                for spec in specs {
                     for e in spec.range { parameters.storage[e] = S(random.uniform(-k, k)) }
                 }
             case .xavier, .orthogonal:
-                for spec in [layer.weightIH, layer.weightHH] {
+                for spec in [layer.weightIH, layer.weightHH] + [layer.weightHR].compactMap({ $0 }) {
                     let bound = (6 / Double(spec.shape[0] + spec.shape[1])).squareRoot()
                     for e in spec.range { parameters.storage[e] = S(random.uniform(-bound, bound)) }
                 }
-                if scheme == .orthogonal {
+                // Orthogonal H×H blocks need a square W_hh block: with a projection (H×P) W_hh stays Xavier.
+                if scheme == .orthogonal && outputSize == H {
                     for gate in 0..<4 {
                         let q = Self.randomOrthogonal(H, random: &random)
                         for e in 0..<(H * H) {

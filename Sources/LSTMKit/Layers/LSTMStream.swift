@@ -14,17 +14,22 @@ public final class LSTMStream {
     private let weightHHT: [GEMM.PreparedOperand<Float>]
     private let bias: [AlignedBuffer<Float>]        // per layer (4H)
     private let peepholes: [AlignedBuffer<Float>?]  // per layer (3H) p_i, p_f, p_o, with peepholes
-    private let hidden = AlignedBuffer<Float>()     // (L, H)
+    private let packedHR: [AlignedBuffer<Float>]    // per layer W_hrᵀ (H, P), packed, with a projection
+    private let weightHRT: [GEMM.PreparedOperand<Float>]
+    private let hidden = AlignedBuffer<Float>()     // (L, P)
     private let cell = AlignedBuffer<Float>()       // (L, H)
+    private let cellOutput = AlignedBuffer<Float>() // (H) m_t, with a projection
     private let gates = AlignedBuffer<Float>()      // (4H)
-    private let input = AlignedBuffer<Float>()      // (max(I, H))
 
+    /// A stream runs forward in time, so a bidirectional LSTM (whose reverse direction starts at the end) is refused.
     public init(lstm: LSTM, parameters: ParameterBuffer<Float>, threads: Int = 1) {
+        precondition(!lstm.bidirectional, "LSTMStream: a bidirectional LSTM needs the whole sequence; use LSTM.forward")
         self.lstm = lstm
         self.threads = max(1, threads)
-        let H = lstm.hiddenSize, L = lstm.layerCount
+        let H = lstm.hiddenSize, P = lstm.outputSize, L = lstm.layerCount
         var pih: [AlignedBuffer<Float>] = [], phh: [AlignedBuffer<Float>] = [], b: [AlignedBuffer<Float>] = []
         var ih: [GEMM.PreparedOperand<Float>] = [], hh: [GEMM.PreparedOperand<Float>] = []
+        var phr: [AlignedBuffer<Float>] = [], hr: [GEMM.PreparedOperand<Float>] = []
         var peeps: [AlignedBuffer<Float>?] = []
         parameters.storage.withUnsafeBufferPointer { p in
             let p = p.baseAddress!
@@ -33,8 +38,13 @@ public final class LSTMStream {
                 // op(B) = W_ihᵀ: W_ih (4H, I) read transposed; the packed copy is all the stream keeps.
                 ih.append(GEMM.prepare(transposeB: true, K: layer.inputSize, N: 4 * H, p + layer.weightIH.offset,
                                        ldb: layer.inputSize, buffer: wi).detached)
-                hh.append(GEMM.prepare(transposeB: true, K: H, N: 4 * H, p + layer.weightHH.offset, ldb: H,
+                hh.append(GEMM.prepare(transposeB: true, K: P, N: 4 * H, p + layer.weightHH.offset, ldb: P,
                                        buffer: wh).detached)
+                if let spec = layer.weightHR {
+                    let w = AlignedBuffer<Float>()
+                    hr.append(GEMM.prepare(transposeB: true, K: H, N: P, p + spec.offset, ldb: H, buffer: w).detached)
+                    phr.append(w)
+                }
                 let bs = AlignedBuffer<Float>(capacity: 4 * H)
                 for j in 0..<(4 * H) { bs.pointer[j] = p[layer.biasIH.offset + j] + p[layer.biasHH.offset + j] }
                 pih.append(wi); phh.append(wh); b.append(bs)
@@ -51,70 +61,77 @@ public final class LSTMStream {
         weightHHT = hh
         bias = b
         peepholes = peeps
-        hidden.reserve(L * H)
+        packedHR = phr
+        weightHRT = hr
+        hidden.reserve(L * P)
         cell.reserve(L * H)
+        cellOutput.reserve(H)
         gates.reserve(4 * H)
-        input.reserve(max(lstm.inputSize, H))
         reset()
     }
 
     /// Back to a zero state.
     public func reset() {
-        hidden.zero(lstm.layerCount * lstm.hiddenSize)
+        hidden.zero(lstm.layerCount * lstm.outputSize)
         cell.zero(lstm.layerCount * lstm.hiddenSize)
     }
 
     /// The carried (h, c) of every layer, batch 1.
     public var state: LSTMState<Float> {
         get {
-            let n = lstm.layerCount * lstm.hiddenSize
-            return LSTMState(hidden: hidden.array(0..<n), cell: cell.array(0..<n), layers: lstm.layerCount, batch: 1,
-                             hiddenSize: lstm.hiddenSize)
+            let (L, P, H) = (lstm.layerCount, lstm.outputSize, lstm.hiddenSize)
+            return LSTMState(hidden: hidden.array(0..<(L * P)), cell: cell.array(0..<(L * H)), layers: L, batch: 1,
+                             hiddenSize: P, cellSize: H)
         }
         set {
-            precondition(newValue.batch == 1 && newValue.layers == lstm.layerCount && newValue.hiddenSize == lstm.hiddenSize,
-                         "LSTMStream.state: expected (L, 1, H) = (\(lstm.layerCount), 1, \(lstm.hiddenSize))")
-            for k in 0..<newValue.hidden.count {
-                hidden.pointer[k] = newValue.hidden[k]
-                cell.pointer[k] = newValue.cell[k]
-            }
+            precondition(newValue.batch == 1 && newValue.layers == lstm.layerCount && newValue.hiddenSize == lstm.outputSize
+                         && newValue.cellSize == lstm.hiddenSize,
+                         "LSTMStream.state: expected (L, 1, P) = (\(lstm.layerCount), 1, \(lstm.outputSize)) and cells (L, 1, \(lstm.hiddenSize))")
+            for k in 0..<newValue.hidden.count { hidden.pointer[k] = newValue.hidden[k] }
+            for k in 0..<newValue.cell.count { cell.pointer[k] = newValue.cell[k] }
         }
     }
 
-    /// One step: x (I) in, the top layer's h (H) out. Allocates nothing.
+    /// One step: x (I) in, the top layer's h (P) out. Allocates nothing.
     public func step(_ x: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
-        let H = lstm.hiddenSize
+        let H = lstm.hiddenSize, P = lstm.outputSize
         var source = x
         for (l, layer) in lstm.layers.enumerated() {
             let In = layer.inputSize
-            let h = hidden.pointer + l * H, c = cell.pointer + l * H
+            let h = hidden.pointer + l * P, c = cell.pointer + l * H
             let z = gates.pointer
             GEMM.gemm(transposeA: false, M: 1, source, lda: In, weightIHT[l], z, ldc: 4 * H, accumulate: false,
                       threads: threads)
             for j in 0..<(4 * H) { z[j] += bias[l].pointer[j] }
-            GEMM.gemm(transposeA: false, M: 1, h, lda: H, weightHHT[l], z, ldc: 4 * H, accumulate: true,
+            GEMM.gemm(transposeA: false, M: 1, h, lda: P, weightHHT[l], z, ldc: 4 * H, accumulate: true,
                       threads: threads)
-            LSTMPointwise.forward(gates: z, previousCell: c, cell: c, hidden: h, batch: 1, hidden: H,
+            // h is read above before the pass overwrites it; with a projection the pass writes m_t, then h = m_t·W_hrᵀ.
+            let m = layer.weightHR == nil ? h : cellOutput.pointer
+            LSTMPointwise.forward(gates: z, previousCell: c, cell: c, hidden: m, batch: 1, hidden: H,
                                   gate: layer.activations.gate, cellActivation: layer.activations.cell,
                                   cellClip: layer.activations.cellClip,
                                   peepholes: peepholes[l].map { UnsafePointer($0.pointer) })
+            if layer.weightHR != nil {
+                GEMM.gemm(transposeA: false, M: 1, UnsafePointer(m), lda: H, weightHRT[l], h, ldc: P, accumulate: false,
+                          threads: threads)
+            }
             source = UnsafePointer(h)
         }
-        output.update(from: source, count: H)
+        output.update(from: source, count: P)
     }
 
-    /// One step with arrays: x (I) in, h (H) out.
+    /// One step with arrays: x (I) in, h (P) out.
     @discardableResult
     public func step(_ x: [Float]) -> [Float] {
         precondition(x.count == lstm.inputSize, "LSTMStream.step: x has \(x.count) values, expected \(lstm.inputSize)")
-        var out = [Float](repeating: 0, count: lstm.hiddenSize)
+        var out = [Float](repeating: 0, count: lstm.outputSize)
         x.withUnsafeBufferPointer { xs in out.withUnsafeMutableBufferPointer { step(xs.baseAddress!, output: $0.baseAddress!) } }
         return out
     }
 
-    /// A chunk of T steps: x (T, I) in, h (T, H) out.
+    /// A chunk of T steps: x (T, I) in, h (T, P) out.
     public func feed(_ x: [Float], steps T: Int) -> [Float] {
-        let I = lstm.inputSize, H = lstm.hiddenSize
+        let I = lstm.inputSize, H = lstm.outputSize
         precondition(x.count == T * I, "LSTMStream.feed: x has \(x.count) values, expected T·I = \(T * I)")
         var out = [Float](repeating: 0, count: T * H)
         x.withUnsafeBufferPointer { xs in

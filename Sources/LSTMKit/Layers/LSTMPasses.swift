@@ -1,0 +1,479 @@
+/// `LSTM.forward` and `LSTM.backward`: the layer loop, and one direction of one layer over the packed rows.
+///
+/// The equations are in `LSTM.swift`. Per direction and step t (B_t rows, packed row `base = offsets[t]`):
+/// ```
+/// forward:  Z_t += h_prev·W_hhᵀ        (B_t, P)·(P, 4H), Z_t already holds x_t·W_ihᵀ + b for all steps
+///           pointwise: gates, S_t, m_t   (h_t = m_t, or h_t = m_t·W_hrᵀ (B_t, H)·(H, P))
+/// backward: δh_t = δ(from above) + carry          carry (B, P): from the step visited before
+///           δm_t = δh_t (or δh_t·W_hr)            pointwise: δZ_t, δS carry
+///           carry[0..<B_t] = δZ_t·W_hh (⊙ m)      rows past B_t keep what they hold (see below)
+/// ```
+/// "prev" is t−1 for the forward direction and t+1 for the reverse one. Rows are sorted longest first, so the rows
+/// running at step t are a prefix, and in the forward direction they are a prefix of step t−1's rows. In the
+/// reverse direction rows *start* at their last real step: at step t the rows [B_{t+1}, B_t) take (h0, c0), the
+/// others step t+1's state (`previousState`). The carries make the final states and their δ come out right without
+/// special cases: a row's carry is only written while the row runs, so it holds δ(h_n, c_n) until the row's last
+/// real step is reached (forward direction), and after its first step is done it holds δ(h0, c0) (both).
+extension LSTM {
+    /// Runs all layers over the whole sequence.
+    ///
+    /// - Parameters:
+    ///   - x: (T, B, I), or (B, T, I) with `layout: .batchFirst`; values at padded positions are ignored.
+    ///   - lengths: the real steps of each row, 1...T, in any order (PyTorch's `pack_padded_sequence` with
+    ///     `enforce_sorted=False`); nil means every row has T.
+    ///   - initial: (h0, c0) of every layer and direction; zero when nil.
+    ///   - stash: keeps what `backward` needs; pass the same stash to `backward`.
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
+    public func forward<S: LSTMScalar>(
+        _ x: [S], steps T: Int, batch B: Int, lengths: [Int]? = nil, initial: LSTMState<S>? = nil,
+        layout sequenceLayout: SequenceLayout = .timeMajor,
+        parameters: ParameterBuffer<S>, stash: LSTMStash<S>, dropoutSeed: UInt64? = nil
+    ) -> LSTMOutput<S> {
+        let L = layerCount, D = directions, U = stateCount, H = hiddenSize, P = outputSize, I = inputSize
+        precondition(T >= 0 && B >= 1, "LSTM.forward: need steps ≥ 0 and batch ≥ 1")
+        precondition(x.count == T * B * I, "LSTM.forward: x has \(x.count) values, expected T·B·I = \(T * B * I)")
+        precondition(parameters.layout.count >= (layers.last.map { $0.biasHH.range.upperBound } ?? 0),
+                     "LSTM.forward: parameter buffer does not hold this LSTM's tensors")
+        if let lengths {
+            precondition(lengths.count == B, "LSTM.forward: \(lengths.count) lengths for a batch of \(B)")
+            precondition(lengths.allSatisfy { $0 >= 1 && $0 <= T }, "LSTM.forward: every length must be in 1...\(T)")
+        }
+        if let initial {
+            precondition(initial.layers == U && initial.batch == B && initial.hiddenSize == P && initial.cellSize == H,
+                         "LSTM.forward: initial state must be (L·D, B, P) = (\(U), \(B), \(P)) and cells (\(U), \(B), \(H))")
+        }
+        let schedule = SequenceSchedule(steps: T, batch: B, lengths: lengths)
+        let N = schedule.rows
+        stash.prepare(self, schedule: schedule)
+        stash.sequenceLayout = sequenceLayout
+        stash.dropoutActive = dropout > 0 && dropoutSeed != nil && L > 1
+        if stash.dropoutActive, let dropoutSeed {
+            // One mask value per output of every layer but the last, drawn in (layer, packed row, j) order.
+            let n = (L - 1) * N * D * P
+            stash.dropoutMasks.reserve(n)
+            stash.droppedHiddens.reserve(n)
+            var random = RandomSource(seed: dropoutSeed)
+            let scale = S(1 / (1 - dropout))
+            for k in 0..<n { stash.dropoutMasks.pointer[k] = random.uniform(0, 1) < dropout ? 0 : scale }
+        }
+        stash.recurrentDropoutActive = recurrentDropout > 0 && dropoutSeed != nil
+        if stash.recurrentDropoutActive, let dropoutSeed {
+            // One (B, P) mask per layer and direction, from its own stream of the seed, drawn in batch order (so a
+            // row's mask does not depend on the other rows' lengths) and kept in sorted order.
+            var random = RandomSource(seed: dropoutSeed ^ 0x5DEE_CE66_D1CE_4E5B)
+            let scale = S(1 / (1 - recurrentDropout))
+            let drawn = (0..<(U * B * P)).map { _ in random.uniform(0, 1) < recurrentDropout ? 0 : scale }
+            stash.recurrentMasks.reserve(U * B * P)
+            drawn.withUnsafeBufferPointer {
+                schedule.sortRows($0.baseAddress!, stash.recurrentMasks.pointer, units: U, width: P, toSorted: true)
+            }
+        }
+        x.withUnsafeBufferPointer { xs in
+            schedule.pack(xs.baseAddress!, stash.input.pointer, width: I, layout: sequenceLayout)
+        }
+        if let initial {
+            initial.hidden.withUnsafeBufferPointer {
+                schedule.sortRows($0.baseAddress!, stash.initialHidden.pointer, units: U, width: P, toSorted: true)
+            }
+            initial.cell.withUnsafeBufferPointer {
+                schedule.sortRows($0.baseAddress!, stash.initialCell.pointer, units: U, width: H, toSorted: true)
+            }
+        } else {
+            stash.initialHidden.zero(U * B * P)
+            stash.initialCell.zero(U * B * H)
+        }
+
+        parameters.storage.withUnsafeBufferPointer { p in
+            let p = p.baseAddress!
+            for l in 0..<L {
+                if l > 0 && stash.dropoutActive {
+                    // The layer below's outputs, dropped out: x = h ⊙ mask.
+                    let h = layerOutput(l - 1, stash)
+                    let m = stash.dropoutMasks.pointer + (l - 1) * N * D * P
+                    let dropped = stash.droppedHiddens.pointer + (l - 1) * N * D * P
+                    for k in 0..<(N * D * P) { dropped[k] = h[k] * m[k] }
+                }
+                let input = layerInput(l, stash)
+                for d in 0..<D { forwardDirection(l * D + d, input: input, parameters: p, stash: stash) }
+                if D == 2 {
+                    // [h(forward), h(reverse)] side by side: the layer's output.
+                    let out = stash.layerOutputs.pointer + l * N * 2 * P
+                    let hf = stash.hiddens.pointer + (2 * l) * N * P, hr = stash.hiddens.pointer + (2 * l + 1) * N * P
+                    for r in 0..<N {
+                        (out + r * 2 * P).update(from: hf + r * P, count: P)
+                        (out + r * 2 * P + P).update(from: hr + r * P, count: P)
+                    }
+                }
+            }
+        }
+
+        // Each row's state after its last real step (forward direction) or after t = 0 (reverse), in batch order.
+        var final = LSTMState<S>(for: self, batch: B)
+        for u in 0..<U {
+            let reverse = layers[u].reverse
+            for r in 0..<B {
+                let b = schedule.order[r]
+                let (h, c): (UnsafePointer<S>, UnsafePointer<S>)
+                if T == 0 {
+                    (h, c) = (UnsafePointer(stash.initialHidden.pointer + (u * B + r) * P),
+                              UnsafePointer(stash.initialCell.pointer + (u * B + r) * H))
+                } else {
+                    let row = reverse ? r : schedule.offsets[schedule.lengths[r] - 1] + r
+                    (h, c) = (UnsafePointer(stash.hiddens.pointer + (u * N + row) * P),
+                              UnsafePointer(stash.cells.pointer + (u * N + row) * H))
+                }
+                for k in 0..<P { final.hidden[(u * B + b) * P + k] = h[k] }
+                for k in 0..<H { final.cell[(u * B + b) * H + k] = c[k] }
+            }
+        }
+        var output = [S](repeating: 0, count: T * B * D * P)
+        output.withUnsafeMutableBufferPointer { out in
+            guard T > 0 else { return }
+            schedule.unpack(layerOutput(L - 1, stash), out.baseAddress!, width: D * P, layout: sequenceLayout)
+        }
+        return LSTMOutput(output: output, final: final)
+    }
+
+    /// Layer l's output, (N, D·P): its direction's h, or both side by side.
+    func layerOutput<S>(_ l: Int, _ stash: LSTMStash<S>) -> UnsafePointer<S> {
+        let N = stash.schedule.rows, P = outputSize
+        return directions == 1 ? UnsafePointer(stash.hiddens.pointer + l * N * P)
+                               : UnsafePointer(stash.layerOutputs.pointer + l * N * 2 * P)
+    }
+
+    /// Layer l's input, (N, I) or (N, D·P): x, or the layer below's output (after dropout, when active).
+    func layerInput<S>(_ l: Int, _ stash: LSTMStash<S>) -> UnsafePointer<S> {
+        if l == 0 { return UnsafePointer(stash.input.pointer) }
+        let N = stash.schedule.rows
+        return stash.dropoutActive ? UnsafePointer(stash.droppedHiddens.pointer + (l - 1) * N * outputWidth)
+                                   : layerOutput(l - 1, stash)
+    }
+
+    /// (h, S) of the step before step t (t−1, or t+1 in the reverse direction) for step t's B_t rows: the
+    /// neighbouring step's first B_t rows, (h0, c0), or, where some rows start at t (reverse direction, variable
+    /// lengths), both assembled in the stash's `previousHidden`/`previousCell`.
+    func previousState<S>(_ u: Int, step t: Int, _ stash: LSTMStash<S>) -> (hidden: UnsafePointer<S>, cell: UnsafePointer<S>) {
+        let s = stash.schedule, N = s.rows, B = s.batch, H = hiddenSize, P = outputSize
+        let h0 = stash.initialHidden.pointer + u * B * P, c0 = stash.initialCell.pointer + u * B * H
+        let hiddens = stash.hiddens.pointer + u * N * P, cells = stash.cells.pointer + u * N * H
+        if !layers[u].reverse {
+            if t == 0 { return (UnsafePointer(h0), UnsafePointer(c0)) }
+            return (UnsafePointer(hiddens + s.offsets[t - 1] * P), UnsafePointer(cells + s.offsets[t - 1] * H))
+        }
+        if t == s.steps - 1 { return (UnsafePointer(h0), UnsafePointer(c0)) }
+        let n = s.batchSizes[t], running = s.batchSizes[t + 1], next = s.offsets[t + 1]
+        if running == n { return (UnsafePointer(hiddens + next * P), UnsafePointer(cells + next * H)) }
+        let ph = stash.previousHidden.pointer, pc = stash.previousCell.pointer
+        ph.update(from: hiddens + next * P, count: running * P)
+        (ph + running * P).update(from: h0 + running * P, count: (n - running) * P)
+        pc.update(from: cells + next * H, count: running * H)
+        (pc + running * H).update(from: c0 + running * H, count: (n - running) * H)
+        return (UnsafePointer(ph), UnsafePointer(pc))
+    }
+
+    /// The steps of direction u in the order the forward pass visits them.
+    func forwardSteps(_ u: Int, _ T: Int) -> [Int] {
+        layers[u].reverse ? Array((0..<T).reversed()) : Array(0..<T)
+    }
+
+    /// One direction of one layer, forward, over all steps: fills its gates, cells, hiddens (and m_t).
+    func forwardDirection<S: LSTMScalar>(_ u: Int, input: UnsafePointer<S>, parameters p: UnsafePointer<S>,
+                                         stash: LSTMStash<S>) {
+        let layer = layers[u]
+        let s = stash.schedule, N = s.rows, B = s.batch, H = hiddenSize, P = outputSize, In = layer.inputSize
+        guard s.steps > 0 else { return }
+        let Z = stash.gates.pointer + u * N * 4 * H       // (N, 4H)
+        let cells = stash.cells.pointer + u * N * H       // (N, H)
+        let hiddens = stash.hiddens.pointer + u * N * P   // (N, P)
+        let cellOutputs = stash.cellOutputs.pointer + u * N * H
+        // Weights packed once per call and reused by every product below (W_hh and W_hr at every step).
+        let weightIH = GEMM.prepare(transposeB: true, K: In, N: 4 * H, p + layer.weightIH.offset, ldb: In,
+                                    buffer: stash.packedInput)
+        let weightHH = GEMM.prepare(transposeB: true, K: P, N: 4 * H, p + layer.weightHH.offset, ldb: P,
+                                    buffer: stash.packedRecurrent)
+        let weightHR = layer.weightHR.map {
+            GEMM.prepare(transposeB: true, K: H, N: P, p + $0.offset, ldb: H, buffer: stash.packedProjection)
+        }
+        // Input projection for all steps at once, then both biases.
+        GEMM.gemm(transposeA: false, M: N, input, lda: In, weightIH, Z, ldc: 4 * H, accumulate: false,
+                  threads: stash.threads)
+        let bias = stash.biasSum.pointer
+        for j in 0..<(4 * H) { bias[j] = p[layer.biasIH.offset + j] + p[layer.biasHH.offset + j] }
+        for r in 0..<N {
+            let row = Z + r * 4 * H
+            for j in 0..<(4 * H) { row[j] += bias[j] }
+        }
+        let mask = stash.recurrentMasks.pointer + u * B * P
+        for t in forwardSteps(u, s.steps) {
+            let n = s.batchSizes[t], base = s.offsets[t]
+            var (hPrev, cPrev) = previousState(u, step: t, stash)
+            if stash.recurrentDropoutActive {
+                // The recurrent product sees h_{t-1} ⊙ m.
+                let masked = stash.recurrentInput.pointer
+                for k in 0..<(n * P) { masked[k] = hPrev[k] * mask[k] }
+                hPrev = UnsafePointer(masked)
+            }
+            let Zt = Z + base * 4 * H
+            GEMM.gemm(transposeA: false, M: n, hPrev, lda: P, weightHH, Zt, ldc: 4 * H, accumulate: true,
+                      threads: stash.threads)
+            let m = weightHR == nil ? hiddens + base * P : cellOutputs + base * H
+            LSTMPointwise.forward(gates: Zt, previousCell: cPrev, cell: cells + base * H, hidden: m, batch: n, hidden: H,
+                                  gate: layer.activations.gate, cellActivation: layer.activations.cell,
+                                  cellClip: layer.activations.cellClip,
+                                  peepholes: layer.peephole.map { p + $0.offset }, threads: stash.threads)
+            if let weightHR {
+                // h_t = m_t·W_hrᵀ   (B_t, H)·(H, P)
+                GEMM.gemm(transposeA: false, M: n, UnsafePointer(m), lda: H, weightHR, hiddens + base * P, ldc: P,
+                          accumulate: false, threads: stash.threads)
+            }
+        }
+    }
+
+    /// Backpropagation through time over the sequence of the last `forward` with this stash.
+    ///
+    /// - Parameters:
+    ///   - dOutput: δ of the top layer's outputs, in the forward input's layout (values at padding are ignored);
+    ///     nil means zero.
+    ///   - dFinal: δ of the final (h, c) of every layer and direction; nil means zero (truncated BPTT windows pass nil).
+    ///   - gradients: parameter gradients are *added* here, so several backward calls accumulate.
+    /// - Returns: δx (zero at padding) and δ(h0, c0).
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
+    public func backward<S: LSTMScalar>(
+        dOutput: [S]?, dFinal: LSTMState<S>? = nil,
+        parameters: ParameterBuffer<S>, stash: LSTMStash<S>, gradients: inout ParameterBuffer<S>
+    ) -> LSTMInputGradients<S> {
+        let L = layerCount, D = directions, U = stateCount, H = hiddenSize, P = outputSize, I = inputSize
+        let s = stash.schedule, T = s.steps, B = s.batch, N = s.rows
+        if let dOutput {
+            precondition(dOutput.count == T * B * D * P, "LSTM.backward: dOutput has \(dOutput.count) values, expected \(T * B * D * P)")
+        }
+        if let dFinal {
+            precondition(dFinal.layers == U && dFinal.batch == B && dFinal.hiddenSize == P && dFinal.cellSize == H,
+                         "LSTM.backward: dFinal must be (L·D, B, P) = (\(U), \(B), \(P)) and cells (\(U), \(B), \(H))")
+        }
+        precondition(gradients.layout == parameters.layout, "LSTM.backward: gradients must share the parameters' layout")
+        var dInitial = LSTMState<S>(for: self, batch: B)
+
+        // δ of the top layer's outputs, packed, into dAbove.
+        if let dOutput {
+            dOutput.withUnsafeBufferPointer { d in
+                s.pack(d.baseAddress!, stash.dAbove.pointer, width: D * P, layout: stash.sequenceLayout)
+            }
+        }
+        var hasAbove = dOutput != nil
+        var dAbove = stash.dAbove, dBelow = stash.dBelow
+        // δ(h_n, c_n) in sorted row order, one (B, ·) block per direction.
+        let dFinalHidden = dFinal.map { f in
+            [S](unsafeUninitializedCapacity: U * B * P) { buffer, count in
+                f.hidden.withUnsafeBufferPointer {
+                    s.sortRows($0.baseAddress!, buffer.baseAddress!, units: U, width: P, toSorted: true)
+                }
+                count = U * B * P
+            }
+        }
+        let dFinalCell = dFinal.map { f in
+            [S](unsafeUninitializedCapacity: U * B * H) { buffer, count in
+                f.cell.withUnsafeBufferPointer {
+                    s.sortRows($0.baseAddress!, buffer.baseAddress!, units: U, width: H, toSorted: true)
+                }
+                count = U * B * H
+            }
+        }
+        var sortedInitialHidden = [S](repeating: 0, count: U * B * P)
+        var sortedInitialCell = [S](repeating: 0, count: U * B * H)
+
+        parameters.storage.withUnsafeBufferPointer { p in
+            gradients.storage.withUnsafeMutableBufferPointer { g in
+                let p = p.baseAddress!, g = g.baseAddress!
+                for l in stride(from: L - 1, through: 0, by: -1) {
+                    if D == 2 && hasAbove {
+                        // Each direction's share of δ(output), contiguous.
+                        let split = stash.dAboveSplit.pointer
+                        for r in 0..<N {
+                            (split + r * P).update(from: dAbove.pointer + r * 2 * P, count: P)
+                            (split + N * P + r * P).update(from: dAbove.pointer + r * 2 * P + P, count: P)
+                        }
+                    }
+                    for d in 0..<D {
+                        let u = l * D + d
+                        let above: UnsafePointer<S>? = !hasAbove ? nil
+                            : UnsafePointer(D == 1 ? dAbove.pointer : stash.dAboveSplit.pointer + d * N * P)
+                        if let dFinalHidden, let dFinalCell {
+                            stash.dHiddenCarry.pointer.update(from: dFinalHidden, count: B * P, at: u * B * P)
+                            stash.dCellCarry.pointer.update(from: dFinalCell, count: B * H, at: u * B * H)
+                        } else {
+                            stash.dHiddenCarry.zero(B * P)
+                            stash.dCellCarry.zero(B * H)
+                        }
+                        backwardDirection(u, dAbove: above, dInput: dBelow.pointer, accumulateInput: d > 0,
+                                          parameters: p, gradients: g, stash: stash)
+                        for k in 0..<(B * P) { sortedInitialHidden[u * B * P + k] = stash.dHiddenCarry.pointer[k] }
+                        for k in 0..<(B * H) { sortedInitialCell[u * B * H + k] = stash.dCellCarry.pointer[k] }
+                    }
+                    if l > 0 && stash.dropoutActive {
+                        // Through the dropout of the layer below: δh = δx ⊙ mask.
+                        let m = stash.dropoutMasks.pointer + (l - 1) * N * D * P
+                        for k in 0..<(N * D * P) { dBelow.pointer[k] *= m[k] }
+                    }
+                    swap(&dAbove, &dBelow)
+                    hasAbove = true
+                }
+            }
+        }
+        sortedInitialHidden.withUnsafeBufferPointer { src in
+            dInitial.hidden.withUnsafeMutableBufferPointer {
+                s.sortRows(src.baseAddress!, $0.baseAddress!, units: U, width: P, toSorted: false)
+            }
+        }
+        sortedInitialCell.withUnsafeBufferPointer { src in
+            dInitial.cell.withUnsafeMutableBufferPointer {
+                s.sortRows(src.baseAddress!, $0.baseAddress!, units: U, width: H, toSorted: false)
+            }
+        }
+
+        var dInput = [S](repeating: 0, count: T * B * I)
+        dInput.withUnsafeMutableBufferPointer { d in
+            guard T > 0 else { return }
+            s.unpack(dAbove.pointer, d.baseAddress!, width: I, layout: stash.sequenceLayout)
+        }
+        return LSTMInputGradients(input: dInput, initial: dInitial)
+    }
+
+    /// One direction of one layer, backward over all steps. On entry the stash's carries hold δ(h_n, c_n) of this
+    /// direction (sorted rows), on exit δ(h0, c0). Adds the parameter gradients into `g` and writes (or, with
+    /// `accumulateInput`, adds) δ of the layer input, (N, In), into `dInput`.
+    func backwardDirection<S: LSTMScalar>(
+        _ u: Int, dAbove: UnsafePointer<S>?, dInput: UnsafeMutablePointer<S>, accumulateInput: Bool,
+        parameters p: UnsafePointer<S>, gradients g: UnsafeMutablePointer<S>, stash: LSTMStash<S>
+    ) {
+        let layer = layers[u], l = u / directions
+        let s = stash.schedule, T = s.steps, N = s.rows, B = s.batch, H = hiddenSize, P = outputSize
+        let In = layer.inputSize, A = layer.activations
+        let gates = UnsafePointer(stash.gates.pointer + u * N * 4 * H)
+        let cells = UnsafePointer(stash.cells.pointer + u * N * H)
+        let hiddens = UnsafePointer(stash.hiddens.pointer + u * N * P)
+        let cellOutputs = UnsafePointer(stash.cellOutputs.pointer + u * N * H)
+        let h0 = UnsafePointer(stash.initialHidden.pointer + u * B * P)
+        let dZ = stash.dGates.pointer
+        let dh = stash.dHiddenCarry.pointer, dc = stash.dCellCarry.pointer
+        let mask = UnsafePointer(stash.recurrentMasks.pointer + u * B * P)
+        guard T > 0 else { return }  // δ(h0, c0) = δ(h_n, c_n), already in the carries
+        let weightHH = GEMM.prepare(transposeB: false, K: 4 * H, N: P, p + layer.weightHH.offset, ldb: P,
+                                    buffer: stash.packedRecurrent)
+        let weightHR = layer.weightHR.map {
+            GEMM.prepare(transposeB: false, K: P, N: H, p + $0.offset, ldb: H, buffer: stash.packedProjection)
+        }
+        for t in forwardSteps(u, T).reversed() {
+            let n = s.batchSizes[t], base = s.offsets[t]
+            let cPrev = previousState(u, step: t, stash).cell
+            let dZt = dZ + base * 4 * H
+            if let weightHR {
+                // δh_t = δ(from above) + carry, kept for δW_hr; δm_t = δh_t·W_hr   (B_t, P)·(P, H)
+                let dHt = stash.dHiddens.pointer + base * P
+                if let dAbove {
+                    for k in 0..<(n * P) { dHt[k] = dAbove[base * P + k] + dh[k] }
+                } else {
+                    dHt.update(from: dh, count: n * P)
+                }
+                GEMM.gemm(transposeA: false, M: n, UnsafePointer(dHt), lda: P, weightHR, stash.dCellOutput.pointer,
+                          ldc: H, accumulate: false, threads: stash.threads)
+                LSTMPointwise.backward(
+                    gates: gates + base * 4 * H, previousCell: cPrev, cell: cells + base * H, dOutput: nil,
+                    dHiddenCarry: UnsafePointer(stash.dCellOutput.pointer), dCellCarry: dc, dGates: dZt,
+                    batch: n, hidden: H, gate: A.gate, cellActivation: A.cell, cellClip: A.cellClip,
+                    peepholes: layer.peephole.map { p + $0.offset }, threads: stash.threads)
+            } else {
+                LSTMPointwise.backward(
+                    gates: gates + base * 4 * H, previousCell: cPrev, cell: cells + base * H,
+                    dOutput: dAbove.map { $0 + base * P }, dHiddenCarry: dh, dCellCarry: dc, dGates: dZt,
+                    batch: n, hidden: H, gate: A.gate, cellActivation: A.cell, cellClip: A.cellClip,
+                    peepholes: layer.peephole.map { p + $0.offset }, threads: stash.threads)
+            }
+            // δh_prev = δZ_t · W_hh   (B_t, 4H)·(4H, P)
+            GEMM.gemm(transposeA: false, M: n, UnsafePointer(dZt), lda: 4 * H, weightHH, dh, ldc: P, accumulate: false,
+                      threads: stash.threads)
+            if stash.recurrentDropoutActive {
+                // … through the recurrent dropout: ⊙ m.
+                for k in 0..<(n * P) { dh[k] *= mask[k] }
+            }
+        }
+        let input = layerInput(l, stash)
+        // δW_ih += δZᵀ·X over all N rows.
+        GEMM.gemm(transposeA: true, transposeB: false, M: 4 * H, N: In, K: N,
+                  dZ, lda: 4 * H, input, ldb: In, g + layer.weightIH.offset, ldc: In, accumulate: true,
+                  threads: stash.threads)
+        // δW_hh += Σ δZ_tᵀ·h_prev(t) (⊙ m), rows in packed order.
+        let gHH = g + layer.weightHH.offset
+        if s.uniform && !stash.recurrentDropoutActive {
+            // In the plain layout h_prev of all steps is the hiddens shifted by one step, with h0 at one end.
+            let shifted = (T - 1) * B
+            let (first, firstDZ, second, secondDZ) = layer.reverse
+                ? (hiddens + B * P, UnsafePointer(dZ), h0, UnsafePointer(dZ + shifted * 4 * H))
+                : (h0, UnsafePointer(dZ), hiddens, UnsafePointer(dZ + B * 4 * H))
+            let (k1, k2) = layer.reverse ? (shifted, B) : (B, shifted)
+            GEMM.gemm(transposeA: true, transposeB: false, M: 4 * H, N: P, K: k1, firstDZ, lda: 4 * H, first, ldb: P,
+                      gHH, ldc: P, accumulate: true, threads: stash.threads)
+            GEMM.gemm(transposeA: true, transposeB: false, M: 4 * H, N: P, K: k2, secondDZ, lda: 4 * H, second, ldb: P,
+                      gHH, ldc: P, accumulate: true, threads: stash.threads)
+        } else {
+            let previous = stash.recurrentInput.pointer   // (N, P)
+            for t in 0..<T {
+                let n = s.batchSizes[t], base = s.offsets[t]
+                let hPrev = previousState(u, step: t, stash).hidden
+                if stash.recurrentDropoutActive {
+                    for k in 0..<(n * P) { previous[base * P + k] = hPrev[k] * mask[k] }
+                } else {
+                    (previous + base * P).update(from: hPrev, count: n * P)
+                }
+            }
+            GEMM.gemm(transposeA: true, transposeB: false, M: 4 * H, N: P, K: N, dZ, lda: 4 * H,
+                      UnsafePointer(previous), ldb: P, gHH, ldc: P, accumulate: true, threads: stash.threads)
+        }
+        if let weightHRSpec = layer.weightHR {
+            // δW_hr += Σ δh_tᵀ·m_t   (P, N)·(N, H)
+            GEMM.gemm(transposeA: true, transposeB: false, M: P, N: H, K: N, UnsafePointer(stash.dHiddens.pointer),
+                      lda: P, cellOutputs, ldb: H, g + weightHRSpec.offset, ldc: H, accumulate: true,
+                      threads: stash.threads)
+        }
+        if let peephole = layer.peephole {
+            // δp_i += Σ δz_i ⊙ S_{t-1}, δp_f += Σ δz_f ⊙ S_{t-1}, δp_o += Σ δz_o ⊙ S_t over t and rows.
+            let gp = g + peephole.offset
+            for t in 0..<T {
+                let n = s.batchSizes[t], base = s.offsets[t]
+                let cPrev = previousState(u, step: t, stash).cell, cNow = cells + base * H
+                for b in 0..<n {
+                    let dz = dZ + (base + b) * 4 * H
+                    for j in 0..<H {
+                        gp[j] += dz[j] * cPrev[b * H + j]
+                        gp[H + j] += dz[H + j] * cPrev[b * H + j]
+                        gp[2 * H + j] += dz[3 * H + j] * cNow[b * H + j]
+                    }
+                }
+            }
+        }
+        // δb_ih and δb_hh both receive Σ δZ over rows.
+        let sum = stash.biasSum.pointer
+        stash.biasSum.zero(4 * H)
+        for r in 0..<N {
+            let row = dZ + r * 4 * H
+            for j in 0..<(4 * H) { sum[j] += row[j] }
+        }
+        for j in 0..<(4 * H) {
+            g[layer.biasIH.offset + j] += sum[j]
+            g[layer.biasHH.offset + j] += sum[j]
+        }
+        // δ of this layer's input: δZ · W_ih   (N, 4H)·(4H, In)
+        GEMM.gemm(transposeA: false, transposeB: false, M: N, N: In, K: 4 * H,
+                  dZ, lda: 4 * H, p + layer.weightIH.offset, ldb: In, dInput, ldc: In,
+                  accumulate: accumulateInput, threads: stash.threads)
+    }
+}
+
+extension UnsafeMutablePointer {
+    /// Copies `count` elements of `source` starting at `at`.
+    fileprivate func update(from source: [Pointee], count: Int, at start: Int) {
+        source.withUnsafeBufferPointer { (self as UnsafeMutablePointer).update(from: $0.baseAddress! + start, count: count) }
+    }
+}
