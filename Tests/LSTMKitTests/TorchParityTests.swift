@@ -35,19 +35,25 @@ struct TorchParityTests {
         let config = try JSONValue.parse(Array(file.metadata["config"]!.utf8))
         let (T, B) = (config["steps"]!.exactInteger!, config["batch"]!.exactInteger!)
         let (lstm, parameters) = try LSTM.load(from: file, as: S.self)
-        let (L, H) = (lstm.layerCount, lstm.hiddenSize)
-        #expect(L == config["layers"]!.exactInteger! && H == config["hidden"]!.exactInteger! && lstm.inputSize == config["input"]!.exactInteger!)
+        let (U, H, P) = (lstm.stateCount, lstm.hiddenSize, lstm.outputSize)
+        #expect(lstm.layerCount == config["layers"]!.exactInteger! && H == config["hidden"]!.exactInteger!
+                && lstm.inputSize == config["input"]!.exactInteger!)
+        #expect(lstm.bidirectional == (config["bidirectional"]?.boolean ?? false))
+        #expect(lstm.projectionSize == (config["proj"]?.exactInteger ?? 0))
+        let lengths = file["input.lengths"].map { $0.doubles()!.map { Int($0) } }
         let s = { (name: String) in values(file, name).map { S($0) } }
-        let initial = LSTMState(hidden: s("input.h0"), cell: s("input.c0"), layers: L, batch: B, hiddenSize: H)
+        let initial = LSTMState(hidden: s("input.h0"), cell: s("input.c0"), layers: U, batch: B, hiddenSize: P, cellSize: H)
         let stash = LSTMStash<S>()
-        let out = lstm.forward(s("input.x"), steps: T, batch: B, initial: initial, parameters: parameters, stash: stash)
+        let out = lstm.forward(s("input.x"), steps: T, batch: B, lengths: lengths, initial: initial,
+                               parameters: parameters, stash: stash)
         let d = { (a: [S]) in a.map { Double($0) } }
-        let tag = "\(S.self) L=\(L)"
+        let tag = "\(S.self) L=\(lstm.layerCount)\(lstm.bidirectional ? " bi" : "")\(P != H ? " P=\(P)" : "")\(lengths == nil ? "" : " packed")"
         compare("\(tag) output", d(out.output), values(file, "expected.output"), tolerance: tolerance)
         compare("\(tag) h_n", d(out.final.hidden), values(file, "expected.h_n"), tolerance: tolerance)
         compare("\(tag) c_n", d(out.final.cell), values(file, "expected.c_n"), tolerance: tolerance)
         var gradients = ParameterBuffer<S>(layout: parameters.layout)
-        let dFinal = LSTMState(hidden: s("upstream.h_n"), cell: s("upstream.c_n"), layers: L, batch: B, hiddenSize: H)
+        let dFinal = LSTMState(hidden: s("upstream.h_n"), cell: s("upstream.c_n"), layers: U, batch: B, hiddenSize: P,
+                               cellSize: H)
         let dInput = lstm.backward(dOutput: s("upstream.output"), dFinal: dFinal, parameters: parameters, stash: stash,
                                    gradients: &gradients)
         for spec in parameters.layout.specs {
@@ -56,6 +62,35 @@ struct TorchParityTests {
         compare("\(tag) grad.x", d(dInput.input), values(file, "grad.x"), tolerance: tolerance)
         compare("\(tag) grad.h0", d(dInput.initial.hidden), values(file, "grad.h0"), tolerance: tolerance)
         compare("\(tag) grad.c0", d(dInput.initial.cell), values(file, "grad.c0"), tolerance: tolerance)
+        if let lengths {
+            // Padding exactly ignored: zero outputs and zero δx there (not just small).
+            let (I, W) = (lstm.inputSize, lstm.outputWidth)
+            for t in 0..<T {
+                for b in 0..<B where t >= lengths[b] {
+                    #expect(out.output[((t * B + b) * W)..<((t * B + b + 1) * W)].allSatisfy { $0 == 0 })
+                    #expect(dInput.input[((t * B + b) * I)..<((t * B + b + 1) * I)].allSatisfy { $0 == 0 })
+                }
+            }
+        }
+    }
+
+    /// Bidirectional, projected (LSTMP) and packed variable-length LSTMs against PyTorch (fixtures from
+    /// `Scripts/make_fixtures.py`: nn.LSTM(bidirectional=, proj_size=) and pack_padded_sequence(enforce_sorted=False)).
+    @Test(arguments: ["bi_l2", "proj_l2", "bi_proj_l2", "packed_l2", "packed_bi_proj_l2", "packed_bi_l1"])
+    func variantsMatchPyTorch(name: String) throws {
+        let file = try Self.fixture("torch_variant_\(name).safetensors")
+        try Self.run(file, Double.self, tolerance: 1e-12)
+        try Self.run(file, Float.self, tolerance: 1e-5)
+    }
+
+    /// A bidirectional projected state_dict loads with its names and saves back with the same names and bytes.
+    @Test func variantStateDictRoundTrip() throws {
+        let file = try Self.fixture("torch_variant_packed_bi_proj_l2.safetensors")
+        let (lstm, parameters) = try LSTM.load(from: file, as: Double.self)
+        let saved = lstm.stateDict(parameters)
+        let weights = file.tensors.filter { !$0.name.contains(".") }
+        #expect(Set(saved.map(\.name)) == Set(weights.map(\.name)))
+        for (name, tensor) in saved { #expect(file[name] == tensor, "\(name) differs after the round trip") }
     }
 
     @Test(arguments: ["torch_lstm_l1.safetensors", "torch_lstm_l2.safetensors", "torch_lstm_l3.safetensors"])

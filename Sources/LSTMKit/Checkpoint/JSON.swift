@@ -33,6 +33,8 @@ public indirect enum JSONValue: Sendable, Equatable {
 
     public var stringValue: String? { if case let .string(s) = self { return s } else { return nil } }
 
+    public var boolean: Bool? { if case let .bool(b) = self { return b } else { return nil } }
+
     public subscript(key: String) -> JSONValue? {
         guard case let .object(entries) = self else { return nil }
         return entries.first { $0.key == key }?.value
