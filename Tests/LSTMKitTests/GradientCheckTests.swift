@@ -130,6 +130,59 @@ struct GradientCheckTests {
         #expect(skipped * 100 <= total, "\(skipped) of \(total) components skipped")
     }
 
+    /// The structural variants and their combinations: bidirectional layers, projection (LSTMP), variable lengths
+    /// (unsorted, with padding that must get exactly zero gradient), batch-first input, and these together with
+    /// peepholes, cell clipping and both dropouts with fixed masks. Every tensor (incl. `_reverse` and
+    /// `weight_hr_l{k}`), x, h0, c0.
+    static let structural: [(String, GradientCheck.Configuration)] = {
+        func make(_ layers: Int, bi: Bool = false, proj: Int = 0, lengths: [Int]? = nil, batchFirst: Bool = false,
+                  activations: LSTMActivations = .standard, dropout: Double = 0, recurrentDropout: Double = 0,
+                  final: Bool = true) -> GradientCheck.Configuration {
+            var c = GradientCheck.Configuration(layers: layers, inputSize: 3, hiddenSize: 5, batch: 4, steps: 5,
+                                                activations: activations, finalStateGradient: final,
+                                                parameterScale: activations.cellClip == nil ? 1.5 : 2.5,
+                                                dropout: dropout, dropoutSeed: 23)
+            c.bidirectional = bi
+            c.projectionSize = proj
+            c.lengths = lengths
+            c.batchFirst = batchFirst
+            c.recurrentDropout = recurrentDropout
+            return c
+        }
+        let lengths = [3, 5, 1, 4]
+        return [
+            ("bidirectional L=1", make(1, bi: true)),
+            ("bidirectional L=2", make(2, bi: true)),
+            ("projection L=1", make(1, proj: 3)),
+            ("projection L=2, no final δ", make(2, proj: 2, final: false)),
+            ("bidirectional + projection L=2", make(2, bi: true, proj: 3)),
+            ("lengths L=1", make(1, lengths: lengths)),
+            ("lengths L=2 batch-first", make(2, lengths: lengths, batchFirst: true)),
+            ("bidirectional + projection + lengths L=2", make(2, bi: true, proj: 3, lengths: lengths)),
+            ("bidirectional + lengths, hard σ, clip, peepholes, dropouts",
+             make(2, bi: true, lengths: [2, 5, 5, 1],
+                  activations: LSTMActivations(gate: .hardSigmoid, cell: .tanh, cellClip: 0.5, peepholes: true),
+                  dropout: 0.3, recurrentDropout: 0.3)),
+            ("projection + lengths + peepholes + dropouts, batch-first",
+             make(3, proj: 2, lengths: lengths, batchFirst: true, activations: LSTMActivations(peepholes: true),
+                  dropout: 0.3, recurrentDropout: 0.3)),
+        ]
+    }()
+
+    @Test(arguments: structural)
+    func structuralVariants(name: String, configuration: GradientCheck.Configuration) throws {
+        let reports = try GradientCheck.run(configuration, seed: 31)
+        let D = configuration.bidirectional ? 2 : 1
+        let perDirection = 4 + (configuration.projectionSize > 0 ? 1 : 0) + (configuration.activations.peepholes ? 1 : 0)
+        #expect(reports.count == perDirection * D * configuration.layers + 3, "\(name)")
+        for report in reports {
+            #expect(report.maxRelativeError <= 1e-6, "\(name) \(report.name): \(report.maxRelativeError)")
+            #expect(report.maxMagnitude > 1e-4, "\(name) \(report.name): no gradient at all")
+        }
+        let total = reports.map(\.count).reduce(0, +), skipped = reports.map(\.skipped).reduce(0, +)
+        #expect(skipped * 100 <= total, "\(name): \(skipped) of \(total) components skipped")
+    }
+
     @Test func invalidCellClipIsRejected() {
         for clip in [0.0, -1, .infinity, .nan, 1e39, 1e-50] {
             var layout = ParameterLayout()

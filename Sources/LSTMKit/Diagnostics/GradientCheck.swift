@@ -141,9 +141,9 @@ public enum GradientCheck {
             var total = 0.0
             for k in out.output.indices { total += dOutput[k] * out.output[k] }
             if let dFinal {
-                for k in out.final.hidden.indices {
-                    total += dFinal.hidden[k] * out.final.hidden[k] + dFinal.cell[k] * out.final.cell[k]
-                }
+                // h is (L·D, B, P) and c (L·D, B, H): with a projection they differ in size.
+                for k in out.final.hidden.indices { total += dFinal.hidden[k] * out.final.hidden[k] }
+                for k in out.final.cell.indices { total += dFinal.cell[k] * out.final.cell[k] }
             }
             var regions: [UInt8] = []
             let N = stash.schedule.rows, H = configuration.hiddenSize
