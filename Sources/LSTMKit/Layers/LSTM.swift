@@ -82,12 +82,14 @@ public struct LSTM: Sendable, Hashable {
     /// The first state index (`LSTMState` layer) and the count: L · directions entries.
     public var stateCount: Int { layers.count }
 
-    /// Everything about an LSTM in one value, validated when the LSTM is built (`LSTM(_:layout:prefix:)`).
+    /// Everything about an LSTM in one value, validated when the LSTM is built (`LSTM(_:layout:prefix:)`); one
+    /// activation entry when every layer has the same.
     public var configuration: LSTMConfiguration {
-        LSTMConfiguration(inputSize: inputSize, hiddenSize: hiddenSize, layers: layerCount,
-                          activations: stride(from: 0, to: layers.count, by: directions).map { layers[$0].activations },
-                          dropout: dropout, recurrentDropout: recurrentDropout, bidirectional: bidirectional,
-                          projectionSize: projectionSize)
+        let perLayer = stride(from: 0, to: layers.count, by: directions).map { layers[$0].activations }
+        return LSTMConfiguration(inputSize: inputSize, hiddenSize: hiddenSize, layers: layerCount,
+                                 activations: Set(perLayer).count == 1 ? [perLayer[0]] : perLayer,
+                                 dropout: dropout, recurrentDropout: recurrentDropout, bidirectional: bidirectional,
+                                 projectionSize: projectionSize)
     }
 
     /// Builds the LSTM `configuration` describes, adding its tensors to `layout`; an invalid combination throws

@@ -1,0 +1,126 @@
+import Testing
+@testable import LSTMKit
+
+/// Bidirectional layers, projection and variable-length batches beyond the gradient checks and PyTorch parity: what
+/// "padding exactly ignored" and "rows independent" mean bit for bit, streaming with a projection, and refused
+/// configurations.
+struct StructuralVariantTests {
+    static func model(bidirectional: Bool, projection: Int, layers: Int = 2, hidden: Int = 24,
+                      input: Int = 5) throws -> (LSTM, ParameterBuffer<Float>) {
+        var layout = ParameterLayout()
+        let lstm = try LSTM(inputSize: input, hiddenSize: hidden, layers: layers, bidirectional: bidirectional,
+                            projectionSize: projection, layout: &layout)
+        var parameters = ParameterBuffer<Float>(layout: layout)
+        var random = RandomSource(seed: 12)
+        lstm.initialize(&parameters, random: &random)
+        return (lstm, parameters)
+    }
+
+    static func values(_ n: Int, seed: UInt64) -> [Float] {
+        var random = RandomSource(seed: seed)
+        return (0..<n).map { _ in Float(random.uniform(-1, 1)) }
+    }
+
+    /// A batch with unsorted lengths gives, for every row, bitwise the output, final state, δx and δ(h0, c0) of that
+    /// row run alone over its own length (every row of every product is the same fma chain whatever the other rows;
+    /// see `GEMM`), on 1 and 2 threads. Parameter gradients are sums over rows in another order: equal to rounding.
+    @Test(arguments: [(false, 0), (true, 0), (false, 7), (true, 7)])
+    func rowsOfAPaddedBatchEqualEachRowAlone(bidirectional: Bool, projection: Int) throws {
+        let (lstm, parameters) = try Self.model(bidirectional: bidirectional, projection: projection)
+        let (T, B, I) = (9, 5, 5)
+        let lengths = [4, 9, 1, 6, 9]
+        let (U, P, H, W) = (lstm.stateCount, lstm.outputSize, lstm.hiddenSize, lstm.outputWidth)
+        let x = Self.values(T * B * I, seed: 1)
+        let h0 = Self.values(U * B * P, seed: 2), c0 = Self.values(U * B * H, seed: 3)
+        let dOutput = Self.values(T * B * W, seed: 4)
+        let dh = Self.values(U * B * P, seed: 5), dc = Self.values(U * B * H, seed: 6)
+        for threads in [1, 2] {
+            let stash = LSTMStash<Float>(threads: threads)
+            let batch = lstm.forward(x, steps: T, batch: B, lengths: lengths,
+                                     initial: LSTMState(hidden: h0, cell: c0, layers: U, batch: B, hiddenSize: P, cellSize: H),
+                                     parameters: parameters, stash: stash)
+            var gradients = ParameterBuffer<Float>(layout: parameters.layout)
+            let dBatch = lstm.backward(dOutput: dOutput,
+                                       dFinal: LSTMState(hidden: dh, cell: dc, layers: U, batch: B, hiddenSize: P, cellSize: H),
+                                       parameters: parameters, stash: stash, gradients: &gradients)
+            var summed = ParameterBuffer<Float>(layout: parameters.layout)
+            for b in 0..<B {
+                let n = lengths[b]
+                func row(_ a: [Float], _ width: Int, steps: Int) -> [Float] {
+                    var out: [Float] = []
+                    for t in 0..<steps { out += a[((t * B + b) * width)..<((t * B + b + 1) * width)] }
+                    return out
+                }
+                func unit(_ a: [Float], _ width: Int) -> [Float] {
+                    var out: [Float] = []
+                    for u in 0..<U { out += a[((u * B + b) * width)..<((u * B + b + 1) * width)] }
+                    return out
+                }
+                let alone = LSTMStash<Float>(threads: threads)
+                let single = lstm.forward(row(x, I, steps: n), steps: n, batch: 1,
+                                          initial: LSTMState(hidden: unit(h0, P), cell: unit(c0, H), layers: U, batch: 1,
+                                                             hiddenSize: P, cellSize: H),
+                                          parameters: parameters, stash: alone)
+                #expect(row(batch.output, W, steps: n) == single.output, "row \(b): outputs")
+                #expect(row(batch.output, W, steps: T).dropFirst(n * W).allSatisfy { $0 == 0 }, "row \(b): padding")
+                #expect(unit(batch.final.hidden, P) == single.final.hidden && unit(batch.final.cell, H) == single.final.cell,
+                        "row \(b): final state")
+                let dSingle = lstm.backward(dOutput: row(dOutput, W, steps: n),
+                                            dFinal: LSTMState(hidden: unit(dh, P), cell: unit(dc, H), layers: U, batch: 1,
+                                                              hiddenSize: P, cellSize: H),
+                                            parameters: parameters, stash: alone, gradients: &summed)
+                #expect(row(dBatch.input, I, steps: n) == dSingle.input, "row \(b): δx")
+                #expect(row(dBatch.input, I, steps: T).dropFirst(n * I).allSatisfy { $0 == 0 }, "row \(b): δx at padding")
+                #expect(unit(dBatch.initial.hidden, P) == dSingle.initial.hidden
+                        && unit(dBatch.initial.cell, H) == dSingle.initial.cell, "row \(b): δ(h0, c0)")
+            }
+            let scale = gradients.storage.map { abs($0) }.max()!
+            let diff = zip(gradients.storage, summed.storage).map { abs($0 - $1) }.max()!
+            #expect(diff <= 1e-5 * scale, "parameter gradients: \(diff) against scale \(scale)")
+        }
+    }
+
+    /// Lengths all equal to T are the plain batch, bit for bit; cost follows the real tokens: the stash holds N rows.
+    @Test func fullLengthsArePlainAndStashHoldsRealTokens() throws {
+        let (lstm, parameters) = try Self.model(bidirectional: true, projection: 0)
+        let (T, B) = (6, 4)
+        let x = Self.values(T * B * 5, seed: 8)
+        let plain = lstm.forward(x, steps: T, batch: B, parameters: parameters, stash: LSTMStash())
+        let stash = LSTMStash<Float>()
+        let full = lstm.forward(x, steps: T, batch: B, lengths: [T, T, T, T], parameters: parameters, stash: stash)
+        #expect(plain.output == full.output && plain.final == full.final)
+        _ = lstm.forward(x, steps: T, batch: B, lengths: [2, 6, 1, 3], parameters: parameters, stash: stash)
+        #expect(stash.schedule.rows == 12)
+        #expect(stash.schedule.batchSizes == [4, 3, 2, 1, 1, 1])
+    }
+
+    /// A projected LSTM streamed one step at a time gives the bits of the whole-sequence forward pass.
+    @Test func streamWithProjectionEqualsForward() throws {
+        let (lstm, parameters) = try Self.model(bidirectional: false, projection: 9, layers: 2, hidden: 20)
+        let T = 7
+        let x = Self.values(T * 5, seed: 10)
+        let whole = lstm.forward(x, steps: T, batch: 1, parameters: parameters, stash: LSTMStash())
+        let stream = LSTMStream(lstm: lstm, parameters: parameters)
+        #expect(stream.feed(x, steps: T) == whole.output)
+        #expect(stream.state == whole.final)
+    }
+
+    @Test func invalidStructuralConfigurationsAreRejected() {
+        for (projection, message) in [(-1, "projection size"), (24, "projection size"), (30, "projection size")] {
+            var layout = ParameterLayout()
+            do {
+                _ = try LSTM(LSTMConfiguration(inputSize: 3, hiddenSize: 24, projectionSize: projection), layout: &layout)
+                Issue.record("projection \(projection) accepted")
+            } catch {
+                #expect(error.description.contains(message), "\(error)")
+            }
+        }
+        var layout = ParameterLayout()
+        let configuration = LSTMConfiguration(inputSize: 3, hiddenSize: 8, layers: 2, dropout: 0.2, bidirectional: true,
+                                              projectionSize: 5)
+        let lstm = try? LSTM(configuration, layout: &layout)
+        #expect(lstm?.configuration == configuration)
+        #expect(lstm?.outputWidth == 10 && lstm?.layers[2].inputSize == 10)
+        #expect(layout.specs.map(\.name).contains("weight_hr_l1_reverse"))
+    }
+}
