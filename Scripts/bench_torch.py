@@ -21,7 +21,15 @@ CONFIGS = {
     "stream-128": dict(input=65, hidden=128, layers=1, batch=1, steps=1, streaming=True),
     "stream-512x2": dict(input=65, hidden=512, layers=2, batch=1, steps=1, streaming=True),
     "stream-1024": dict(input=65, hidden=1024, layers=1, batch=1, steps=1, streaming=True),
+    # Variable lengths uniform in [T/2, T], through pack_padded_sequence(enforce_sorted=False) (see packed()).
+    "packed": dict(input=64, hidden=256, layers=1, batch=64, steps=100, streaming=False, packed=True),
 }
+
+
+def bench_lengths(c):
+    """lengths[b] = T/2 + (b*7919 mod (T/2 + 1)): the same formula as `lstm bench` (BenchConfiguration.lengths)."""
+    T = c["steps"]
+    return [T // 2 + (b * 7919) % (T // 2 + 1) for b in range(c["batch"])]
 
 
 def forward_flops_per_token(c):
@@ -71,6 +79,44 @@ def batched(name, c, args):
     return out
 
 
+def packed(name, c, args):
+    """nn.LSTM on a PackedSequence (enforce_sorted=False, packing timed as part of each call, as a user's model
+    does it); the head and the MSE see the real tokens only (output.data)."""
+    torch.manual_seed(1)
+    T, B, I, H = c["steps"], c["batch"], c["input"], c["hidden"]
+    lengths = torch.tensor(bench_lengths(c))
+    lstm = torch.nn.LSTM(I, H, num_layers=c["layers"])
+    head = torch.nn.Linear(H, I)
+    opt = torch.optim.Adam(list(lstm.parameters()) + list(head.parameters()), lr=1e-3)
+    x = torch.rand(T, B, I) * 2 - 1
+    N = int(lengths.sum())
+    target = torch.rand(N, I) * 2 - 1
+    pack = torch.nn.utils.rnn.pack_padded_sequence
+
+    def train():
+        opt.zero_grad()
+        y, _ = lstm(pack(x, lengths, enforce_sorted=False))
+        loss = torch.nn.functional.mse_loss(head(y.data), target)
+        loss.backward()
+        opt.step()
+
+    def infer():
+        with torch.no_grad():
+            lstm(pack(x, lengths, enforce_sorted=False))
+
+    tr = median_time(train, args.repeats)
+    inf = median_time(infer, args.repeats)
+    f = forward_flops_per_token(c)
+    out = {"config": name, "threads": args.threads, "kernel": "pytorch " + torch.__version__ + " PackedSequence",
+           "train_ms": tr * 1e3, "train_tokens_per_s": N / tr, "train_gflops": 3 * f * N / tr / 1e9,
+           "infer_ms": inf * 1e3, "infer_tokens_per_s": N / inf, "infer_gflops": f * N / inf / 1e9,
+           "real_tokens": N, "padded_tokens": T * B}
+    if args.peak:
+        out.update(peak_gflops=args.peak, train_peak_percent=100 * out["train_gflops"] / args.peak,
+                   infer_peak_percent=100 * out["infer_gflops"] / args.peak)
+    return out
+
+
 def streaming(name, c, args):
     torch.manual_seed(1)
     lstm = torch.nn.LSTM(c["input"], c["hidden"], num_layers=c["layers"])
@@ -104,7 +150,8 @@ def main():
     torch.set_num_threads(args.threads)
     for name in args.configs.split(","):
         c = CONFIGS[name]
-        result = streaming(name, c, args) if c["streaming"] else batched(name, c, args)
+        kind = streaming if c["streaming"] else packed if c.get("packed") else batched
+        result = kind(name, c, args)
         print(json.dumps(result, sort_keys=True) if args.json else result, flush=True)
 
 

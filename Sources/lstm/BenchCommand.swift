@@ -12,6 +12,11 @@ struct BenchConfiguration {
     var batch: Int
     var steps: Int
     var streaming: Bool
+    /// Variable lengths, uniform in [T/2, T] (the same formula as Scripts/bench_torch.py, so both see one batch).
+    var variableLengths = false
+
+    /// lengths[b] = T/2 + (b·7919 mod (T/2 + 1)): spread over [T/2, T], unsorted.
+    var lengths: [Int] { (0..<batch).map { steps / 2 + ($0 * 7919) % (steps / 2 + 1) } }
 
     static let all: [BenchConfiguration] = [
         .init(name: "small", input: 64, hidden: 128, layers: 1, batch: 32, steps: 50, streaming: false),
@@ -20,6 +25,8 @@ struct BenchConfiguration {
         .init(name: "stream-128", input: 65, hidden: 128, layers: 1, batch: 1, steps: 1, streaming: true),
         .init(name: "stream-512x2", input: 65, hidden: 512, layers: 2, batch: 1, steps: 1, streaming: true),
         .init(name: "stream-1024", input: 65, hidden: 1024, layers: 1, batch: 1, steps: 1, streaming: true),
+        .init(name: "packed", input: 64, hidden: 256, layers: 1, batch: 64, steps: 100, streaming: false,
+              variableLengths: true),
     ]
 
     /// Multiply-adds ×2 per token: 8·H·(I_l + H) forward per layer, 3× that for a training step.
@@ -42,8 +49,8 @@ struct BenchCommand: ParsableCommand {
 
     @Flag(help: "Print one JSON object per configuration.") var json = false
     @Option(help: "Threads (default: all cores).") var threads = ProcessInfo.processInfo.activeProcessorCount
-    @Option(help: "Comma-separated configurations: small, charrnn, large, stream-128, stream-512x2, stream-1024.")
-    var configs = "small,charrnn,large,stream-128,stream-512x2,stream-1024"
+    @Option(help: "Comma-separated configurations: small, charrnn, large, stream-128, stream-512x2, stream-1024, packed (variable lengths uniform in [T/2, T]).")
+    var configs = "small,charrnn,large,stream-128,stream-512x2,stream-1024,packed"
     @Option(help: "Timed repetitions after one warm-up (the median is reported).") var repeats = 5
     @Option(help: "Timed steps for streaming configurations.") var streamSteps = 200
     @Flag(help: "Instead of whole steps, time each matrix product of a training step alone, on 1 thread and on --threads (the isolated rates the per-step products reach; compare with the whole-step GFLOP/s).")
@@ -159,6 +166,9 @@ struct BenchCommand: ParsableCommand {
         return best
     }
 
+    /// A training step and the forward pass on `c`; with variable lengths the head and the loss see the real
+    /// tokens only (gathered from the padded output, as a user of PyTorch's PackedSequence applies the head to
+    /// `output.data`), and the same batch with every row at full length is timed too (`dense_*`).
     private func batched(_ c: BenchConfiguration, peak: Double) -> [String: Any] {
         let (T, B, I, H) = (c.steps, c.batch, c.input, c.hidden)
         var layout = ParameterLayout()
@@ -171,35 +181,63 @@ struct BenchCommand: ParsableCommand {
         var gradients = ParameterBuffer<Float>(layout: layout)
         var optimizer = Optimizer<Float>(.adam(), parameterCount: layout.count)
         let x = (0..<(T * B * I)).map { _ in Float(random.uniform(-1, 1)) }
-        let target = (0..<(T * B * I)).map { _ in Float(random.uniform(-1, 1)) }
         let stash = LSTMStash<Float>(threads: threads)
 
-        func trainingStep() {
-            let h = lstm.forward(x, steps: T, batch: B, parameters: parameters, stash: stash).output
-            let y = head.forward(h, rows: T * B, parameters: parameters, threads: threads)
-            let (_, dy) = MeanSquaredError.forwardBackward(prediction: y, target: target)
-            gradients.zero()
-            let dh = head.backward(dOutput: dy, input: h, rows: T * B, parameters: parameters, gradients: &gradients,
-                                   threads: threads)
-            _ = lstm.backward(dOutput: dh, parameters: parameters, stash: stash, gradients: &gradients)
-            optimizer.step(&parameters, gradients: gradients, learningRate: 1e-3)
+        func measure(lengths: [Int]?) -> (train: Double, infer: Double, tokens: Int) {
+            // The real (t, b) rows of the padded (T, B, ·) output, in time-major order.
+            let real = (0..<(T * B)).filter { lengths == nil || $0 / B < lengths![$0 % B] }
+            let N = real.count
+            var targetRandom = RandomSource(seed: 2)
+            let target = (0..<(N * I)).map { _ in Float(targetRandom.uniform(-1, 1)) }
+            var gathered = [Float](repeating: 0, count: N * H)
+            var dPadded = [Float](repeating: 0, count: T * B * H)
+            func trainingStep() {
+                let h = lstm.forward(x, steps: T, batch: B, lengths: lengths, parameters: parameters, stash: stash).output
+                let rows: [Float]
+                if lengths == nil { rows = h } else {
+                    for (k, r) in real.enumerated() { for j in 0..<H { gathered[k * H + j] = h[r * H + j] } }
+                    rows = gathered
+                }
+                let y = head.forward(rows, rows: N, parameters: parameters, threads: threads)
+                let (_, dy) = MeanSquaredError.forwardBackward(prediction: y, target: target)
+                gradients.zero()
+                let dRows = head.backward(dOutput: dy, input: rows, rows: N, parameters: parameters,
+                                          gradients: &gradients, threads: threads)
+                let dh: [Float]
+                if lengths == nil { dh = dRows } else {
+                    for (k, r) in real.enumerated() { for j in 0..<H { dPadded[r * H + j] = dRows[k * H + j] } }
+                    dh = dPadded
+                }
+                _ = lstm.backward(dOutput: dh, parameters: parameters, stash: stash, gradients: &gradients)
+                optimizer.step(&parameters, gradients: gradients, learningRate: 1e-3)
+            }
+            func inference() {
+                _ = lstm.forward(x, steps: T, batch: B, lengths: lengths, parameters: parameters, stash: stash)
+            }
+            func time(_ body: () -> Void) -> Double {
+                body()
+                return median((0..<repeats).map { _ in let s = now(); body(); return now() - s })
+            }
+            return (time(trainingStep), time(inference), N)
         }
-        func inference() {
-            _ = lstm.forward(x, steps: T, batch: B, parameters: parameters, stash: stash)
-        }
-        func time(_ body: () -> Void) -> Double {
-            body()
-            return median((0..<repeats).map { _ in let s = now(); body(); return now() - s })
-        }
-        let train = time(trainingStep)
-        let infer = time(inference)
-        let tokens = Double(T * B)
+        let run = measure(lengths: c.variableLengths ? c.lengths : nil)
+        let tokens = Double(run.tokens)
         let trainFLOPs = 3 * c.forwardFLOPsPerToken * tokens, inferFLOPs = c.forwardFLOPsPerToken * tokens
-        return ["config": c.name, "threads": threads, "kernel": GEMM.floatKernel, "peak_gflops": peak,
-                "train_ms": train * 1e3, "train_tokens_per_s": tokens / train, "train_gflops": trainFLOPs / train / 1e9,
-                "train_peak_percent": 100 * trainFLOPs / train / 1e9 / peak,
-                "infer_ms": infer * 1e3, "infer_tokens_per_s": tokens / infer, "infer_gflops": inferFLOPs / infer / 1e9,
-                "infer_peak_percent": 100 * inferFLOPs / infer / 1e9 / peak]
+        var result: [String: Any] = [
+            "config": c.name, "threads": threads, "kernel": GEMM.floatKernel, "peak_gflops": peak,
+            "train_ms": run.train * 1e3, "train_tokens_per_s": tokens / run.train,
+            "train_gflops": trainFLOPs / run.train / 1e9, "train_peak_percent": 100 * trainFLOPs / run.train / 1e9 / peak,
+            "infer_ms": run.infer * 1e3, "infer_tokens_per_s": tokens / run.infer,
+            "infer_gflops": inferFLOPs / run.infer / 1e9, "infer_peak_percent": 100 * inferFLOPs / run.infer / 1e9 / peak]
+        if c.variableLengths {
+            // The same batch padded to T everywhere: the time the padding would cost.
+            let dense = measure(lengths: nil)
+            result["real_tokens"] = run.tokens
+            result["padded_tokens"] = T * B
+            result["dense_train_ms"] = dense.train * 1e3
+            result["dense_infer_ms"] = dense.infer * 1e3
+        }
+        return result
     }
 
     private func streaming(_ c: BenchConfiguration, peak: Double) -> [String: Any] {
@@ -225,6 +263,7 @@ struct BenchCommand: ParsableCommand {
         if r["step_ms"] != nil {
             return "\(name) stream step \(f("step_ms", 4)) ms  \(f("tokens_per_s", 0)) tok/s  \(f("gflops", 2)) GFLOP/s  \(f("peak_percent", 1)) % of peak"
         }
-        return "\(name) train \(f("train_ms", 2)) ms  \(f("train_tokens_per_s", 0)) tok/s  \(f("train_gflops", 1)) GFLOP/s  \(f("train_peak_percent", 1)) %   |  infer \(f("infer_ms", 2)) ms  \(f("infer_tokens_per_s", 0)) tok/s  \(f("infer_gflops", 1)) GFLOP/s  \(f("infer_peak_percent", 1)) %"
+        let dense = r["dense_train_ms"] == nil ? "" : "\n\(pad("", 13)) \(r["real_tokens"]!) real of \(r["padded_tokens"]!) padded tokens; all rows at full length: train \(f("dense_train_ms", 2)) ms, infer \(f("dense_infer_ms", 2)) ms"
+        return "\(name) train \(f("train_ms", 2)) ms  \(f("train_tokens_per_s", 0)) tok/s  \(f("train_gflops", 1)) GFLOP/s  \(f("train_peak_percent", 1)) %   |  infer \(f("infer_ms", 2)) ms  \(f("infer_tokens_per_s", 0)) tok/s  \(f("infer_gflops", 1)) GFLOP/s  \(f("infer_peak_percent", 1)) %" + dense
     }
 }
