@@ -166,6 +166,15 @@ struct GradientCheckTests {
             ("projection + lengths + peepholes + dropouts, batch-first",
              make(3, proj: 2, lengths: lengths, batchFirst: true, activations: LSTMActivations(peepholes: true),
                   dropout: 0.3, recurrentDropout: 0.3)),
+            ("layer norm L=1", make(1, activations: LSTMActivations(layerNorm: true))),
+            ("layer norm, identity cell L=2", make(2, activations: LSTMActivations(cell: .identity, layerNorm: true))),
+            ("layer norm + peepholes + dropout (fixed mask) L=2",
+             make(2, activations: LSTMActivations(peepholes: true, layerNorm: true), dropout: 0.3)),
+            ("layer norm + clip + hard σ + recurrent dropout L=2",
+             make(2, activations: LSTMActivations(gate: .hardSigmoid, cell: .tanh, cellClip: 0.5, layerNorm: true),
+                  recurrentDropout: 0.3)),
+            ("layer norm + bidirectional + projection + lengths L=2",
+             make(2, bi: true, proj: 3, lengths: lengths, activations: LSTMActivations(layerNorm: true))),
         ]
     }()
 
@@ -174,6 +183,7 @@ struct GradientCheckTests {
         let reports = try GradientCheck.run(configuration, seed: 31)
         let D = configuration.bidirectional ? 2 : 1
         let perDirection = 4 + (configuration.projectionSize > 0 ? 1 : 0) + (configuration.activations.peepholes ? 1 : 0)
+            + (configuration.activations.layerNorm ? 2 : 0)
         #expect(reports.count == perDirection * D * configuration.layers + 3, "\(name)")
         for report in reports {
             #expect(report.maxRelativeError <= 1e-6, "\(name) \(report.name): \(report.maxRelativeError)")

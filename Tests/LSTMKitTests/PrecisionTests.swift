@@ -10,16 +10,29 @@ import Testing
 /// (forward then backward, ≤ 42 steps) by ~4e-5; we require 1e-4 of each tensor's largest magnitude, which a wrong
 /// Float path (a dropped term, a mistyped index) misses by orders of magnitude.
 struct PrecisionTests {
-    @Test(arguments: [LSTMActivations.standard, .linear, LSTMActivations(gate: .hardSigmoid, cell: .tanh)])
-    func floatAgreesWithDouble(activations: LSTMActivations) throws {
-        let configuration = GradientCheck.Configuration(layers: 3, inputSize: 5, hiddenSize: 4, batch: 3, steps: 7,
+    /// The element-wise variants and the structural ones (bidirectional, projection, variable lengths, layer
+    /// normalization, whose Float path runs the C element-wise kernel plus the Swift normalization), each on the
+    /// fast Float kernels against Double.
+    static let cases: [(LSTMActivations, Bool, Int, [Int]?)] = [
+        (.standard, false, 0, nil), (.linear, false, 0, nil), (LSTMActivations(gate: .hardSigmoid, cell: .tanh), false, 0, nil),
+        (.standard, true, 3, [4, 7, 1]), (LSTMActivations(peepholes: true, layerNorm: true), false, 0, nil),
+        (LSTMActivations(cellClip: 0.8, peepholes: true, layerNorm: true), true, 2, [7, 2, 5]),
+    ]
+
+    @Test(arguments: cases)
+    func floatAgreesWithDouble(activations: LSTMActivations, bidirectional: Bool, projection: Int,
+                               lengths: [Int]?) throws {
+        var configuration = GradientCheck.Configuration(layers: 3, inputSize: 5, hiddenSize: 4, batch: 3, steps: 7,
                                                         activations: activations)
+        configuration.bidirectional = bidirectional
+        configuration.projectionSize = projection
+        configuration.lengths = lengths
         let problem = try GradientCheck.Problem(configuration, seed: 21)
         let (T, B) = (7, 3)
         let lstm = problem.lstm
 
         let stashD = LSTMStash<Double>()
-        let outD = lstm.forward(problem.x, steps: T, batch: B, initial: problem.initial,
+        let outD = lstm.forward(problem.x, steps: T, batch: B, lengths: lengths, initial: problem.initial,
                                 parameters: problem.parameters, stash: stashD)
         var gradD = ParameterBuffer<Double>(layout: problem.parameters.layout)
         let inD = lstm.backward(dOutput: problem.dOutput, dFinal: problem.dFinal, parameters: problem.parameters,
@@ -28,10 +41,11 @@ struct PrecisionTests {
         let parametersF = ParameterBuffer<Float>(converting: problem.parameters)
         let f = { (a: [Double]) in a.map { Float($0) } }
         func stateF(_ s: LSTMState<Double>) -> LSTMState<Float> {
-            LSTMState(hidden: f(s.hidden), cell: f(s.cell), layers: s.layers, batch: s.batch, hiddenSize: s.hiddenSize)
+            LSTMState(hidden: f(s.hidden), cell: f(s.cell), layers: s.layers, batch: s.batch, hiddenSize: s.hiddenSize,
+                      cellSize: s.cellSize)
         }
         let stashF = LSTMStash<Float>()
-        let outF = lstm.forward(f(problem.x), steps: T, batch: B, initial: stateF(problem.initial),
+        let outF = lstm.forward(f(problem.x), steps: T, batch: B, lengths: lengths, initial: stateF(problem.initial),
                                 parameters: parametersF, stash: stashF)
         var gradF = ParameterBuffer<Float>(layout: parametersF.layout)
         let inF = lstm.backward(dOutput: f(problem.dOutput), dFinal: problem.dFinal.map(stateF),

@@ -49,6 +49,10 @@ public struct LSTM: Sendable, Hashable {
         public let peephole: ParameterSpec?
         /// `weight_hr_l{k}` (P, H), with a projection.
         public let weightHR: ParameterSpec?
+        /// `layer_norm_gates_l{k}` (4, 4H): γ_x, β_x, γ_h, β_h, with layer normalization (not a PyTorch tensor).
+        public let layerNormGates: ParameterSpec?
+        /// `layer_norm_cell_l{k}` (2, H): γ_c, β_c, with layer normalization.
+        public let layerNormCell: ParameterSpec?
         /// The reverse direction of a bidirectional layer (`_reverse` tensors).
         public let reverse: Bool
     }
@@ -159,6 +163,8 @@ public struct LSTM: Sendable, Hashable {
                     activations: a,
                     peephole: a.peepholes ? layout.add(prefix + "weight_peephole" + s, shape: [3, H]) : nil,
                     weightHR: projectionSize > 0 ? layout.add(prefix + "weight_hr" + s, shape: [P, H]) : nil,
+                    layerNormGates: a.layerNorm ? layout.add(prefix + "layer_norm_gates" + s, shape: [4, 4 * H]) : nil,
+                    layerNormCell: a.layerNorm ? layout.add(prefix + "layer_norm_cell" + s, shape: [2, H]) : nil,
                     reverse: d == 1))
             }
         }
@@ -167,7 +173,9 @@ public struct LSTM: Sendable, Hashable {
 
     /// The tensors of one direction of one layer, for `initialize`, the state_dict and the optimizers.
     var tensors: [[ParameterSpec]] {
-        layers.map { [$0.weightIH, $0.weightHH, $0.biasIH, $0.biasHH] + [$0.weightHR, $0.peephole].compactMap { $0 } }
+        layers.map {
+            [$0.weightIH, $0.weightHH, $0.biasIH, $0.biasHH] + [$0.weightHR, $0.peephole, $0.layerNormGates, $0.layerNormCell].compactMap { $0 }
+        }
     }
 }
 
@@ -239,16 +247,25 @@ public struct LSTMActivations: Sendable, Hashable, Codable {
     ///           δp_i += Σ δz_i ⊙ S_{t-1}   δp_f += Σ δz_f ⊙ S_{t-1}   δp_o += Σ δz_o ⊙ S_t
     /// ```
     public var peepholes: Bool
+    /// Layer normalization (Ba, Kiros & Hinton 2016) of the two products and of the cell, each over its own width
+    /// (`LayerNorm`), with gains γ (starting at 1) and shifts β (starting at 0):
+    /// ```
+    /// Z_t = LN(W_ih·x_t; γ_x, β_x) + LN(W_hh·h_{t-1}; γ_h, β_h) + b_ih + b_hh      (over 4H)
+    /// S_t = f ⊙ S_{t-1} + i ⊙ g        m_t = o ⊙ cellAct(LN(S_t; γ_c, β_c))       (over H)
+    /// ```
+    /// Tensors `layer_norm_gates_l{k}` (4, 4H) = [γ_x, β_x, γ_h, β_h] and `layer_norm_cell_l{k}` (2, H) = [γ_c, β_c].
+    public var layerNorm: Bool
 
     public init(gate: GateActivation = .sigmoid, cell: CellActivation = .tanh, cellClip: Double? = nil,
-                peepholes: Bool = false) {
+                peepholes: Bool = false, layerNorm: Bool = false) {
         self.gate = gate
         self.cell = cell
         self.cellClip = cellClip
         self.peepholes = peepholes
+        self.layerNorm = layerNorm
     }
 
-    enum CodingKeys: String, CodingKey { case gate, cell, cellClip, peepholes }
+    enum CodingKeys: String, CodingKey { case gate, cell, cellClip, peepholes, layerNorm }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -256,6 +273,7 @@ public struct LSTMActivations: Sendable, Hashable, Codable {
         cell = try c.decode(CellActivation.self, forKey: .cell)
         cellClip = try c.decodeIfPresent(Double.self, forKey: .cellClip)
         peepholes = try c.decodeIfPresent(Bool.self, forKey: .peepholes) ?? false
+        layerNorm = try c.decodeIfPresent(Bool.self, forKey: .layerNorm) ?? false
     }
 
     /// σ gates, tanh cell: the standard LSTM.
@@ -443,6 +461,14 @@ public final class LSTMStash<Scalar: LSTMScalar> {
     let packedInput = AlignedBuffer<Scalar>()      // W_ihᵀ of the current direction, packed for the Float kernel
     let packedRecurrent = AlignedBuffer<Scalar>()  // W_hhᵀ (forward) or W_hh (backward), packed, reused every step
     let packedProjection = AlignedBuffer<Scalar>() // W_hrᵀ (forward) or W_hr (backward), packed
+    // Layer normalization (see LSTMActivations.layerNorm):
+    let normalizedInput = AlignedBuffer<Scalar>()     // (L·D, N, 4H) x̂ of W_ih·x_t
+    let normalizedRecurrent = AlignedBuffer<Scalar>() // (L·D, N, 4H) x̂ of W_hh·h_{t-1}
+    let normalizedCell = AlignedBuffer<Scalar>()      // (L·D, N, H)  Ŝ_t
+    let inverseDeviations = AlignedBuffer<Scalar>()   // (L·D, 3, N)  r of the three normalizations
+    let recurrentGates = AlignedBuffer<Scalar>()      // (B, 4H)      W_hh·h_{t-1} of one step
+    let normalizedScratch = AlignedBuffer<Scalar>()   // (B, H)       ĉ (forward) or δ through the cell LN (backward)
+    let dRecurrent = AlignedBuffer<Scalar>()          // (N, 4H)      δ(W_hh·h_{t-1}) of every step
 
     public init(threads: Int = 1) {
         self.threads = max(1, threads)
@@ -461,8 +487,18 @@ public final class LSTMStash<Scalar: LSTMScalar> {
         hiddens.reserve(U * N * P)
         if lstm.projectionSize > 0 {
             cellOutputs.reserve(U * N * H)
-            dCellOutput.reserve(B * H)
             dHiddens.reserve(N * P)
+        }
+        let layerNorm = lstm.layers.contains { $0.layerNormGates != nil }
+        if lstm.projectionSize > 0 || layerNorm { dCellOutput.reserve(B * H) }
+        if layerNorm {
+            normalizedInput.reserve(U * N * 4 * H)
+            normalizedRecurrent.reserve(U * N * 4 * H)
+            normalizedCell.reserve(U * N * H)
+            inverseDeviations.reserve(U * 3 * N)
+            recurrentGates.reserve(B * 4 * H)
+            normalizedScratch.reserve(B * H)
+            dRecurrent.reserve(N * 4 * H)
         }
         if D == 2 {
             layerOutputs.reserve(L * N * 2 * P)

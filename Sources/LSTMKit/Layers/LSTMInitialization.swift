@@ -24,7 +24,7 @@ extension LSTM {
             switch scheme {
             case .pytorch:
                 let k = 1 / Double(H).squareRoot()
-                for spec in specs {
+                for spec in specs where spec != layer.layerNormGates && spec != layer.layerNormCell {
                     for e in spec.range { parameters.storage[e] = S(random.uniform(-k, k)) }
                 }
             case .xavier, .orthogonal:
@@ -44,6 +44,13 @@ extension LSTM {
                 for spec in [layer.biasIH, layer.biasHH] + [layer.peephole].compactMap({ $0 }) {
                     for e in spec.range { parameters.storage[e] = 0 }
                 }
+            }
+            // Layer normalization starts as the identity: γ = 1, β = 0.
+            if let gates = layer.layerNormGates {
+                for row in 0..<4 { for j in 0..<(4 * H) { parameters.storage[gates.offset + row * 4 * H + j] = row % 2 == 0 ? 1 : 0 } }
+            }
+            if let cell = layer.layerNormCell {
+                for j in 0..<H { parameters.storage[cell.offset + j] = 1; parameters.storage[cell.offset + H + j] = 0 }
             }
             if let forgetBias {
                 for j in H..<(2 * H) {

@@ -195,9 +195,19 @@ extension LSTM {
         let weightHR = layer.weightHR.map {
             GEMM.prepare(transposeB: true, K: H, N: P, p + $0.offset, ldb: H, buffer: stash.packedProjection)
         }
-        // Input projection for all steps at once, then both biases.
+        // Input projection for all steps at once (layer-normalized, when on), then both biases.
         GEMM.gemm(transposeA: false, M: N, input, lda: In, weightIH, Z, ldc: 4 * H, accumulate: false,
                   threads: stash.threads)
+        let norm = layer.layerNormGates.map { p + $0.offset }   // (4, 4H) γ_x, β_x, γ_h, β_h
+        let cellNorm = layer.layerNormCell.map { p + $0.offset } // (2, H) γ_c, β_c
+        let inverse = stash.inverseDeviations.pointer + u * 3 * N
+        let normalizedRecurrent = stash.normalizedRecurrent.pointer + u * N * 4 * H
+        let normalizedCell = stash.normalizedCell.pointer + u * N * H
+        if let norm {
+            LayerNorm.forward(Z, rows: N, width: 4 * H, gamma: norm, beta: norm + 4 * H,
+                              normalized: stash.normalizedInput.pointer + u * N * 4 * H, inverseDeviation: inverse,
+                              output: Z, replace: true)
+        }
         let bias = stash.biasSum.pointer
         for j in 0..<(4 * H) { bias[j] = p[layer.biasIH.offset + j] + p[layer.biasHH.offset + j] }
         for r in 0..<N {
@@ -215,13 +225,31 @@ extension LSTM {
                 hPrev = UnsafePointer(masked)
             }
             let Zt = Z + base * 4 * H
-            GEMM.gemm(transposeA: false, M: n, hPrev, lda: P, weightHH, Zt, ldc: 4 * H, accumulate: true,
-                      threads: stash.threads)
+            if let norm {
+                // Z_t += LN(h_{t-1}·W_hhᵀ; γ_h, β_h)
+                let product = stash.recurrentGates.pointer
+                GEMM.gemm(transposeA: false, M: n, hPrev, lda: P, weightHH, product, ldc: 4 * H, accumulate: false,
+                          threads: stash.threads)
+                LayerNorm.forward(product, rows: n, width: 4 * H, gamma: norm + 8 * H, beta: norm + 12 * H,
+                                  normalized: normalizedRecurrent + base * 4 * H, inverseDeviation: inverse + N + base,
+                                  output: Zt, replace: false)
+            } else {
+                GEMM.gemm(transposeA: false, M: n, hPrev, lda: P, weightHH, Zt, ldc: 4 * H, accumulate: true,
+                          threads: stash.threads)
+            }
             let m = weightHR == nil ? hiddens + base * P : cellOutputs + base * H
             LSTMPointwise.forward(gates: Zt, previousCell: cPrev, cell: cells + base * H, hidden: m, batch: n, hidden: H,
                                   gate: layer.activations.gate, cellActivation: layer.activations.cell,
                                   cellClip: layer.activations.cellClip,
                                   peepholes: layer.peephole.map { p + $0.offset }, threads: stash.threads)
+            if let cellNorm {
+                // m_t = o ⊙ cellAct(LN(S_t; γ_c, β_c)), replacing the plain pass's o ⊙ cellAct(S_t).
+                LSTMPointwise.normalizedCellForward(
+                    gates: Zt, cell: cells + base * H, hidden: m, batch: n, hidden: H,
+                    cellActivation: layer.activations.cell, gamma: cellNorm, beta: cellNorm + H,
+                    normalized: normalizedCell + base * H, inverseDeviation: inverse + 2 * N + base,
+                    scratch: stash.normalizedScratch.pointer)
+            }
             if let weightHR {
                 // h_t = m_t·W_hrᵀ   (B_t, H)·(H, P)
                 GEMM.gemm(transposeA: false, M: n, UnsafePointer(m), lda: H, weightHR, hiddens + base * P, ldc: P,
@@ -365,11 +393,42 @@ extension LSTM {
         let weightHR = layer.weightHR.map {
             GEMM.prepare(transposeB: false, K: P, N: H, p + $0.offset, ldb: H, buffer: stash.packedProjection)
         }
+        let norm = layer.layerNormGates.map { p + $0.offset }, dNorm = layer.layerNormGates.map { g + $0.offset }
+        let cellNorm = layer.layerNormCell.map { p + $0.offset }, dCellNorm = layer.layerNormCell.map { g + $0.offset }
+        let inverse = UnsafePointer(stash.inverseDeviations.pointer + u * 3 * N)
+        let normalizedRecurrent = UnsafePointer(stash.normalizedRecurrent.pointer + u * N * 4 * H)
+        let normalizedCell = UnsafePointer(stash.normalizedCell.pointer + u * N * H)
+        // What W_hh saw at each step: δZ, or with layer normalization δ(W_hh·h_{t-1}) through it.
+        let dProduct = norm == nil ? dZ : stash.dRecurrent.pointer
         for t in forwardSteps(u, T).reversed() {
             let n = s.batchSizes[t], base = s.offsets[t]
             let cPrev = previousState(u, step: t, stash).cell
             let dZt = dZ + base * 4 * H
-            if let weightHR {
+            if let cellNorm, let dCellNorm {
+                // δm_t = (δ(from above) + carry, or through the projection) into dCellOutput; then the step.
+                let dm = stash.dCellOutput.pointer
+                if let weightHR {
+                    let dHt = stash.dHiddens.pointer + base * P
+                    if let dAbove {
+                        for k in 0..<(n * P) { dHt[k] = dAbove[base * P + k] + dh[k] }
+                    } else {
+                        dHt.update(from: dh, count: n * P)
+                    }
+                    GEMM.gemm(transposeA: false, M: n, UnsafePointer(dHt), lda: P, weightHR, dm, ldc: H,
+                              accumulate: false, threads: stash.threads)
+                } else if let dAbove {
+                    for k in 0..<(n * P) { dm[k] = dAbove[base * P + k] + dh[k] }
+                } else {
+                    dm.update(from: dh, count: n * P)
+                }
+                LSTMPointwise.backwardNormalizedCell(
+                    gates: gates + base * 4 * H, previousCell: cPrev, cell: cells + base * H,
+                    normalized: normalizedCell + base * H, inverseDeviation: inverse + 2 * N + base,
+                    gamma: cellNorm, beta: cellNorm + H, dHidden: dm, dCellCarry: dc, dGates: dZt,
+                    dGamma: dCellNorm, dBeta: dCellNorm + H, scratch: stash.normalizedScratch.pointer,
+                    batch: n, hidden: H, gate: A.gate, cellActivation: A.cell, cellClip: A.cellClip,
+                    peepholes: layer.peephole.map { p + $0.offset })
+            } else if let weightHR {
                 // δh_t = δ(from above) + carry, kept for δW_hr; δm_t = δh_t·W_hr   (B_t, P)·(P, H)
                 let dHt = stash.dHiddens.pointer + base * P
                 if let dAbove {
@@ -391,27 +450,28 @@ extension LSTM {
                     batch: n, hidden: H, gate: A.gate, cellActivation: A.cell, cellClip: A.cellClip,
                     peepholes: layer.peephole.map { p + $0.offset }, threads: stash.threads)
             }
-            // δh_prev = δZ_t · W_hh   (B_t, 4H)·(4H, P)
-            GEMM.gemm(transposeA: false, M: n, UnsafePointer(dZt), lda: 4 * H, weightHH, dh, ldc: P, accumulate: false,
-                      threads: stash.threads)
+            if let norm, let dNorm {
+                // Through LN(W_hh·h_{t-1}; γ_h, β_h).
+                LayerNorm.backward(dOutput: dZt, rows: n, width: 4 * H, gamma: norm + 8 * H,
+                                   normalized: normalizedRecurrent + base * 4 * H, inverseDeviation: inverse + N + base,
+                                   dGamma: dNorm + 8 * H, dBeta: dNorm + 12 * H, dInput: dProduct + base * 4 * H)
+            }
+            // δh_prev = δ(product) · W_hh   (B_t, 4H)·(4H, P)
+            GEMM.gemm(transposeA: false, M: n, UnsafePointer(dProduct + base * 4 * H), lda: 4 * H, weightHH, dh, ldc: P,
+                      accumulate: false, threads: stash.threads)
             if stash.recurrentDropoutActive {
                 // … through the recurrent dropout: ⊙ m.
                 for k in 0..<(n * P) { dh[k] *= mask[k] }
             }
         }
-        let input = layerInput(l, stash)
-        // δW_ih += δZᵀ·X over all N rows.
-        GEMM.gemm(transposeA: true, transposeB: false, M: 4 * H, N: In, K: N,
-                  dZ, lda: 4 * H, input, ldb: In, g + layer.weightIH.offset, ldc: In, accumulate: true,
-                  threads: stash.threads)
-        // δW_hh += Σ δZ_tᵀ·h_prev(t) (⊙ m), rows in packed order.
+        // δW_hh += Σ δZ_tᵀ·h_prev(t) (⊙ m), rows in packed order (δ(W_hh·h_{t-1}) with layer normalization).
         let gHH = g + layer.weightHH.offset
         if s.uniform && !stash.recurrentDropoutActive {
             // In the plain layout h_prev of all steps is the hiddens shifted by one step, with h0 at one end.
             let shifted = (T - 1) * B
             let (first, firstDZ, second, secondDZ) = layer.reverse
-                ? (hiddens + B * P, UnsafePointer(dZ), h0, UnsafePointer(dZ + shifted * 4 * H))
-                : (h0, UnsafePointer(dZ), hiddens, UnsafePointer(dZ + B * 4 * H))
+                ? (hiddens + B * P, UnsafePointer(dProduct), h0, UnsafePointer(dProduct + shifted * 4 * H))
+                : (h0, UnsafePointer(dProduct), hiddens, UnsafePointer(dProduct + B * 4 * H))
             let (k1, k2) = layer.reverse ? (shifted, B) : (B, shifted)
             GEMM.gemm(transposeA: true, transposeB: false, M: 4 * H, N: P, K: k1, firstDZ, lda: 4 * H, first, ldb: P,
                       gHH, ldc: P, accumulate: true, threads: stash.threads)
@@ -428,7 +488,7 @@ extension LSTM {
                     (previous + base * P).update(from: hPrev, count: n * P)
                 }
             }
-            GEMM.gemm(transposeA: true, transposeB: false, M: 4 * H, N: P, K: N, dZ, lda: 4 * H,
+            GEMM.gemm(transposeA: true, transposeB: false, M: 4 * H, N: P, K: N, dProduct, lda: 4 * H,
                       UnsafePointer(previous), ldb: P, gHH, ldc: P, accumulate: true, threads: stash.threads)
         }
         if let weightHRSpec = layer.weightHR {
@@ -464,6 +524,17 @@ extension LSTM {
             g[layer.biasIH.offset + j] += sum[j]
             g[layer.biasHH.offset + j] += sum[j]
         }
+        if let norm, let dNorm {
+            // Through LN(W_ih·x_t; γ_x, β_x), in place: δZ becomes δ(W_ih·x_t).
+            LayerNorm.backward(dOutput: dZ, rows: N, width: 4 * H, gamma: norm,
+                               normalized: stash.normalizedInput.pointer + u * N * 4 * H, inverseDeviation: inverse,
+                               dGamma: dNorm, dBeta: dNorm + 4 * H, dInput: dZ)
+        }
+        let input = layerInput(l, stash)
+        // δW_ih += δZᵀ·X over all N rows.
+        GEMM.gemm(transposeA: true, transposeB: false, M: 4 * H, N: In, K: N,
+                  dZ, lda: 4 * H, input, ldb: In, g + layer.weightIH.offset, ldc: In, accumulate: true,
+                  threads: stash.threads)
         // δ of this layer's input: δZ · W_ih   (N, 4H)·(4H, In)
         GEMM.gemm(transposeA: false, transposeB: false, M: N, N: In, K: 4 * H,
                   dZ, lda: 4 * H, p + layer.weightIH.offset, ldb: In, dInput, ldc: In,
