@@ -94,9 +94,21 @@ struct StructuralVariantTests {
         #expect(stash.schedule.batchSizes == [4, 3, 2, 1, 1, 1])
     }
 
-    /// A projected LSTM streamed one step at a time gives the bits of the whole-sequence forward pass.
-    @Test func streamWithProjectionEqualsForward() throws {
-        let (lstm, parameters) = try Self.model(bidirectional: false, projection: 9, layers: 2, hidden: 20)
+    /// A projected (and a layer-normalized projected) LSTM streamed one step at a time gives the bits of the
+    /// whole-sequence forward pass.
+    @Test(arguments: [false, true])
+    func streamWithProjectionEqualsForward(layerNorm: Bool) throws {
+        var layout = ParameterLayout()
+        let lstm = try LSTM(inputSize: 5, hiddenSize: 20, layers: 2,
+                            activations: [LSTMActivations(peepholes: layerNorm, layerNorm: layerNorm)],
+                            projectionSize: 9, layout: &layout)
+        var parameters = ParameterBuffer<Float>(layout: layout)
+        var random = RandomSource(seed: 12)
+        lstm.initialize(&parameters, random: &random)
+        // γ, β away from their starting 1 and 0, so the normalization's parameters are really used.
+        for spec in layout.specs where spec.name.hasPrefix("layer_norm") {
+            for e in spec.range { parameters.storage[e] += Float(random.uniform(-0.5, 0.5)) }
+        }
         let T = 7
         let x = Self.values(T * 5, seed: 10)
         let whole = lstm.forward(x, steps: T, batch: 1, parameters: parameters, stash: LSTMStash())

@@ -14,6 +14,9 @@ public final class LSTMStream {
     private let weightHHT: [GEMM.PreparedOperand<Float>]
     private let bias: [AlignedBuffer<Float>]        // per layer (4H)
     private let peepholes: [AlignedBuffer<Float>?]  // per layer (3H) p_i, p_f, p_o, with peepholes
+    private let norms: [AlignedBuffer<Float>?]      // per layer (4·4H + 2H) γ_x, β_x, γ_h, β_h, γ_c, β_c, with LN
+    private let normalized = AlignedBuffer<Float>() // (4H) x̂ scratch, with LN (the stream keeps nothing for backward)
+    private let recurrent = AlignedBuffer<Float>()  // (4H) h·W_hhᵀ, with LN
     private let packedHR: [AlignedBuffer<Float>]    // per layer W_hrᵀ (H, P), packed, with a projection
     private let weightHRT: [GEMM.PreparedOperand<Float>]
     private let hidden = AlignedBuffer<Float>()     // (L, P)
@@ -30,7 +33,7 @@ public final class LSTMStream {
         var pih: [AlignedBuffer<Float>] = [], phh: [AlignedBuffer<Float>] = [], b: [AlignedBuffer<Float>] = []
         var ih: [GEMM.PreparedOperand<Float>] = [], hh: [GEMM.PreparedOperand<Float>] = []
         var phr: [AlignedBuffer<Float>] = [], hr: [GEMM.PreparedOperand<Float>] = []
-        var peeps: [AlignedBuffer<Float>?] = []
+        var peeps: [AlignedBuffer<Float>?] = [], lns: [AlignedBuffer<Float>?] = []
         parameters.storage.withUnsafeBufferPointer { p in
             let p = p.baseAddress!
             for layer in lstm.layers {
@@ -48,6 +51,12 @@ public final class LSTMStream {
                 let bs = AlignedBuffer<Float>(capacity: 4 * H)
                 for j in 0..<(4 * H) { bs.pointer[j] = p[layer.biasIH.offset + j] + p[layer.biasHH.offset + j] }
                 pih.append(wi); phh.append(wh); b.append(bs)
+                lns.append(layer.layerNormGates.map { gates in
+                    let buffer = AlignedBuffer<Float>(capacity: 16 * H + 2 * H)
+                    for j in 0..<(16 * H) { buffer.pointer[j] = p[gates.offset + j] }
+                    for j in 0..<(2 * H) { buffer.pointer[16 * H + j] = p[layer.layerNormCell!.offset + j] }
+                    return buffer
+                })
                 peeps.append(layer.peephole.map { spec in
                     let buffer = AlignedBuffer<Float>(capacity: 3 * H)
                     for j in 0..<(3 * H) { buffer.pointer[j] = p[spec.offset + j] }
@@ -61,6 +70,9 @@ public final class LSTMStream {
         weightHHT = hh
         bias = b
         peepholes = peeps
+        norms = lns
+        normalized.reserve(4 * H)
+        recurrent.reserve(4 * H)
         packedHR = phr
         weightHRT = hr
         hidden.reserve(L * P)
@@ -102,15 +114,35 @@ public final class LSTMStream {
             let z = gates.pointer
             GEMM.gemm(transposeA: false, M: 1, source, lda: In, weightIHT[l], z, ldc: 4 * H, accumulate: false,
                       threads: threads)
+            // The same operations as LSTM.forward's, in its order (with layer normalization: LN, + b, + LN(h·W_hhᵀ)).
+            let norm = norms[l].map { UnsafePointer($0.pointer) }
+            var inverse: Float = 0
+            if let norm {
+                LayerNorm.forward(z, rows: 1, width: 4 * H, gamma: norm, beta: norm + 4 * H,
+                                  normalized: normalized.pointer, inverseDeviation: &inverse, output: z, replace: true)
+            }
             for j in 0..<(4 * H) { z[j] += bias[l].pointer[j] }
-            GEMM.gemm(transposeA: false, M: 1, h, lda: P, weightHHT[l], z, ldc: 4 * H, accumulate: true,
-                      threads: threads)
+            if let norm {
+                GEMM.gemm(transposeA: false, M: 1, h, lda: P, weightHHT[l], recurrent.pointer, ldc: 4 * H,
+                          accumulate: false, threads: threads)
+                LayerNorm.forward(recurrent.pointer, rows: 1, width: 4 * H, gamma: norm + 8 * H, beta: norm + 12 * H,
+                                  normalized: normalized.pointer, inverseDeviation: &inverse, output: z, replace: false)
+            } else {
+                GEMM.gemm(transposeA: false, M: 1, h, lda: P, weightHHT[l], z, ldc: 4 * H, accumulate: true,
+                          threads: threads)
+            }
             // h is read above before the pass overwrites it; with a projection the pass writes m_t, then h = m_t·W_hrᵀ.
             let m = layer.weightHR == nil ? h : cellOutput.pointer
             LSTMPointwise.forward(gates: z, previousCell: c, cell: c, hidden: m, batch: 1, hidden: H,
                                   gate: layer.activations.gate, cellActivation: layer.activations.cell,
                                   cellClip: layer.activations.cellClip,
                                   peepholes: peepholes[l].map { UnsafePointer($0.pointer) })
+            if let norm {
+                LSTMPointwise.normalizedCellForward(
+                    gates: z, cell: c, hidden: m, batch: 1, hidden: H, cellActivation: layer.activations.cell,
+                    gamma: norm + 16 * H, beta: norm + 17 * H, normalized: normalized.pointer,
+                    inverseDeviation: &inverse, scratch: recurrent.pointer)
+            }
             if layer.weightHR != nil {
                 GEMM.gemm(transposeA: false, M: 1, UnsafePointer(m), lda: H, weightHRT[l], h, ldc: P, accumulate: false,
                           threads: threads)
