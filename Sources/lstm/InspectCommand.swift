@@ -38,13 +38,28 @@ struct InspectCommand: ParsableCommand {
             let c = loaded.model.configuration
             let step = contents.metadata["state"].flatMap { try? JSONValue.parse(Array($0.utf8)) }?["step"]?.exactInteger
             let training = step.map { ", training checkpoint at step \($0)" } ?? ""
-            return "character model: vocabulary \(c.vocabularySize), embedding \(c.embedding), \(c.layers)-layer LSTM with hidden \(c.hidden), \(loaded.model.layout.count) parameters\(training)"
+            return "character model: vocabulary \(c.vocabularySize), embedding \(c.embedding), \(c.layers)-layer LSTM with hidden \(c.hidden)\(loaded.model.lstm.variantDescription), \(loaded.model.layout.count) parameters\(training)"
         }
         for prefix in ["", "lstm.", "rnn."] {
             if let (lstm, parameters) = try? LSTM.load(from: contents, prefix: prefix, as: Float.self) {
-                return "nn.LSTM state_dict\(prefix.isEmpty ? "" : " under \(prefix)"): input \(lstm.inputSize), hidden \(lstm.hiddenSize), \(lstm.layerCount) layers, \(parameters.storage.count) parameters"
+                return "nn.LSTM state_dict\(prefix.isEmpty ? "" : " under \(prefix)"): input \(lstm.inputSize), hidden \(lstm.hiddenSize), \(lstm.layerCount) layers\(lstm.variantDescription), \(parameters.storage.count) parameters"
             }
         }
         return "not a model LSTMKit recognises (\(total) values in all)"
+    }
+}
+
+extension LSTM {
+    /// ", bidirectional, projection 16, layer norm, peepholes, cell clip 3" — the options that change the tensors
+    /// or the math, empty for a plain LSTM.
+    var variantDescription: String {
+        let a = layers[0].activations
+        var parts: [String] = []
+        if bidirectional { parts.append("bidirectional") }
+        if projectionSize > 0 { parts.append("projection \(projectionSize)") }
+        if a.layerNorm { parts.append("layer norm") }
+        if a.peepholes { parts.append("peepholes") }
+        if let clip = a.cellClip { parts.append("cell clip \(clip)") }
+        return parts.map { ", " + $0 }.joined()
     }
 }

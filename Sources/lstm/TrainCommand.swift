@@ -43,6 +43,10 @@ struct TrainCommand: ParsableCommand {
     var recurrentDropout = 0.0
     @Flag(help: "Peephole connections in every LSTM layer (i and f see the previous cell state, o the new one).")
     var peepholes = false
+    @Flag(help: "Layer-normalized LSTM (Ba, Kiros & Hinton): normalize both gate products and the cell in every layer.")
+    var layerNorm = false
+    @Option(help: "Projected LSTM (LSTMP, PyTorch's proj_size): h has P < --hidden values; 0: none.")
+    var proj = 0
     @Option(help: "When a loss or gradient is NaN or infinite: stop (keep the last checkpoint) or skip (leave the model unchanged, move to the next window; stops after 10 in a row).")
     var onNonfinite = "stop"
     @Option(help: "Random seed for initialisation.") var seed: UInt64 = 1
@@ -138,8 +142,8 @@ struct TrainCommand: ParsableCommand {
             }
             let loaded = try CharacterModelFile.load(file, source: paths.checkpoint)
             let c = loaded.model.configuration
-            guard cellClip == nil, dropout == 0, recurrentDropout == 0, !peepholes else {
-                throw Failure(message: "--resume continues the model in \(paths.checkpoint) as it was built; drop --cell-clip, --dropout, --recurrent-dropout and --peepholes")
+            guard cellClip == nil, dropout == 0, recurrentDropout == 0, !peepholes, !layerNorm, proj == 0 else {
+                throw Failure(message: "--resume continues the model in \(paths.checkpoint) as it was built; drop --cell-clip, --dropout, --recurrent-dropout, --peepholes, --layer-norm and --proj")
             }
             let tokens = try loaded.vocabulary.encode(corpus.scalars, source: corpus.source)
             trainer = try CharacterTrainer(resuming: file, tokens: tokens, source: paths.checkpoint)
@@ -168,7 +172,8 @@ struct TrainCommand: ParsableCommand {
                 model: .init(vocabularySize: vocabulary.count, embedding: embedding, hidden: hidden, layers: layers,
                              cellClip: cellClip, dropout: dropout > 0 ? dropout : nil,
                              recurrentDropout: recurrentDropout > 0 ? recurrentDropout : nil,
-                             peepholes: peepholes ? true : nil),
+                             peepholes: peepholes ? true : nil, layerNorm: layerNorm ? true : nil,
+                             projection: proj > 0 ? proj : nil),
                 options: options)
         }
         trainer.threads = threads
@@ -184,7 +189,7 @@ struct TrainCommand: ParsableCommand {
         let c = trainer.model.configuration
         report.note("""
             \(resume ? "resuming at step \(trainer.step)" : "training") on \(corpus.source): \(trainer.trainTokens.count) training and \(trainer.validationTokens.count) validation characters, vocabulary \(c.vocabularySize)
-            model: embedding \(c.embedding), \(c.layers)×LSTM(\(c.hidden)), \(trainer.model.layout.count) parameters; batch \(options.batch) × seq \(options.seqLength), \(options.optimizer.name) lr \(options.learningRate), \(totalSteps) steps (\(trainer.windowsPerEpoch) per epoch), \(threads) thread\(threads == 1 ? "" : "s")
+            model: embedding \(c.embedding), \(c.layers)×LSTM(\(c.hidden))\(trainer.model.lstm.variantDescription), \(trainer.model.layout.count) parameters; batch \(options.batch) × seq \(options.seqLength), \(options.optimizer.name) lr \(options.learningRate), \(totalSteps) steps (\(trainer.windowsPerEpoch) per epoch), \(threads) thread\(threads == 1 ? "" : "s")
             """)
 
         // Ctrl-C (SIGINT) and SIGTERM finish the current step, save, and exit. A parent may have started us with

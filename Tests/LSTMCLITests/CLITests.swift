@@ -172,6 +172,36 @@ import LSTMKit
         #expect(a.parameters.storage != b.parameters.storage)
     }
 
+    /// `--proj` and `--layer-norm`: saved with the model (tensors lstm.weight_hr_l{k}, lstm.layer_norm_*), used by
+    /// sample, eval and inspect, and resumed bitwise (N + N steps = 2N steps, byte for byte).
+    @Test func projectionAndLayerNormTrainAndResumeBitwise() throws {
+        let dir = try CLI.temporaryFolder()
+        try CLI.text(3000).write(to: dir.appendingPathComponent("text.txt"), atomically: true, encoding: .utf8)
+        let flags = CLI.tiny + ["--proj", "5", "--layer-norm"]
+        let whole = try CLI.run(["train", "text.txt", "--steps", "8", "--checkpoint", "whole.safetensors"] + flags, in: dir)
+        let half = try CLI.run(["train", "text.txt", "--steps", "4", "--checkpoint", "split.safetensors"] + flags, in: dir)
+        let rest = try CLI.run(["train", "text.txt", "--steps", "8", "--checkpoint", "split.safetensors", "--resume"], in: dir)
+        #expect(whole.status == 0 && half.status == 0 && rest.status == 0, "\(whole.stderr)\(half.stderr)\(rest.stderr)")
+        #expect(AtomicFile.read(path: dir.appendingPathComponent("whole.safetensors").path)
+                == AtomicFile.read(path: dir.appendingPathComponent("split.safetensors").path))
+        let loaded = try CharacterModelFile.load(path: dir.appendingPathComponent("whole.safetensors").path)
+        #expect(loaded.model.lstm.projectionSize == 5 && loaded.model.lstm.layers.allSatisfy { $0.activations.layerNorm })
+        #expect(loaded.model.layout.spec(named: "lstm.weight_hr_l0")?.shape == [5, loaded.model.lstm.hiddenSize])
+        #expect(loaded.model.layout.spec(named: "head.weight")?.shape[1] == 5)
+        let sample = try CLI.run(["sample", "whole.safetensors", "--length", "20", "--seed", "2"], in: dir)
+        #expect(sample.status == 0 && !sample.stdout.isEmpty, "\(sample.stderr)")
+        let eval = try CLI.run(["eval", "whole.safetensors", "text.txt", "--json"], in: dir)
+        #expect(eval.status == 0 && eval.stdout.contains("bits_per_character"), "\(eval.stderr)")
+        let inspect = try CLI.run(["inspect", "whole.safetensors"], in: dir)
+        #expect(inspect.stdout.contains("projection 5, layer norm"), "\(inspect.stdout)")
+        let bad = try CLI.run(["train", "text.txt", "--steps", "2", "--checkpoint", "bad.safetensors"] + CLI.tiny
+                              + ["--proj", "1000"], in: dir)
+        #expect(bad.status != 0 && bad.stderr.contains("projection size"), "\(bad.stderr)")
+        let conflicting = try CLI.run(["train", "text.txt", "--steps", "9", "--checkpoint", "whole.safetensors", "--resume",
+                                       "--layer-norm"], in: dir)
+        #expect(conflicting.status != 0 && conflicting.stderr.contains("--layer-norm"))
+    }
+
     /// `lstm bench` runs: one JSON object per configuration, and `--products` times each product alone.
     @Test func benchRuns() throws {
         let dir = try CLI.temporaryFolder()

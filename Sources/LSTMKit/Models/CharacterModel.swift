@@ -24,11 +24,18 @@ public struct CharacterModel: Sendable {
         public var recurrentDropout: Double?
         /// Peephole connections in every LSTM layer (see `LSTMActivations.peepholes`).
         public var peepholes: Bool?
+        /// Layer normalization in every LSTM layer (see `LSTMActivations.layerNorm`).
+        public var layerNorm: Bool?
+        /// P of a projected LSTM (LSTMP, `proj_size`): h_t has P values and the head reads P; nil or 0: none.
+        public var projection: Int?
 
         public init(vocabularySize: Int, embedding: Int, hidden: Int, layers: Int, cellClip: Double? = nil,
-                    dropout: Double? = nil, recurrentDropout: Double? = nil, peepholes: Bool? = nil) {
+                    dropout: Double? = nil, recurrentDropout: Double? = nil, peepholes: Bool? = nil,
+                    layerNorm: Bool? = nil, projection: Int? = nil) {
             self.recurrentDropout = recurrentDropout
             self.peepholes = peepholes
+            self.layerNorm = layerNorm
+            self.projection = projection
             self.vocabularySize = vocabularySize
             self.embedding = embedding
             self.hidden = hidden
@@ -39,7 +46,7 @@ public struct CharacterModel: Sendable {
 
         enum CodingKeys: String, CodingKey {
             case vocabularySize = "vocabulary_size", embedding, hidden, layers, cellClip = "cell_clip", dropout
-            case recurrentDropout = "recurrent_dropout", peepholes
+            case recurrentDropout = "recurrent_dropout", peepholes, layerNorm = "layer_norm", projection
         }
     }
 
@@ -54,10 +61,11 @@ public struct CharacterModel: Sendable {
         var layout = ParameterLayout()
         embedding = try Embedding(vocabularySize: c.vocabularySize, dimension: c.embedding, layout: &layout, prefix: "embedding.")
         lstm = try LSTM(inputSize: c.embedding, hiddenSize: c.hidden, layers: c.layers,
-                        activations: [LSTMActivations(cellClip: c.cellClip, peepholes: c.peepholes ?? false)],
-                        dropout: c.dropout ?? 0,
-                        recurrentDropout: c.recurrentDropout ?? 0, layout: &layout, prefix: "lstm.")
-        head = try Linear(inputSize: c.hidden, outputSize: c.vocabularySize, layout: &layout, prefix: "head.")
+                        activations: [LSTMActivations(cellClip: c.cellClip, peepholes: c.peepholes ?? false,
+                                                      layerNorm: c.layerNorm ?? false)],
+                        dropout: c.dropout ?? 0, recurrentDropout: c.recurrentDropout ?? 0,
+                        projectionSize: c.projection ?? 0, layout: &layout, prefix: "lstm.")
+        head = try Linear(inputSize: lstm.outputSize, outputSize: c.vocabularySize, layout: &layout, prefix: "head.")
         self.layout = layout
     }
 
@@ -69,7 +77,7 @@ public struct CharacterModel: Sendable {
     }
 
     public func zeroState(batch: Int) -> LSTMState<Float> {
-        LSTMState(layers: configuration.layers, batch: batch, hiddenSize: configuration.hidden)
+        LSTMState(for: lstm, batch: batch)
     }
 
     /// One truncated-BPTT window: forward from `state`, mean cross-entropy against `targets`, gradients *added* to

@@ -26,14 +26,14 @@ public struct CharacterSampler {
         self.topK = topK
         random = RandomSource(seed: seed)
         stream = LSTMStream(lstm: model.lstm, parameters: parameters)
-        hidden = [Float](repeating: 0, count: model.configuration.hidden)
+        hidden = [Float](repeating: 0, count: model.lstm.outputSize)
         logits = [Float](repeating: 0, count: model.configuration.vocabularySize)
     }
 
     /// Runs `tokens` through the model and draws the character that follows them.
     public mutating func feed(_ tokens: [Int32]) -> Int32 {
         precondition(!tokens.isEmpty)
-        let V = model.configuration.vocabularySize, E = model.configuration.embedding, H = model.configuration.hidden
+        let V = model.configuration.vocabularySize, E = model.configuration.embedding, H = model.lstm.outputSize
         let head = model.head, embedding = model.embedding
         parameters.storage.withUnsafeBufferPointer { p in
             hidden.withUnsafeMutableBufferPointer { h in

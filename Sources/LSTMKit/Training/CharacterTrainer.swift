@@ -247,9 +247,8 @@ public final class CharacterTrainer {
                                      SafeTensors.Tensor(Array(optimizer.states[s][spec.range]), shape: spec.shape)))
             }
         }
-        let shape = [carry.layers, carry.batch, carry.hiddenSize]
-        file.tensors.append(("train.hidden", SafeTensors.Tensor(carry.hidden, shape: shape)))
-        file.tensors.append(("train.cell", SafeTensors.Tensor(carry.cell, shape: shape)))
+        file.tensors.append(("train.hidden", SafeTensors.Tensor(carry.hidden, shape: [carry.layers, carry.batch, carry.hiddenSize])))
+        file.tensors.append(("train.cell", SafeTensors.Tensor(carry.cell, shape: [carry.layers, carry.batch, carry.cellSize])))
         let state = SavedState(step: step, epoch: epoch, position: position, optimizerSteps: optimizer.stepCount,
                                bestValidationLoss: bestValidationLoss,
                                corpusFingerprint: String(corpusFingerprint, radix: 16),
@@ -280,10 +279,11 @@ public final class CharacterTrainer {
         guard String(corpusFingerprint, radix: 16) == state.corpusFingerprint, tokens.count == state.corpusCharacters else {
             throw .invalidInput("\(source) was trained on a different corpus (\(state.corpusCharacters) characters); resume with the same text, or train a new model")
         }
-        let L = loaded.model.configuration.layers, B = options.batch, H = loaded.model.configuration.hidden
-        let hidden = try CharacterModelFile.floats(file, "train.hidden", shape: [L, B, H], source: source)
+        let L = loaded.model.lstm.stateCount, B = options.batch
+        let (P, H) = (loaded.model.lstm.outputSize, loaded.model.lstm.hiddenSize)
+        let hidden = try CharacterModelFile.floats(file, "train.hidden", shape: [L, B, P], source: source)
         let cell = try CharacterModelFile.floats(file, "train.cell", shape: [L, B, H], source: source)
-        carry = LSTMState(hidden: hidden, cell: cell, layers: L, batch: B, hiddenSize: H)
+        carry = LSTMState(hidden: hidden, cell: cell, layers: L, batch: B, hiddenSize: P, cellSize: H)
         step = state.step
         epoch = state.epoch
         position = state.position
@@ -342,13 +342,16 @@ public enum CharacterModelFile {
         guard let embedding = file["embedding.weight"], embedding.shape.count == 2 else {
             throw .invalidInput("\(source) has no 2-D tensor embedding.weight")
         }
-        guard let hh = file["lstm.weight_hh_l0"], hh.shape.count == 2, hh.shape[0] == 4 * hh.shape[1], hh.shape[1] > 0 else {
-            throw .invalidInput("\(source) has no valid lstm.weight_hh_l0 of shape (4H, H)")
+        guard let hh = file["lstm.weight_hh_l0"], hh.shape.count == 2, hh.shape[0] % 4 == 0, hh.shape[0] > 0,
+              hh.shape[1] > 0, hh.shape[1] <= hh.shape[0] / 4 else {
+            throw .invalidInput("\(source) has no valid lstm.weight_hh_l0 of shape (4H, H), or (4H, P) with a projection")
         }
+        // With a projection (lstm.weight_hr_l0 (P, H)) W_hh is (4H, P).
+        let projection = hh.shape[1] != hh.shape[0] / 4 ? hh.shape[1] : nil
         var layers = 0
         while file["lstm.weight_ih_l\(layers)"] != nil { layers += 1 }
         // Sizes come from the tensors; what they cannot tell (cell clipping, dropout) from the "model" metadata.
-        var cellClip: Double?, dropout: Double?, recurrentDropout: Double?, peepholes: Bool?
+        var cellClip: Double?, dropout: Double?, recurrentDropout: Double?, peepholes: Bool?, layerNorm: Bool?
         if let json = file.metadata["model"] {
             guard let saved = try? JSONDecoder().decode(CharacterModel.Configuration.self, from: Data(json.utf8)) else {
                 throw .invalidInput("\(source) has unreadable model metadata")
@@ -357,11 +360,12 @@ public enum CharacterModelFile {
             dropout = saved.dropout
             recurrentDropout = saved.recurrentDropout
             peepholes = saved.peepholes
+            layerNorm = saved.layerNorm
         }
         let configuration = CharacterModel.Configuration(vocabularySize: embedding.shape[0], embedding: embedding.shape[1],
-                                                         hidden: hh.shape[1], layers: layers, cellClip: cellClip,
+                                                         hidden: hh.shape[0] / 4, layers: layers, cellClip: cellClip,
                                                          dropout: dropout, recurrentDropout: recurrentDropout,
-                                                         peepholes: peepholes)
+                                                         peepholes: peepholes, layerNorm: layerNorm, projection: projection)
         guard configuration.vocabularySize == vocabulary.count else {
             throw .invalidInput("\(source): embedding.weight has \(configuration.vocabularySize) rows but the vocabulary has \(vocabulary.count) characters")
         }

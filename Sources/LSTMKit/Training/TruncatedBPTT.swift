@@ -6,13 +6,13 @@
 public struct TruncatedBPTT<Scalar: LSTMScalar>: Sendable {
     public let lstm: LSTM
     public let batch: Int
-    /// The state the next window starts from, (L, B, H).
+    /// The state the next window starts from, (L·D, B, P) and (L·D, B, H).
     public var state: LSTMState<Scalar>
 
     public init(lstm: LSTM, batch: Int) {
         self.lstm = lstm
         self.batch = batch
-        state = LSTMState(layers: lstm.layerCount, batch: batch, hiddenSize: lstm.hiddenSize)
+        state = LSTMState(for: lstm, batch: batch)
     }
 
     /// Runs one window (T, B, I) from the carried state, keeps the end state for the next window and returns the
@@ -27,19 +27,16 @@ public struct TruncatedBPTT<Scalar: LSTMScalar>: Sendable {
 
     /// Zeroes the whole state (a new epoch, or evaluation from a fresh start).
     public mutating func reset() {
-        state = LSTMState(layers: lstm.layerCount, batch: batch, hiddenSize: lstm.hiddenSize)
+        state = LSTMState(for: lstm, batch: batch)
     }
 
     /// Zeroes one batch row's state in every layer (that row's stream starts over).
     public mutating func reset(row b: Int) {
         precondition(b >= 0 && b < batch, "TruncatedBPTT.reset(row:): row \(b) outside 0..<\(batch)")
-        let H = lstm.hiddenSize
-        for l in 0..<lstm.layerCount {
-            let start = (l * batch + b) * H
-            for k in start..<(start + H) {
-                state.hidden[k] = 0
-                state.cell[k] = 0
-            }
+        let (P, H) = (lstm.outputSize, lstm.hiddenSize)
+        for u in 0..<lstm.stateCount {
+            for k in ((u * batch + b) * P)..<((u * batch + b + 1) * P) { state.hidden[k] = 0 }
+            for k in ((u * batch + b) * H)..<((u * batch + b + 1) * H) { state.cell[k] = 0 }
         }
     }
 }
