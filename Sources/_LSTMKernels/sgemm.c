@@ -419,7 +419,8 @@ static const float *a_block(int level, ptrdiff_t M, const float *A, ptrdiff_t rs
                             ptrdiff_t mc, ptrdiff_t pc, ptrdiff_t kc, float *work, ptrdiff_t *astride,
                             ptrdiff_t *tstride) {
     const ptrdiff_t mr = tile_rows(level);
-    if (rsa == 1 && csa <= 512 && ic + (mc + mr - 1) / mr * mr <= M) {
+    // |csa|: the δW products run their rows last to first (negative strides, see LSTMPasses.swift).
+    if (rsa == 1 && (csa < 0 ? -csa : csa) <= 512 && ic + (mc + mr - 1) / mr * mr <= M) {
         *astride = csa;
         *tstride = mr;
         return A + pc * csa + ic;

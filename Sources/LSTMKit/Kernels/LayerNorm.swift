@@ -39,16 +39,19 @@ public enum LayerNorm {
         }
     }
 
-    /// δz of `rows` rows from δy (`dOutput`), adding δγ and δβ; `dInput` may be `dOutput`.
+    /// δz of `rows` rows from δy (`dOutput`), adding δγ and δβ (rows taken last to first when `descending`: the
+    /// order of the sums); `dInput` may be `dOutput`.
     @_specialize(where S == Float)
     @_specialize(where S == Double)
     static func backward<S: LSTMScalar>(
         dOutput: UnsafePointer<S>, rows: Int, width F: Int, gamma: UnsafePointer<S>,
         normalized: UnsafePointer<S>, inverseDeviation: UnsafePointer<S>,
-        dGamma: UnsafeMutablePointer<S>, dBeta: UnsafeMutablePointer<S>, dInput: UnsafeMutablePointer<S>
+        dGamma: UnsafeMutablePointer<S>, dBeta: UnsafeMutablePointer<S>, dInput: UnsafeMutablePointer<S>,
+        descending: Bool = false
     ) {
         let count = S(F)
-        for r in 0..<rows {
+        for k in 0..<rows {
+            let r = descending ? rows - 1 - k : k
             let dy = dOutput + r * F, zh = normalized + r * F, dz = dInput + r * F
             var meanD: S = 0, meanDZ: S = 0
             for j in 0..<F {
@@ -118,7 +121,8 @@ extension LSTMPointwise {
             }
         }
         LayerNorm.backward(dOutput: scratch, rows: B, width: H, gamma: gamma, normalized: normalized,
-                           inverseDeviation: inverseDeviation, dGamma: dGamma, dBeta: dBeta, dInput: scratch)
+                           inverseDeviation: inverseDeviation, dGamma: dGamma, dBeta: dBeta, dInput: scratch,
+                           descending: false)
         for b in 0..<B {
             let a = gates + b * 4 * H, n = normalized + b * H, dm = dHidden + b * H
             let cPrev = previousCell + b * H, c = cell + b * H, dS0 = scratch + b * H

@@ -75,6 +75,10 @@ public struct LSTM: Sendable, Hashable {
     /// product at every step: Z_t = W_ih·x_t + b_ih + W_hh·(h_{t-1} ⊙ m) + b_hh. Backward: δh_{t-1} = (W_hhᵀ·δZ_t) ⊙ m
     /// and δW_hh += δZ_t·(h_{t-1} ⊙ m)ᵀ. Off without a seed.
     public let recurrentDropout: Double
+    /// Memory-lean BPTT: 0 keeps everything backward needs (the full stash); k > 0 keeps only the (h, c) of every
+    /// layer at every k-th step and recomputes the rest during backward, window by window (see `LSTMPasses.swift`),
+    /// with bitwise the same gradients. k ≈ √T minimises memory (about 2√T steps' worth instead of T).
+    public let checkpointInterval: Int
     /// Number of layers (each with `directions` directions).
     public var layerCount: Int { layers.count / directions }
     /// 1, or 2 when bidirectional.
@@ -93,7 +97,20 @@ public struct LSTM: Sendable, Hashable {
         return LSTMConfiguration(inputSize: inputSize, hiddenSize: hiddenSize, layers: layerCount,
                                  activations: Set(perLayer).count == 1 ? [perLayer[0]] : perLayer,
                                  dropout: dropout, recurrentDropout: recurrentDropout, bidirectional: bidirectional,
-                                 projectionSize: projectionSize)
+                                 projectionSize: projectionSize, checkpointInterval: checkpointInterval)
+    }
+
+    /// The same LSTM (same tensors, same layout) with another `checkpointInterval`: memory-lean training of a model
+    /// that was built or loaded without it.
+    public func withCheckpointInterval(_ k: Int) throws(LSTMKitError) -> LSTM {
+        var layout = ParameterLayout()
+        var c = configuration
+        c.checkpointInterval = k
+        let prefix = String(layers[0].weightIH.name.dropLast("weight_ih_l0".count))
+        let rebuilt = try LSTM(c, layout: &layout, prefix: prefix)
+        // Layers keep their own activations (the configuration may have folded them into one entry).
+        precondition(rebuilt.layers.map(\.weightIH) == layers.map(\.weightIH), "withCheckpointInterval: layout changed")
+        return rebuilt
     }
 
     /// Builds the LSTM `configuration` describes, adding its tensors to `layout`; an invalid combination throws
@@ -103,7 +120,7 @@ public struct LSTM: Sendable, Hashable {
                       layers: configuration.layers, activations: configuration.activations,
                       dropout: configuration.dropout, recurrentDropout: configuration.recurrentDropout,
                       bidirectional: configuration.bidirectional, projectionSize: configuration.projectionSize,
-                      layout: &layout, prefix: prefix)
+                      checkpointInterval: configuration.checkpointInterval, layout: &layout, prefix: prefix)
     }
 
     /// Adds an L-layer LSTM's tensors to `layout` as `prefix + "weight_ih_l0"`, … (PyTorch's order: per layer and
@@ -114,7 +131,7 @@ public struct LSTM: Sendable, Hashable {
     public init(
         inputSize: Int, hiddenSize: Int, layers: Int = 1,
         activations: [LSTMActivations] = [.standard], dropout: Double = 0, recurrentDropout: Double = 0,
-        bidirectional: Bool = false, projectionSize: Int = 0,
+        bidirectional: Bool = false, projectionSize: Int = 0, checkpointInterval: Int = 0,
         layout: inout ParameterLayout, prefix: String = ""
     ) throws(LSTMKitError) {
         guard inputSize > 0 else { throw .invalidConfiguration("input size must be at least 1, got \(inputSize)") }
@@ -141,6 +158,13 @@ public struct LSTM: Sendable, Hashable {
         guard projectionSize >= 0 && projectionSize < hiddenSize else {
             throw .invalidConfiguration("the projection size must be between 1 and hidden size − 1 = \(hiddenSize - 1) (or 0 for none), got \(projectionSize)")
         }
+        guard checkpointInterval >= 0 else {
+            throw .invalidConfiguration("the checkpoint interval must be 0 (keep every step) or a number of steps, got \(checkpointInterval)")
+        }
+        guard checkpointInterval == 0 || !bidirectional else {
+            throw .invalidConfiguration("memory-lean BPTT (checkpoint interval \(checkpointInterval)) needs a unidirectional LSTM: a bidirectional layer's reverse direction starts at the end of the sequence")
+        }
+        self.checkpointInterval = checkpointInterval
         self.dropout = dropout
         self.recurrentDropout = recurrentDropout
         self.inputSize = inputSize
@@ -195,10 +219,13 @@ public struct LSTMConfiguration: Sendable, Hashable, Codable {
     public var bidirectional: Bool
     /// P of LSTMP (PyTorch's `proj_size`), 0 for none.
     public var projectionSize: Int
+    /// Memory-lean BPTT: keep every k-th state and recompute the rest (`LSTM.checkpointInterval`); 0 for none.
+    public var checkpointInterval: Int
 
     public init(inputSize: Int, hiddenSize: Int, layers: Int = 1, activations: [LSTMActivations] = [.standard],
                 dropout: Double = 0, recurrentDropout: Double = 0, bidirectional: Bool = false,
-                projectionSize: Int = 0) {
+                projectionSize: Int = 0, checkpointInterval: Int = 0) {
+        self.checkpointInterval = checkpointInterval
         self.inputSize = inputSize
         self.hiddenSize = hiddenSize
         self.layers = layers
@@ -211,6 +238,7 @@ public struct LSTMConfiguration: Sendable, Hashable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case inputSize, hiddenSize, layers, activations, dropout, recurrentDropout, bidirectional, projectionSize
+        case checkpointInterval
     }
 
     public init(from decoder: any Decoder) throws {
@@ -223,6 +251,7 @@ public struct LSTMConfiguration: Sendable, Hashable, Codable {
         recurrentDropout = try c.decodeIfPresent(Double.self, forKey: .recurrentDropout) ?? 0
         bidirectional = try c.decodeIfPresent(Bool.self, forKey: .bidirectional) ?? false
         projectionSize = try c.decodeIfPresent(Int.self, forKey: .projectionSize) ?? 0
+        checkpointInterval = try c.decodeIfPresent(Int.self, forKey: .checkpointInterval) ?? 0
     }
 }
 
@@ -355,16 +384,24 @@ public struct LSTMInputGradients<Scalar: LSTMScalar>: Sendable {
 struct SequenceSchedule: Sendable, Equatable {
     var steps = 0
     var batch = 0
+    /// The windows the passes run over: the whole sequence, or with memory-lean BPTT runs of `checkpointInterval`
+    /// steps (none when T = 0).
+    var windows: [StepWindow] = []
     var order: [Int] = []
     var lengths: [Int] = []         // (B) in sorted order
     var batchSizes: [Int] = []      // (T)
     var offsets: [Int] = [0]        // (T + 1), offsets[T] = N
     var uniform = true
     var rows: Int { offsets[steps] }
+    /// The whole sequence as one window.
+    var whole: StepWindow { StepWindow(first: 0, end: steps, rowBase: 0, rows: rows) }
+    /// The most rows any window holds: the size of the stash's per-window buffers.
+    var windowRows: Int { windows.map(\.rows).max() ?? 0 }
 
     init() {}
 
-    init(steps T: Int, batch B: Int, lengths: [Int]?) {
+    /// - Parameter window: k > 0 cuts the steps into windows of k (memory-lean BPTT); 0 keeps one window.
+    init(steps T: Int, batch B: Int, lengths: [Int]?, window k: Int = 0) {
         steps = T
         batch = B
         if let lengths, lengths.contains(where: { $0 != T }) {
@@ -378,35 +415,42 @@ struct SequenceSchedule: Sendable, Equatable {
         batchSizes = (0..<T).map { t in self.lengths.reduce(0) { $0 + ($1 > t ? 1 : 0) } }
         offsets = [0]
         for t in 0..<T { offsets.append(offsets[t] + batchSizes[t]) }
+        let length = k > 0 && k < T ? k : T
+        windows = stride(from: 0, to: T, by: max(length, 1)).map { first in
+            let end = min(T, first + length)
+            return StepWindow(first: first, end: end, rowBase: offsets[first], rows: offsets[end] - offsets[first])
+        }
     }
 
-    /// Padded (T, B, F) or (B, T, F) → packed (N, F).
-    func pack<S>(_ source: UnsafePointer<S>, _ destination: UnsafeMutablePointer<S>, width F: Int, layout: SequenceLayout) {
+    /// The window's steps of padded (T, B, F) or (B, T, F) → its packed rows (window.rows, F).
+    func pack<S>(_ source: UnsafePointer<S>, _ destination: UnsafeMutablePointer<S>, width F: Int, layout: SequenceLayout,
+                 window: StepWindow) {
         if uniform && layout == .timeMajor {
-            destination.update(from: source, count: steps * batch * F)
+            destination.update(from: source + window.rowBase * F, count: window.rows * F)
             return
         }
-        for t in 0..<steps {
+        for t in window.first..<window.end {
             for r in 0..<batchSizes[t] {
                 let b = order[r]
                 let padded = layout == .timeMajor ? t * batch + b : b * steps + t
-                (destination + (offsets[t] + r) * F).update(from: source + padded * F, count: F)
+                (destination + (offsets[t] - window.rowBase + r) * F).update(from: source + padded * F, count: F)
             }
         }
     }
 
-    /// Packed (N, F) → padded (T, B, F) or (B, T, F), zero at padding.
-    func unpack<S: LSTMScalar>(_ source: UnsafePointer<S>, _ destination: UnsafeMutablePointer<S>, width F: Int, layout: SequenceLayout) {
+    /// The window's packed rows → its steps of padded (T, B, F) or (B, T, F); padding is left as it is (zero in the
+    /// arrays the passes return).
+    func unpack<S>(_ source: UnsafePointer<S>, _ destination: UnsafeMutablePointer<S>, width F: Int,
+                   layout: SequenceLayout, window: StepWindow) {
         if uniform && layout == .timeMajor {
-            destination.update(from: source, count: steps * batch * F)
+            (destination + window.rowBase * F).update(from: source, count: window.rows * F)
             return
         }
-        destination.update(repeating: 0, count: steps * batch * F)
-        for t in 0..<steps {
+        for t in window.first..<window.end {
             for r in 0..<batchSizes[t] {
                 let b = order[r]
                 let padded = layout == .timeMajor ? t * batch + b : b * steps + t
-                (destination + padded * F).update(from: source + (offsets[t] + r) * F, count: F)
+                (destination + padded * F).update(from: source + (offsets[t] - window.rowBase + r) * F, count: F)
             }
         }
     }
@@ -423,6 +467,14 @@ struct SequenceSchedule: Sendable, Equatable {
     }
 }
 
+/// A run of steps [first, end) whose packed rows rowBase..<rowBase + rows sit in the stash's buffers from row 0.
+struct StepWindow: Sendable, Equatable {
+    var first: Int
+    var end: Int
+    var rowBase: Int
+    var rows: Int
+}
+
 /// What the forward pass keeps for the backward pass, plus backward scratch; reused across calls so that a model
 /// run again with the same shapes allocates nothing but its returned arrays. Rows are in the packed order of
 /// `SequenceSchedule` (N rows; N = T·B without lengths); u = l·D + d numbers the layers' directions.
@@ -433,9 +485,16 @@ public final class LSTMStash<Scalar: LSTMScalar> {
     public var threads: Int
     var schedule = SequenceSchedule()
     var sequenceLayout = SequenceLayout.timeMajor
+    /// The window the buffers below hold (`SequenceSchedule.windows`), and its index.
+    var window = StepWindow(first: 0, end: 0, rowBase: 0, rows: 0)
+    var windowIndex = 0
+    /// Memory-lean BPTT: the buffers hold one window, and `checkpoints` every window's starting state.
+    var checkpointing = false
+    let checkpoints = AlignedBuffer<Scalar>()    // (windows, [L·D·B·P h | L·D·B·H c]) sorted rows, when checkpointing
     let input = AlignedBuffer<Scalar>()          // (N, I)        x, packed
     let initialHidden = AlignedBuffer<Scalar>()  // (L·D, B, P)   h0, sorted rows
     let initialCell = AlignedBuffer<Scalar>()    // (L·D, B, H)   c0, sorted rows
+    // Per window (Nw rows: N, or with memory-lean BPTT the rows of one window):
     let gates = AlignedBuffer<Scalar>()          // (L·D, N, 4H)  activated i, f, g, o
     let cells = AlignedBuffer<Scalar>()          // (L·D, N, H)   S_t
     let hiddens = AlignedBuffer<Scalar>()        // (L·D, N, P)   h_t
@@ -444,8 +503,9 @@ public final class LSTMStash<Scalar: LSTMScalar> {
     let previousHidden = AlignedBuffer<Scalar>() // (B, P)        h of the step before, assembled (see previousState)
     let previousCell = AlignedBuffer<Scalar>()   // (B, H)        S of the step before, assembled
     let dGates = AlignedBuffer<Scalar>()         // (N, 4H)       δZ of the direction being differentiated
-    let dHiddenCarry = AlignedBuffer<Scalar>()   // (B, P)
-    let dCellCarry = AlignedBuffer<Scalar>()     // (B, H)
+    let dHiddenCarry = AlignedBuffer<Scalar>()   // (L·D, B, P)   δh carried from step to step (and window to window)
+    let dCellCarry = AlignedBuffer<Scalar>()     // (L·D, B, H)
+    let biasSums = AlignedBuffer<Scalar>()       // (L·D, 4H)     Σ δZ over all rows, per direction
     let dCellOutput = AlignedBuffer<Scalar>()    // (B, H)        δm_t, with a projection
     let dHiddens = AlignedBuffer<Scalar>()       // (N, P)        δh_t of every step, with a projection (for δW_hr)
     let dAbove = AlignedBuffer<Scalar>()         // (N, max(I, D·P)) δ of a layer's output
@@ -454,7 +514,7 @@ public final class LSTMStash<Scalar: LSTMScalar> {
     let biasSum = AlignedBuffer<Scalar>()        // (4H)
     var dropoutActive = false
     let dropoutMasks = AlignedBuffer<Scalar>()   // (L−1, N, D·P) 0 or 1/(1−p), when dropout is active
-    let droppedHiddens = AlignedBuffer<Scalar>() // (L−1, N, D·P) layer output ⊙ mask: the input of the layer above
+    let droppedHiddens = AlignedBuffer<Scalar>() // (L−1, Nw, D·P) layer output ⊙ mask: the input of the layer above
     var recurrentDropoutActive = false
     let recurrentMasks = AlignedBuffer<Scalar>()   // (L·D, B, P) 0 or 1/(1−p), sorted rows, with recurrent dropout
     let recurrentInput = AlignedBuffer<Scalar>()   // (N, P) h_{t-1} (⊙ m) of one direction (per step, or all for δW_hh)
@@ -478,8 +538,15 @@ public final class LSTMStash<Scalar: LSTMScalar> {
         self.schedule = schedule
         let U = lstm.stateCount, L = lstm.layerCount, D = lstm.directions
         let H = lstm.hiddenSize, P = lstm.outputSize, I = lstm.inputSize
-        let N = schedule.rows, B = schedule.batch
-        input.reserve(N * I)
+        let B = schedule.batch
+        checkpointing = schedule.windows.count > 1
+        if checkpointing { checkpoints.reserve(schedule.windows.count * U * B * (P + H)) }
+        input.reserve(schedule.rows * I)
+        dHiddenCarry.reserve(U * B * P)
+        dCellCarry.reserve(U * B * H)
+        biasSums.reserve(U * 4 * H)
+        if lstm.dropout > 0 && L > 1 { droppedHiddens.reserve((L - 1) * schedule.windowRows * D * P) }
+        let N = schedule.windowRows
         initialHidden.reserve(U * B * P)
         initialCell.reserve(U * B * H)
         gates.reserve(U * N * 4 * H)
@@ -511,8 +578,6 @@ public final class LSTMStash<Scalar: LSTMScalar> {
             recurrentInput.reserve(N * P)
         }
         dGates.reserve(N * 4 * H)
-        dHiddenCarry.reserve(B * P)
-        dCellCarry.reserve(B * H)
         dAbove.reserve(N * max(I, D * P))
         dBelow.reserve(N * max(I, D * P))
         biasSum.reserve(4 * H)

@@ -1,4 +1,4 @@
-/// `LSTM.forward` and `LSTM.backward`: the layer loop, and one direction of one layer over the packed rows.
+/// `LSTM.forward` and `LSTM.backward`: the layer loop, and one direction of one layer over a window of steps.
 ///
 /// The equations are in `LSTM.swift`. Per direction and step t (B_t rows, packed row `base = offsets[t]`):
 /// ```
@@ -14,6 +14,15 @@
 /// others step t+1's state (`previousState`). The carries make the final states and their δ come out right without
 /// special cases: a row's carry is only written while the row runs, so it holds δ(h_n, c_n) until the row's last
 /// real step is reached (forward direction), and after its first step is done it holds δ(h0, c0) (both).
+///
+/// Windows and memory-lean BPTT. The passes run over a window of steps [first, end) whose rows sit in the stash's
+/// buffers from row 0. Normally there is one window, the whole sequence. With `LSTM.checkpointInterval` k the
+/// sequence is cut into windows of k steps; forward keeps only each window's starting (h, c) of every layer (a
+/// checkpoint) and backward, window by window from the last, recomputes the window's forward pass from its
+/// checkpoint (the same operations on the same values, so the same bits) and runs backward through it, the carries
+/// passing from one window to the one before. Every gradient is accumulated in the order backward visits the rows
+/// — the forward direction's rows from the last packed row down to the first — one chain across windows, so any k
+/// gives bitwise the gradients of the full stash (products: `accumulateTransposedProduct`).
 extension LSTM {
     /// Runs all layers over the whole sequence.
     ///
@@ -43,7 +52,7 @@ extension LSTM {
             precondition(initial.layers == U && initial.batch == B && initial.hiddenSize == P && initial.cellSize == H,
                          "LSTM.forward: initial state must be (L·D, B, P) = (\(U), \(B), \(P)) and cells (\(U), \(B), \(H))")
         }
-        let schedule = SequenceSchedule(steps: T, batch: B, lengths: lengths)
+        let schedule = SequenceSchedule(steps: T, batch: B, lengths: lengths, window: checkpointInterval)
         let N = schedule.rows
         stash.prepare(self, schedule: schedule)
         stash.sequenceLayout = sequenceLayout
@@ -52,7 +61,6 @@ extension LSTM {
             // One mask value per output of every layer but the last, drawn in (layer, packed row, j) order.
             let n = (L - 1) * N * D * P
             stash.dropoutMasks.reserve(n)
-            stash.droppedHiddens.reserve(n)
             var random = RandomSource(seed: dropoutSeed)
             let scale = S(1 / (1 - dropout))
             for k in 0..<n { stash.dropoutMasks.pointer[k] = random.uniform(0, 1) < dropout ? 0 : scale }
@@ -70,122 +78,164 @@ extension LSTM {
             }
         }
         x.withUnsafeBufferPointer { xs in
-            schedule.pack(xs.baseAddress!, stash.input.pointer, width: I, layout: sequenceLayout)
+            schedule.pack(xs.baseAddress!, stash.input.pointer, width: I, layout: sequenceLayout, window: schedule.whole)
         }
+        // (h0, c0), sorted rows: the first window's starting state (with checkpoints, checkpoint 0).
+        let h0 = stash.checkpointing ? stash.checkpoints.pointer : stash.initialHidden.pointer
+        let c0 = stash.checkpointing ? stash.checkpoints.pointer + U * B * P : stash.initialCell.pointer
         if let initial {
             initial.hidden.withUnsafeBufferPointer {
-                schedule.sortRows($0.baseAddress!, stash.initialHidden.pointer, units: U, width: P, toSorted: true)
+                schedule.sortRows($0.baseAddress!, h0, units: U, width: P, toSorted: true)
             }
             initial.cell.withUnsafeBufferPointer {
-                schedule.sortRows($0.baseAddress!, stash.initialCell.pointer, units: U, width: H, toSorted: true)
+                schedule.sortRows($0.baseAddress!, c0, units: U, width: H, toSorted: true)
             }
         } else {
-            stash.initialHidden.zero(U * B * P)
-            stash.initialCell.zero(U * B * H)
+            h0.update(repeating: 0, count: U * B * P)
+            c0.update(repeating: 0, count: U * B * H)
         }
 
-        parameters.storage.withUnsafeBufferPointer { p in
-            let p = p.baseAddress!
-            for l in 0..<L {
-                if l > 0 && stash.dropoutActive {
-                    // The layer below's outputs, dropped out: x = h ⊙ mask.
-                    let h = layerOutput(l - 1, stash)
-                    let m = stash.dropoutMasks.pointer + (l - 1) * N * D * P
-                    let dropped = stash.droppedHiddens.pointer + (l - 1) * N * D * P
-                    for k in 0..<(N * D * P) { dropped[k] = h[k] * m[k] }
+        var final = LSTMState<S>(for: self, batch: B)
+        var output = [S](repeating: 0, count: T * B * D * P)
+        if T == 0 {
+            for u in 0..<U {
+                for r in 0..<B {
+                    let b = schedule.order[r]
+                    for k in 0..<P { final.hidden[(u * B + b) * P + k] = h0[(u * B + r) * P + k] }
+                    for k in 0..<H { final.cell[(u * B + b) * H + k] = c0[(u * B + r) * H + k] }
                 }
-                let input = layerInput(l, stash)
-                for d in 0..<D { forwardDirection(l * D + d, input: input, parameters: p, stash: stash) }
-                if D == 2 {
-                    // [h(forward), h(reverse)] side by side: the layer's output.
-                    let out = stash.layerOutputs.pointer + l * N * 2 * P
-                    let hf = stash.hiddens.pointer + (2 * l) * N * P, hr = stash.hiddens.pointer + (2 * l + 1) * N * P
-                    for r in 0..<N {
-                        (out + r * 2 * P).update(from: hf + r * P, count: P)
-                        (out + r * 2 * P + P).update(from: hr + r * P, count: P)
+            }
+            return LSTMOutput(output: output, final: final)
+        }
+        parameters.storage.withUnsafeBufferPointer { p in
+            output.withUnsafeMutableBufferPointer { out in
+                for (w, window) in schedule.windows.enumerated() {
+                    stash.window = window
+                    stash.windowIndex = w
+                    forwardWindow(parameters: p.baseAddress!, stash: stash)
+                    let top = layerOutput(L - 1, stash)
+                    schedule.unpack(top, out.baseAddress!, width: D * P, layout: sequenceLayout, window: window)
+                    // Each row's state after its last real step (forward direction) or after t = 0 (reverse).
+                    let Nw = window.rows
+                    for u in 0..<U {
+                        for r in 0..<B {
+                            let step = layers[u].reverse ? 0 : schedule.lengths[r] - 1
+                            guard step >= window.first && step < window.end else { continue }
+                            let row = schedule.offsets[step] + r - window.rowBase, b = schedule.order[r]
+                            let h = stash.hiddens.pointer + (u * Nw + row) * P, c = stash.cells.pointer + (u * Nw + row) * H
+                            for k in 0..<P { final.hidden[(u * B + b) * P + k] = h[k] }
+                            for k in 0..<H { final.cell[(u * B + b) * H + k] = c[k] }
+                        }
+                    }
+                    if stash.checkpointing && w + 1 < schedule.windows.count {
+                        // The next window starts from this one's last step (rows still running there).
+                        let next = stash.checkpoints.pointer + (w + 1) * U * B * (P + H)
+                        next.update(from: stash.checkpoints.pointer + w * U * B * (P + H), count: U * B * (P + H))
+                        let last = window.end - 1, n = schedule.batchSizes[last]
+                        let row = schedule.offsets[last] - window.rowBase
+                        for u in 0..<U {
+                            (next + u * B * P).update(from: stash.hiddens.pointer + (u * Nw + row) * P, count: n * P)
+                            (next + U * B * P + u * B * H).update(from: stash.cells.pointer + (u * Nw + row) * H,
+                                                                   count: n * H)
+                        }
                     }
                 }
             }
         }
-
-        // Each row's state after its last real step (forward direction) or after t = 0 (reverse), in batch order.
-        var final = LSTMState<S>(for: self, batch: B)
-        for u in 0..<U {
-            let reverse = layers[u].reverse
-            for r in 0..<B {
-                let b = schedule.order[r]
-                let (h, c): (UnsafePointer<S>, UnsafePointer<S>)
-                if T == 0 {
-                    (h, c) = (UnsafePointer(stash.initialHidden.pointer + (u * B + r) * P),
-                              UnsafePointer(stash.initialCell.pointer + (u * B + r) * H))
-                } else {
-                    let row = reverse ? r : schedule.offsets[schedule.lengths[r] - 1] + r
-                    (h, c) = (UnsafePointer(stash.hiddens.pointer + (u * N + row) * P),
-                              UnsafePointer(stash.cells.pointer + (u * N + row) * H))
-                }
-                for k in 0..<P { final.hidden[(u * B + b) * P + k] = h[k] }
-                for k in 0..<H { final.cell[(u * B + b) * H + k] = c[k] }
-            }
-        }
-        var output = [S](repeating: 0, count: T * B * D * P)
-        output.withUnsafeMutableBufferPointer { out in
-            guard T > 0 else { return }
-            schedule.unpack(layerOutput(L - 1, stash), out.baseAddress!, width: D * P, layout: sequenceLayout)
-        }
         return LSTMOutput(output: output, final: final)
     }
 
-    /// Layer l's output, (N, D·P): its direction's h, or both side by side.
-    func layerOutput<S>(_ l: Int, _ stash: LSTMStash<S>) -> UnsafePointer<S> {
-        let N = stash.schedule.rows, P = outputSize
-        return directions == 1 ? UnsafePointer(stash.hiddens.pointer + l * N * P)
-                               : UnsafePointer(stash.layerOutputs.pointer + l * N * 2 * P)
+    /// All layers over the stash's current window (from its starting state), filling the window's buffers.
+    func forwardWindow<S: LSTMScalar>(parameters p: UnsafePointer<S>, stash: LSTMStash<S>) {
+        let L = layerCount, D = directions, P = outputSize, w = stash.window, Nw = w.rows, N = stash.schedule.rows
+        for l in 0..<L {
+            if l > 0 && stash.dropoutActive {
+                // The layer below's outputs, dropped out: x = h ⊙ mask.
+                let h = layerOutput(l - 1, stash)
+                let m = stash.dropoutMasks.pointer + ((l - 1) * N + w.rowBase) * D * P
+                let dropped = stash.droppedHiddens.pointer + (l - 1) * Nw * D * P
+                for k in 0..<(Nw * D * P) { dropped[k] = h[k] * m[k] }
+            }
+            let input = layerInput(l, stash)
+            for d in 0..<D { forwardDirection(l * D + d, input: input, parameters: p, stash: stash) }
+            if D == 2 {
+                // [h(forward), h(reverse)] side by side: the layer's output.
+                let out = stash.layerOutputs.pointer + l * Nw * 2 * P
+                let hf = stash.hiddens.pointer + (2 * l) * Nw * P, hr = stash.hiddens.pointer + (2 * l + 1) * Nw * P
+                for r in 0..<Nw {
+                    (out + r * 2 * P).update(from: hf + r * P, count: P)
+                    (out + r * 2 * P + P).update(from: hr + r * P, count: P)
+                }
+            }
+        }
     }
 
-    /// Layer l's input, (N, I) or (N, D·P): x, or the layer below's output (after dropout, when active).
+    /// Layer l's output in the current window, (Nw, D·P): its direction's h, or both side by side.
+    func layerOutput<S>(_ l: Int, _ stash: LSTMStash<S>) -> UnsafePointer<S> {
+        let Nw = stash.window.rows, P = outputSize
+        return directions == 1 ? UnsafePointer(stash.hiddens.pointer + l * Nw * P)
+                               : UnsafePointer(stash.layerOutputs.pointer + l * Nw * 2 * P)
+    }
+
+    /// Layer l's input in the current window, (Nw, I) or (Nw, D·P): x, or the layer below's output (after dropout,
+    /// when active).
     func layerInput<S>(_ l: Int, _ stash: LSTMStash<S>) -> UnsafePointer<S> {
-        if l == 0 { return UnsafePointer(stash.input.pointer) }
-        let N = stash.schedule.rows
-        return stash.dropoutActive ? UnsafePointer(stash.droppedHiddens.pointer + (l - 1) * N * outputWidth)
+        let w = stash.window
+        if l == 0 { return UnsafePointer(stash.input.pointer + w.rowBase * inputSize) }
+        return stash.dropoutActive ? UnsafePointer(stash.droppedHiddens.pointer + (l - 1) * w.rows * outputWidth)
                                    : layerOutput(l - 1, stash)
     }
 
-    /// (h, S) of the step before step t (t−1, or t+1 in the reverse direction) for step t's B_t rows: the
-    /// neighbouring step's first B_t rows, (h0, c0), or, where some rows start at t (reverse direction, variable
-    /// lengths), both assembled in the stash's `previousHidden`/`previousCell`.
-    func previousState<S>(_ u: Int, step t: Int, _ stash: LSTMStash<S>) -> (hidden: UnsafePointer<S>, cell: UnsafePointer<S>) {
-        let s = stash.schedule, N = s.rows, B = s.batch, H = hiddenSize, P = outputSize
-        let h0 = stash.initialHidden.pointer + u * B * P, c0 = stash.initialCell.pointer + u * B * H
-        let hiddens = stash.hiddens.pointer + u * N * P, cells = stash.cells.pointer + u * N * H
-        if !layers[u].reverse {
-            if t == 0 { return (UnsafePointer(h0), UnsafePointer(c0)) }
-            return (UnsafePointer(hiddens + s.offsets[t - 1] * P), UnsafePointer(cells + s.offsets[t - 1] * H))
+    /// The (h, S) direction u starts the current window from, (B, P) and (B, H) in sorted rows: (h0, c0), or the
+    /// window's checkpoint.
+    func windowStart<S>(_ u: Int, _ stash: LSTMStash<S>) -> (hidden: UnsafePointer<S>, cell: UnsafePointer<S>) {
+        let B = stash.schedule.batch, U = stateCount, H = hiddenSize, P = outputSize
+        if stash.checkpointing {
+            let start = stash.checkpoints.pointer + stash.windowIndex * U * B * (P + H)
+            return (UnsafePointer(start + u * B * P), UnsafePointer(start + U * B * P + u * B * H))
         }
-        if t == s.steps - 1 { return (UnsafePointer(h0), UnsafePointer(c0)) }
-        let n = s.batchSizes[t], running = s.batchSizes[t + 1], next = s.offsets[t + 1]
+        return (UnsafePointer(stash.initialHidden.pointer + u * B * P), UnsafePointer(stash.initialCell.pointer + u * B * H))
+    }
+
+    /// (h, S) of the step before step t (t−1, or t+1 in the reverse direction) for step t's B_t rows: the
+    /// neighbouring step's first B_t rows, the window's starting state, or, where some rows start at t (reverse
+    /// direction, variable lengths), both assembled in the stash's `previousHidden`/`previousCell`.
+    func previousState<S>(_ u: Int, step t: Int, _ stash: LSTMStash<S>) -> (hidden: UnsafePointer<S>, cell: UnsafePointer<S>) {
+        let s = stash.schedule, w = stash.window, Nw = w.rows, H = hiddenSize, P = outputSize
+        let start = windowStart(u, stash)
+        let hiddens = stash.hiddens.pointer + u * Nw * P, cells = stash.cells.pointer + u * Nw * H
+        if !layers[u].reverse {
+            if t == w.first { return start }
+            let row = s.offsets[t - 1] - w.rowBase
+            return (UnsafePointer(hiddens + row * P), UnsafePointer(cells + row * H))
+        }
+        if t == w.end - 1 { return start }
+        let n = s.batchSizes[t], running = s.batchSizes[t + 1], next = s.offsets[t + 1] - w.rowBase
         if running == n { return (UnsafePointer(hiddens + next * P), UnsafePointer(cells + next * H)) }
         let ph = stash.previousHidden.pointer, pc = stash.previousCell.pointer
         ph.update(from: hiddens + next * P, count: running * P)
-        (ph + running * P).update(from: h0 + running * P, count: (n - running) * P)
+        (ph + running * P).update(from: start.hidden + running * P, count: (n - running) * P)
         pc.update(from: cells + next * H, count: running * H)
-        (pc + running * H).update(from: c0 + running * H, count: (n - running) * H)
+        (pc + running * H).update(from: start.cell + running * H, count: (n - running) * H)
         return (UnsafePointer(ph), UnsafePointer(pc))
     }
 
-    /// The steps of direction u in the order the forward pass visits them.
-    func forwardSteps(_ u: Int, _ T: Int) -> [Int] {
-        layers[u].reverse ? Array((0..<T).reversed()) : Array(0..<T)
+    /// The steps of the current window in the order direction u's forward pass visits them.
+    func forwardSteps<S>(_ u: Int, _ stash: LSTMStash<S>) -> [Int] {
+        let w = stash.window
+        return layers[u].reverse ? Array((w.first..<w.end).reversed()) : Array(w.first..<w.end)
     }
 
-    /// One direction of one layer, forward, over all steps: fills its gates, cells, hiddens (and m_t).
+    /// One direction of one layer, forward, over the current window: fills its gates, cells, hiddens (and m_t, and
+    /// the normalization's x̂ and r).
     func forwardDirection<S: LSTMScalar>(_ u: Int, input: UnsafePointer<S>, parameters p: UnsafePointer<S>,
                                          stash: LSTMStash<S>) {
         let layer = layers[u]
-        let s = stash.schedule, N = s.rows, B = s.batch, H = hiddenSize, P = outputSize, In = layer.inputSize
-        guard s.steps > 0 else { return }
-        let Z = stash.gates.pointer + u * N * 4 * H       // (N, 4H)
-        let cells = stash.cells.pointer + u * N * H       // (N, H)
-        let hiddens = stash.hiddens.pointer + u * N * P   // (N, P)
+        let s = stash.schedule, w = stash.window, N = w.rows, B = s.batch, H = hiddenSize, P = outputSize
+        let In = layer.inputSize
+        let Z = stash.gates.pointer + u * N * 4 * H       // (Nw, 4H)
+        let cells = stash.cells.pointer + u * N * H       // (Nw, H)
+        let hiddens = stash.hiddens.pointer + u * N * P   // (Nw, P)
         let cellOutputs = stash.cellOutputs.pointer + u * N * H
         // Weights packed once per call and reused by every product below (W_hh and W_hr at every step).
         let weightIH = GEMM.prepare(transposeB: true, K: In, N: 4 * H, p + layer.weightIH.offset, ldb: In,
@@ -215,8 +265,8 @@ extension LSTM {
             for j in 0..<(4 * H) { row[j] += bias[j] }
         }
         let mask = stash.recurrentMasks.pointer + u * B * P
-        for t in forwardSteps(u, s.steps) {
-            let n = s.batchSizes[t], base = s.offsets[t]
+        for t in forwardSteps(u, stash) {
+            let n = s.batchSizes[t], base = s.offsets[t] - w.rowBase
             var (hPrev, cPrev) = previousState(u, step: t, stash)
             if stash.recurrentDropoutActive {
                 // The recurrent product sees h_{t-1} ⊙ m.
@@ -273,7 +323,7 @@ extension LSTM {
         parameters: ParameterBuffer<S>, stash: LSTMStash<S>, gradients: inout ParameterBuffer<S>
     ) -> LSTMInputGradients<S> {
         let L = layerCount, D = directions, U = stateCount, H = hiddenSize, P = outputSize, I = inputSize
-        let s = stash.schedule, T = s.steps, B = s.batch, N = s.rows
+        let s = stash.schedule, T = s.steps, B = s.batch
         if let dOutput {
             precondition(dOutput.count == T * B * D * P, "LSTM.backward: dOutput has \(dOutput.count) values, expected \(T * B * D * P)")
         }
@@ -282,112 +332,114 @@ extension LSTM {
                          "LSTM.backward: dFinal must be (L·D, B, P) = (\(U), \(B), \(P)) and cells (\(U), \(B), \(H))")
         }
         precondition(gradients.layout == parameters.layout, "LSTM.backward: gradients must share the parameters' layout")
-        var dInitial = LSTMState<S>(for: self, batch: B)
-
-        // δ of the top layer's outputs, packed, into dAbove.
-        if let dOutput {
-            dOutput.withUnsafeBufferPointer { d in
-                s.pack(d.baseAddress!, stash.dAbove.pointer, width: D * P, layout: stash.sequenceLayout)
-            }
+        // δ(h_n, c_n) in sorted rows: the carries of every direction, (L·D, B, P) and (L·D, B, H).
+        let dh = stash.dHiddenCarry.pointer, dc = stash.dCellCarry.pointer
+        if let dFinal {
+            dFinal.hidden.withUnsafeBufferPointer { s.sortRows($0.baseAddress!, dh, units: U, width: P, toSorted: true) }
+            dFinal.cell.withUnsafeBufferPointer { s.sortRows($0.baseAddress!, dc, units: U, width: H, toSorted: true) }
+        } else {
+            dh.update(repeating: 0, count: U * B * P)
+            dc.update(repeating: 0, count: U * B * H)
         }
-        var hasAbove = dOutput != nil
-        var dAbove = stash.dAbove, dBelow = stash.dBelow
-        // δ(h_n, c_n) in sorted row order, one (B, ·) block per direction.
-        let dFinalHidden = dFinal.map { f in
-            [S](unsafeUninitializedCapacity: U * B * P) { buffer, count in
-                f.hidden.withUnsafeBufferPointer {
-                    s.sortRows($0.baseAddress!, buffer.baseAddress!, units: U, width: P, toSorted: true)
-                }
-                count = U * B * P
-            }
-        }
-        let dFinalCell = dFinal.map { f in
-            [S](unsafeUninitializedCapacity: U * B * H) { buffer, count in
-                f.cell.withUnsafeBufferPointer {
-                    s.sortRows($0.baseAddress!, buffer.baseAddress!, units: U, width: H, toSorted: true)
-                }
-                count = U * B * H
-            }
-        }
-        var sortedInitialHidden = [S](repeating: 0, count: U * B * P)
-        var sortedInitialCell = [S](repeating: 0, count: U * B * H)
+        // Σ δZ over all rows per direction, added to both biases at the end (one chain across windows).
+        stash.biasSums.zero(U * 4 * H)
+        var dInput = [S](repeating: 0, count: T * B * I)
 
         parameters.storage.withUnsafeBufferPointer { p in
             gradients.storage.withUnsafeMutableBufferPointer { g in
-                let p = p.baseAddress!, g = g.baseAddress!
-                for l in stride(from: L - 1, through: 0, by: -1) {
-                    if D == 2 && hasAbove {
-                        // Each direction's share of δ(output), contiguous.
-                        let split = stash.dAboveSplit.pointer
-                        for r in 0..<N {
-                            (split + r * P).update(from: dAbove.pointer + r * 2 * P, count: P)
-                            (split + N * P + r * P).update(from: dAbove.pointer + r * 2 * P + P, count: P)
+                dInput.withUnsafeMutableBufferPointer { dx in
+                    let p = p.baseAddress!, g = g.baseAddress!
+                    for (w, window) in s.windows.enumerated().reversed() {
+                        if stash.checkpointing && (stash.window != window || stash.windowIndex != w) {
+                            // Memory-lean: this window's forward pass again, from its checkpoint.
+                            stash.window = window
+                            stash.windowIndex = w
+                            forwardWindow(parameters: p, stash: stash)
+                        }
+                        stash.window = window
+                        stash.windowIndex = w
+                        backwardWindow(dOutput: dOutput, parameters: p, gradients: g, stash: stash)
+                        s.unpack(stash.dAbove.pointer, dx.baseAddress!, width: I, layout: stash.sequenceLayout,
+                                 window: window)
+                    }
+                    for (u, layer) in layers.enumerated() {
+                        let sum = stash.biasSums.pointer + u * 4 * H
+                        for j in 0..<(4 * H) {
+                            g[layer.biasIH.offset + j] += sum[j]
+                            g[layer.biasHH.offset + j] += sum[j]
                         }
                     }
-                    for d in 0..<D {
-                        let u = l * D + d
-                        let above: UnsafePointer<S>? = !hasAbove ? nil
-                            : UnsafePointer(D == 1 ? dAbove.pointer : stash.dAboveSplit.pointer + d * N * P)
-                        if let dFinalHidden, let dFinalCell {
-                            stash.dHiddenCarry.pointer.update(from: dFinalHidden, count: B * P, at: u * B * P)
-                            stash.dCellCarry.pointer.update(from: dFinalCell, count: B * H, at: u * B * H)
-                        } else {
-                            stash.dHiddenCarry.zero(B * P)
-                            stash.dCellCarry.zero(B * H)
-                        }
-                        backwardDirection(u, dAbove: above, dInput: dBelow.pointer, accumulateInput: d > 0,
-                                          parameters: p, gradients: g, stash: stash)
-                        for k in 0..<(B * P) { sortedInitialHidden[u * B * P + k] = stash.dHiddenCarry.pointer[k] }
-                        for k in 0..<(B * H) { sortedInitialCell[u * B * H + k] = stash.dCellCarry.pointer[k] }
-                    }
-                    if l > 0 && stash.dropoutActive {
-                        // Through the dropout of the layer below: δh = δx ⊙ mask.
-                        let m = stash.dropoutMasks.pointer + (l - 1) * N * D * P
-                        for k in 0..<(N * D * P) { dBelow.pointer[k] *= m[k] }
-                    }
-                    swap(&dAbove, &dBelow)
-                    hasAbove = true
                 }
             }
         }
-        sortedInitialHidden.withUnsafeBufferPointer { src in
-            dInitial.hidden.withUnsafeMutableBufferPointer {
-                s.sortRows(src.baseAddress!, $0.baseAddress!, units: U, width: P, toSorted: false)
-            }
-        }
-        sortedInitialCell.withUnsafeBufferPointer { src in
-            dInitial.cell.withUnsafeMutableBufferPointer {
-                s.sortRows(src.baseAddress!, $0.baseAddress!, units: U, width: H, toSorted: false)
-            }
-        }
-
-        var dInput = [S](repeating: 0, count: T * B * I)
-        dInput.withUnsafeMutableBufferPointer { d in
-            guard T > 0 else { return }
-            s.unpack(dAbove.pointer, d.baseAddress!, width: I, layout: stash.sequenceLayout)
-        }
+        var dInitial = LSTMState<S>(for: self, batch: B)
+        dInitial.hidden.withUnsafeMutableBufferPointer { s.sortRows(dh, $0.baseAddress!, units: U, width: P, toSorted: false) }
+        dInitial.cell.withUnsafeMutableBufferPointer { s.sortRows(dc, $0.baseAddress!, units: U, width: H, toSorted: false) }
         return LSTMInputGradients(input: dInput, initial: dInitial)
     }
 
-    /// One direction of one layer, backward over all steps. On entry the stash's carries hold δ(h_n, c_n) of this
-    /// direction (sorted rows), on exit δ(h0, c0). Adds the parameter gradients into `g` and writes (or, with
-    /// `accumulateInput`, adds) δ of the layer input, (N, In), into `dInput`.
+    /// All layers backward over the current window, top down; leaves δ of the window's input rows in `dAbove`.
+    func backwardWindow<S: LSTMScalar>(dOutput: [S]?, parameters p: UnsafePointer<S>, gradients g: UnsafeMutablePointer<S>,
+                                       stash: LSTMStash<S>) {
+        let L = layerCount, D = directions, P = outputSize
+        let s = stash.schedule, w = stash.window, Nw = w.rows, N = s.rows
+        var dAbove = stash.dAbove, dBelow = stash.dBelow
+        // δ of the top layer's outputs in this window, packed.
+        if let dOutput {
+            dOutput.withUnsafeBufferPointer { d in
+                s.pack(d.baseAddress!, dAbove.pointer, width: D * P, layout: stash.sequenceLayout, window: w)
+            }
+        }
+        var hasAbove = dOutput != nil
+        for l in stride(from: L - 1, through: 0, by: -1) {
+            if D == 2 && hasAbove {
+                // Each direction's share of δ(output), contiguous.
+                let split = stash.dAboveSplit.pointer
+                for r in 0..<Nw {
+                    (split + r * P).update(from: dAbove.pointer + r * 2 * P, count: P)
+                    (split + Nw * P + r * P).update(from: dAbove.pointer + r * 2 * P + P, count: P)
+                }
+            }
+            for d in 0..<D {
+                let above: UnsafePointer<S>? = !hasAbove ? nil
+                    : UnsafePointer(D == 1 ? dAbove.pointer : stash.dAboveSplit.pointer + d * Nw * P)
+                backwardDirection(l * D + d, dAbove: above, dInput: dBelow.pointer, accumulateInput: d > 0,
+                                  parameters: p, gradients: g, stash: stash)
+            }
+            if l > 0 && stash.dropoutActive {
+                // Through the dropout of the layer below: δh = δx ⊙ mask.
+                let m = stash.dropoutMasks.pointer + ((l - 1) * N + w.rowBase) * D * P
+                for k in 0..<(Nw * D * P) { dBelow.pointer[k] *= m[k] }
+            }
+            swap(&dAbove, &dBelow)
+            hasAbove = true
+        }
+        if dAbove !== stash.dAbove {
+            // An odd number of layers left the δ of the input in the other buffer.
+            stash.dAbove.pointer.update(from: dAbove.pointer, count: Nw * inputSize)
+        }
+    }
+
+    /// One direction of one layer, backward over the current window. On entry the direction's carries hold δ of
+    /// (h, c) after the window (δ(h_n, c_n) for the last one), on exit δ of the window's starting state. Adds the
+    /// parameter gradients into `g` (biases into `stash.biasSums`) and writes (or, with `accumulateInput`, adds)
+    /// δ of the layer input, (Nw, In), into `dInput`.
     func backwardDirection<S: LSTMScalar>(
         _ u: Int, dAbove: UnsafePointer<S>?, dInput: UnsafeMutablePointer<S>, accumulateInput: Bool,
         parameters p: UnsafePointer<S>, gradients g: UnsafeMutablePointer<S>, stash: LSTMStash<S>
     ) {
         let layer = layers[u], l = u / directions
-        let s = stash.schedule, T = s.steps, N = s.rows, B = s.batch, H = hiddenSize, P = outputSize
+        let s = stash.schedule, w = stash.window, N = w.rows, B = s.batch, H = hiddenSize, P = outputSize
         let In = layer.inputSize, A = layer.activations
+        // Gradients are accumulated in the order backward visits the rows (see the type's comment).
+        let descending = !layer.reverse
         let gates = UnsafePointer(stash.gates.pointer + u * N * 4 * H)
         let cells = UnsafePointer(stash.cells.pointer + u * N * H)
         let hiddens = UnsafePointer(stash.hiddens.pointer + u * N * P)
         let cellOutputs = UnsafePointer(stash.cellOutputs.pointer + u * N * H)
-        let h0 = UnsafePointer(stash.initialHidden.pointer + u * B * P)
         let dZ = stash.dGates.pointer
-        let dh = stash.dHiddenCarry.pointer, dc = stash.dCellCarry.pointer
+        let dh = stash.dHiddenCarry.pointer + u * B * P, dc = stash.dCellCarry.pointer + u * B * H
         let mask = UnsafePointer(stash.recurrentMasks.pointer + u * B * P)
-        guard T > 0 else { return }  // δ(h0, c0) = δ(h_n, c_n), already in the carries
         let weightHH = GEMM.prepare(transposeB: false, K: 4 * H, N: P, p + layer.weightHH.offset, ldb: P,
                                     buffer: stash.packedRecurrent)
         let weightHR = layer.weightHR.map {
@@ -400,27 +452,30 @@ extension LSTM {
         let normalizedCell = UnsafePointer(stash.normalizedCell.pointer + u * N * H)
         // What W_hh saw at each step: δZ, or with layer normalization δ(W_hh·h_{t-1}) through it.
         let dProduct = norm == nil ? dZ : stash.dRecurrent.pointer
-        for t in forwardSteps(u, T).reversed() {
-            let n = s.batchSizes[t], base = s.offsets[t]
+        let steps = Array(forwardSteps(u, stash).reversed())
+        for t in steps {
+            let n = s.batchSizes[t], base = s.offsets[t] - w.rowBase
             let cPrev = previousState(u, step: t, stash).cell
             let dZt = dZ + base * 4 * H
-            if let cellNorm, let dCellNorm {
-                // δm_t = (δ(from above) + carry, or through the projection) into dCellOutput; then the step.
-                let dm = stash.dCellOutput.pointer
-                if let weightHR {
-                    let dHt = stash.dHiddens.pointer + base * P
-                    if let dAbove {
-                        for k in 0..<(n * P) { dHt[k] = dAbove[base * P + k] + dh[k] }
-                    } else {
-                        dHt.update(from: dh, count: n * P)
-                    }
-                    GEMM.gemm(transposeA: false, M: n, UnsafePointer(dHt), lda: P, weightHR, dm, ldc: H,
-                              accumulate: false, threads: stash.threads)
-                } else if let dAbove {
-                    for k in 0..<(n * P) { dm[k] = dAbove[base * P + k] + dh[k] }
+            // δh_t = δ(from above) + carry, kept for δW_hr with a projection; δm_t = δh_t (·W_hr).
+            var dm = UnsafePointer(dh)
+            var above = dAbove.map { $0 + base * P }
+            if weightHR != nil || cellNorm != nil {
+                let dHt = weightHR != nil ? stash.dHiddens.pointer + base * P : stash.dCellOutput.pointer
+                if let dAbove {
+                    for k in 0..<(n * P) { dHt[k] = dAbove[base * P + k] + dh[k] }
                 } else {
-                    dm.update(from: dh, count: n * P)
+                    dHt.update(from: dh, count: n * P)
                 }
+                dm = UnsafePointer(dHt)
+                above = nil
+                if let weightHR {
+                    GEMM.gemm(transposeA: false, M: n, UnsafePointer(dHt), lda: P, weightHR, stash.dCellOutput.pointer,
+                              ldc: H, accumulate: false, threads: stash.threads)
+                    dm = UnsafePointer(stash.dCellOutput.pointer)
+                }
+            }
+            if let cellNorm, let dCellNorm {
                 LSTMPointwise.backwardNormalizedCell(
                     gates: gates + base * 4 * H, previousCell: cPrev, cell: cells + base * H,
                     normalized: normalizedCell + base * H, inverseDeviation: inverse + 2 * N + base,
@@ -428,25 +483,10 @@ extension LSTM {
                     dGamma: dCellNorm, dBeta: dCellNorm + H, scratch: stash.normalizedScratch.pointer,
                     batch: n, hidden: H, gate: A.gate, cellActivation: A.cell, cellClip: A.cellClip,
                     peepholes: layer.peephole.map { p + $0.offset })
-            } else if let weightHR {
-                // δh_t = δ(from above) + carry, kept for δW_hr; δm_t = δh_t·W_hr   (B_t, P)·(P, H)
-                let dHt = stash.dHiddens.pointer + base * P
-                if let dAbove {
-                    for k in 0..<(n * P) { dHt[k] = dAbove[base * P + k] + dh[k] }
-                } else {
-                    dHt.update(from: dh, count: n * P)
-                }
-                GEMM.gemm(transposeA: false, M: n, UnsafePointer(dHt), lda: P, weightHR, stash.dCellOutput.pointer,
-                          ldc: H, accumulate: false, threads: stash.threads)
-                LSTMPointwise.backward(
-                    gates: gates + base * 4 * H, previousCell: cPrev, cell: cells + base * H, dOutput: nil,
-                    dHiddenCarry: UnsafePointer(stash.dCellOutput.pointer), dCellCarry: dc, dGates: dZt,
-                    batch: n, hidden: H, gate: A.gate, cellActivation: A.cell, cellClip: A.cellClip,
-                    peepholes: layer.peephole.map { p + $0.offset }, threads: stash.threads)
             } else {
                 LSTMPointwise.backward(
-                    gates: gates + base * 4 * H, previousCell: cPrev, cell: cells + base * H,
-                    dOutput: dAbove.map { $0 + base * P }, dHiddenCarry: dh, dCellCarry: dc, dGates: dZt,
+                    gates: gates + base * 4 * H, previousCell: cPrev, cell: cells + base * H, dOutput: above,
+                    dHiddenCarry: dm, dCellCarry: dc, dGates: dZt,
                     batch: n, hidden: H, gate: A.gate, cellActivation: A.cell, cellClip: A.cellClip,
                     peepholes: layer.peephole.map { p + $0.offset }, threads: stash.threads)
             }
@@ -454,7 +494,8 @@ extension LSTM {
                 // Through LN(W_hh·h_{t-1}; γ_h, β_h).
                 LayerNorm.backward(dOutput: dZt, rows: n, width: 4 * H, gamma: norm + 8 * H,
                                    normalized: normalizedRecurrent + base * 4 * H, inverseDeviation: inverse + N + base,
-                                   dGamma: dNorm + 8 * H, dBeta: dNorm + 12 * H, dInput: dProduct + base * 4 * H)
+                                   dGamma: dNorm + 8 * H, dBeta: dNorm + 12 * H, dInput: dProduct + base * 4 * H,
+                                   descending: false)
             }
             // δh_prev = δ(product) · W_hh   (B_t, 4H)·(4H, P)
             GEMM.gemm(transposeA: false, M: n, UnsafePointer(dProduct + base * 4 * H), lda: 4 * H, weightHH, dh, ldc: P,
@@ -464,23 +505,27 @@ extension LSTM {
                 for k in 0..<(n * P) { dh[k] *= mask[k] }
             }
         }
-        // δW_hh += Σ δZ_tᵀ·h_prev(t) (⊙ m), rows in packed order (δ(W_hh·h_{t-1}) with layer normalization).
+        // δW_hh += Σ δ(product)_tᵀ·h_prev(t) (⊙ m). In the plain layout h_prev of all steps is the hiddens shifted
+        // by one step with the window's starting state at one end; otherwise it is assembled.
         let gHH = g + layer.weightHH.offset
+        let start = windowStart(u, stash).hidden
         if s.uniform && !stash.recurrentDropoutActive {
-            // In the plain layout h_prev of all steps is the hiddens shifted by one step, with h0 at one end.
-            let shifted = (T - 1) * B
-            let (first, firstDZ, second, secondDZ) = layer.reverse
-                ? (hiddens + B * P, UnsafePointer(dProduct), h0, UnsafePointer(dProduct + shifted * 4 * H))
-                : (h0, UnsafePointer(dProduct), hiddens, UnsafePointer(dProduct + B * 4 * H))
-            let (k1, k2) = layer.reverse ? (shifted, B) : (B, shifted)
-            GEMM.gemm(transposeA: true, transposeB: false, M: 4 * H, N: P, K: k1, firstDZ, lda: 4 * H, first, ldb: P,
-                      gHH, ldc: P, accumulate: true, threads: stash.threads)
-            GEMM.gemm(transposeA: true, transposeB: false, M: 4 * H, N: P, K: k2, secondDZ, lda: 4 * H, second, ldb: P,
-                      gHH, ldc: P, accumulate: true, threads: stash.threads)
+            let shifted = N - B
+            if layer.reverse {
+                accumulateTransposedProduct(M: 4 * H, N: P, K: shifted, dProduct, lda: 4 * H, hiddens + B * P, ldb: P,
+                                            gHH, ldc: P, descending: false, threads: stash.threads)
+                accumulateTransposedProduct(M: 4 * H, N: P, K: B, dProduct + shifted * 4 * H, lda: 4 * H, start, ldb: P,
+                                            gHH, ldc: P, descending: false, threads: stash.threads)
+            } else {
+                accumulateTransposedProduct(M: 4 * H, N: P, K: shifted, dProduct + B * 4 * H, lda: 4 * H, hiddens,
+                                            ldb: P, gHH, ldc: P, descending: true, threads: stash.threads)
+                accumulateTransposedProduct(M: 4 * H, N: P, K: B, dProduct, lda: 4 * H, start, ldb: P,
+                                            gHH, ldc: P, descending: true, threads: stash.threads)
+            }
         } else {
-            let previous = stash.recurrentInput.pointer   // (N, P)
-            for t in 0..<T {
-                let n = s.batchSizes[t], base = s.offsets[t]
+            let previous = stash.recurrentInput.pointer   // (Nw, P)
+            for t in steps {
+                let n = s.batchSizes[t], base = s.offsets[t] - w.rowBase
                 let hPrev = previousState(u, step: t, stash).hidden
                 if stash.recurrentDropoutActive {
                     for k in 0..<(n * P) { previous[base * P + k] = hPrev[k] * mask[k] }
@@ -488,22 +533,21 @@ extension LSTM {
                     (previous + base * P).update(from: hPrev, count: n * P)
                 }
             }
-            GEMM.gemm(transposeA: true, transposeB: false, M: 4 * H, N: P, K: N, dProduct, lda: 4 * H,
-                      UnsafePointer(previous), ldb: P, gHH, ldc: P, accumulate: true, threads: stash.threads)
+            accumulateTransposedProduct(M: 4 * H, N: P, K: N, dProduct, lda: 4 * H, previous, ldb: P, gHH, ldc: P,
+                                        descending: descending, threads: stash.threads)
         }
         if let weightHRSpec = layer.weightHR {
-            // δW_hr += Σ δh_tᵀ·m_t   (P, N)·(N, H)
-            GEMM.gemm(transposeA: true, transposeB: false, M: P, N: H, K: N, UnsafePointer(stash.dHiddens.pointer),
-                      lda: P, cellOutputs, ldb: H, g + weightHRSpec.offset, ldc: H, accumulate: true,
-                      threads: stash.threads)
+            // δW_hr += Σ δh_tᵀ·m_t   (P, Nw)·(Nw, H)
+            accumulateTransposedProduct(M: P, N: H, K: N, stash.dHiddens.pointer, lda: P, cellOutputs, ldb: H,
+                                        g + weightHRSpec.offset, ldc: H, descending: descending, threads: stash.threads)
         }
         if let peephole = layer.peephole {
             // δp_i += Σ δz_i ⊙ S_{t-1}, δp_f += Σ δz_f ⊙ S_{t-1}, δp_o += Σ δz_o ⊙ S_t over t and rows.
             let gp = g + peephole.offset
-            for t in 0..<T {
-                let n = s.batchSizes[t], base = s.offsets[t]
+            for t in steps {
+                let n = s.batchSizes[t], base = s.offsets[t] - w.rowBase
                 let cPrev = previousState(u, step: t, stash).cell, cNow = cells + base * H
-                for b in 0..<n {
+                for b in descending ? Array((0..<n).reversed()) : Array(0..<n) {
                     let dz = dZ + (base + b) * 4 * H
                     for j in 0..<H {
                         gp[j] += dz[j] * cPrev[b * H + j]
@@ -513,38 +557,42 @@ extension LSTM {
                 }
             }
         }
-        // δb_ih and δb_hh both receive Σ δZ over rows.
-        let sum = stash.biasSum.pointer
-        stash.biasSum.zero(4 * H)
-        for r in 0..<N {
+        // δb_ih and δb_hh both receive Σ δZ over rows (added to the parameters' gradients after the last window).
+        let sum = stash.biasSums.pointer + u * 4 * H
+        for r in descending ? Array((0..<N).reversed()) : Array(0..<N) {
             let row = dZ + r * 4 * H
             for j in 0..<(4 * H) { sum[j] += row[j] }
-        }
-        for j in 0..<(4 * H) {
-            g[layer.biasIH.offset + j] += sum[j]
-            g[layer.biasHH.offset + j] += sum[j]
         }
         if let norm, let dNorm {
             // Through LN(W_ih·x_t; γ_x, β_x), in place: δZ becomes δ(W_ih·x_t).
             LayerNorm.backward(dOutput: dZ, rows: N, width: 4 * H, gamma: norm,
                                normalized: stash.normalizedInput.pointer + u * N * 4 * H, inverseDeviation: inverse,
-                               dGamma: dNorm, dBeta: dNorm + 4 * H, dInput: dZ)
+                               dGamma: dNorm, dBeta: dNorm + 4 * H, dInput: dZ, descending: descending)
         }
         let input = layerInput(l, stash)
-        // δW_ih += δZᵀ·X over all N rows.
-        GEMM.gemm(transposeA: true, transposeB: false, M: 4 * H, N: In, K: N,
-                  dZ, lda: 4 * H, input, ldb: In, g + layer.weightIH.offset, ldc: In, accumulate: true,
-                  threads: stash.threads)
-        // δ of this layer's input: δZ · W_ih   (N, 4H)·(4H, In)
+        // δW_ih += δZᵀ·X over the window's rows.
+        accumulateTransposedProduct(M: 4 * H, N: In, K: N, dZ, lda: 4 * H, input, ldb: In, g + layer.weightIH.offset,
+                                    ldc: In, descending: descending, threads: stash.threads)
+        // δ of this layer's input: δZ · W_ih   (Nw, 4H)·(4H, In)
         GEMM.gemm(transposeA: false, transposeB: false, M: N, N: In, K: 4 * H,
                   dZ, lda: 4 * H, p + layer.weightIH.offset, ldb: In, dInput, ldc: In,
                   accumulate: accumulateInput, threads: stash.threads)
     }
-}
 
-extension UnsafeMutablePointer {
-    /// Copies `count` elements of `source` starting at `at`.
-    fileprivate func update(from source: [Pointee], count: Int, at start: Int) {
-        source.withUnsafeBufferPointer { (self as UnsafeMutablePointer).update(from: $0.baseAddress! + start, count: count) }
+    /// C (M, N) += Aᵀ·B over K rows, A (K, M) and B (K, N) row-major, the rows taken last to first when
+    /// `descending` (negative strides: each element's fma chain then runs from row K−1 down to row 0, so windows
+    /// visited from the last one continue one chain).
+    func accumulateTransposedProduct<S: LSTMScalar>(
+        M: Int, N: Int, K: Int, _ A: UnsafePointer<S>, lda: Int, _ B: UnsafePointer<S>, ldb: Int,
+        _ C: UnsafeMutablePointer<S>, ldc: Int, descending: Bool, threads: Int
+    ) {
+        guard K > 0 else { return }
+        if descending {
+            GEMM.gemm(transposeA: true, transposeB: false, M: M, N: N, K: K, A + (K - 1) * lda, lda: -lda,
+                      B + (K - 1) * ldb, ldb: -ldb, C, ldc: ldc, accumulate: true, threads: threads)
+        } else {
+            GEMM.gemm(transposeA: true, transposeB: false, M: M, N: N, K: K, A, lda: lda, B, ldb: ldb, C, ldc: ldc,
+                      accumulate: true, threads: threads)
+        }
     }
 }
