@@ -27,6 +27,8 @@ struct BenchConfiguration {
         .init(name: "stream-1024", input: 65, hidden: 1024, layers: 1, batch: 1, steps: 1, streaming: true),
         .init(name: "packed", input: 64, hidden: 256, layers: 1, batch: 64, steps: 100, streaming: false,
               variableLengths: true),
+        // Memory-lean BPTT against the full stash (BenchCommand.lean); not in the default list (about a minute).
+        .init(name: "lean", input: 64, hidden: 256, layers: 1, batch: 1, steps: 100_000, streaming: false),
     ]
 
     /// Multiply-adds ×2 per token: 8·H·(I_l + H) forward per layer, 3× that for a training step.
@@ -55,6 +57,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Timed steps for streaming configurations.") var streamSteps = 200
     @Flag(help: "Instead of whole steps, time each matrix product of a training step alone, on 1 thread and on --threads (the isolated rates the per-step products reach; compare with the whole-step GFLOP/s).")
     var products = false
+    @Option(help: "Memory-lean BPTT: the checkpoint interval for the 'lean' configuration (default √T).")
+    var checkpointInterval: Int?
+    @Option(help: .hidden) var leanChild: Int?
 
     func run() throws {
         try reportingFailures {
@@ -67,6 +72,12 @@ struct BenchCommand: ParsableCommand {
                 }
                 chosen.append(c)
             }
+            if let leanChild {
+                // One side of the 'lean' configuration, in its own process so that its peak RSS is its own.
+                let data = try JSONSerialization.data(withJSONObject: leanRun(interval: leanChild), options: [.sortedKeys])
+                say(String(decoding: data, as: UTF8.self))
+                return
+            }
             let peak = measurePeak(threads: threads)
             if !json {
                 say("LSTMKit bench: \(threads) thread\(threads == 1 ? "" : "s"), Float kernel \(GEMM.floatKernel), FMA peak \(format(peak, 1)) GFLOP/s (measured), medians of \(repeats)")
@@ -76,7 +87,7 @@ struct BenchCommand: ParsableCommand {
                 return
             }
             for c in chosen {
-                let result = c.streaming ? streaming(c, peak: peak) : batched(c, peak: peak)
+                let result = c.name == "lean" ? try lean(c) : c.streaming ? streaming(c, peak: peak) : batched(c, peak: peak)
                 if json {
                     let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
                     say(String(decoding: data, as: UTF8.self))
@@ -240,6 +251,84 @@ struct BenchCommand: ParsableCommand {
         return result
     }
 
+    /// Memory-lean BPTT: one forward + backward of the 'lean' configuration (T = 100,000, H = 256, B = 1) with the
+    /// full stash and with a checkpoint every k steps, each in a child process of its own (`--lean-child`), which
+    /// reports its median time, its peak resident memory (getrusage) and the stash's bytes; the gradients' hash
+    /// shows they are bitwise the same.
+    private func lean(_ c: BenchConfiguration) throws -> [String: Any] {
+        let k = checkpointInterval ?? Int(Double(c.steps).squareRoot().rounded())
+        func child(_ interval: Int) throws -> [String: Any] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+            if !FileManager.default.fileExists(atPath: "/proc/self/exe") {
+                process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+            }
+            process.arguments = ["bench", "--lean-child", "\(interval)", "--threads", "\(threads)", "--repeats", "\(repeats)"]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            try process.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            guard process.terminationStatus == 0,
+                  let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw Failure(message: "the lean benchmark's child process failed (status \(process.terminationStatus))")
+            }
+            return object
+        }
+        let full = try child(0), leanRun = try child(k)
+        func number(_ r: [String: Any], _ key: String) -> Double { (r[key] as? NSNumber)?.doubleValue ?? 0 }
+        return ["config": c.name, "threads": threads, "kernel": GEMM.floatKernel, "steps": c.steps, "hidden": c.hidden,
+                "batch": c.batch, "input": c.input, "checkpoint_interval": k,
+                "full_ms": number(full, "ms"), "lean_ms": number(leanRun, "ms"),
+                "full_forward_ms": number(full, "forward_ms"), "lean_forward_ms": number(leanRun, "forward_ms"),
+                "time_ratio": number(leanRun, "ms") / number(full, "ms"),
+                "full_peak_rss_mb": number(full, "peak_rss_mb"), "lean_peak_rss_mb": number(leanRun, "peak_rss_mb"),
+                "full_stash_mb": number(full, "stash_mb"), "lean_stash_mb": number(leanRun, "stash_mb"),
+                "stash_ratio": number(leanRun, "stash_mb") / number(full, "stash_mb"),
+                "rss_ratio": number(leanRun, "peak_rss_mb") / number(full, "peak_rss_mb"),
+                "inputs_outputs_mb": number(full, "arrays_mb"),
+                "gradients_bitwise_equal": (full["gradient_hash"] as? String) == (leanRun["gradient_hash"] as? String)]
+    }
+
+    /// The child side of `lean`: forward + backward with the given checkpoint interval (0: full stash).
+    private func leanRun(interval: Int) throws -> [String: Any] {
+        let c = BenchConfiguration.all.first { $0.name == "lean" }!
+        let (T, B, I, H) = (c.steps, c.batch, c.input, c.hidden)
+        var layout = ParameterLayout()
+        let lstm = try LSTM(inputSize: I, hiddenSize: H, layers: c.layers, checkpointInterval: interval, layout: &layout)
+        var random = RandomSource(seed: 1)
+        var parameters = ParameterBuffer<Float>(layout: layout)
+        lstm.initialize(&parameters, random: &random)
+        let x = (0..<(T * B * I)).map { _ in Float(random.uniform(-1, 1)) }
+        let dOutput = (0..<(T * B * H)).map { _ in Float(random.uniform(-1, 1)) }
+        let stash = LSTMStash<Float>(threads: threads)
+        var gradients = ParameterBuffer<Float>(layout: layout)
+        var times: [Double] = [], forwardTimes: [Double] = []
+        for _ in 0..<repeats {
+            gradients.zero()
+            let start = now()
+            _ = lstm.forward(x, steps: T, batch: B, parameters: parameters, stash: stash)
+            forwardTimes.append(now() - start)
+            _ = lstm.backward(dOutput: dOutput, parameters: parameters, stash: stash, gradients: &gradients)
+            times.append(now() - start)
+        }
+        var usage = rusage()
+        #if os(Linux)
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let peakMB = Double(usage.ru_maxrss) / 1024              // kilobytes on Linux
+        #else
+        getrusage(RUSAGE_SELF, &usage)
+        let peakMB = Double(usage.ru_maxrss) / 1024 / 1024       // bytes on macOS
+        #endif
+        // FNV-1a over the gradients' bits.
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for v in gradients.storage { hash = (hash ^ UInt64(v.bitPattern)) &* 0x100_0000_01b3 }
+        return ["interval": interval, "ms": median(times) * 1e3, "forward_ms": median(forwardTimes) * 1e3, "peak_rss_mb": peakMB,
+                "stash_mb": Double(stash.allocatedBytes) / 1e6, "gradient_hash": String(hash, radix: 16),
+                // x, the output, δoutput and δx the caller holds in both runs.
+                "arrays_mb": Double((2 * I + 2 * H) * T * B * 4) / 1e6]
+    }
+
     private func streaming(_ c: BenchConfiguration, peak: Double) -> [String: Any] {
         var layout = ParameterLayout()
         let lstm = try! LSTM(inputSize: c.input, hiddenSize: c.hidden, layers: c.layers, layout: &layout)
@@ -260,6 +349,9 @@ struct BenchCommand: ParsableCommand {
     private func describe(_ r: [String: Any]) -> String {
         func f(_ key: String, _ digits: Int) -> String { format((r[key] as? Double) ?? 0, digits) }
         let name = pad(r["config"] as! String, 13)
+        if r["lean_ms"] != nil {
+            return "\(name) T=\(r["steps"]!) H=\(r["hidden"]!) B=\(r["batch"]!) I=\(r["input"]!), forward + backward: full stash \(f("full_ms", 0)) ms, checkpoint every \(r["checkpoint_interval"]!) steps \(f("lean_ms", 0)) ms (\(f("time_ratio", 2))×)\n\(pad("", 13)) stash \(f("full_stash_mb", 1)) MB → \(f("lean_stash_mb", 1)) MB (\(format(100 * ((r["stash_ratio"] as? Double) ?? 0), 1)) %), peak RSS \(f("full_peak_rss_mb", 0)) MB → \(f("lean_peak_rss_mb", 0)) MB (both hold \(f("inputs_outputs_mb", 0)) MB of x, output, δoutput, δx), gradients bitwise equal: \(r["gradients_bitwise_equal"]!)"
+        }
         if r["step_ms"] != nil {
             return "\(name) stream step \(f("step_ms", 4)) ms  \(f("tokens_per_s", 0)) tok/s  \(f("gflops", 2)) GFLOP/s  \(f("peak_percent", 1)) % of peak"
         }

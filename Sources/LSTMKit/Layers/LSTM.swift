@@ -518,9 +518,10 @@ public final class LSTMStash<Scalar: LSTMScalar> {
     var recurrentDropoutActive = false
     let recurrentMasks = AlignedBuffer<Scalar>()   // (L·D, B, P) 0 or 1/(1−p), sorted rows, with recurrent dropout
     let recurrentInput = AlignedBuffer<Scalar>()   // (N, P) h_{t-1} (⊙ m) of one direction (per step, or all for δW_hh)
-    let packedInput = AlignedBuffer<Scalar>()      // W_ihᵀ of the current direction, packed for the Float kernel
-    let packedRecurrent = AlignedBuffer<Scalar>()  // W_hhᵀ (forward) or W_hh (backward), packed, reused every step
-    let packedProjection = AlignedBuffer<Scalar>() // W_hrᵀ (forward) or W_hr (backward), packed
+    /// Every direction's weights as the products read them, packed once per call (and so once for all windows):
+    /// per direction [W_ihᵀ, W_hhᵀ, W_hrᵀ] for forward and [W_hh, W_hr] for backward (`LSTM.WeightSlot`).
+    var weights: [[GEMM.PreparedOperand<Scalar>?]] = []
+    var packedWeights: [[AlignedBuffer<Scalar>]] = []
     // Layer normalization (see LSTMActivations.layerNorm):
     let normalizedInput = AlignedBuffer<Scalar>()     // (L·D, N, 4H) x̂ of W_ih·x_t
     let normalizedRecurrent = AlignedBuffer<Scalar>() // (L·D, N, 4H) x̂ of W_hh·h_{t-1}
@@ -532,6 +533,17 @@ public final class LSTMStash<Scalar: LSTMScalar> {
 
     public init(threads: Int = 1) {
         self.threads = max(1, threads)
+    }
+
+    /// Bytes the stash holds now (every buffer's capacity): what forward keeps for backward plus its scratch.
+    public var allocatedBytes: Int {
+        let buffers = [input, initialHidden, initialCell, checkpoints, gates, cells, hiddens, cellOutputs, layerOutputs,
+                       previousHidden, previousCell, dGates, dHiddenCarry, dCellCarry, biasSums, dCellOutput, dHiddens,
+                       dAbove, dBelow, dAboveSplit, biasSum, dropoutMasks, droppedHiddens, recurrentMasks,
+                       recurrentInput, normalizedInput,
+                       normalizedRecurrent, normalizedCell, inverseDeviations, recurrentGates, normalizedScratch,
+                       dRecurrent] + packedWeights.flatMap { $0 }
+        return buffers.reduce(0) { $0 + $1.capacity } * MemoryLayout<Scalar>.stride
     }
 
     func prepare(_ lstm: LSTM, schedule: SequenceSchedule) {

@@ -109,6 +109,7 @@ extension LSTM {
         }
         parameters.storage.withUnsafeBufferPointer { p in
             output.withUnsafeMutableBufferPointer { out in
+                prepareWeights(forward: true, parameters: p.baseAddress!, stash: stash)
                 for (w, window) in schedule.windows.enumerated() {
                     stash.window = window
                     stash.windowIndex = w
@@ -143,6 +144,41 @@ extension LSTM {
             }
         }
         return LSTMOutput(output: output, final: final)
+    }
+
+    /// Where each direction's prepared weights sit in `LSTMStash.weights`.
+    enum WeightSlot: Int, CaseIterable {
+        case inputTransposed, recurrentTransposed, projectionTransposed   // forward: x·W_ihᵀ, h·W_hhᵀ, m·W_hrᵀ
+        case recurrent, projection                                         // backward: δZ·W_hh, δh·W_hr
+    }
+
+    /// Packs (Float) or points at (Double) the weights the forward or the backward products read, for every
+    /// direction, once per call: every window and every step reuses them.
+    func prepareWeights<S: LSTMScalar>(forward: Bool, parameters p: UnsafePointer<S>, stash: LSTMStash<S>) {
+        let H = hiddenSize, P = outputSize
+        while stash.packedWeights.count < layers.count {
+            stash.packedWeights.append(WeightSlot.allCases.map { _ in AlignedBuffer<S>() })
+            stash.weights.append([GEMM.PreparedOperand<S>?](repeating: nil, count: WeightSlot.allCases.count))
+        }
+        for (u, layer) in layers.enumerated() {
+            let buffer = stash.packedWeights[u]
+            func put(_ slot: WeightSlot, _ operand: GEMM.PreparedOperand<S>?) { stash.weights[u][slot.rawValue] = operand }
+            if forward {
+                put(.inputTransposed, GEMM.prepare(transposeB: true, K: layer.inputSize, N: 4 * H, p + layer.weightIH.offset,
+                                                   ldb: layer.inputSize, buffer: buffer[0]))
+                put(.recurrentTransposed, GEMM.prepare(transposeB: true, K: P, N: 4 * H, p + layer.weightHH.offset, ldb: P,
+                                                       buffer: buffer[1]))
+                put(.projectionTransposed, layer.weightHR.map {
+                    GEMM.prepare(transposeB: true, K: H, N: P, p + $0.offset, ldb: H, buffer: buffer[2])
+                })
+            } else {
+                put(.recurrent, GEMM.prepare(transposeB: false, K: 4 * H, N: P, p + layer.weightHH.offset, ldb: P,
+                                             buffer: buffer[3]))
+                put(.projection, layer.weightHR.map {
+                    GEMM.prepare(transposeB: false, K: P, N: H, p + $0.offset, ldb: H, buffer: buffer[4])
+                })
+            }
+        }
     }
 
     /// All layers over the stash's current window (from its starting state), filling the window's buffers.
@@ -237,14 +273,10 @@ extension LSTM {
         let cells = stash.cells.pointer + u * N * H       // (Nw, H)
         let hiddens = stash.hiddens.pointer + u * N * P   // (Nw, P)
         let cellOutputs = stash.cellOutputs.pointer + u * N * H
-        // Weights packed once per call and reused by every product below (W_hh and W_hr at every step).
-        let weightIH = GEMM.prepare(transposeB: true, K: In, N: 4 * H, p + layer.weightIH.offset, ldb: In,
-                                    buffer: stash.packedInput)
-        let weightHH = GEMM.prepare(transposeB: true, K: P, N: 4 * H, p + layer.weightHH.offset, ldb: P,
-                                    buffer: stash.packedRecurrent)
-        let weightHR = layer.weightHR.map {
-            GEMM.prepare(transposeB: true, K: H, N: P, p + $0.offset, ldb: H, buffer: stash.packedProjection)
-        }
+        // Weights packed once per call (prepareWeights) and reused by every product below.
+        let weightIH = stash.weights[u][WeightSlot.inputTransposed.rawValue]!
+        let weightHH = stash.weights[u][WeightSlot.recurrentTransposed.rawValue]!
+        let weightHR = stash.weights[u][WeightSlot.projectionTransposed.rawValue]
         // Input projection for all steps at once (layer-normalized, when on), then both biases.
         GEMM.gemm(transposeA: false, M: N, input, lda: In, weightIH, Z, ldc: 4 * H, accumulate: false,
                   threads: stash.threads)
@@ -349,6 +381,8 @@ extension LSTM {
             gradients.storage.withUnsafeMutableBufferPointer { g in
                 dInput.withUnsafeMutableBufferPointer { dx in
                     let p = p.baseAddress!, g = g.baseAddress!
+                    prepareWeights(forward: false, parameters: p, stash: stash)
+                    if stash.checkpointing { prepareWeights(forward: true, parameters: p, stash: stash) }
                     for (w, window) in s.windows.enumerated().reversed() {
                         if stash.checkpointing && (stash.window != window || stash.windowIndex != w) {
                             // Memory-lean: this window's forward pass again, from its checkpoint.
@@ -440,11 +474,8 @@ extension LSTM {
         let dZ = stash.dGates.pointer
         let dh = stash.dHiddenCarry.pointer + u * B * P, dc = stash.dCellCarry.pointer + u * B * H
         let mask = UnsafePointer(stash.recurrentMasks.pointer + u * B * P)
-        let weightHH = GEMM.prepare(transposeB: false, K: 4 * H, N: P, p + layer.weightHH.offset, ldb: P,
-                                    buffer: stash.packedRecurrent)
-        let weightHR = layer.weightHR.map {
-            GEMM.prepare(transposeB: false, K: P, N: H, p + $0.offset, ldb: H, buffer: stash.packedProjection)
-        }
+        let weightHH = stash.weights[u][WeightSlot.recurrent.rawValue]!
+        let weightHR = stash.weights[u][WeightSlot.projection.rawValue]
         let norm = layer.layerNormGates.map { p + $0.offset }, dNorm = layer.layerNormGates.map { g + $0.offset }
         let cellNorm = layer.layerNormCell.map { p + $0.offset }, dCellNorm = layer.layerNormCell.map { g + $0.offset }
         let inverse = UnsafePointer(stash.inverseDeviations.pointer + u * 3 * N)
