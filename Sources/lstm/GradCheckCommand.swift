@@ -21,6 +21,14 @@ struct GradCheckCommand: ParsableCommand {
     @Option(help: "Scale of the random weights, in units of 1/sqrt(H).") var scale = 1.0
     @Option(help: "Largest relative error accepted.") var threshold = 1e-6
     @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Flag(help: "Bidirectional layers.") var bidirectional = false
+    @Option(help: "Projection size P (LSTMP), 0 for none.") var proj = 0
+    @Flag(help: "Layer-normalized LSTM.") var layerNorm = false
+    @Flag(help: "Peephole connections.") var peepholes = false
+    @Option(help: "Cell clip C (0: off).") var cellClip = 0.0
+    @Option(help: "Comma-separated length of every batch row (variable-length batch), e.g. 5,2,4.") var lengths: String?
+    @Option(help: "Dropout between layers, with one fixed mask.") var dropout = 0.0
+    @Option(help: "Variational recurrent dropout, with one fixed mask.") var recurrentDropout = 0.0
 
     func validate() throws {
         for (name, value) in [("--layers", layers), ("--input", input), ("--hidden", hidden), ("--batch", batch), ("--steps", steps)] {
@@ -31,20 +39,39 @@ struct GradCheckCommand: ParsableCommand {
             throw ValidationError("configuration too large for a numerical gradient check (L·T·B·H·(I+H) = \(work) > 2,000,000); use smaller sizes")
         }
         guard scale.isFinite, scale > 0 else { throw ValidationError("--scale must be a positive number, got \(scale)") }
+        _ = try parsedLengths()
+    }
+
+    private func parsedLengths() throws -> [Int]? {
+        guard let lengths else { return nil }
+        let values = lengths.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard values.count == batch, values.allSatisfy({ $0 != nil && $0! >= 1 && $0! <= steps }) else {
+            throw ValidationError("--lengths needs \(batch) comma-separated numbers in 1...\(steps) (one per batch row), got '\(lengths)'")
+        }
+        return values.map { $0! }
     }
 
     func run() throws {
-        let configuration = GradientCheck.Configuration(
+        var configuration = GradientCheck.Configuration(
             layers: layers, inputSize: input, hiddenSize: hidden, batch: batch, steps: steps,
-            activations: LSTMActivations(gate: gate, cell: cell), finalStateGradient: !noFinalGradient,
-            parameterScale: scale)
+            activations: LSTMActivations(gate: gate, cell: cell, cellClip: cellClip > 0 ? cellClip : nil,
+                                         peepholes: peepholes, layerNorm: layerNorm),
+            finalStateGradient: !noFinalGradient, parameterScale: scale, dropout: dropout, dropoutSeed: seed &+ 1)
+        configuration.bidirectional = bidirectional
+        configuration.projectionSize = proj
+        configuration.lengths = try parsedLengths()
+        configuration.recurrentDropout = recurrentDropout
         let reports: [GradientCheck.TensorReport]
         do {
             reports = try GradientCheck.run(configuration, seed: seed)
         } catch {
             throw ValidationError(error.description)
         }
-        print("gradient check: L=\(layers) I=\(input) H=\(hidden) B=\(batch) T=\(steps) gate=\(gate.rawValue) cell=\(cell.rawValue) final-state-gradient=\(!noFinalGradient) seed=\(seed)")
+        let variants = [bidirectional ? "bidirectional" : nil, proj > 0 ? "proj=\(proj)" : nil, layerNorm ? "layer-norm" : nil,
+                        peepholes ? "peepholes" : nil, cellClip > 0 ? "cell-clip=\(cellClip)" : nil,
+                        lengths.map { "lengths=\($0)" }, dropout > 0 ? "dropout=\(dropout)" : nil,
+                        recurrentDropout > 0 ? "recurrent-dropout=\(recurrentDropout)" : nil].compactMap { $0 }
+        print("gradient check: L=\(layers) I=\(input) H=\(hidden) B=\(batch) T=\(steps) gate=\(gate.rawValue) cell=\(cell.rawValue) final-state-gradient=\(!noFinalGradient) seed=\(seed)" + variants.map { " " + $0 }.joined())
         print(GradientCheck.relativeErrorFormula)
         let nameWidth = max(8, reports.map(\.name.count).max() ?? 0)
         print(pad("tensor", nameWidth) + "  count   max|grad|    max abs err  max rel err  skipped")

@@ -222,6 +222,13 @@ import LSTMKit
         #expect(ok.status == 0, "\(ok.stdout)\(ok.stderr)")
         for name in ["weight_ih_l0", "weight_hh_l1", "bias_hh_l1", "x ", "h0", "c0"] { #expect(ok.stdout.contains(name)) }
         #expect(ok.stdout.contains("rel = |analytic − numeric|"))
+        let variants = try CLI.run(["gradcheck", "--layers", "2", "--batch", "3", "--bidirectional", "--proj", "3",
+                                    "--layer-norm", "--peepholes", "--lengths", "5,2,4", "--dropout", "0.2",
+                                    "--recurrent-dropout", "0.2"], in: dir)
+        #expect(variants.status == 0, "\(variants.stdout)\(variants.stderr)")
+        for name in ["weight_hr_l1_reverse", "layer_norm_gates_l0", "weight_peephole_l1"] { #expect(variants.stdout.contains(name)) }
+        let badLengths = try CLI.run(["gradcheck", "--lengths", "1,9"], in: dir)
+        #expect(badLengths.status != 0 && badLengths.stderr.contains("--lengths"))
         // A threshold no finite-precision check can meet must fail with exit status 1.
         let strict = try CLI.run(["gradcheck", "--threshold", "1e-30"], in: dir)
         #expect(strict.status == 1)
