@@ -153,17 +153,23 @@ import LSTMKit
         #expect(eval.status == 0 && eval.stdout.contains("bits_per_character"), "\(eval.stderr)")
     }
 
+    /// 8 steps in one run (whole.safetensors) and 4 + 4 resumed steps (split.safetensors) give the same bytes.
+    static func expectSplitRunEqualsWholeRun(_ flags: [String], in dir: URL,
+                                             sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let whole = try CLI.run(["train", "text.txt", "--steps", "8", "--checkpoint", "whole.safetensors"] + flags, in: dir)
+        let half = try CLI.run(["train", "text.txt", "--steps", "4", "--checkpoint", "split.safetensors"] + flags, in: dir)
+        let rest = try CLI.run(["train", "text.txt", "--steps", "8", "--checkpoint", "split.safetensors", "--resume"], in: dir)
+        #expect(whole.status == 0 && half.status == 0 && rest.status == 0, "\(whole.stderr)\(half.stderr)\(rest.stderr)",
+                sourceLocation: sourceLocation)
+        #expect(AtomicFile.read(path: dir.appendingPathComponent("whole.safetensors").path)
+                == AtomicFile.read(path: dir.appendingPathComponent("split.safetensors").path), sourceLocation: sourceLocation)
+    }
+
     /// `--dropout`: saved with the model, the mask depends on seed and step only, so resuming is still bitwise.
     @Test func dropoutTrainsAndResumesBitwise() throws {
         let dir = try CLI.temporaryFolder()
         try CLI.text(3000).write(to: dir.appendingPathComponent("text.txt"), atomically: true, encoding: .utf8)
-        let flags = CLI.tiny + ["--dropout", "0.3"]
-        let whole = try CLI.run(["train", "text.txt", "--steps", "8", "--checkpoint", "whole.safetensors"] + flags, in: dir)
-        let half = try CLI.run(["train", "text.txt", "--steps", "4", "--checkpoint", "split.safetensors"] + flags, in: dir)
-        let rest = try CLI.run(["train", "text.txt", "--steps", "8", "--checkpoint", "split.safetensors", "--resume"], in: dir)
-        #expect(whole.status == 0 && half.status == 0 && rest.status == 0, "\(whole.stderr)\(half.stderr)\(rest.stderr)")
-        #expect(AtomicFile.read(path: dir.appendingPathComponent("whole.safetensors").path)
-                == AtomicFile.read(path: dir.appendingPathComponent("split.safetensors").path))
+        try Self.expectSplitRunEqualsWholeRun(CLI.tiny + ["--dropout", "0.3"], in: dir)
         let plain = try CLI.run(["train", "text.txt", "--steps", "8", "--checkpoint", "plain.safetensors"] + CLI.tiny, in: dir)
         #expect(plain.status == 0)
         let a = try CharacterModelFile.load(path: dir.appendingPathComponent("whole.safetensors").path)
@@ -177,13 +183,7 @@ import LSTMKit
     @Test func projectionAndLayerNormTrainAndResumeBitwise() throws {
         let dir = try CLI.temporaryFolder()
         try CLI.text(3000).write(to: dir.appendingPathComponent("text.txt"), atomically: true, encoding: .utf8)
-        let flags = CLI.tiny + ["--proj", "5", "--layer-norm"]
-        let whole = try CLI.run(["train", "text.txt", "--steps", "8", "--checkpoint", "whole.safetensors"] + flags, in: dir)
-        let half = try CLI.run(["train", "text.txt", "--steps", "4", "--checkpoint", "split.safetensors"] + flags, in: dir)
-        let rest = try CLI.run(["train", "text.txt", "--steps", "8", "--checkpoint", "split.safetensors", "--resume"], in: dir)
-        #expect(whole.status == 0 && half.status == 0 && rest.status == 0, "\(whole.stderr)\(half.stderr)\(rest.stderr)")
-        #expect(AtomicFile.read(path: dir.appendingPathComponent("whole.safetensors").path)
-                == AtomicFile.read(path: dir.appendingPathComponent("split.safetensors").path))
+        try Self.expectSplitRunEqualsWholeRun(CLI.tiny + ["--proj", "5", "--layer-norm"], in: dir)
         let loaded = try CharacterModelFile.load(path: dir.appendingPathComponent("whole.safetensors").path)
         #expect(loaded.model.lstm.projectionSize == 5 && loaded.model.lstm.layers.allSatisfy { $0.activations.layerNorm })
         #expect(loaded.model.layout.spec(named: "lstm.weight_hr_l0")?.shape == [5, loaded.model.lstm.hiddenSize])
