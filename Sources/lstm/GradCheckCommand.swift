@@ -39,6 +39,8 @@ struct GradCheckCommand: ParsableCommand {
             throw ValidationError("configuration too large for a numerical gradient check (L·T·B·H·(I+H) = \(work) > 2,000,000); use smaller sizes")
         }
         guard scale.isFinite, scale > 0 else { throw ValidationError("--scale must be a positive number, got \(scale)") }
+        guard cellClip.isFinite, cellClip >= 0 else { throw ValidationError("--cell-clip must be 0 (off) or a positive number, got \(cellClip)") }
+        guard proj >= 0 else { throw ValidationError("--proj must be 0 (none) or a size below --hidden, got \(proj)") }
         _ = try parsedLengths()
     }
 

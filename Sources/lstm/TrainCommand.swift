@@ -86,6 +86,7 @@ struct TrainCommand: ParsableCommand {
         guard recurrentDropout >= 0 && recurrentDropout < 1 else {
             throw Failure(message: "--recurrent-dropout must be in [0, 1), got \(recurrentDropout)")
         }
+        guard proj >= 0 else { throw Failure(message: "--proj must be 0 (none) or a size below --hidden, got \(proj)") }
         guard dropout == 0 || layers >= 2 else {
             throw Failure(message: "--dropout acts between LSTM layers; use --layers 2 or more, or --dropout 0")
         }
@@ -149,13 +150,14 @@ struct TrainCommand: ParsableCommand {
             trainer = try CharacterTrainer(resuming: file, tokens: tokens, source: paths.checkpoint)
             try MemoryBudget.require(
                 MemoryBudget.trainingBytes(vocabulary: c.vocabularySize, embedding: c.embedding, hidden: c.hidden,
-                                           layers: c.layers, batch: trainer.options.batch, steps: trainer.options.seqLength),
+                                           layers: c.layers, batch: trainer.options.batch, steps: trainer.options.seqLength,
+                                           layerNorm: c.layerNorm ?? false),
                 for: "resuming \(paths.checkpoint)", hint: "free memory or set a larger LSTM_MEMORY_LIMIT")
         } else {
             let vocabulary = try Vocabulary(building: corpus.scalars)
             try MemoryBudget.require(
                 MemoryBudget.trainingBytes(vocabulary: vocabulary.count, embedding: embedding, hidden: hidden,
-                                           layers: layers, batch: batch, steps: seqLength),
+                                           layers: layers, batch: batch, steps: seqLength, layerNorm: layerNorm),
                 for: "training --hidden \(hidden) --layers \(layers) --batch \(batch) --seq-length \(seqLength)",
                 hint: "use a smaller model, batch or window")
             let tokens = try vocabulary.encode(corpus.scalars, source: corpus.source)

@@ -197,6 +197,15 @@ import LSTMKit
         let bad = try CLI.run(["train", "text.txt", "--steps", "2", "--checkpoint", "bad.safetensors"] + CLI.tiny
                               + ["--proj", "1000"], in: dir)
         #expect(bad.status != 0 && bad.stderr.contains("projection size"), "\(bad.stderr)")
+        let negative = try CLI.run(["train", "text.txt", "--steps", "2", "--checkpoint", "neg.safetensors", "--proj", "-3"],
+                                   in: dir)
+        #expect(negative.status != 0 && negative.stderr.contains("--proj"), "\(negative.stderr)")
+        // A tensor the model does not have (a reverse direction) is refused, not ignored.
+        var file = try SafeTensors.read(path: dir.appendingPathComponent("whole.safetensors").path)
+        file.tensors.append(("lstm.weight_ih_l0_reverse", file["lstm.weight_ih_l0"]!))
+        try SafeTensors.write(file, path: dir.appendingPathComponent("stray.safetensors").path)
+        let stray = try CLI.run(["eval", "stray.safetensors", "text.txt"], in: dir)
+        #expect(stray.status != 0 && stray.stderr.contains("lstm.weight_ih_l0_reverse does not fit"), "\(stray.stderr)")
         let conflicting = try CLI.run(["train", "text.txt", "--steps", "9", "--checkpoint", "whole.safetensors", "--resume",
                                        "--layer-norm"], in: dir)
         #expect(conflicting.status != 0 && conflicting.stderr.contains("--layer-norm"))
@@ -227,6 +236,8 @@ import LSTMKit
                                     "--recurrent-dropout", "0.2"], in: dir)
         #expect(variants.status == 0, "\(variants.stdout)\(variants.stderr)")
         for name in ["weight_hr_l1_reverse", "layer_norm_gates_l0", "weight_peephole_l1"] { #expect(variants.stdout.contains(name)) }
+        let badClip = try CLI.run(["gradcheck", "--cell-clip", "-1"], in: dir)
+        #expect(badClip.status != 0 && badClip.stderr.contains("--cell-clip"))
         let badLengths = try CLI.run(["gradcheck", "--lengths", "1,9"], in: dir)
         #expect(badLengths.status != 0 && badLengths.stderr.contains("--lengths"))
         // A threshold no finite-precision check can meet must fail with exit status 1.

@@ -59,6 +59,8 @@ struct MemoryLeanTests {
         ("lengths + clip + hard σ + dropouts", LSTMActivations(gate: .hardSigmoid, cell: .tanh, cellClip: 0.5),
          0, [2, 9, 9, 5], 0.3, 0.3),
         ("everything", LSTMActivations(cellClip: 0.8, peepholes: true, layerNorm: true), 2, [9, 4, 6, 8], 0.2, 0.2),
+        // No row reaches T = 9: the windows past step 4 hold no rows at all.
+        ("short rows, empty windows", LSTMActivations(layerNorm: true), 0, [4, 2, 3, 1], 0.2, 0),
     ]
 
     @Test(arguments: cases)
@@ -109,6 +111,30 @@ struct MemoryLeanTests {
         #expect(lean.schedule.windows.count == 8 && lean.schedule.windowRows == 16)
         #expect(full.gates.capacity == 60 * 2 * 64 && lean.gates.capacity == 16 * 64)
         #expect(lean.checkpoints.capacity == 8 * 2 * 32)
+    }
+
+    /// `withCheckpointInterval` on an LSTM whose tensors do not start the layout (a character model's: the
+    /// embedding comes first) keeps its tensors where they are, and still gives the full stash's bits.
+    @Test func checkpointingALoadedModelKeepsItsLayout() throws {
+        let model = try CharacterModel(.init(vocabularySize: 7, embedding: 3, hidden: 6, layers: 2, layerNorm: true))
+        var parameters = ParameterBuffer<Float>(layout: model.layout)
+        var random = RandomSource(seed: 2)
+        model.initialize(&parameters, random: &random)
+        let lean = try model.lstm.withCheckpointInterval(2)
+        #expect(lean.layers == model.lstm.layers && lean.checkpointInterval == 2)
+        #expect(model.lstm.layers[0].weightIH.offset == 21)
+        let x = (0..<(7 * 2 * 3)).map { _ in Float(random.uniform(-1, 1)) }
+        let dy = (0..<(7 * 2 * 6)).map { _ in Float(random.uniform(-1, 1)) }
+        var results: [[Float]] = []
+        for lstm in [model.lstm, lean] {
+            let stash = LSTMStash<Float>()
+            let y = lstm.forward(x, steps: 7, batch: 2, parameters: parameters, stash: stash).output
+            var g = ParameterBuffer<Float>(layout: model.layout)
+            let d = lstm.backward(dOutput: dy, parameters: parameters, stash: stash, gradients: &g)
+            results.append(y + g.storage + d.input)
+        }
+        #expect(results[0] == results[1])
+        #expect(throws: LSTMKitError.self) { try model.lstm.withCheckpointInterval(-2) }
     }
 
     @Test func invalidIntervalsAreRejected() {

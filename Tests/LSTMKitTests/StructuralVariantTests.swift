@@ -117,6 +117,31 @@ struct StructuralVariantTests {
         #expect(stream.state == whole.final)
     }
 
+    /// A layer-normalized peephole LSTM's state_dict (LSTMKit's own tensor names beside PyTorch's) loads back as the
+    /// same LSTM: nothing is dropped, the output is the same bits.
+    @Test func layerNormAndPeepholeStateDictLoadsBack() throws {
+        var layout = ParameterLayout()
+        let lstm = try LSTM(inputSize: 3, hiddenSize: 5, layers: 2,
+                            activations: [LSTMActivations(peepholes: true, layerNorm: true)], projectionSize: 2,
+                            layout: &layout, prefix: "lstm.")
+        var parameters = ParameterBuffer<Float>(layout: layout)
+        var random = RandomSource(seed: 9)
+        for e in 0..<layout.count { parameters.storage[e] = Float(random.uniform(-1, 1)) }
+        let file = try SafeTensors.decode(SafeTensors.encode(SafeTensors.File(tensors: lstm.stateDict(parameters))))
+        let (loaded, loadedParameters) = try LSTM.load(from: file, prefix: "lstm.", as: Float.self)
+        #expect(loaded.layers.allSatisfy { $0.activations.layerNorm && $0.activations.peepholes })
+        #expect(loaded.layers.map { [$0.weightHR, $0.peephole, $0.layerNormGates, $0.layerNormCell] }
+                == lstm.layers.map { [$0.weightHR, $0.peephole, $0.layerNormGates, $0.layerNormCell] })
+        #expect(loadedParameters.storage == parameters.storage)
+        let x = Self.values(4 * 2 * 3, seed: 3)
+        #expect(loaded.forward(x, steps: 4, batch: 2, parameters: loadedParameters, stash: LSTMStash()).output
+                == lstm.forward(x, steps: 4, batch: 2, parameters: parameters, stash: LSTMStash()).output)
+        // A stray tensor of the same family is refused, not ignored.
+        var stray = file
+        stray.tensors.append(("lstm.layer_norm_gates_l2", file["lstm.layer_norm_gates_l0"]!))
+        #expect(throws: LSTMKitError.self) { try LSTM.load(from: stray, prefix: "lstm.", as: Float.self) }
+    }
+
     @Test func invalidStructuralConfigurationsAreRejected() {
         for (projection, message) in [(-1, "projection size"), (24, "projection size"), (30, "projection size")] {
             var layout = ParameterLayout()

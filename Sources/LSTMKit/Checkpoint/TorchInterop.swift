@@ -6,7 +6,9 @@
 extension LSTM {
     /// Builds an LSTM from `prefix + "weight_ih_l0"`, … in `file`, inferring input size, hidden size, number of
     /// layers, directions (`_reverse` tensors: `bidirectional=True`) and projection (`weight_hr_l0` (P, H):
-    /// `proj_size=P`) from the names and shapes. F32, F64, F16 and BF16 tensors are accepted.
+    /// `proj_size=P`) from the names and shapes, and LSTMKit's own peepholes (`weight_peephole_l0`) and layer
+    /// normalization (`layer_norm_gates_l0`) from their tensors (σ gates and tanh, no clipping: what the names cannot
+    /// tell). F32, F64, F16 and BF16 tensors are accepted.
     ///
     /// A state_dict from `nn.LSTM(bias=False)` loads with zero biases (the same function).
     public static func load<S: LSTMScalar>(
@@ -30,23 +32,26 @@ extension LSTM {
         }
         var L = 0
         while names.contains(prefix + "weight_ih_l\(L)") { L += 1 }
+        let activations = LSTMActivations(peepholes: names.contains(prefix + "weight_peephole_l0"),
+                                          layerNorm: names.contains(prefix + "layer_norm_gates_l0"))
         var layout = ParameterLayout()
-        let lstm = try LSTM(inputSize: I, hiddenSize: H, layers: L, bidirectional: bidirectional,
-                            projectionSize: projection, layout: &layout, prefix: prefix)
+        let lstm = try LSTM(inputSize: I, hiddenSize: H, layers: L, activations: [activations],
+                            bidirectional: bidirectional, projectionSize: projection, layout: &layout, prefix: prefix)
         // Every tensor of the file under this prefix must be one of ours: a stray one (weight_ih_l3 with no l2, a
         // reverse tensor in a unidirectional set) means the file is not what the shapes suggest.
         let known = Set(layout.specs.map(\.name))
         let stray = names.sorted().first { name in
             guard name.hasPrefix(prefix), !known.contains(name) else { return false }
             let rest = name.dropFirst(prefix.count)
-            return rest.hasPrefix("weight_") || rest.hasPrefix("bias_")
+            return !rest.contains(".") && (rest.hasPrefix("weight_") || rest.hasPrefix("bias_") || rest.hasPrefix("layer_norm_"))
         }
         if let stray {
             throw .invalidInput("\(stray) does not belong to an nn.LSTM with \(L) layers\(bidirectional ? ", bidirectional" : "")\(projection > 0 ? ", proj_size \(projection)" : "") (layers must be numbered 0..<\(L) with all their tensors)")
         }
         var parameters = ParameterBuffer<S>(layout: layout)
         for layer in lstm.layers {
-            for spec in [layer.weightIH, layer.weightHH, layer.biasIH, layer.biasHH] + [layer.weightHR].compactMap({ $0 }) {
+            let optional = [layer.weightHR, layer.peephole, layer.layerNormGates, layer.layerNormCell].compactMap { $0 }
+            for spec in [layer.weightIH, layer.weightHH, layer.biasIH, layer.biasHH] + optional {
                 guard let tensor = file[spec.name] else {
                     if spec == layer.biasIH || spec == layer.biasHH {
                         let otherBias = spec == layer.biasIH ? layer.biasHH.name : layer.biasIH.name

@@ -186,18 +186,16 @@ public enum GradientCheck {
         let baseRegions = problem.lossAndRegions(parameters: problem.parameters, x: problem.x,
                                                  initial: problem.initial, stash: stash).regions
         /// The difference quotient with the largest ε whose stencil stays on one side of every kink (and, where ℓ
-        /// bends sharply, with ε ≤ 1e-4), or nil.
+        /// bends sharply, with ε ≤ 1e-4), or nil (skipped: no such stencil).
         func numeric(_ perturbed: (Double) -> (loss: Double, regions: [UInt8])) -> Double? {
-            var coarse: Double?
             for e in epsilons {
                 let values = [2 * e, e, -e, -2 * e].map(perturbed)
                 guard values.allSatisfy({ $0.regions == baseRegions }) else { continue }
                 let fourPoint = (-values[0].loss + 8 * values[1].loss - 8 * values[2].loss + values[3].loss) / (12 * e)
                 let twoPoint = (values[1].loss - values[2].loss) / (2 * e)
                 if abs(fourPoint - twoPoint) <= 1e-5 * max(abs(fourPoint), relativeFloor) || e <= 1e-4 { return fourPoint }
-                coarse = coarse ?? fourPoint
             }
-            return coarse
+            return nil
         }
 
         var reports: [TensorReport] = []

@@ -25,7 +25,8 @@
 /// δ is ignored, and each row's final state is the one after its own last real step (PyTorch's packed sequences).
 ///
 /// The forward pass keeps, per direction, step and row, the four activated gates, S_t and h_t (and m_t with a
-/// projection): the derivatives are all written in terms of activation outputs, so backward needs no pre-activation.
+/// projection; the normalized x̂ of both products and of S_t and their 1/σ with layer normalization): the
+/// derivatives are all written in terms of activation outputs, so backward needs no pre-activation.
 ///
 /// Speed-relevant layout: rows are kept *packed*: the rows of a batch are sorted by length (longest first, inside
 /// the stash only), so the rows still running at step t are a prefix of B_t rows, and the steps are stored one after
@@ -78,7 +79,7 @@ public struct LSTM: Sendable, Hashable {
     /// Memory-lean BPTT: 0 keeps everything backward needs (the full stash); k > 0 keeps only the (h, c) of every
     /// layer at every k-th step and recomputes the rest during backward, window by window (see `LSTMPasses.swift`),
     /// with bitwise the same gradients. k ≈ √T minimises memory (about 2√T steps' worth instead of T).
-    public let checkpointInterval: Int
+    public private(set) var checkpointInterval: Int
     /// Number of layers (each with `directions` directions).
     public var layerCount: Int { layers.count / directions }
     /// 1, or 2 when bidirectional.
@@ -103,15 +104,23 @@ public struct LSTM: Sendable, Hashable {
     /// The same LSTM (same tensors, same layout) with another `checkpointInterval`: memory-lean training of a model
     /// that was built or loaded without it.
     public func withCheckpointInterval(_ k: Int) throws(LSTMKitError) -> LSTM {
-        var layout = ParameterLayout()
-        var c = configuration
-        c.checkpointInterval = k
-        let prefix = String(layers[0].weightIH.name.dropLast("weight_ih_l0".count))
-        let rebuilt = try LSTM(c, layout: &layout, prefix: prefix)
-        // Layers keep their own activations (the configuration may have folded them into one entry).
-        precondition(rebuilt.layers.map(\.weightIH) == layers.map(\.weightIH), "withCheckpointInterval: layout changed")
-        return rebuilt
+        try Self.validate(checkpointInterval: k, bidirectional: bidirectional)
+        var copy = self
+        copy.checkpointInterval = k
+        return copy
     }
+
+    static func validate(checkpointInterval k: Int, bidirectional: Bool) throws(LSTMKitError) {
+        guard k >= 0 else {
+            throw .invalidConfiguration("the checkpoint interval must be 0 (keep every step) or a number of steps, got \(k)")
+        }
+        guard k == 0 || !bidirectional else {
+            throw .invalidConfiguration("memory-lean BPTT (checkpoint interval \(k)) needs a unidirectional LSTM: a bidirectional layer's reverse direction starts at the end of the sequence")
+        }
+    }
+
+    /// One past the last scalar of this LSTM's tensors in a parameter buffer.
+    var parameterEnd: Int { tensors.joined().map(\.range.upperBound).max() ?? 0 }
 
     /// Builds the LSTM `configuration` describes, adding its tensors to `layout`; an invalid combination throws
     /// with a message naming it.
@@ -158,12 +167,7 @@ public struct LSTM: Sendable, Hashable {
         guard projectionSize >= 0 && projectionSize < hiddenSize else {
             throw .invalidConfiguration("the projection size must be between 1 and hidden size − 1 = \(hiddenSize - 1) (or 0 for none), got \(projectionSize)")
         }
-        guard checkpointInterval >= 0 else {
-            throw .invalidConfiguration("the checkpoint interval must be 0 (keep every step) or a number of steps, got \(checkpointInterval)")
-        }
-        guard checkpointInterval == 0 || !bidirectional else {
-            throw .invalidConfiguration("memory-lean BPTT (checkpoint interval \(checkpointInterval)) needs a unidirectional LSTM: a bidirectional layer's reverse direction starts at the end of the sequence")
-        }
+        try Self.validate(checkpointInterval: checkpointInterval, bidirectional: bidirectional)
         self.checkpointInterval = checkpointInterval
         self.dropout = dropout
         self.recurrentDropout = recurrentDropout
@@ -506,7 +510,7 @@ public final class LSTMStash<Scalar: LSTMScalar> {
     let dHiddenCarry = AlignedBuffer<Scalar>()   // (L·D, B, P)   δh carried from step to step (and window to window)
     let dCellCarry = AlignedBuffer<Scalar>()     // (L·D, B, H)
     let biasSums = AlignedBuffer<Scalar>()       // (L·D, 4H)     Σ δZ over all rows, per direction
-    let dCellOutput = AlignedBuffer<Scalar>()    // (B, H)        δm_t, with a projection
+    let dCellOutput = AlignedBuffer<Scalar>()    // (B, H)        δm_t, with a projection or layer normalization
     let dHiddens = AlignedBuffer<Scalar>()       // (N, P)        δh_t of every step, with a projection (for δW_hr)
     let dAbove = AlignedBuffer<Scalar>()         // (N, max(I, D·P)) δ of a layer's output
     let dBelow = AlignedBuffer<Scalar>()         // (N, max(I, D·P)) δ of a layer's input

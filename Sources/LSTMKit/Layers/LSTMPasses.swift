@@ -42,7 +42,7 @@ extension LSTM {
         let L = layerCount, D = directions, U = stateCount, H = hiddenSize, P = outputSize, I = inputSize
         precondition(T >= 0 && B >= 1, "LSTM.forward: need steps ≥ 0 and batch ≥ 1")
         precondition(x.count == T * B * I, "LSTM.forward: x has \(x.count) values, expected T·B·I = \(T * B * I)")
-        precondition(parameters.layout.count >= (layers.last.map { $0.biasHH.range.upperBound } ?? 0),
+        precondition(parameters.layout.count >= parameterEnd,
                      "LSTM.forward: parameter buffer does not hold this LSTM's tensors")
         if let lengths {
             precondition(lengths.count == B, "LSTM.forward: \(lengths.count) lengths for a batch of \(B)")
@@ -364,6 +364,7 @@ extension LSTM {
                          "LSTM.backward: dFinal must be (L·D, B, P) = (\(U), \(B), \(P)) and cells (\(U), \(B), \(H))")
         }
         precondition(gradients.layout == parameters.layout, "LSTM.backward: gradients must share the parameters' layout")
+        precondition(parameters.layout.count >= parameterEnd, "LSTM.backward: parameter buffer does not hold this LSTM's tensors")
         // δ(h_n, c_n) in sorted rows: the carries of every direction, (L·D, B, P) and (L·D, B, H).
         let dh = stash.dHiddenCarry.pointer, dc = stash.dCellCarry.pointer
         if let dFinal {

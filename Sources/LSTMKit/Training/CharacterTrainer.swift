@@ -362,6 +362,9 @@ public enum CharacterModelFile {
             peepholes = saved.peepholes
             layerNorm = saved.layerNorm
         }
+        // The tensors tell what they hold, whatever the metadata says (a PyTorch-made file has no "model" key).
+        if file["lstm.weight_peephole_l0"] != nil { peepholes = true }
+        if file["lstm.layer_norm_gates_l0"] != nil { layerNorm = true }
         let configuration = CharacterModel.Configuration(vocabularySize: embedding.shape[0], embedding: embedding.shape[1],
                                                          hidden: hh.shape[0] / 4, layers: layers, cellClip: cellClip,
                                                          dropout: dropout, recurrentDropout: recurrentDropout,
@@ -371,6 +374,12 @@ public enum CharacterModelFile {
         }
         let model: CharacterModel
         do { model = try CharacterModel(configuration) } catch { throw .invalidInput("\(source): \(error.description)") }
+        // A tensor of the LSTM's that this model does not have (a reverse direction, a projection next to a square
+        // W_hh) would be silently ignored: refuse it.
+        let known = Set(model.layout.specs.map(\.name))
+        if let stray = file.tensors.map(\.name).sorted().first(where: { $0.hasPrefix("lstm.") && !known.contains($0) }) {
+            throw .invalidInput("\(source): tensor \(stray) does not fit a \(layers)-layer LSTM with hidden \(configuration.hidden)\(projection.map { " and projection \($0)" } ?? ""); a character model's LSTM is unidirectional")
+        }
         var parameters = ParameterBuffer<Float>(layout: model.layout)
         for spec in model.layout.specs {
             let values = try floats(file, spec.name, shape: spec.shape, source: source)
