@@ -542,17 +542,14 @@ extension LSTM {
         let gHH = g + layer.weightHH.offset
         let start = windowStart(u, stash).hidden
         if s.uniform && !stash.recurrentDropoutActive {
+            // Two pieces in packed row order: (rows, their h_prev, count); visited in backward's order.
             let shifted = N - B
-            if layer.reverse {
-                accumulateTransposedProduct(M: 4 * H, N: P, K: shifted, dProduct, lda: 4 * H, hiddens + B * P, ldb: P,
-                                            gHH, ldc: P, descending: false, threads: stash.threads)
-                accumulateTransposedProduct(M: 4 * H, N: P, K: B, dProduct + shifted * 4 * H, lda: 4 * H, start, ldb: P,
-                                            gHH, ldc: P, descending: false, threads: stash.threads)
-            } else {
-                accumulateTransposedProduct(M: 4 * H, N: P, K: shifted, dProduct + B * 4 * H, lda: 4 * H, hiddens,
-                                            ldb: P, gHH, ldc: P, descending: true, threads: stash.threads)
-                accumulateTransposedProduct(M: 4 * H, N: P, K: B, dProduct, lda: 4 * H, start, ldb: P,
-                                            gHH, ldc: P, descending: true, threads: stash.threads)
+            let pieces: [(UnsafePointer<S>, UnsafePointer<S>, Int)] = layer.reverse
+                ? [(UnsafePointer(dProduct), hiddens + B * P, shifted), (UnsafePointer(dProduct + shifted * 4 * H), start, B)]
+                : [(UnsafePointer(dProduct), start, B), (UnsafePointer(dProduct + B * 4 * H), hiddens, shifted)]
+            for (rows, previous, count) in descending ? pieces.reversed() : pieces {
+                accumulateTransposedProduct(M: 4 * H, N: P, K: count, rows, lda: 4 * H, previous, ldb: P, gHH, ldc: P,
+                                            descending: descending, threads: stash.threads)
             }
         } else {
             let previous = stash.recurrentInput.pointer   // (Nw, P)
