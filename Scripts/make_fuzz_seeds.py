@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Writes the hand-made part of the fuzzing seed corpus (Fuzz/Corpus). The rest are copies: the PyTorch fixtures
-(Tests/LSTMKitTests/Fixtures/torch_charmodel.safetensors, torch_lstm_state_dict.safetensors) and a tiny LSTMKit
-checkpoint (`lstm train Fuzz/Corpus/corpus/ascii.txt --hidden 8 --layers 1 --embedding 4 --seq-length 8 --batch 2
---steps 2 --val-fraction 0 --checkpoint Fuzz/Corpus/safetensors/lstmkit-checkpoint.safetensors`)."""
+(Tests/LSTMKitTests/Fixtures/torch_charmodel.safetensors, torch_lstm_state_dict.safetensors, and
+torch_variant_packed_bi_proj_l2.safetensors as torch-variant-bi-proj.safetensors: a bidirectional projected
+state_dict) and two tiny LSTMKit checkpoints (`lstm train Fuzz/Corpus/corpus/ascii.txt --hidden 8 --layers 1
+--embedding 4 --seq-length 8 --batch 2 --steps 2 --val-fraction 0 --checkpoint
+Fuzz/Corpus/safetensors/lstmkit-checkpoint.safetensors`, and the same with `--proj 3 --layer-norm --peepholes` into
+lstmkit-proj-ln-checkpoint.safetensors; the .metrics.jsonl written beside them is not a seed)."""
 import json
 import os
 import struct

@@ -52,13 +52,15 @@ enum MemoryBudget {
     /// Memory to train a character model: parameters, gradients and two optimizer states; per layer the stash of
     /// gates, cells and hidden states and δZ over the window; embeddings, logits and their gradients.
     static func trainingBytes(vocabulary V: Int, embedding E: Int, hidden H: Int, layers L: Int, batch B: Int,
-                              steps T: Int, layerNorm: Bool = false) -> Double {
+                              steps T: Int, layerNorm: Bool = false, checkpointInterval k: Int = 0) -> Double {
         let (v, e, h, l, rows) = (Double(V), Double(E), Double(H), Double(L), Double(B) * Double(T))
+        // With memory-lean BPTT the stash holds one window of k steps (plus a checkpoint per window).
+        let stashRows = k > 0 && k < T ? Double(B) * Double(k) + 2 * rows / Double(k) : rows
         let parameters = v * e + 4 * h * (max(e, h) + h + 2) * l + h * v + v + (layerNorm ? 18 * h * l : 0)
         // Stash and backward scratch per layer (gates, δZ, cells, hiddens, dropout masks and dropped copies, the
         // recurrent-dropout scratch; with layer normalization x̂ of both products and of S, 1/σ, and δ of the
         // recurrent product), embeddings and logits with their gradients.
-        let activations = rows * (l * (15 + (layerNorm ? 14 : 0)) * h + 2 * e + 3 * v)
+        let activations = stashRows * l * Double(15 + (layerNorm ? 14 : 0)) * h + rows * (2 * e + 3 * v)
         let workspaces = 2 * 4.7e6  // per-thread packing buffers of the matrix products (bytes)
         return 4 * (4 * parameters + activations) + workspaces
     }

@@ -47,6 +47,8 @@ struct TrainCommand: ParsableCommand {
     var layerNorm = false
     @Option(help: "Projected LSTM (LSTMP, PyTorch's proj_size): h has P < --hidden values; 0: none.")
     var proj = 0
+    @Option(help: "Memory-lean BPTT: keep the LSTM state every K steps of a window and recompute the rest in backward (bitwise the same model; for long --seq-length); 0: off.")
+    var bpttCheckpoint = 0
     @Option(help: "When a loss or gradient is NaN or infinite: stop (keep the last checkpoint) or skip (leave the model unchanged, move to the next window; stops after 10 in a row).")
     var onNonfinite = "stop"
     @Option(help: "Random seed for initialisation.") var seed: UInt64 = 1
@@ -87,6 +89,7 @@ struct TrainCommand: ParsableCommand {
             throw Failure(message: "--recurrent-dropout must be in [0, 1), got \(recurrentDropout)")
         }
         guard proj >= 0 else { throw Failure(message: "--proj must be 0 (none) or a size below --hidden, got \(proj)") }
+        guard bpttCheckpoint >= 0 else { throw Failure(message: "--bptt-checkpoint must be 0 (off) or a number of steps, got \(bpttCheckpoint)") }
         guard dropout == 0 || layers >= 2 else {
             throw Failure(message: "--dropout acts between LSTM layers; use --layers 2 or more, or --dropout 0")
         }
@@ -143,21 +146,22 @@ struct TrainCommand: ParsableCommand {
             }
             let loaded = try CharacterModelFile.load(file, source: paths.checkpoint)
             let c = loaded.model.configuration
-            guard cellClip == nil, dropout == 0, recurrentDropout == 0, !peepholes, !layerNorm, proj == 0 else {
-                throw Failure(message: "--resume continues the model in \(paths.checkpoint) as it was built; drop --cell-clip, --dropout, --recurrent-dropout, --peepholes, --layer-norm and --proj")
+            guard cellClip == nil, dropout == 0, recurrentDropout == 0, !peepholes, !layerNorm, proj == 0, bpttCheckpoint == 0 else {
+                throw Failure(message: "--resume continues the model in \(paths.checkpoint) as it was built and trained; drop --cell-clip, --dropout, --recurrent-dropout, --peepholes, --layer-norm, --proj and --bptt-checkpoint")
             }
             let tokens = try loaded.vocabulary.encode(corpus.scalars, source: corpus.source)
             trainer = try CharacterTrainer(resuming: file, tokens: tokens, source: paths.checkpoint)
             try MemoryBudget.require(
                 MemoryBudget.trainingBytes(vocabulary: c.vocabularySize, embedding: c.embedding, hidden: c.hidden,
                                            layers: c.layers, batch: trainer.options.batch, steps: trainer.options.seqLength,
-                                           layerNorm: c.layerNorm ?? false),
+                                           layerNorm: c.layerNorm ?? false, checkpointInterval: trainer.options.checkpointInterval),
                 for: "resuming \(paths.checkpoint)", hint: "free memory or set a larger LSTM_MEMORY_LIMIT")
         } else {
             let vocabulary = try Vocabulary(building: corpus.scalars)
             try MemoryBudget.require(
                 MemoryBudget.trainingBytes(vocabulary: vocabulary.count, embedding: embedding, hidden: hidden,
-                                           layers: layers, batch: batch, steps: seqLength, layerNorm: layerNorm),
+                                           layers: layers, batch: batch, steps: seqLength, layerNorm: layerNorm,
+                                           checkpointInterval: bpttCheckpoint),
                 for: "training --hidden \(hidden) --layers \(layers) --batch \(batch) --seq-length \(seqLength)",
                 hint: "use a smaller model, batch or window")
             let tokens = try vocabulary.encode(corpus.scalars, source: corpus.source)
@@ -169,6 +173,7 @@ struct TrainCommand: ParsableCommand {
             options.clip = clip
             options.validationFraction = valFraction
             options.seed = seed
+            options.checkpointInterval = bpttCheckpoint
             trainer = try CharacterTrainer(
                 tokens: tokens, vocabulary: vocabulary,
                 model: .init(vocabularySize: vocabulary.count, embedding: embedding, hidden: hidden, layers: layers,

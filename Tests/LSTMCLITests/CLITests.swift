@@ -211,6 +211,28 @@ import LSTMKit
         #expect(conflicting.status != 0 && conflicting.stderr.contains("--layer-norm"))
     }
 
+    /// `--bptt-checkpoint K`: memory-lean BPTT inside each window trains bitwise the same model (every tensor,
+    /// optimizer state and carried state equal to a plain run's), is recorded with the training options, and resumes.
+    @Test func memoryLeanTrainingGivesThePlainModel() throws {
+        let dir = try CLI.temporaryFolder()
+        try CLI.text(3000).write(to: dir.appendingPathComponent("text.txt"), atomically: true, encoding: .utf8)
+        let flags = CLI.tiny + ["--seq-length", "12"]
+        let plain = try CLI.run(["train", "text.txt", "--steps", "6", "--checkpoint", "plain.safetensors"] + flags, in: dir)
+        let lean = try CLI.run(["train", "text.txt", "--steps", "3", "--checkpoint", "lean.safetensors", "--bptt-checkpoint", "5"]
+                               + flags, in: dir)
+        let resumed = try CLI.run(["train", "text.txt", "--steps", "6", "--checkpoint", "lean.safetensors", "--resume"], in: dir)
+        #expect(plain.status == 0 && lean.status == 0 && resumed.status == 0, "\(plain.stderr)\(lean.stderr)\(resumed.stderr)")
+        let a = try SafeTensors.read(path: dir.appendingPathComponent("plain.safetensors").path)
+        let b = try SafeTensors.read(path: dir.appendingPathComponent("lean.safetensors").path)
+        #expect(a.tensors.map(\.name) == b.tensors.map(\.name))
+        for (name, tensor) in a.tensors { #expect(b[name] == tensor, "\(name) differs") }
+        #expect(b.metadata["training"]?.contains("\"checkpoint_interval\":5") == true, "\(b.metadata["training"] ?? "")")
+        #expect(a.metadata["training"]?.contains("checkpoint_interval") == false)
+        let bad = try CLI.run(["train", "text.txt", "--steps", "2", "--checkpoint", "bad.safetensors", "--bptt-checkpoint", "-1"],
+                              in: dir)
+        #expect(bad.status != 0 && bad.stderr.contains("--bptt-checkpoint"))
+    }
+
     /// `lstm bench` runs: one JSON object per configuration, and `--products` times each product alone.
     @Test func benchRuns() throws {
         let dir = try CLI.temporaryFolder()

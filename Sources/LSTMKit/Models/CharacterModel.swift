@@ -53,8 +53,15 @@ public struct CharacterModel: Sendable {
     public let configuration: Configuration
     public let layout: ParameterLayout
     public let embedding: Embedding
-    public let lstm: LSTM
+    public private(set) var lstm: LSTM
     public let head: Linear
+
+    /// The same model (same tensors) trained with memory-lean BPTT (`LSTM.withCheckpointInterval`).
+    public func withCheckpointInterval(_ k: Int) throws(LSTMKitError) -> CharacterModel {
+        var copy = self
+        copy.lstm = try lstm.withCheckpointInterval(k)
+        return copy
+    }
 
     public init(_ c: Configuration) throws(LSTMKitError) {
         configuration = c
