@@ -26,7 +26,7 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--configs", default="small,charrnn,large,stream-128,stream-512x2,stream-1024,packed")
+    parser.add_argument("--configs", default="small,charrnn,large,stream-128,stream-512x2,stream-1024,packed,bidir")
     args = parser.parse_args()
     subprocess.run(["swift", "build", "-c", "release", "--product", "lstm"], cwd=ROOT, check=True, capture_output=True)
     rounds = {"ours": [], "theirs": []}

@@ -23,6 +23,7 @@ CONFIGS = {
     "stream-1024": dict(input=65, hidden=1024, layers=1, batch=1, steps=1, streaming=True),
     # Variable lengths uniform in [T/2, T], through pack_padded_sequence(enforce_sorted=False) (see packed()).
     "packed": dict(input=64, hidden=256, layers=1, batch=64, steps=100, streaming=False, packed=True),
+    "bidir": dict(input=64, hidden=256, layers=1, batch=64, steps=100, streaming=False, bidirectional=True),
 }
 
 
@@ -33,7 +34,8 @@ def bench_lengths(c):
 
 
 def forward_flops_per_token(c):
-    return sum(8 * c["hidden"] * ((c["input"] if l == 0 else c["hidden"]) + c["hidden"]) for l in range(c["layers"]))
+    D = 2 if c.get("bidirectional") else 1
+    return sum(D * 8 * c["hidden"] * ((c["input"] if l == 0 else D * c["hidden"]) + c["hidden"]) for l in range(c["layers"]))
 
 
 def median_time(fn, repeats):
@@ -49,8 +51,9 @@ def median_time(fn, repeats):
 def batched(name, c, args):
     torch.manual_seed(1)
     T, B, I, H = c["steps"], c["batch"], c["input"], c["hidden"]
-    lstm = torch.nn.LSTM(I, H, num_layers=c["layers"])
-    head = torch.nn.Linear(H, I)
+    D = 2 if c.get("bidirectional") else 1
+    lstm = torch.nn.LSTM(I, H, num_layers=c["layers"], bidirectional=D == 2)
+    head = torch.nn.Linear(D * H, I)
     opt = torch.optim.Adam(list(lstm.parameters()) + list(head.parameters()), lr=1e-3)
     x = torch.rand(T, B, I) * 2 - 1
     target = torch.rand(T, B, I) * 2 - 1

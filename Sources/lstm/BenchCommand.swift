@@ -14,6 +14,8 @@ struct BenchConfiguration {
     var streaming: Bool
     /// Variable lengths, uniform in [T/2, T] (the same formula as Scripts/bench_torch.py, so both see one batch).
     var variableLengths = false
+    /// Bidirectional layers (the head reads both directions, 2H → I).
+    var bidirectional = false
 
     /// lengths[b] = T/2 + (b·7919 mod (T/2 + 1)): spread over [T/2, T], unsorted.
     var lengths: [Int] { (0..<batch).map { steps / 2 + ($0 * 7919) % (steps / 2 + 1) } }
@@ -27,13 +29,18 @@ struct BenchConfiguration {
         .init(name: "stream-1024", input: 65, hidden: 1024, layers: 1, batch: 1, steps: 1, streaming: true),
         .init(name: "packed", input: 64, hidden: 256, layers: 1, batch: 64, steps: 100, streaming: false,
               variableLengths: true),
+        .init(name: "bidir", input: 64, hidden: 256, layers: 1, batch: 64, steps: 100, streaming: false,
+              bidirectional: true),
         // Memory-lean BPTT against the full stash (BenchCommand.lean); not in the default list (about a minute).
         .init(name: "lean", input: 64, hidden: 256, layers: 1, batch: 1, steps: 100_000, streaming: false),
     ]
 
     /// Multiply-adds ×2 per token: 8·H·(I_l + H) forward per layer, 3× that for a training step.
     var forwardFLOPsPerToken: Double {
-        (0..<layers).reduce(0.0) { sum, l in sum + 8 * Double(hidden) * Double((l == 0 ? input : hidden) + hidden) }
+        let D = bidirectional ? 2 : 1
+        return (0..<layers).reduce(0.0) { sum, l in
+            sum + Double(D) * 8 * Double(hidden) * Double((l == 0 ? input : D * hidden) + hidden)
+        }
     }
 }
 
@@ -51,8 +58,8 @@ struct BenchCommand: ParsableCommand {
 
     @Flag(help: "Print one JSON object per configuration.") var json = false
     @Option(help: "Threads (default: all cores).") var threads = ProcessInfo.processInfo.activeProcessorCount
-    @Option(help: "Comma-separated configurations: small, charrnn, large, stream-128, stream-512x2, stream-1024, packed (variable lengths uniform in [T/2, T]).")
-    var configs = "small,charrnn,large,stream-128,stream-512x2,stream-1024,packed"
+    @Option(help: "Comma-separated configurations: small, charrnn, large, stream-128, stream-512x2, stream-1024, packed (variable lengths uniform in [T/2, T]), bidir (bidirectional), lean (memory-lean BPTT, T = 100,000).")
+    var configs = "small,charrnn,large,stream-128,stream-512x2,stream-1024,packed,bidir"
     @Option(help: "Timed repetitions after one warm-up (the median is reported).") var repeats = 5
     @Option(help: "Timed steps for streaming configurations.") var streamSteps = 200
     @Flag(help: "Instead of whole steps, time each matrix product of a training step alone, on 1 thread and on --threads (the isolated rates the per-step products reach; compare with the whole-step GFLOP/s).")
@@ -183,8 +190,10 @@ struct BenchCommand: ParsableCommand {
     private func batched(_ c: BenchConfiguration, peak: Double) -> [String: Any] {
         let (T, B, I, H) = (c.steps, c.batch, c.input, c.hidden)
         var layout = ParameterLayout()
-        let lstm = try! LSTM(inputSize: I, hiddenSize: H, layers: c.layers, layout: &layout, prefix: "lstm.")
-        let head = try! Linear(inputSize: H, outputSize: I, layout: &layout, prefix: "head.")
+        let lstm = try! LSTM(inputSize: I, hiddenSize: H, layers: c.layers, bidirectional: c.bidirectional,
+                             layout: &layout, prefix: "lstm.")
+        let W = lstm.outputWidth
+        let head = try! Linear(inputSize: W, outputSize: I, layout: &layout, prefix: "head.")
         var random = RandomSource(seed: 1)
         var parameters = ParameterBuffer<Float>(layout: layout)
         lstm.initialize(&parameters, random: &random)
@@ -200,13 +209,13 @@ struct BenchCommand: ParsableCommand {
             let N = real.count
             var targetRandom = RandomSource(seed: 2)
             let target = (0..<(N * I)).map { _ in Float(targetRandom.uniform(-1, 1)) }
-            var gathered = [Float](repeating: 0, count: N * H)
-            var dPadded = [Float](repeating: 0, count: T * B * H)
+            var gathered = [Float](repeating: 0, count: N * W)
+            var dPadded = [Float](repeating: 0, count: T * B * W)
             func trainingStep() {
                 let h = lstm.forward(x, steps: T, batch: B, lengths: lengths, parameters: parameters, stash: stash).output
                 let rows: [Float]
                 if lengths == nil { rows = h } else {
-                    for (k, r) in real.enumerated() { for j in 0..<H { gathered[k * H + j] = h[r * H + j] } }
+                    for (k, r) in real.enumerated() { for j in 0..<W { gathered[k * W + j] = h[r * W + j] } }
                     rows = gathered
                 }
                 let y = head.forward(rows, rows: N, parameters: parameters, threads: threads)
@@ -216,7 +225,7 @@ struct BenchCommand: ParsableCommand {
                                           gradients: &gradients, threads: threads)
                 let dh: [Float]
                 if lengths == nil { dh = dRows } else {
-                    for (k, r) in real.enumerated() { for j in 0..<H { dPadded[r * H + j] = dRows[k * H + j] } }
+                    for (k, r) in real.enumerated() { for j in 0..<W { dPadded[r * W + j] = dRows[k * W + j] } }
                     dh = dPadded
                 }
                 _ = lstm.backward(dOutput: dh, parameters: parameters, stash: stash, gradients: &gradients)

@@ -80,6 +80,29 @@ struct StructuralVariantTests {
         }
     }
 
+    /// The two directions of a bidirectional layer run at once on 2 or more threads: the same bits as on 1 thread,
+    /// forward and backward, with variable lengths, projection, layer norm and recurrent dropout.
+    @Test func bidirectionalIsThreadIndependent() throws {
+        var layout = ParameterLayout()
+        let lstm = try LSTM(inputSize: 5, hiddenSize: 24, layers: 2, activations: [LSTMActivations(layerNorm: true)],
+                            recurrentDropout: 0.2, bidirectional: true, projectionSize: 7, layout: &layout)
+        var parameters = ParameterBuffer<Float>(layout: layout)
+        var random = RandomSource(seed: 13)
+        lstm.initialize(&parameters, random: &random)
+        let (T, B) = (9, 5)
+        let x = Self.values(T * B * 5, seed: 1), dy = Self.values(T * B * lstm.outputWidth, seed: 2)
+        var results: [[Float]] = []
+        for threads in [1, 2, 3] {
+            let stash = LSTMStash<Float>(threads: threads)
+            let out = lstm.forward(x, steps: T, batch: B, lengths: [4, 9, 1, 6, 9], parameters: parameters, stash: stash,
+                                   dropoutSeed: 5)
+            var g = ParameterBuffer<Float>(layout: layout)
+            let d = lstm.backward(dOutput: dy, parameters: parameters, stash: stash, gradients: &g)
+            results.append(out.output + out.final.hidden + out.final.cell + g.storage + d.input + d.initial.hidden)
+        }
+        #expect(results[0] == results[1] && results[0] == results[2])
+    }
+
     /// Lengths all equal to T are the plain batch, bit for bit; cost follows the real tokens: the stash holds N rows.
     @Test func fullLengthsArePlainAndStashHoldsRealTokens() throws {
         let (lstm, parameters) = try Self.model(bidirectional: true, projection: 0)

@@ -504,8 +504,8 @@ public final class LSTMStash<Scalar: LSTMScalar> {
     let hiddens = AlignedBuffer<Scalar>()        // (L·D, N, P)   h_t
     let cellOutputs = AlignedBuffer<Scalar>()    // (L·D, N, H)   m_t = o ⊙ cellAct(S_t), with a projection
     let layerOutputs = AlignedBuffer<Scalar>()   // (L, N, 2P)    [h_t(forward), h_t(reverse)], bidirectional
-    let previousHidden = AlignedBuffer<Scalar>() // (B, P)        h of the step before, assembled (see previousState)
-    let previousCell = AlignedBuffer<Scalar>()   // (B, H)        S of the step before, assembled
+    let previousHidden = AlignedBuffer<Scalar>() // (D, B, P)     h of the step before, assembled (see previousState)
+    let previousCell = AlignedBuffer<Scalar>()   // (D, B, H)     S of the step before, assembled
     let dGates = AlignedBuffer<Scalar>()         // (N, 4H)       δZ of the direction being differentiated
     let dHiddenCarry = AlignedBuffer<Scalar>()   // (L·D, B, P)   δh carried from step to step (and window to window)
     let dCellCarry = AlignedBuffer<Scalar>()     // (L·D, B, H)
@@ -515,13 +515,13 @@ public final class LSTMStash<Scalar: LSTMScalar> {
     let dAbove = AlignedBuffer<Scalar>()         // (N, max(I, D·P)) δ of a layer's output
     let dBelow = AlignedBuffer<Scalar>()         // (N, max(I, D·P)) δ of a layer's input
     let dAboveSplit = AlignedBuffer<Scalar>()    // (2, N, P)     δ of each direction's output, bidirectional
-    let biasSum = AlignedBuffer<Scalar>()        // (4H)
+    let biasSum = AlignedBuffer<Scalar>()        // (D, 4H)       b_ih + b_hh of each direction
     var dropoutActive = false
     let dropoutMasks = AlignedBuffer<Scalar>()   // (L−1, N, D·P) 0 or 1/(1−p), when dropout is active
     let droppedHiddens = AlignedBuffer<Scalar>() // (L−1, Nw, D·P) layer output ⊙ mask: the input of the layer above
     var recurrentDropoutActive = false
     let recurrentMasks = AlignedBuffer<Scalar>()   // (L·D, B, P) 0 or 1/(1−p), sorted rows, with recurrent dropout
-    let recurrentInput = AlignedBuffer<Scalar>()   // (N, P) h_{t-1} (⊙ m) of one direction (per step, or all for δW_hh)
+    let recurrentInput = AlignedBuffer<Scalar>()   // (max(N, D·B), P) h_{t-1} ⊙ m per step and direction, or all rows for δW_hh
     /// Every direction's weights as the products read them, packed once per call (and so once for all windows):
     /// per direction [W_ihᵀ, W_hhᵀ, W_hrᵀ] for forward and [W_hh, W_hr] for backward (`LSTM.WeightSlot`).
     var weights: [[GEMM.PreparedOperand<Scalar>?]] = []
@@ -531,8 +531,8 @@ public final class LSTMStash<Scalar: LSTMScalar> {
     let normalizedRecurrent = AlignedBuffer<Scalar>() // (L·D, N, 4H) x̂ of W_hh·h_{t-1}
     let normalizedCell = AlignedBuffer<Scalar>()      // (L·D, N, H)  Ŝ_t
     let inverseDeviations = AlignedBuffer<Scalar>()   // (L·D, 3, N)  r of the three normalizations
-    let recurrentGates = AlignedBuffer<Scalar>()      // (B, 4H)      W_hh·h_{t-1} of one step
-    let normalizedScratch = AlignedBuffer<Scalar>()   // (B, H)       ĉ (forward) or δ through the cell LN (backward)
+    let recurrentGates = AlignedBuffer<Scalar>()      // (D, B, 4H)   W_hh·h_{t-1} of one step
+    let normalizedScratch = AlignedBuffer<Scalar>()   // (D, B, H)    ĉ (forward) or δ through the cell LN (backward)
     let dRecurrent = AlignedBuffer<Scalar>()          // (N, 4H)      δ(W_hh·h_{t-1}) of every step
 
     public init(threads: Int = 1) {
@@ -579,24 +579,25 @@ public final class LSTMStash<Scalar: LSTMScalar> {
             normalizedRecurrent.reserve(U * N * 4 * H)
             normalizedCell.reserve(U * N * H)
             inverseDeviations.reserve(U * 3 * N)
-            recurrentGates.reserve(B * 4 * H)
-            normalizedScratch.reserve(B * H)
+            recurrentGates.reserve(D * B * 4 * H)
+            normalizedScratch.reserve(D * B * H)
             dRecurrent.reserve(N * 4 * H)
         }
         if D == 2 {
             layerOutputs.reserve(L * N * 2 * P)
             dAboveSplit.reserve(2 * N * P)
         }
-        previousHidden.reserve(B * P)
-        previousCell.reserve(B * H)
+        // Per-step scratch, one part per direction (the two directions of a layer may run at once).
+        previousHidden.reserve(D * B * P)
+        previousCell.reserve(D * B * H)
         if !schedule.uniform || lstm.recurrentDropout > 0 {
-            // h_{t-1} of every row, assembled for δW_hh (the plain layout reads it in place).
-            recurrentInput.reserve(N * P)
+            // h_{t-1} of every row, assembled for δW_hh (the plain layout reads it in place); forward's masked h.
+            recurrentInput.reserve(max(N, D * B) * P)
         }
         dGates.reserve(N * 4 * H)
         dAbove.reserve(N * max(I, D * P))
         dBelow.reserve(N * max(I, D * P))
-        biasSum.reserve(4 * H)
+        biasSum.reserve(D * 4 * H)
     }
 }
 

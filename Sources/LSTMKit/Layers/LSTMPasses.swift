@@ -193,7 +193,16 @@ extension LSTM {
                 for k in 0..<(Nw * D * P) { dropped[k] = h[k] * m[k] }
             }
             let input = layerInput(l, stash)
-            for d in 0..<D { forwardDirection(l * D + d, input: input, parameters: p, stash: stash) }
+            if D == 2 && stash.threads >= 2 {
+                // The directions are independent: one per core, each product on its own thread (any thread count
+                // gives the same bits), instead of every per-step product split in two.
+                let threads = stash.threads / 2
+                WorkerPool.shared(threads: 2).run(parts: 2) { d in
+                    forwardDirection(l * D + d, input: input, parameters: p, stash: stash, threads: threads)
+                }
+            } else {
+                for d in 0..<D { forwardDirection(l * D + d, input: input, parameters: p, stash: stash, threads: stash.threads) }
+            }
             if D == 2 {
                 // [h(forward), h(reverse)] side by side: the layer's output.
                 let out = stash.layerOutputs.pointer + l * Nw * 2 * P
@@ -237,7 +246,7 @@ extension LSTM {
     /// neighbouring step's first B_t rows, the window's starting state, or, where some rows start at t (reverse
     /// direction, variable lengths), both assembled in the stash's `previousHidden`/`previousCell`.
     func previousState<S>(_ u: Int, step t: Int, _ stash: LSTMStash<S>) -> (hidden: UnsafePointer<S>, cell: UnsafePointer<S>) {
-        let s = stash.schedule, w = stash.window, Nw = w.rows, H = hiddenSize, P = outputSize
+        let s = stash.schedule, w = stash.window, Nw = w.rows, B = s.batch, H = hiddenSize, P = outputSize
         let start = windowStart(u, stash)
         let hiddens = stash.hiddens.pointer + u * Nw * P, cells = stash.cells.pointer + u * Nw * H
         if !layers[u].reverse {
@@ -248,7 +257,7 @@ extension LSTM {
         if t == w.end - 1 { return start }
         let n = s.batchSizes[t], running = s.batchSizes[t + 1], next = s.offsets[t + 1] - w.rowBase
         if running == n { return (UnsafePointer(hiddens + next * P), UnsafePointer(cells + next * H)) }
-        let ph = stash.previousHidden.pointer, pc = stash.previousCell.pointer
+        let ph = stash.previousHidden.pointer + B * P, pc = stash.previousCell.pointer + B * H   // the reverse direction's part
         ph.update(from: hiddens + next * P, count: running * P)
         (ph + running * P).update(from: start.hidden + running * P, count: (n - running) * P)
         pc.update(from: cells + next * H, count: running * H)
@@ -265,8 +274,10 @@ extension LSTM {
     /// One direction of one layer, forward, over the current window: fills its gates, cells, hiddens (and m_t, and
     /// the normalization's x̂ and r).
     func forwardDirection<S: LSTMScalar>(_ u: Int, input: UnsafePointer<S>, parameters p: UnsafePointer<S>,
-                                         stash: LSTMStash<S>) {
+                                         stash: LSTMStash<S>, threads: Int) {
         let layer = layers[u]
+        // The two directions of a layer may run at once: each has its own part of the per-step scratch.
+        let d = layer.reverse ? 1 : 0
         let s = stash.schedule, w = stash.window, N = w.rows, B = s.batch, H = hiddenSize, P = outputSize
         let In = layer.inputSize
         let Z = stash.gates.pointer + u * N * 4 * H       // (Nw, 4H)
@@ -279,7 +290,7 @@ extension LSTM {
         let weightHR = stash.weights[u][WeightSlot.projectionTransposed.rawValue]
         // Input projection for all steps at once (layer-normalized, when on), then both biases.
         GEMM.gemm(transposeA: false, M: N, input, lda: In, weightIH, Z, ldc: 4 * H, accumulate: false,
-                  threads: stash.threads)
+                  threads: threads)
         let norm = layer.layerNormGates.map { p + $0.offset }   // (4, 4H) γ_x, β_x, γ_h, β_h
         let cellNorm = layer.layerNormCell.map { p + $0.offset } // (2, H) γ_c, β_c
         let inverse = stash.inverseDeviations.pointer + u * 3 * N
@@ -290,7 +301,7 @@ extension LSTM {
                               normalized: stash.normalizedInput.pointer + u * N * 4 * H, inverseDeviation: inverse,
                               output: Z, replace: true)
         }
-        let bias = stash.biasSum.pointer
+        let bias = stash.biasSum.pointer + d * 4 * H
         for j in 0..<(4 * H) { bias[j] = p[layer.biasIH.offset + j] + p[layer.biasHH.offset + j] }
         for r in 0..<N {
             let row = Z + r * 4 * H
@@ -302,40 +313,40 @@ extension LSTM {
             var (hPrev, cPrev) = previousState(u, step: t, stash)
             if stash.recurrentDropoutActive {
                 // The recurrent product sees h_{t-1} ⊙ m.
-                let masked = stash.recurrentInput.pointer
+                let masked = stash.recurrentInput.pointer + d * B * P
                 for k in 0..<(n * P) { masked[k] = hPrev[k] * mask[k] }
                 hPrev = UnsafePointer(masked)
             }
             let Zt = Z + base * 4 * H
             if let norm {
                 // Z_t += LN(h_{t-1}·W_hhᵀ; γ_h, β_h)
-                let product = stash.recurrentGates.pointer
+                let product = stash.recurrentGates.pointer + d * B * 4 * H
                 GEMM.gemm(transposeA: false, M: n, hPrev, lda: P, weightHH, product, ldc: 4 * H, accumulate: false,
-                          threads: stash.threads)
+                          threads: threads)
                 LayerNorm.forward(product, rows: n, width: 4 * H, gamma: norm + 8 * H, beta: norm + 12 * H,
                                   normalized: normalizedRecurrent + base * 4 * H, inverseDeviation: inverse + N + base,
                                   output: Zt, replace: false)
             } else {
                 GEMM.gemm(transposeA: false, M: n, hPrev, lda: P, weightHH, Zt, ldc: 4 * H, accumulate: true,
-                          threads: stash.threads)
+                          threads: threads)
             }
             let m = weightHR == nil ? hiddens + base * P : cellOutputs + base * H
             LSTMPointwise.forward(gates: Zt, previousCell: cPrev, cell: cells + base * H, hidden: m, batch: n, hidden: H,
                                   gate: layer.activations.gate, cellActivation: layer.activations.cell,
                                   cellClip: layer.activations.cellClip,
-                                  peepholes: layer.peephole.map { p + $0.offset }, threads: stash.threads)
+                                  peepholes: layer.peephole.map { p + $0.offset }, threads: threads)
             if let cellNorm {
                 // m_t = o ⊙ cellAct(LN(S_t; γ_c, β_c)), replacing the plain pass's o ⊙ cellAct(S_t).
                 LSTMPointwise.normalizedCellForward(
                     gates: Zt, cell: cells + base * H, hidden: m, batch: n, hidden: H,
                     cellActivation: layer.activations.cell, gamma: cellNorm, beta: cellNorm + H,
                     normalized: normalizedCell + base * H, inverseDeviation: inverse + 2 * N + base,
-                    scratch: stash.normalizedScratch.pointer)
+                    scratch: stash.normalizedScratch.pointer + d * B * H)
             }
             if let weightHR {
                 // h_t = m_t·W_hrᵀ   (B_t, H)·(H, P)
                 GEMM.gemm(transposeA: false, M: n, UnsafePointer(m), lda: H, weightHR, hiddens + base * P, ldc: P,
-                          accumulate: false, threads: stash.threads)
+                          accumulate: false, threads: threads)
             }
         }
     }
