@@ -506,12 +506,12 @@ public final class LSTMStash<Scalar: LSTMScalar> {
     let layerOutputs = AlignedBuffer<Scalar>()   // (L, N, 2P)    [h_t(forward), h_t(reverse)], bidirectional
     let previousHidden = AlignedBuffer<Scalar>() // (D, B, P)     h of the step before, assembled (see previousState)
     let previousCell = AlignedBuffer<Scalar>()   // (D, B, H)     S of the step before, assembled
-    let dGates = AlignedBuffer<Scalar>()         // (N, 4H)       δZ of the direction being differentiated
+    let dGates = AlignedBuffer<Scalar>()         // (D, Nw, 4H)   δZ of each direction of the layer being differentiated
     let dHiddenCarry = AlignedBuffer<Scalar>()   // (L·D, B, P)   δh carried from step to step (and window to window)
     let dCellCarry = AlignedBuffer<Scalar>()     // (L·D, B, H)
     let biasSums = AlignedBuffer<Scalar>()       // (L·D, 4H)     Σ δZ over all rows, per direction
-    let dCellOutput = AlignedBuffer<Scalar>()    // (B, H)        δm_t, with a projection or layer normalization
-    let dHiddens = AlignedBuffer<Scalar>()       // (N, P)        δh_t of every step, with a projection (for δW_hr)
+    let dCellOutput = AlignedBuffer<Scalar>()    // (D, B, H)     δm_t, with a projection or layer normalization
+    let dHiddens = AlignedBuffer<Scalar>()       // (D, Nw, P)    δh_t of every step, with a projection (for δW_hr)
     let dAbove = AlignedBuffer<Scalar>()         // (N, max(I, D·P)) δ of a layer's output
     let dBelow = AlignedBuffer<Scalar>()         // (N, max(I, D·P)) δ of a layer's input
     let dAboveSplit = AlignedBuffer<Scalar>()    // (2, N, P)     δ of each direction's output, bidirectional
@@ -521,7 +521,7 @@ public final class LSTMStash<Scalar: LSTMScalar> {
     let droppedHiddens = AlignedBuffer<Scalar>() // (L−1, Nw, D·P) layer output ⊙ mask: the input of the layer above
     var recurrentDropoutActive = false
     let recurrentMasks = AlignedBuffer<Scalar>()   // (L·D, B, P) 0 or 1/(1−p), sorted rows, with recurrent dropout
-    let recurrentInput = AlignedBuffer<Scalar>()   // (max(N, D·B), P) h_{t-1} ⊙ m per step and direction, or all rows for δW_hh
+    let recurrentInput = AlignedBuffer<Scalar>()   // (D, max(Nw, B), P) h_{t-1} ⊙ m per step, or all rows for δW_hh
     /// Every direction's weights as the products read them, packed once per call (and so once for all windows):
     /// per direction [W_ihᵀ, W_hhᵀ, W_hrᵀ] for forward and [W_hh, W_hr] for backward (`LSTM.WeightSlot`).
     var weights: [[GEMM.PreparedOperand<Scalar>?]] = []
@@ -533,7 +533,7 @@ public final class LSTMStash<Scalar: LSTMScalar> {
     let inverseDeviations = AlignedBuffer<Scalar>()   // (L·D, 3, N)  r of the three normalizations
     let recurrentGates = AlignedBuffer<Scalar>()      // (D, B, 4H)   W_hh·h_{t-1} of one step
     let normalizedScratch = AlignedBuffer<Scalar>()   // (D, B, H)    ĉ (forward) or δ through the cell LN (backward)
-    let dRecurrent = AlignedBuffer<Scalar>()          // (N, 4H)      δ(W_hh·h_{t-1}) of every step
+    let dRecurrent = AlignedBuffer<Scalar>()          // (D, Nw, 4H)  δ(W_hh·h_{t-1}) of every step
 
     public init(threads: Int = 1) {
         self.threads = max(1, threads)
@@ -570,10 +570,10 @@ public final class LSTMStash<Scalar: LSTMScalar> {
         hiddens.reserve(U * N * P)
         if lstm.projectionSize > 0 {
             cellOutputs.reserve(U * N * H)
-            dHiddens.reserve(N * P)
+            dHiddens.reserve(D * N * P)
         }
         let layerNorm = lstm.layers.contains { $0.layerNormGates != nil }
-        if lstm.projectionSize > 0 || layerNorm { dCellOutput.reserve(B * H) }
+        if lstm.projectionSize > 0 || layerNorm { dCellOutput.reserve(D * B * H) }
         if layerNorm {
             normalizedInput.reserve(U * N * 4 * H)
             normalizedRecurrent.reserve(U * N * 4 * H)
@@ -581,7 +581,7 @@ public final class LSTMStash<Scalar: LSTMScalar> {
             inverseDeviations.reserve(U * 3 * N)
             recurrentGates.reserve(D * B * 4 * H)
             normalizedScratch.reserve(D * B * H)
-            dRecurrent.reserve(N * 4 * H)
+            dRecurrent.reserve(D * N * 4 * H)
         }
         if D == 2 {
             layerOutputs.reserve(L * N * 2 * P)
@@ -592,9 +592,9 @@ public final class LSTMStash<Scalar: LSTMScalar> {
         previousCell.reserve(D * B * H)
         if !schedule.uniform || lstm.recurrentDropout > 0 {
             // h_{t-1} of every row, assembled for δW_hh (the plain layout reads it in place); forward's masked h.
-            recurrentInput.reserve(max(N, D * B) * P)
+            recurrentInput.reserve(D * max(N, B) * P)
         }
-        dGates.reserve(N * 4 * H)
+        dGates.reserve(D * N * 4 * H)
         dAbove.reserve(N * max(I, D * P))
         dBelow.reserve(N * max(I, D * P))
         biasSum.reserve(D * 4 * H)

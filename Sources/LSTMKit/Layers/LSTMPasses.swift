@@ -427,7 +427,7 @@ extension LSTM {
     /// All layers backward over the current window, top down; leaves δ of the window's input rows in `dAbove`.
     func backwardWindow<S: LSTMScalar>(dOutput: [S]?, parameters p: UnsafePointer<S>, gradients g: UnsafeMutablePointer<S>,
                                        stash: LSTMStash<S>) {
-        let L = layerCount, D = directions, P = outputSize
+        let L = layerCount, D = directions, P = outputSize, H = hiddenSize
         let s = stash.schedule, w = stash.window, Nw = w.rows, N = s.rows
         var dAbove = stash.dAbove, dBelow = stash.dBelow
         // δ of the top layer's outputs in this window, packed.
@@ -446,11 +446,27 @@ extension LSTM {
                     (split + Nw * P + r * P).update(from: dAbove.pointer + r * 2 * P + P, count: P)
                 }
             }
-            for d in 0..<D {
-                let above: UnsafePointer<S>? = !hasAbove ? nil
-                    : UnsafePointer(D == 1 ? dAbove.pointer : stash.dAboveSplit.pointer + d * Nw * P)
-                backwardDirection(l * D + d, dAbove: above, dInput: dBelow.pointer, accumulateInput: d > 0,
-                                  parameters: p, gradients: g, stash: stash)
+            let shares = hasAbove ? (0..<D).map { d in
+                UnsafePointer(D == 1 ? dAbove.pointer : stash.dAboveSplit.pointer + d * Nw * P)
+            } : [UnsafePointer<S>?](repeating: nil, count: D)
+            if D == 2 && stash.threads >= 2 {
+                // The directions are independent (own tensors, carries and scratch): one per core.
+                let threads = stash.threads / 2
+                WorkerPool.shared(threads: 2).run(parts: 2) { d in
+                    backwardDirection(l * D + d, dAbove: shares[d], parameters: p, gradients: g, stash: stash,
+                                      threads: threads)
+                }
+            } else {
+                for d in 0..<D {
+                    backwardDirection(l * D + d, dAbove: shares[d], parameters: p, gradients: g, stash: stash,
+                                      threads: stash.threads)
+                }
+            }
+            // δ of the layer's input: Σ_d δZ_d · W_ih,d   (Nw, 4H)·(4H, In), the directions in turn.
+            for (d, layer) in layers[(l * D)..<(l * D + D)].enumerated() {
+                GEMM.gemm(transposeA: false, transposeB: false, M: Nw, N: layer.inputSize, K: 4 * H,
+                          stash.dGates.pointer + d * Nw * 4 * H, lda: 4 * H, p + layer.weightIH.offset, ldb: layer.inputSize,
+                          dBelow.pointer, ldc: layer.inputSize, accumulate: d > 0, threads: stash.threads)
             }
             if l > 0 && stash.dropoutActive {
                 // Through the dropout of the layer below: δh = δx ⊙ mask.
@@ -468,14 +484,16 @@ extension LSTM {
 
     /// One direction of one layer, backward over the current window. On entry the direction's carries hold δ of
     /// (h, c) after the window (δ(h_n, c_n) for the last one), on exit δ of the window's starting state. Adds the
-    /// parameter gradients into `g` (biases into `stash.biasSums`) and writes (or, with `accumulateInput`, adds)
-    /// δ of the layer input, (Nw, In), into `dInput`.
+    /// parameter gradients into `g` (biases into `stash.biasSums`) and leaves δZ in its part of `stash.dGates`
+    /// for δ of the layer input.
     func backwardDirection<S: LSTMScalar>(
-        _ u: Int, dAbove: UnsafePointer<S>?, dInput: UnsafeMutablePointer<S>, accumulateInput: Bool,
-        parameters p: UnsafePointer<S>, gradients g: UnsafeMutablePointer<S>, stash: LSTMStash<S>
+        _ u: Int, dAbove: UnsafePointer<S>?, parameters p: UnsafePointer<S>, gradients g: UnsafeMutablePointer<S>,
+        stash: LSTMStash<S>, threads: Int
     ) {
         let layer = layers[u], l = u / directions
         let s = stash.schedule, w = stash.window, N = w.rows, B = s.batch, H = hiddenSize, P = outputSize
+        // The two directions of a layer may run at once: each has its own part of the scratch.
+        let d = layer.reverse ? 1 : 0
         let In = layer.inputSize, A = layer.activations
         // Gradients are accumulated in the order backward visits the rows (see the type's comment).
         let descending = !layer.reverse
@@ -483,9 +501,10 @@ extension LSTM {
         let cells = UnsafePointer(stash.cells.pointer + u * N * H)
         let hiddens = UnsafePointer(stash.hiddens.pointer + u * N * P)
         let cellOutputs = UnsafePointer(stash.cellOutputs.pointer + u * N * H)
-        let dZ = stash.dGates.pointer
+        let dZ = stash.dGates.pointer + d * N * 4 * H
         let dh = stash.dHiddenCarry.pointer + u * B * P, dc = stash.dCellCarry.pointer + u * B * H
         let mask = UnsafePointer(stash.recurrentMasks.pointer + u * B * P)
+        let dHiddens = stash.dHiddens.pointer + d * N * P, dCellOutput = stash.dCellOutput.pointer + d * B * H
         let weightHH = stash.weights[u][WeightSlot.recurrent.rawValue]!
         let weightHR = stash.weights[u][WeightSlot.projection.rawValue]
         let norm = layer.layerNormGates.map { p + $0.offset }, dNorm = layer.layerNormGates.map { g + $0.offset }
@@ -494,7 +513,7 @@ extension LSTM {
         let normalizedRecurrent = UnsafePointer(stash.normalizedRecurrent.pointer + u * N * 4 * H)
         let normalizedCell = UnsafePointer(stash.normalizedCell.pointer + u * N * H)
         // What W_hh saw at each step: δZ, or with layer normalization δ(W_hh·h_{t-1}) through it.
-        let dProduct = norm == nil ? dZ : stash.dRecurrent.pointer
+        let dProduct = norm == nil ? dZ : stash.dRecurrent.pointer + d * N * 4 * H
         let steps = Array(forwardSteps(u, stash).reversed())
         for t in steps {
             let n = s.batchSizes[t], base = s.offsets[t] - w.rowBase
@@ -504,7 +523,7 @@ extension LSTM {
             var dm = UnsafePointer(dh)
             var above = dAbove.map { $0 + base * P }
             if weightHR != nil || cellNorm != nil {
-                let dHt = weightHR != nil ? stash.dHiddens.pointer + base * P : stash.dCellOutput.pointer
+                let dHt = weightHR != nil ? dHiddens + base * P : dCellOutput
                 if let dAbove {
                     for k in 0..<(n * P) { dHt[k] = dAbove[base * P + k] + dh[k] }
                 } else {
@@ -513,9 +532,9 @@ extension LSTM {
                 dm = UnsafePointer(dHt)
                 above = nil
                 if let weightHR {
-                    GEMM.gemm(transposeA: false, M: n, UnsafePointer(dHt), lda: P, weightHR, stash.dCellOutput.pointer,
-                              ldc: H, accumulate: false, threads: stash.threads)
-                    dm = UnsafePointer(stash.dCellOutput.pointer)
+                    GEMM.gemm(transposeA: false, M: n, UnsafePointer(dHt), lda: P, weightHR, dCellOutput,
+                              ldc: H, accumulate: false, threads: threads)
+                    dm = UnsafePointer(dCellOutput)
                 }
             }
             if let cellNorm, let dCellNorm {
@@ -523,7 +542,7 @@ extension LSTM {
                     gates: gates + base * 4 * H, previousCell: cPrev, cell: cells + base * H,
                     normalized: normalizedCell + base * H, inverseDeviation: inverse + 2 * N + base,
                     gamma: cellNorm, beta: cellNorm + H, dHidden: dm, dCellCarry: dc, dGates: dZt,
-                    dGamma: dCellNorm, dBeta: dCellNorm + H, scratch: stash.normalizedScratch.pointer,
+                    dGamma: dCellNorm, dBeta: dCellNorm + H, scratch: stash.normalizedScratch.pointer + d * B * H,
                     batch: n, hidden: H, gate: A.gate, cellActivation: A.cell, cellClip: A.cellClip,
                     peepholes: layer.peephole.map { p + $0.offset })
             } else {
@@ -531,7 +550,7 @@ extension LSTM {
                     gates: gates + base * 4 * H, previousCell: cPrev, cell: cells + base * H, dOutput: above,
                     dHiddenCarry: dm, dCellCarry: dc, dGates: dZt,
                     batch: n, hidden: H, gate: A.gate, cellActivation: A.cell, cellClip: A.cellClip,
-                    peepholes: layer.peephole.map { p + $0.offset }, threads: stash.threads)
+                    peepholes: layer.peephole.map { p + $0.offset }, threads: threads)
             }
             if let norm, let dNorm {
                 // Through LN(W_hh·h_{t-1}; γ_h, β_h).
@@ -542,7 +561,7 @@ extension LSTM {
             }
             // δh_prev = δ(product) · W_hh   (B_t, 4H)·(4H, P)
             GEMM.gemm(transposeA: false, M: n, UnsafePointer(dProduct + base * 4 * H), lda: 4 * H, weightHH, dh, ldc: P,
-                      accumulate: false, threads: stash.threads)
+                      accumulate: false, threads: threads)
             if stash.recurrentDropoutActive {
                 // … through the recurrent dropout: ⊙ m.
                 for k in 0..<(n * P) { dh[k] *= mask[k] }
@@ -560,10 +579,10 @@ extension LSTM {
                 : [(UnsafePointer(dProduct), start, B), (UnsafePointer(dProduct + B * 4 * H), hiddens, shifted)]
             for (rows, previous, count) in descending ? pieces.reversed() : pieces {
                 accumulateTransposedProduct(M: 4 * H, N: P, K: count, rows, lda: 4 * H, previous, ldb: P, gHH, ldc: P,
-                                            descending: descending, threads: stash.threads)
+                                            descending: descending, threads: threads)
             }
         } else {
-            let previous = stash.recurrentInput.pointer   // (Nw, P)
+            let previous = stash.recurrentInput.pointer + d * max(N, B) * P   // (Nw, P)
             for t in steps {
                 let n = s.batchSizes[t], base = s.offsets[t] - w.rowBase
                 let hPrev = previousState(u, step: t, stash).hidden
@@ -574,12 +593,12 @@ extension LSTM {
                 }
             }
             accumulateTransposedProduct(M: 4 * H, N: P, K: N, dProduct, lda: 4 * H, previous, ldb: P, gHH, ldc: P,
-                                        descending: descending, threads: stash.threads)
+                                        descending: descending, threads: threads)
         }
         if let weightHRSpec = layer.weightHR {
             // δW_hr += Σ δh_tᵀ·m_t   (P, Nw)·(Nw, H)
-            accumulateTransposedProduct(M: P, N: H, K: N, stash.dHiddens.pointer, lda: P, cellOutputs, ldb: H,
-                                        g + weightHRSpec.offset, ldc: H, descending: descending, threads: stash.threads)
+            accumulateTransposedProduct(M: P, N: H, K: N, dHiddens, lda: P, cellOutputs, ldb: H,
+                                        g + weightHRSpec.offset, ldc: H, descending: descending, threads: threads)
         }
         if let peephole = layer.peephole {
             // δp_i += Σ δz_i ⊙ S_{t-1}, δp_f += Σ δz_f ⊙ S_{t-1}, δp_o += Σ δz_o ⊙ S_t over t and rows.
@@ -610,13 +629,9 @@ extension LSTM {
                                dGamma: dNorm, dBeta: dNorm + 4 * H, dInput: dZ, descending: descending)
         }
         let input = layerInput(l, stash)
-        // δW_ih += δZᵀ·X over the window's rows.
+        // δW_ih += δZᵀ·X over the window's rows (δX = δZ·W_ih follows in backwardWindow, both directions in turn).
         accumulateTransposedProduct(M: 4 * H, N: In, K: N, dZ, lda: 4 * H, input, ldb: In, g + layer.weightIH.offset,
-                                    ldc: In, descending: descending, threads: stash.threads)
-        // δ of this layer's input: δZ · W_ih   (Nw, 4H)·(4H, In)
-        GEMM.gemm(transposeA: false, transposeB: false, M: N, N: In, K: 4 * H,
-                  dZ, lda: 4 * H, p + layer.weightIH.offset, ldb: In, dInput, ldc: In,
-                  accumulate: accumulateInput, threads: stash.threads)
+                                    ldc: In, descending: descending, threads: threads)
     }
 
     /// C (M, N) += Aᵀ·B over K rows, A (K, M) and B (K, N) row-major, the rows taken last to first when
