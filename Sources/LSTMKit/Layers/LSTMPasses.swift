@@ -514,10 +514,19 @@ extension LSTM {
         let normalizedCell = UnsafePointer(stash.normalizedCell.pointer + u * N * H)
         // What W_hh saw at each step: δZ, or with layer normalization δ(W_hh·h_{t-1}) through it.
         let dProduct = norm == nil ? dZ : stash.dRecurrent.pointer + d * N * 4 * H
-        let steps = Array(forwardSteps(u, stash).reversed())
-        for t in steps {
+        // In the plain layout δW_hh reads h_prev in place (below); otherwise each step's h_prev (⊙ m) is gathered here.
+        let gathersPrevious = !(s.uniform && !stash.recurrentDropoutActive)
+        let previous = stash.recurrentInput.pointer + d * max(N, B) * P   // (Nw, P), when gathered
+        for t in forwardSteps(u, stash).reversed() {
             let n = s.batchSizes[t], base = s.offsets[t] - w.rowBase
-            let cPrev = previousState(u, step: t, stash).cell
+            let (hPrev, cPrev) = previousState(u, step: t, stash)
+            if gathersPrevious {
+                if stash.recurrentDropoutActive {
+                    for k in 0..<(n * P) { previous[base * P + k] = hPrev[k] * mask[k] }
+                } else {
+                    (previous + base * P).update(from: hPrev, count: n * P)
+                }
+            }
             let dZt = dZ + base * 4 * H
             // δh_t = δ(from above) + carry, kept for δW_hr with a projection; δm_t = δh_t (·W_hr).
             var dm = UnsafePointer(dh)
@@ -566,12 +575,25 @@ extension LSTM {
                 // … through the recurrent dropout: ⊙ m.
                 for k in 0..<(n * P) { dh[k] *= mask[k] }
             }
+            if let peephole = layer.peephole {
+                // δp_i += Σ δz_i ⊙ S_{t-1}, δp_f += Σ δz_f ⊙ S_{t-1}, δp_o += Σ δz_o ⊙ S_t, rows in backward's order.
+                let gp = g + peephole.offset, cNow = cells + base * H
+                for i in 0..<n {
+                    let b = descending ? n - 1 - i : i
+                    let dz = dZt + b * 4 * H
+                    for j in 0..<H {
+                        gp[j] += dz[j] * cPrev[b * H + j]
+                        gp[H + j] += dz[H + j] * cPrev[b * H + j]
+                        gp[2 * H + j] += dz[3 * H + j] * cNow[b * H + j]
+                    }
+                }
+            }
         }
         // δW_hh += Σ δ(product)_tᵀ·h_prev(t) (⊙ m). In the plain layout h_prev of all steps is the hiddens shifted
         // by one step with the window's starting state at one end; otherwise it is assembled.
         let gHH = g + layer.weightHH.offset
         let start = windowStart(u, stash).hidden
-        if s.uniform && !stash.recurrentDropoutActive {
+        if !gathersPrevious {
             // Two pieces in packed row order: (rows, their h_prev, count); visited in backward's order.
             let shifted = N - B
             let pieces: [(UnsafePointer<S>, UnsafePointer<S>, Int)] = layer.reverse
@@ -582,16 +604,6 @@ extension LSTM {
                                             descending: descending, threads: threads)
             }
         } else {
-            let previous = stash.recurrentInput.pointer + d * max(N, B) * P   // (Nw, P)
-            for t in steps {
-                let n = s.batchSizes[t], base = s.offsets[t] - w.rowBase
-                let hPrev = previousState(u, step: t, stash).hidden
-                if stash.recurrentDropoutActive {
-                    for k in 0..<(n * P) { previous[base * P + k] = hPrev[k] * mask[k] }
-                } else {
-                    (previous + base * P).update(from: hPrev, count: n * P)
-                }
-            }
             accumulateTransposedProduct(M: 4 * H, N: P, K: N, dProduct, lda: 4 * H, previous, ldb: P, gHH, ldc: P,
                                         descending: descending, threads: threads)
         }
@@ -600,26 +612,10 @@ extension LSTM {
             accumulateTransposedProduct(M: P, N: H, K: N, dHiddens, lda: P, cellOutputs, ldb: H,
                                         g + weightHRSpec.offset, ldc: H, descending: descending, threads: threads)
         }
-        if let peephole = layer.peephole {
-            // δp_i += Σ δz_i ⊙ S_{t-1}, δp_f += Σ δz_f ⊙ S_{t-1}, δp_o += Σ δz_o ⊙ S_t over t and rows.
-            let gp = g + peephole.offset
-            for t in steps {
-                let n = s.batchSizes[t], base = s.offsets[t] - w.rowBase
-                let cPrev = previousState(u, step: t, stash).cell, cNow = cells + base * H
-                for b in descending ? Array((0..<n).reversed()) : Array(0..<n) {
-                    let dz = dZ + (base + b) * 4 * H
-                    for j in 0..<H {
-                        gp[j] += dz[j] * cPrev[b * H + j]
-                        gp[H + j] += dz[H + j] * cPrev[b * H + j]
-                        gp[2 * H + j] += dz[3 * H + j] * cNow[b * H + j]
-                    }
-                }
-            }
-        }
         // δb_ih and δb_hh both receive Σ δZ over rows (added to the parameters' gradients after the last window).
         let sum = stash.biasSums.pointer + u * 4 * H
-        for r in descending ? Array((0..<N).reversed()) : Array(0..<N) {
-            let row = dZ + r * 4 * H
+        for i in 0..<N {
+            let row = dZ + (descending ? N - 1 - i : i) * 4 * H
             for j in 0..<(4 * H) { sum[j] += row[j] }
         }
         if let norm, let dNorm {
