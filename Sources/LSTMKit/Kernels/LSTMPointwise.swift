@@ -220,25 +220,35 @@ public enum LSTMPointwise {
                 let tc = activate(c[j], cellActivation)
                 let dO = dh * tc
                 let dzo = dO * derivative(output: o, gate)
-                var dS = dh * o * derivative(output: tc, cellActivation) + dc[j]
-                // With peepholes o also sees S_t.
-                if let peepholes { dS = dS + dzo * peepholes[2 * H + j] }
-                // Where clipping held S_t at a bound, S_t does not depend on the step's inputs (δ 0).
-                if let bound, c[j] <= -bound || c[j] >= bound { dS = 0 }
-                let dI = dS * g
-                let dG = dS * i
-                let dF = dS * cPrev[j]
-                let dzi = dI * derivative(output: i, gate), dzf = dF * derivative(output: f, gate)
-                dz[j] = dzi
-                dz[H + j] = dzf
-                dz[2 * H + j] = dG * derivative(output: g, cellActivation)
-                dz[3 * H + j] = dzo
-                // S_{t-1} feeds the next cell through f, and i and f through their peepholes.
-                var carry = dS * f
-                if let peepholes { carry = carry + dzi * peepholes[j] + dzf * peepholes[H + j] }
-                dc[j] = carry
+                let dS = dh * o * derivative(output: tc, cellActivation) + dc[j]
+                dc[j] = gateDeltas(dS, dzo: dzo, i: i, f: f, g: g, previousCell: cPrev[j], cell: c[j], bound: bound,
+                                   peepholes: peepholes, j, H, gate: gate, cellActivation: cellActivation, dGates: dz)
             }
         }
+    }
+
+    /// The rest of a backward step once δS_t (output path + carry) and δz_o are known, shared by the plain and the
+    /// layer-normalized step: peephole and clipping terms, δz_i, δz_f, δz_g (written with δz_o into `dGates`), and
+    /// the carry δS_t ⊙ f (+ peephole terms) that S_{t-1} receives.
+    @inline(__always)
+    static func gateDeltas<S: LSTMScalar>(
+        _ dSIn: S, dzo: S, i: S, f: S, g: S, previousCell: S, cell: S, bound: S?, peepholes: UnsafePointer<S>?,
+        _ j: Int, _ H: Int, gate: GateActivation, cellActivation: CellActivation, dGates dz: UnsafeMutablePointer<S>
+    ) -> S {
+        var dS = dSIn
+        // With peepholes o also sees S_t.
+        if let peepholes { dS = dS + dzo * peepholes[2 * H + j] }
+        // Where clipping held S_t at a bound, S_t does not depend on the step's inputs (δ 0).
+        if let bound, cell <= -bound || cell >= bound { dS = 0 }
+        let dzi = dS * g * derivative(output: i, gate), dzf = dS * previousCell * derivative(output: f, gate)
+        dz[j] = dzi
+        dz[H + j] = dzf
+        dz[2 * H + j] = dS * i * derivative(output: g, cellActivation)
+        dz[3 * H + j] = dzo
+        // S_{t-1} feeds the next cell through f, and i and f through their peepholes.
+        var carry = dS * f
+        if let peepholes { carry = carry + dzi * peepholes[j] + dzf * peepholes[H + j] }
+        return carry
     }
 
     /// σ (`function` 0) or tanh (1) of every element with the Float kernels' approximations; `portable` forces the

@@ -128,20 +128,11 @@ extension LSTMPointwise {
             let cPrev = previousCell + b * H, c = cell + b * H, dS0 = scratch + b * H
             let dc = dCellCarry + b * H, dz = dGates + b * 4 * H
             for j in 0..<H {
-                let i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j]
                 let tc = activate(gamma[j] * n[j] + beta[j], cellActivation)
-                let dzo = dm[j] * tc * derivative(output: o, gate)
-                var dS = dS0[j] + dc[j]
-                if let peepholes { dS = dS + dzo * peepholes[2 * H + j] }
-                if let bound, c[j] <= -bound || c[j] >= bound { dS = 0 }
-                let dzi = dS * g * derivative(output: i, gate), dzf = dS * cPrev[j] * derivative(output: f, gate)
-                dz[j] = dzi
-                dz[H + j] = dzf
-                dz[2 * H + j] = dS * i * derivative(output: g, cellActivation)
-                dz[3 * H + j] = dzo
-                var carry = dS * f
-                if let peepholes { carry = carry + dzi * peepholes[j] + dzf * peepholes[H + j] }
-                dc[j] = carry
+                let dzo = dm[j] * tc * derivative(output: a[3 * H + j], gate)
+                dc[j] = gateDeltas(dS0[j] + dc[j], dzo: dzo, i: a[j], f: a[H + j], g: a[2 * H + j],
+                                   previousCell: cPrev[j], cell: c[j], bound: bound, peepholes: peepholes, j, H,
+                                   gate: gate, cellActivation: cellActivation, dGates: dz)
             }
         }
     }

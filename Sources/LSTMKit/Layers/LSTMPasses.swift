@@ -365,7 +365,7 @@ extension LSTM {
         dOutput: [S]?, dFinal: LSTMState<S>? = nil,
         parameters: ParameterBuffer<S>, stash: LSTMStash<S>, gradients: inout ParameterBuffer<S>
     ) -> LSTMInputGradients<S> {
-        let L = layerCount, D = directions, U = stateCount, H = hiddenSize, P = outputSize, I = inputSize
+        let D = directions, U = stateCount, H = hiddenSize, P = outputSize, I = inputSize
         let s = stash.schedule, T = s.steps, B = s.batch
         if let dOutput {
             precondition(dOutput.count == T * B * D * P, "LSTM.backward: dOutput has \(dOutput.count) values, expected \(T * B * D * P)")
