@@ -154,7 +154,7 @@ struct TrainCommand: ParsableCommand {
             try MemoryBudget.require(
                 MemoryBudget.trainingBytes(vocabulary: c.vocabularySize, embedding: c.embedding, hidden: c.hidden,
                                            layers: c.layers, batch: trainer.options.batch, steps: trainer.options.seqLength,
-                                           layerNorm: c.layerNorm ?? false, checkpointInterval: trainer.options.checkpointInterval),
+                                           layerNorm: c.layerNorm ?? false, checkpointInterval: trainer.options.checkpointInterval ?? 0),
                 for: "resuming \(paths.checkpoint)", hint: "free memory or set a larger LSTM_MEMORY_LIMIT")
         } else {
             let vocabulary = try Vocabulary(building: corpus.scalars)
@@ -173,7 +173,7 @@ struct TrainCommand: ParsableCommand {
             options.clip = clip
             options.validationFraction = valFraction
             options.seed = seed
-            options.checkpointInterval = bpttCheckpoint
+            options.checkpointInterval = bpttCheckpoint > 0 ? bpttCheckpoint : nil
             trainer = try CharacterTrainer(
                 tokens: tokens, vocabulary: vocabulary,
                 model: .init(vocabularySize: vocabulary.count, embedding: embedding, hidden: hidden, layers: layers,

@@ -11,43 +11,16 @@ public struct TrainingOptions: Sendable, Hashable, Codable {
     public var clip: Double = 5
     public var validationFraction: Double = 0.05
     public var seed: UInt64 = 1
-    /// Memory-lean BPTT inside each window (`LSTM.checkpointInterval`): 0 keeps every step; the gradients are the
-    /// same bits either way, only the memory and the time differ.
-    public var checkpointInterval: Int = 0
+    /// Memory-lean BPTT inside each window (`LSTM.checkpointInterval`); nil or 0 keeps every step. The gradients are
+    /// the same bits either way, only the memory and the time differ. Optional so that a plain run's checkpoint does
+    /// not mention it and older checkpoints read as nil.
+    public var checkpointInterval: Int?
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case seqLength = "seq_length", batch, optimizer, learningRate = "learning_rate", schedule, clip,
              validationFraction = "validation_fraction", seed, checkpointInterval = "checkpoint_interval"
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        seqLength = try c.decode(Int.self, forKey: .seqLength)
-        batch = try c.decode(Int.self, forKey: .batch)
-        optimizer = try c.decode(OptimizerConfiguration.self, forKey: .optimizer)
-        learningRate = try c.decode(Double.self, forKey: .learningRate)
-        schedule = try c.decode(LearningRateSchedule.self, forKey: .schedule)
-        clip = try c.decode(Double.self, forKey: .clip)
-        validationFraction = try c.decode(Double.self, forKey: .validationFraction)
-        seed = try c.decode(UInt64.self, forKey: .seed)
-        // Checkpoints written before memory-lean training existed read as 0.
-        checkpointInterval = try c.decodeIfPresent(Int.self, forKey: .checkpointInterval) ?? 0
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(seqLength, forKey: .seqLength)
-        try c.encode(batch, forKey: .batch)
-        try c.encode(optimizer, forKey: .optimizer)
-        try c.encode(learningRate, forKey: .learningRate)
-        try c.encode(schedule, forKey: .schedule)
-        try c.encode(clip, forKey: .clip)
-        try c.encode(validationFraction, forKey: .validationFraction)
-        try c.encode(seed, forKey: .seed)
-        // Written only when set, so a plain run's checkpoint is byte for byte what it was.
-        if checkpointInterval != 0 { try c.encode(checkpointInterval, forKey: .checkpointInterval) }
     }
 }
 
@@ -119,8 +92,8 @@ public final class CharacterTrainer {
                 + (validationCount > 0 ? " + \(validationCount) for validation" : "") + " = \(needed); use a longer text or smaller --batch / --seq-length")
         }
         self.model = model
-        do { trainingModel = try model.withCheckpointInterval(options.checkpointInterval) } catch {
-            throw .invalidConfiguration("--bptt-checkpoint must be 0 (off) or a number of steps, got \(options.checkpointInterval)")
+        do { trainingModel = try model.withCheckpointInterval(options.checkpointInterval ?? 0) } catch {
+            throw .invalidConfiguration("--bptt-checkpoint must be 0 (off) or a number of steps, got \(options.checkpointInterval ?? 0)")
         }
         self.vocabulary = vocabulary
         self.options = options
