@@ -14,29 +14,12 @@ extension LSTM {
     public static func load<S: LSTMScalar>(
         from file: SafeTensors.File, prefix: String = "", as _: S.Type = Float.self
     ) throws(LSTMKitError) -> (lstm: LSTM, parameters: ParameterBuffer<S>) {
+        let structure = try structure(in: file, prefix: prefix)
+        let (I, H, L, projection) = (structure.inputSize, structure.hiddenSize, structure.layers, structure.projectionSize)
+        let bidirectional = structure.bidirectional
         let names = Set(file.tensors.map(\.name))
-        guard let ih0 = file[prefix + "weight_ih_l0"] else {
-            throw .invalidInput("no tensor \(prefix)weight_ih_l0: not an nn.LSTM state_dict" + (prefix.isEmpty ? " (are the names prefixed, e.g. lstm.?)" : ""))
-        }
-        guard ih0.shape.count == 2, ih0.shape[0] % 4 == 0, ih0.shape[0] > 0, ih0.shape[1] > 0 else {
-            throw .shapeMismatch("\(prefix)weight_ih_l0 has shape \(ih0.shape); expected (4·hidden, input)")
-        }
-        let H = ih0.shape[0] / 4, I = ih0.shape[1]
-        let bidirectional = names.contains(prefix + "weight_ih_l0_reverse")
-        var projection = 0
-        if let hr0 = file[prefix + "weight_hr_l0"] {
-            guard hr0.shape.count == 2, hr0.shape[1] == H, hr0.shape[0] > 0, hr0.shape[0] < H else {
-                throw .shapeMismatch("\(prefix)weight_hr_l0 has shape \(hr0.shape); expected (proj_size, \(H)) with proj_size < \(H)")
-            }
-            projection = hr0.shape[0]
-        }
-        var L = 0
-        while names.contains(prefix + "weight_ih_l\(L)") { L += 1 }
-        let activations = LSTMActivations(peepholes: names.contains(prefix + "weight_peephole_l0"),
-                                          layerNorm: names.contains(prefix + "layer_norm_gates_l0"))
         var layout = ParameterLayout()
-        let lstm = try LSTM(inputSize: I, hiddenSize: H, layers: L, activations: [activations],
-                            bidirectional: bidirectional, projectionSize: projection, layout: &layout, prefix: prefix)
+        let lstm = try LSTM(structure, layout: &layout, prefix: prefix)
         // Every tensor of the file under this prefix must be one of ours: a stray one (weight_ih_l3 with no l2, a
         // reverse tensor in a unidirectional set) means the file is not what the shapes suggest.
         let known = Set(layout.specs.map(\.name))
@@ -49,9 +32,8 @@ extension LSTM {
             throw .invalidInput("\(stray) does not belong to an nn.LSTM with \(L) layers\(bidirectional ? ", bidirectional" : "")\(projection > 0 ? ", proj_size \(projection)" : "") (layers must be numbered 0..<\(L) with all their tensors)")
         }
         var parameters = ParameterBuffer<S>(layout: layout)
-        for layer in lstm.layers {
-            let optional = [layer.weightHR, layer.peephole, layer.layerNormGates, layer.layerNormCell].compactMap { $0 }
-            for spec in [layer.weightIH, layer.weightHH, layer.biasIH, layer.biasHH] + optional {
+        for (layer, specs) in zip(lstm.layers, lstm.tensors) {
+            for spec in specs {
                 guard let tensor = file[spec.name] else {
                     if spec == layer.biasIH || spec == layer.biasHH {
                         let otherBias = spec == layer.biasIH ? layer.biasHH.name : layer.biasIH.name
@@ -61,7 +43,7 @@ extension LSTM {
                     throw .invalidInput("\(spec.name) is missing (layers must be numbered 0..<\(L) with all their tensors)")
                 }
                 guard tensor.shape == spec.shape else {
-                    throw .shapeMismatch("\(spec.name) has shape \(tensor.shape), but \(prefix)weight_ih_l0 \(ih0.shape) implies \(spec.shape) (input \(I), hidden \(H)\(projection > 0 ? ", proj_size \(projection)" : ""))")
+                    throw .shapeMismatch("\(spec.name) has shape \(tensor.shape), but \(prefix)weight_ih_l0 implies \(spec.shape) (input \(I), hidden \(H)\(projection > 0 ? ", proj_size \(projection)" : ""))")
                 }
                 guard let values = tensor.doubles() else {
                     throw .invalidInput("\(spec.name) has dtype \(tensor.dtype.rawValue); expected a floating-point tensor")
@@ -70,6 +52,35 @@ extension LSTM {
             }
         }
         return (lstm, parameters)
+    }
+
+    /// What the names and shapes of `prefix + "weight_ih_l0"`, … in `file` say about an LSTM: input size, hidden
+    /// size, number of layers, directions (`_reverse` tensors), projection (`weight_hr_l0` (P, H)), and LSTMKit's
+    /// own peepholes (`weight_peephole_l0`) and layer normalization (`layer_norm_gates_l0`). `load` and the
+    /// character-model reader both build from it; neither the tensors' presence nor their shapes are checked
+    /// beyond that here.
+    static func structure(in file: SafeTensors.File, prefix: String) throws(LSTMKitError) -> LSTMConfiguration {
+        let names = Set(file.tensors.map(\.name))
+        guard let ih0 = file[prefix + "weight_ih_l0"] else {
+            throw .invalidInput("no tensor \(prefix)weight_ih_l0: not an nn.LSTM state_dict" + (prefix.isEmpty ? " (are the names prefixed, e.g. lstm.?)" : ""))
+        }
+        guard ih0.shape.count == 2, ih0.shape[0] % 4 == 0, ih0.shape[0] > 0, ih0.shape[1] > 0 else {
+            throw .shapeMismatch("\(prefix)weight_ih_l0 has shape \(ih0.shape); expected (4·hidden, input)")
+        }
+        let H = ih0.shape[0] / 4
+        var projection = 0
+        if let hr0 = file[prefix + "weight_hr_l0"] {
+            guard hr0.shape.count == 2, hr0.shape[1] == H, hr0.shape[0] > 0, hr0.shape[0] < H else {
+                throw .shapeMismatch("\(prefix)weight_hr_l0 has shape \(hr0.shape); expected (proj_size, \(H)) with proj_size < \(H)")
+            }
+            projection = hr0.shape[0]
+        }
+        var L = 0
+        while names.contains(prefix + "weight_ih_l\(L)") { L += 1 }
+        let activations = LSTMActivations(peepholes: names.contains(prefix + "weight_peephole_l0"),
+                                          layerNorm: names.contains(prefix + "layer_norm_gates_l0"))
+        return LSTMConfiguration(inputSize: ih0.shape[1], hiddenSize: H, layers: L, activations: [activations],
+                                 bidirectional: names.contains(prefix + "weight_ih_l0_reverse"), projectionSize: projection)
     }
 
     /// The state_dict tensors of this LSTM, in PyTorch's order (per layer and direction: weight_ih, weight_hh,

@@ -351,14 +351,10 @@ public enum CharacterModelFile {
         guard let embedding = file["embedding.weight"], embedding.shape.count == 2 else {
             throw .invalidInput("\(source) has no 2-D tensor embedding.weight")
         }
-        guard let hh = file["lstm.weight_hh_l0"], hh.shape.count == 2, hh.shape[0] % 4 == 0, hh.shape[0] > 0,
-              hh.shape[1] > 0, hh.shape[1] <= hh.shape[0] / 4 else {
-            throw .invalidInput("\(source) has no valid lstm.weight_hh_l0 of shape (4H, H), or (4H, P) with a projection")
-        }
-        // With a projection (lstm.weight_hr_l0 (P, H)) W_hh is (4H, P).
-        let projection = hh.shape[1] != hh.shape[0] / 4 ? hh.shape[1] : nil
-        var layers = 0
-        while file["lstm.weight_ih_l\(layers)"] != nil { layers += 1 }
+        // Sizes and structure from the LSTM's tensors, as LSTM.load reads them.
+        let structure: LSTMConfiguration
+        do { structure = try LSTM.structure(in: file, prefix: "lstm.") } catch { throw .invalidInput("\(source): \(error.description)") }
+        let layers = structure.layers, projection = structure.projectionSize > 0 ? structure.projectionSize : nil
         // Sizes come from the tensors; what they cannot tell (cell clipping, dropout) from the "model" metadata.
         var cellClip: Double?, dropout: Double?, recurrentDropout: Double?, peepholes: Bool?, layerNorm: Bool?
         if let json = file.metadata["model"] {
@@ -372,10 +368,10 @@ public enum CharacterModelFile {
             layerNorm = saved.layerNorm
         }
         // The tensors tell what they hold, whatever the metadata says (a PyTorch-made file has no "model" key).
-        if file["lstm.weight_peephole_l0"] != nil { peepholes = true }
-        if file["lstm.layer_norm_gates_l0"] != nil { layerNorm = true }
+        if structure.activations[0].peepholes { peepholes = true }
+        if structure.activations[0].layerNorm { layerNorm = true }
         let configuration = CharacterModel.Configuration(vocabularySize: embedding.shape[0], embedding: embedding.shape[1],
-                                                         hidden: hh.shape[0] / 4, layers: layers, cellClip: cellClip,
+                                                         hidden: structure.hiddenSize, layers: layers, cellClip: cellClip,
                                                          dropout: dropout, recurrentDropout: recurrentDropout,
                                                          peepholes: peepholes, layerNorm: layerNorm, projection: projection)
         guard configuration.vocabularySize == vocabulary.count else {
