@@ -119,8 +119,9 @@ public struct LSTM: Sendable, Hashable {
         }
     }
 
-    /// One past the last scalar of this LSTM's tensors in a parameter buffer.
-    var parameterEnd: Int { tensors.joined().map(\.range.upperBound).max() ?? 0 }
+    /// One past the last scalar of this LSTM's tensors in a parameter buffer (checked by every forward and backward,
+    /// so kept rather than recomputed).
+    let parameterEnd: Int
 
     /// Builds the LSTM `configuration` describes, adding its tensors to `layout`; an invalid combination throws
     /// with a message naming it.
@@ -197,6 +198,7 @@ public struct LSTM: Sendable, Hashable {
             }
         }
         self.layers = built
+        parameterEnd = layout.count
     }
 
     /// The tensors of one direction of one layer, for `initialize`, the state_dict and the optimizers.
