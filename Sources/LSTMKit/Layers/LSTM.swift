@@ -228,7 +228,8 @@ public struct LSTMConfiguration: Sendable, Hashable, Codable {
     /// Memory-lean BPTT: keep every k-th state and recompute the rest (`LSTM.checkpointInterval`); 0 for none.
     public var checkpointInterval: Int
 
-    public init(inputSize: Int, hiddenSize: Int, layers: Int = 1, activations: [LSTMActivations] = [.standard],
+    /// - Parameter inputSize: may stay 0 in a `SequenceModelConfiguration`, which sets it from the model's input.
+    public init(inputSize: Int = 0, hiddenSize: Int, layers: Int = 1, activations: [LSTMActivations] = [.standard],
                 dropout: Double = 0, recurrentDropout: Double = 0, bidirectional: Bool = false,
                 projectionSize: Int = 0, checkpointInterval: Int = 0) {
         self.checkpointInterval = checkpointInterval

@@ -79,3 +79,71 @@ public enum MeanSquaredError {
         return (total / Double(N), d)
     }
 }
+
+/// Mean squared error over the rows a mask keeps (padding excluded): rows of `width` values,
+/// loss = (1/n) Σ_{kept rows, j} (p − y)², δp = 2(p − y)/n, n = kept rows × width; δ is zero on dropped rows.
+public enum MaskedSquaredError {
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
+    public static func forwardBackward<S: LSTMScalar>(prediction: [S], target: [S], width: Int, keep: [Bool]?,
+                                                      wantGradient: Bool = true) -> (sum: Double, count: Int, dPrediction: [S]) {
+        guard let keep else {
+            if !wantGradient {
+                var total = 0.0
+                for k in prediction.indices { let e = Double(prediction[k] - target[k]); total += e * e }
+                return (total, prediction.count, [])
+            }
+            let (loss, d) = MeanSquaredError.forwardBackward(prediction: prediction, target: target)
+            return (loss * Double(prediction.count), prediction.count, d)
+        }
+        let n = keep.reduce(0) { $0 + ($1 ? 1 : 0) } * width
+        var d = [S](repeating: 0, count: wantGradient ? prediction.count : 0)
+        guard n > 0 else { return (0, 0, d) }
+        let scale = 2 / S(n)
+        var total = 0.0
+        for (r, kept) in keep.enumerated() where kept {
+            for k in (r * width)..<((r + 1) * width) {
+                let e = prediction[k] - target[k]
+                total += Double(e) * Double(e)
+                if wantGradient { d[k] = scale * e }
+            }
+        }
+        return (total, n, d)
+    }
+}
+
+/// The quantile (pinball) loss over K quantiles q_1 … q_K, as MQ-RNN and DeepAR-style forecasters train with:
+/// ```
+/// ρ_q(u) = max(q·u, (q − 1)·u),   u = y − p
+/// loss = (1/n) Σ_{rows, j, k} ρ_{q_k}(y_j − p_{j,k})          n = kept rows × width × K
+/// δp_{j,k} = (−q_k if y_j > p_{j,k};  1 − q_k if y_j < p_{j,k};  0 at y = p) / n
+/// ```
+/// Predictions are (rows, width, K): for each target value its K quantile predictions side by side. The median
+/// (q = 0.5) gives half the mean absolute error. ρ has a kink at u = 0, so the derivative there is taken as 0.
+public enum QuantileLoss {
+    @_specialize(where S == Float)
+    @_specialize(where S == Double)
+    public static func forwardBackward<S: LSTMScalar>(prediction: [S], target: [S], quantiles: [Double], width: Int,
+                                                      keep: [Bool]?, wantGradient: Bool = true)
+        -> (sum: Double, count: Int, dPrediction: [S]) {
+        let K = quantiles.count
+        let rows = width > 0 ? target.count / width : 0
+        let keptRows = keep.map { $0.reduce(0) { $0 + ($1 ? 1 : 0) } } ?? rows
+        let n = keptRows * width * K
+        var d = [S](repeating: 0, count: wantGradient ? prediction.count : 0)
+        guard n > 0 else { return (0, 0, d) }
+        let scale = 1 / Double(n)
+        var total = 0.0
+        for r in 0..<rows where keep?[r] ?? true {
+            for j in (r * width)..<((r + 1) * width) {
+                let y = Double(target[j])
+                for (k, q) in quantiles.enumerated() {
+                    let u = y - Double(prediction[j * K + k])
+                    total += max(q * u, (q - 1) * u)
+                    if wantGradient { d[j * K + k] = S(u > 0 ? -q * scale : (u < 0 ? (1 - q) * scale : 0)) }
+                }
+            }
+        }
+        return (total, n, d)
+    }
+}

@@ -1,0 +1,375 @@
+import Foundation
+
+/// What a `SequenceModel` is: its input stage, its LSTM, its head and its loss. Saved in every model file.
+public struct SequenceModelConfiguration: Sendable, Hashable, Codable {
+    public enum Input: Sendable, Hashable, Codable {
+        /// Token ids through an embedding table (`embedding.weight` (V, E)): language models, text classifiers.
+        case tokens(vocabularySize: Int, embedding: Int)
+        /// F numbers per step, straight into the LSTM: forecasting, sensor data.
+        case features(Int)
+
+        /// The width the LSTM reads.
+        public var width: Int {
+            switch self {
+            case .tokens(_, let embedding): return embedding
+            case .features(let f): return f
+            }
+        }
+    }
+
+    /// Where the linear head reads the LSTM.
+    public enum Head: Sendable, Hashable, Codable {
+        /// Every step's top-layer output (language models, tagging): one prediction per step.
+        case everyStep(outputs: Int)
+        /// Each row's last real step (classification, regression, forecasting): the top layer's final h of every
+        /// direction, [h_fwd(after the row's last step), h_rev(after t = 0)], one prediction per row.
+        case lastStep(outputs: Int)
+
+        /// Classes (cross-entropy) or values (MSE, quantiles) predicted per row or step.
+        public var outputs: Int {
+            switch self {
+            case .everyStep(let n), .lastStep(let n): return n
+            }
+        }
+    }
+
+    public enum Loss: Sendable, Hashable, Codable {
+        /// Softmax cross-entropy over `outputs` classes (`SoftmaxCrossEntropy`).
+        case crossEntropy
+        /// Mean squared error over `outputs` values (`MaskedSquaredError`).
+        case meanSquaredError
+        /// The pinball loss over these quantiles, each in (0, 1), for every one of `outputs` values
+        /// (`QuantileLoss`): the head predicts outputs × quantiles.count numbers.
+        case quantile([Double])
+    }
+
+    public var input: Input
+    /// The LSTM; its `inputSize` is set from `input`.
+    public var lstm: LSTMConfiguration
+    public var head: Head
+    public var loss: Loss
+
+    public init(input: Input, lstm: LSTMConfiguration, head: Head, loss: Loss) {
+        self.input = input
+        var lstm = lstm
+        lstm.inputSize = input.width
+        self.lstm = lstm
+        self.head = head
+        self.loss = loss
+    }
+
+    /// The head's width: outputs, times the number of quantiles for the quantile loss.
+    public var headWidth: Int {
+        if case .quantile(let q) = loss { return head.outputs * q.count }
+        return head.outputs
+    }
+}
+
+/// A whole sequence model that owns its parameters, gradients and forward stash: an input stage (embedding or
+/// features), a stacked `LSTM` (any `LSTMConfiguration`), a `Linear` head on every step or on each row's last step,
+/// and a loss.
+///
+/// ```
+/// x_t = E[token_t]  or  the features of step t                      (T, B, I)
+/// y_t, (h_n, c_n) = LSTM(x, h0, c0)                                  (T, B, D·P)
+/// every step:  logits_t = y_t·W_headᵀ + b_head                       (T·B, out)
+/// last step:   logits_b = [h_n(top, fwd), h_n(top, rev)]_b·W_headᵀ + b_head     (B, out)
+/// loss = cross-entropy | MSE | pinball(quantiles)                    (padding excluded)
+/// ```
+/// Backward runs the chain in reverse: δlogits → `Linear.backward` → `LSTM.backward` (δy for every step, or δ of the
+/// top layer's final h for the last step, the other layers' δ(h_n, c_n) zero) → `Embedding.backward`.
+///
+/// Tensors are named as a PyTorch module with attributes `embedding` (`nn.Embedding`), `lstm` (`nn.LSTM`) and
+/// `head` (`nn.Linear`) would name them.
+public final class SequenceModel<Scalar: LSTMScalar> {
+    public let configuration: SequenceModelConfiguration
+    public let layout: ParameterLayout
+    public let embedding: Embedding?
+    public let lstm: LSTM
+    public let head: Linear
+    public var parameters: ParameterBuffer<Scalar>
+    /// Where `lossAndGradients` adds every parameter's gradient.
+    public var gradients: ParameterBuffer<Scalar>
+    let stash: LSTMStash<Scalar>
+
+    /// Threads for the matrix products; any count gives bitwise the same results.
+    public var threads: Int {
+        get { stash.threads }
+        set { stash.threads = max(1, newValue) }
+    }
+
+    /// A model with PyTorch's initialisation of every module (embedding N(0, 1), LSTM and head U(±1/√fan)), drawn
+    /// from `seed` in tensor order.
+    public convenience init(_ configuration: SequenceModelConfiguration, seed: UInt64 = 1) throws(LSTMKitError) {
+        try self.init(configuration, parameters: nil)
+        var random = RandomSource(seed: seed)
+        embedding?.initialize(&parameters, random: &random)
+        lstm.initialize(&parameters, random: &random)
+        head.initialize(&parameters, random: &random)
+    }
+
+    public convenience init(input: SequenceModelConfiguration.Input, lstm: LSTMConfiguration,
+                            head: SequenceModelConfiguration.Head, loss: SequenceModelConfiguration.Loss,
+                            seed: UInt64 = 1) throws(LSTMKitError) {
+        try self.init(SequenceModelConfiguration(input: input, lstm: lstm, head: head, loss: loss), seed: seed)
+    }
+
+    /// The model with these parameters (zero when nil), which must have the model's layout.
+    public init(_ configuration: SequenceModelConfiguration, parameters: ParameterBuffer<Scalar>?) throws(LSTMKitError) {
+        var layout = ParameterLayout()
+        switch configuration.input {
+        case let .tokens(vocabularySize, dimension):
+            embedding = try Embedding(vocabularySize: vocabularySize, dimension: dimension, layout: &layout, prefix: "embedding.")
+        case .features(let f):
+            guard f >= 1 else { throw .invalidConfiguration("the input must have at least 1 feature, got \(f)") }
+            embedding = nil
+        }
+        var lstmConfiguration = configuration.lstm
+        lstmConfiguration.inputSize = configuration.input.width
+        lstm = try LSTM(lstmConfiguration, layout: &layout, prefix: "lstm.")
+        guard configuration.head.outputs >= 1 else {
+            throw .invalidConfiguration("the head must have at least 1 output, got \(configuration.head.outputs)")
+        }
+        switch configuration.loss {
+        case .crossEntropy:
+            guard configuration.head.outputs >= 2 else {
+                throw .invalidConfiguration("cross-entropy needs at least 2 classes (head outputs), got \(configuration.head.outputs)")
+            }
+        case .meanSquaredError: break
+        case .quantile(let q):
+            guard !q.isEmpty, q.allSatisfy({ $0 > 0 && $0 < 1 }) else {
+                throw .invalidConfiguration("quantiles must be a non-empty list of numbers in (0, 1), got \(q)")
+            }
+        }
+        let readsFinalState = if case .lastStep = configuration.head { true } else { false }
+        let headInput = readsFinalState ? lstm.directions * lstm.outputSize : lstm.outputWidth
+        head = try Linear(inputSize: headInput, outputSize: configuration.headWidth, layout: &layout, prefix: "head.")
+        self.configuration = SequenceModelConfiguration(input: configuration.input, lstm: lstmConfiguration,
+                                                        head: configuration.head, loss: configuration.loss)
+        self.layout = layout
+        if let parameters {
+            guard parameters.layout == layout else {
+                throw .shapeMismatch("the parameters' layout (\(parameters.layout.count) values) is not this model's (\(layout.count))")
+            }
+            self.parameters = parameters
+        } else {
+            self.parameters = ParameterBuffer(layout: layout)
+        }
+        gradients = ParameterBuffer(layout: layout)
+        stash = LSTMStash()
+    }
+
+    var readsLastStep: Bool { if case .lastStep = configuration.head { true } else { false } }
+
+    /// A zero (h, c) for `batch` rows.
+    public func zeroState(batch: Int) -> LSTMState<Scalar> { LSTMState(for: lstm, batch: batch) }
+
+    // MARK: Forward and backward
+
+    /// The forward pass of one batch: head outputs (rows, width) and the final state.
+    public struct Prediction: Sendable {
+        /// (B, width) for a last-step head; (T·B, width) in the batch's layout for an every-step head (padding rows
+        /// hold the head's bias). For cross-entropy these are logits.
+        public var outputs: [Scalar]
+        public var rows: Int
+        public var width: Int
+        /// (h, c) of every layer and direction after each row's last real step.
+        public var final: LSTMState<Scalar>
+
+        /// The most likely class of each row (cross-entropy), ties to the lower id.
+        public var classes: [Int32] {
+            (0..<rows).map { r in
+                var best = 0
+                for v in 1..<width where outputs[r * width + v] > outputs[r * width + best] { best = v }
+                return Int32(best)
+            }
+        }
+    }
+
+    /// What `lossAndGradients` returns; the parameter gradients are added into `gradients`.
+    public struct Gradients: Sendable {
+        /// The mean loss over the batch's real targets.
+        public var loss: Double
+        /// The number of targets the mean is over.
+        public var count: Int
+        public var final: LSTMState<Scalar>
+        /// δ of the features, in the batch's layout (empty for token input).
+        public var input: [Scalar]
+        /// δ(h0, c0).
+        public var initial: LSTMState<Scalar>
+    }
+
+    /// Head outputs for `batch` from `initial` (zero when nil); keeps nothing for a backward pass the caller
+    /// would have to run.
+    public func predict(_ batch: SequenceBatch<Scalar>, initial: LSTMState<Scalar>? = nil) throws(LSTMKitError) -> Prediction {
+        try check(batch, initial: initial)
+        return forward(batch, initial: initial, dropoutSeed: nil).prediction
+    }
+
+    /// The summed loss over `batch`'s real targets and their number, forward only (validation over many batches).
+    public func evaluate(_ batch: SequenceBatch<Scalar>, targets: SequenceTargets<Scalar>,
+                         initial: LSTMState<Scalar>? = nil) throws(LSTMKitError) -> (sum: Double, count: Int, final: LSTMState<Scalar>) {
+        try check(batch, initial: initial)
+        try check(targets, for: batch)
+        let prediction = forward(batch, initial: initial, dropoutSeed: nil).prediction
+        let r = loss(prediction, targets: targets, batch: batch, wantGradient: false)
+        return (r.sum, r.count, prediction.final)
+    }
+
+    /// Forward, loss and backward for one batch: the gradient of the mean loss is *added* into `gradients` (call
+    /// `zeroGradients()` first for a fresh step).
+    ///
+    /// - Parameter dropoutSeed: draws the dropout masks (a model with dropout and no seed runs without it).
+    @discardableResult
+    public func lossAndGradients(_ batch: SequenceBatch<Scalar>, targets: SequenceTargets<Scalar>,
+                                 initial: LSTMState<Scalar>? = nil, dropoutSeed: UInt64? = nil) throws(LSTMKitError) -> Gradients {
+        try check(batch, initial: initial)
+        try check(targets, for: batch)
+        let (prediction, lstmOutput) = forward(batch, initial: initial, dropoutSeed: dropoutSeed)
+        let (sum, count, dOutputs) = loss(prediction, targets: targets, batch: batch, wantGradient: true)
+        let B = batch.batch
+        let headInput = readsLastStep ? lastStates(prediction.final, batch: B) : lstmOutput
+        let dHeadInput = head.backward(dOutput: dOutputs, input: headInput, rows: prediction.rows,
+                                       parameters: parameters, gradients: &gradients, threads: stash.threads)
+        let back: LSTMInputGradients<Scalar>
+        if readsLastStep {
+            back = lstm.backward(dOutput: nil, dFinal: finalStateGradient(dHeadInput, batch: B),
+                                 parameters: parameters, stash: stash, gradients: &gradients)
+        } else {
+            back = lstm.backward(dOutput: dHeadInput, parameters: parameters, stash: stash, gradients: &gradients)
+        }
+        if let embedding, case .tokens(let tokens) = batch.values {
+            embedding.backward(dOutput: back.input, tokens: tokens, gradients: &gradients)
+        }
+        return Gradients(loss: count > 0 ? sum / Double(count) : 0, count: count, final: prediction.final,
+                         input: embedding == nil ? back.input : [], initial: back.initial)
+    }
+
+    public func zeroGradients() { gradients.zero() }
+
+    private func forward(_ batch: SequenceBatch<Scalar>, initial: LSTMState<Scalar>?,
+                         dropoutSeed: UInt64?) -> (prediction: Prediction, output: [Scalar]) {
+        let T = batch.steps, B = batch.batch
+        let x: [Scalar]
+        switch batch.values {
+        case .tokens(let tokens): x = embedding!.forward(tokens, parameters: parameters)   // (T, B, E)
+        case .features(let values): x = values                                             // (T, B, F)
+        }
+        let out = lstm.forward(x, steps: T, batch: B, lengths: batch.lengths, initial: initial, layout: batch.layout,
+                               parameters: parameters, stash: stash, dropoutSeed: dropoutSeed)
+        let rows = readsLastStep ? B : T * B
+        let headInput = readsLastStep ? lastStates(out.final, batch: B) : out.output
+        let outputs = head.forward(headInput, rows: rows, parameters: parameters, threads: stash.threads)
+        return (Prediction(outputs: outputs, rows: rows, width: head.outputSize, final: out.final), out.output)
+    }
+
+    /// The top layer's final h of each direction, (B, D·P).
+    private func lastStates(_ final: LSTMState<Scalar>, batch B: Int) -> [Scalar] {
+        let D = lstm.directions, P = lstm.outputSize, top = (lstm.layerCount - 1) * D
+        var h = [Scalar](repeating: 0, count: B * D * P)
+        for b in 0..<B {
+            for d in 0..<D {
+                let from = ((top + d) * B + b) * P, to = (b * D + d) * P
+                for k in 0..<P { h[to + k] = final.hidden[from + k] }
+            }
+        }
+        return h
+    }
+
+    /// δ of `lastStates` as a δ(h_n, c_n) of every layer and direction (zero but the top layer's h).
+    private func finalStateGradient(_ dh: [Scalar], batch B: Int) -> LSTMState<Scalar> {
+        let D = lstm.directions, P = lstm.outputSize, top = (lstm.layerCount - 1) * D
+        var dFinal = zeroState(batch: B)
+        for b in 0..<B {
+            for d in 0..<D {
+                let to = ((top + d) * B + b) * P, from = (b * D + d) * P
+                for k in 0..<P { dFinal.hidden[to + k] = dh[from + k] }
+            }
+        }
+        return dFinal
+    }
+
+    /// Which head rows are real (nil: all of them): padding steps of an every-step head are not.
+    private func keptRows(_ batch: SequenceBatch<Scalar>) -> [Bool]? {
+        guard !readsLastStep, batch.lengths != nil else { return nil }
+        var keep = [Bool](repeating: false, count: batch.steps * batch.batch)
+        for t in 0..<batch.steps {
+            for b in 0..<batch.batch { keep[batch.index(step: t, row: b)] = batch.isReal(step: t, row: b) }
+        }
+        return keep
+    }
+
+    private func loss(_ prediction: Prediction, targets: SequenceTargets<Scalar>, batch: SequenceBatch<Scalar>,
+                      wantGradient: Bool) -> (sum: Double, count: Int, dPrediction: [Scalar]) {
+        let keep = keptRows(batch)
+        switch (configuration.loss, targets) {
+        case (.crossEntropy, .classes(var classes)):
+            if let keep { for r in keep.indices where !keep[r] { classes[r] = -100 } }
+            if wantGradient {
+                let (mean, d) = SoftmaxCrossEntropy.forwardBackward(logits: prediction.outputs, targets: classes,
+                                                                    classes: prediction.width)
+                let count = classes.reduce(0) { $0 + ($1 == -100 ? 0 : 1) }
+                return (mean * Double(count), count, d)
+            }
+            let r = SoftmaxCrossEntropy.summedLoss(logits: prediction.outputs, targets: classes, classes: prediction.width)
+            return (r.sum, r.count, [])
+        case (.meanSquaredError, .values(let values)):
+            return MaskedSquaredError.forwardBackward(prediction: prediction.outputs, target: values,
+                                                      width: configuration.head.outputs, keep: keep, wantGradient: wantGradient)
+        case (.quantile(let q), .values(let values)):
+            return QuantileLoss.forwardBackward(prediction: prediction.outputs, target: values, quantiles: q,
+                                                width: configuration.head.outputs, keep: keep, wantGradient: wantGradient)
+        default:
+            return (0, 0, [])  // unreachable: `check(_:for:)` refuses the pair
+        }
+    }
+
+    // MARK: Shape checks (thrown, so they read the same in release builds)
+
+    private func check(_ batch: SequenceBatch<Scalar>, initial: LSTMState<Scalar>?) throws(LSTMKitError) {
+        switch (configuration.input, batch.values) {
+        case (.features(let f), .features):
+            guard batch.features == f else {
+                throw .shapeMismatch("the batch has \(batch.features) features per step, expected \(f) (the model's input)")
+            }
+        case (.tokens(let V, _), .tokens(let tokens)):
+            if let bad = tokens.firstIndex(where: { $0 < 0 || Int($0) >= V }) {
+                throw .shapeMismatch("token \(tokens[bad]) at position \(bad) is outside the vocabulary 0..<\(V)")
+            }
+        case (.features, .tokens):
+            throw .shapeMismatch("the batch holds token ids, but the model reads numeric features; build the batch with features:")
+        case (.tokens, .features):
+            throw .shapeMismatch("the batch holds numeric features, but the model reads token ids; build the batch with tokens:")
+        }
+        if let initial {
+            let U = lstm.stateCount, B = batch.batch, P = lstm.outputSize, H = lstm.hiddenSize
+            guard initial.layers == U, initial.batch == B, initial.hiddenSize == P, initial.cellSize == H else {
+                throw .shapeMismatch("the initial state is (\(initial.layers), \(initial.batch), \(initial.hiddenSize)) with cells \(initial.cellSize), expected (layers·directions, batch, hidden) = (\(U), \(B), \(P)) with cells \(H)")
+            }
+        }
+    }
+
+    private func check(_ targets: SequenceTargets<Scalar>, for batch: SequenceBatch<Scalar>) throws(LSTMKitError) {
+        let rows = readsLastStep ? batch.batch : batch.steps * batch.batch
+        let shape = readsLastStep ? "one per row (batch \(batch.batch))" : "one per step and row (steps × batch = \(batch.steps) × \(batch.batch))"
+        let n = configuration.head.outputs
+        switch (configuration.loss, targets) {
+        case (.crossEntropy, .classes(let classes)):
+            guard classes.count == rows else { throw .shapeMismatch("got \(classes.count) class targets, expected \(rows): \(shape)") }
+            if let bad = classes.indices.first(where: { (classes[$0] < 0 || Int(classes[$0]) >= n) && classes[$0] != -100 }) {
+                throw .shapeMismatch("class target \(classes[bad]) at position \(bad) is outside 0..<\(n) (the head's outputs)")
+            }
+        case (.meanSquaredError, .values(let values)), (.quantile, .values(let values)):
+            guard values.count == rows * n else {
+                throw .shapeMismatch("got \(values.count) target values, expected \(rows * n): \(n) value\(n == 1 ? "" : "s") \(shape)")
+            }
+            if let bad = values.firstIndex(where: { !$0.isFinite }) {
+                throw .invalidInput("target value \(bad) is \(values[bad]); targets must be finite numbers")
+            }
+        case (.crossEntropy, .values):
+            throw .shapeMismatch("cross-entropy needs class targets (.classes), got values")
+        case (_, .classes):
+            throw .shapeMismatch("a regression loss needs value targets (.values), got classes")
+        }
+    }
+}
