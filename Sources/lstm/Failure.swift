@@ -16,7 +16,7 @@ func reportingFailures(_ body: () throws -> Void) throws {
         FileHandle.standardError.write(Data("lstm: error: \(failure.message)\n".utf8))
         throw ExitCode(failure.code)
     } catch let error as LSTMKitError {
-        FileHandle.standardError.write(Data("lstm: error: \(error.description)\n".utf8))
+        FileHandle.standardError.write(Data("lstm: error: \(flagged(error.description))\n".utf8))
         throw ExitCode(1)
     } catch let error as SafeTensorsError {
         FileHandle.standardError.write(Data("lstm: error: \(error.description)\n".utf8))
@@ -29,7 +29,10 @@ func reportingFailures(_ body: () throws -> Void) throws {
 /// character as Unicode scalars and four as tokens (ASCII text: one character per byte).
 let corpusBytesPerByte = 10.0
 
-func readCorpus(_ path: String?) throws -> (scalars: [Unicode.Scalar], source: String) {
+/// A text read for training or evaluation, and where it came from (for messages).
+typealias CorpusText = (scalars: [Unicode.Scalar], source: String)
+
+func readCorpus(_ path: String?) throws -> CorpusText {
     let bytes: [UInt8]
     let source: String
     switch path {
@@ -84,20 +87,4 @@ func bundledCorpusURL() -> URL? {
         candidates.append(dir.appendingPathComponent("LSTMKit_lstm.bundle/default-corpus.txt"))
     }
     return candidates.first { FileManager.default.fileExists(atPath: $0.path) }
-}
-
-/// Paths of the files that live beside a checkpoint.
-struct CheckpointPaths {
-    var checkpoint: String
-    var best: String
-    var metrics: String
-    var plot: String
-
-    init(_ checkpoint: String) {
-        self.checkpoint = checkpoint
-        let base = checkpoint.hasSuffix(".safetensors") ? String(checkpoint.dropLast(".safetensors".count)) : checkpoint
-        best = base + ".best.safetensors"
-        metrics = base + ".metrics.jsonl"
-        plot = base + ".loss.svg"
-    }
 }

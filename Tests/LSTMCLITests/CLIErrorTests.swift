@@ -64,7 +64,7 @@ import LSTMKit
         try f.expectFailure(["train", "text.txt", "--checkpoint", "x.safetensors", "--dropout", "1"], mentioning: "--dropout")
         try f.expectFailure(["train", "text.txt", "--checkpoint", "m.safetensors", "--resume", "--steps", "9", "--dropout", "0.2"],
                             mentioning: "--resume continues the model")
-        try f.expectFailure(["train", "text.txt", "--checkpoint", "x.safetensors", "--optimizer", "adamax"], mentioning: "unknown optimizer 'adamax'")
+        try f.expectFailure(["train", "text.txt", "--checkpoint", "x.safetensors", "--optimizer", "adamax"], mentioning: "The value 'adamax' is invalid for '--optimizer")
         try f.expectFailure(["train", "text.txt", "--checkpoint", "x.safetensors", "--hidden", "200000"], mentioning: "smaller model")
         try f.expectFailure(["sample", "m.safetensors", "--temperature", "0"], mentioning: "--temperature")
         try f.expectFailure(["sample", "m.safetensors", "--length=-3"], mentioning: "--length")

@@ -77,11 +77,13 @@ import LSTMKit
         let tokens = try loaded.vocabulary.encode(text, source: "held.txt")
         // Directly, one token at a time from a zero state: no chunking at all.
         var state = loaded.model.zeroState(batch: 1)
-        let stash = LSTMStash<Float>()
+        let model = try SequenceModel(loaded.model.sequenceConfiguration(), parameters: loaded.parameters)
         var sum = 0.0
         for k in 0..<(tokens.count - 1) {
-            sum += loaded.model.evaluateWindow(inputs: [tokens[k]], targets: [tokens[k + 1]], steps: 1, batch: 1,
-                                               state: &state, parameters: loaded.parameters, stash: stash).sum
+            let r = try model.evaluate(SequenceBatch(tokens: [tokens[k]], steps: 1, batch: 1),
+                                       targets: .classes([tokens[k + 1]]), initial: state)
+            sum += r.sum
+            state = r.final
         }
         let expected = sum / Double(tokens.count - 1)
         #expect(abs(object["cross_entropy"]! - expected) <= 1e-9 * expected)

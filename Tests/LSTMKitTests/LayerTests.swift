@@ -171,14 +171,13 @@ struct SamplerTests {
         var sampler = CharacterSampler(model: model, parameters: parameters, temperature: 0, seed: 1)
         var tokens: [Int32] = [2, 5]
         var next = sampler.feed(tokens)
+        let batchModel = try SequenceModel(model.sequenceConfiguration(), parameters: parameters)
         for _ in 0..<15 {
             // Recompute from scratch with the batch path over the whole prefix.
-            var state = model.zeroState(batch: 1)
-            let logits = model.logits(tokens, steps: tokens.count, batch: 1, state: &state, parameters: parameters,
-                                      stash: LSTMStash())
-            let last = Array(logits[((tokens.count - 1) * 7)...])
+            let prediction = try batchModel.predict(SequenceBatch(tokens: tokens, steps: tokens.count, batch: 1))
+            let last = Array(prediction.outputs[((tokens.count - 1) * 7)...])
             #expect(Int32(last.indices.max { last[$0] < last[$1] }!) == next)
-            #expect(sampler.state == state)
+            #expect(sampler.state == prediction.final)
             tokens.append(next)
             next = sampler.feed([next])
         }

@@ -154,9 +154,8 @@ struct TorchParityTests {
         let ids = (0..<tokens.elementCount).map { k in
             Int32((0..<8).reduce(UInt64(0)) { $0 | UInt64(tokens.bytes[8 * k + $1]) << (8 * UInt64($1)) })
         }
-        var state = loaded.model.zeroState(batch: 1)
-        let logits = loaded.model.logits(ids, steps: ids.count, batch: 1, state: &state, parameters: loaded.parameters,
-                                         stash: LSTMStash())
+        let model = try SequenceModel(loaded.model.sequenceConfiguration(), parameters: loaded.parameters)
+        let logits = try model.predict(SequenceBatch(tokens: ids, steps: ids.count, batch: 1)).outputs
         Self.compare("char model logits", logits.map(Double.init), Self.values(file, "probe.logits"), tolerance: 1e-5)
         #expect(String(String.UnicodeScalarView(ids.map { loaded.vocabulary.scalars[Int($0)] })) == "the lstm")
     }

@@ -87,59 +87,30 @@ public struct CharacterModel: Sendable {
         LSTMState(for: lstm, batch: batch)
     }
 
-    /// One truncated-BPTT window: forward from `state`, mean cross-entropy against `targets`, gradients *added* to
-    /// `gradients`; `state` becomes the window's final state (a constant for the next window).
-    ///
-    /// - Parameters: inputs and targets are (T, B) token ids, time-major; `dropoutSeed` draws the dropout mask
-    ///   (a model with dropout and no seed trains without it).
-    public func trainWindow(inputs: [Int32], targets: [Int32], steps T: Int, batch B: Int,
-                            state: inout LSTMState<Float>, parameters: ParameterBuffer<Float>,
-                            gradients: inout ParameterBuffer<Float>, stash: LSTMStash<Float>,
-                            dropoutSeed: UInt64? = nil) -> Double {
-        let x = embedding.forward(inputs, parameters: parameters)                                  // (T, B, E)
-        let out = lstm.forward(x, steps: T, batch: B, initial: state, parameters: parameters, stash: stash,
-                               dropoutSeed: dropoutSeed)
-        state = out.final
-        let logits = head.forward(out.output, rows: T * B, parameters: parameters, threads: stash.threads)  // (T·B, V)
-        let (loss, dLogits) = SoftmaxCrossEntropy.forwardBackward(logits: logits, targets: targets,
-                                                                  classes: configuration.vocabularySize)
-        let dh = head.backward(dOutput: dLogits, input: out.output, rows: T * B, parameters: parameters,
-                               gradients: &gradients, threads: stash.threads)
-        let dx = lstm.backward(dOutput: dh, parameters: parameters, stash: stash, gradients: &gradients).input
-        embedding.backward(dOutput: dx, tokens: inputs, gradients: &gradients)
-        return loss
-    }
-
-    /// Forward only: the summed cross-entropy over the window's targets and their count; `state` carries on.
-    public func evaluateWindow(inputs: [Int32], targets: [Int32], steps T: Int, batch B: Int,
-                               state: inout LSTMState<Float>, parameters: ParameterBuffer<Float>,
-                               stash: LSTMStash<Float>) -> (sum: Double, count: Int) {
-        let logits = self.logits(inputs, steps: T, batch: B, state: &state, parameters: parameters, stash: stash)
-        return SoftmaxCrossEntropy.summedLoss(logits: logits, targets: targets, classes: configuration.vocabularySize)
-    }
-
-    /// Logits (T·B, V) for (T, B) inputs from `state`, which becomes the final state.
-    public func logits(_ inputs: [Int32], steps T: Int, batch B: Int, state: inout LSTMState<Float>,
-                       parameters: ParameterBuffer<Float>, stash: LSTMStash<Float>) -> [Float] {
-        let x = embedding.forward(inputs, parameters: parameters)
-        let out = lstm.forward(x, steps: T, batch: B, initial: state, parameters: parameters, stash: stash)
-        state = out.final
-        return head.forward(out.output, rows: T * B, parameters: parameters, threads: stash.threads)
+    /// The same network as a `SequenceModel`: token input, every-step head, cross-entropy.
+    public func sequenceConfiguration(checkpointInterval: Int = 0) -> SequenceModelConfiguration {
+        var lstm = self.lstm.configuration
+        lstm.checkpointInterval = checkpointInterval
+        let V = configuration.vocabularySize
+        return SequenceModelConfiguration(input: .tokens(vocabularySize: V, embedding: configuration.embedding),
+                                          lstm: lstm, head: .everyStep(outputs: V), loss: .crossEntropy)
     }
 
     /// Mean cross-entropy (nats) of `tokens` read as one stream from a zero state: each token predicts the next.
     /// Runs in chunks of `chunk` steps carrying the state, which gives the same numbers as one long pass.
     public func crossEntropy(of tokens: [Int32], parameters: ParameterBuffer<Float>, chunk: Int = 256,
-                             threads: Int = 1) -> (mean: Double, count: Int) {
+                             threads: Int = 1) throws(LSTMKitError) -> (mean: Double, count: Int) {
         guard tokens.count >= 2 else { return (0, 0) }
+        let model = try SequenceModel(sequenceConfiguration(), parameters: parameters)
+        model.threads = threads
         var state = zeroState(batch: 1)
-        let stash = LSTMStash<Float>(threads: threads)
         var sum = 0.0, count = 0
         var p = 0
         while p + 1 < tokens.count {
             let T = min(chunk, tokens.count - 1 - p)
-            let r = evaluateWindow(inputs: Array(tokens[p..<(p + T)]), targets: Array(tokens[(p + 1)...(p + T)]),
-                                   steps: T, batch: 1, state: &state, parameters: parameters, stash: stash)
+            let r = try model.evaluate(SequenceBatch(tokens: Array(tokens[p..<(p + T)]), steps: T, batch: 1),
+                                       targets: .classes(Array(tokens[(p + 1)...(p + T)])), initial: state)
+            state = r.final
             sum += r.sum
             count += r.count
             p += T

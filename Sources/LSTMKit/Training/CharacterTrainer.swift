@@ -15,164 +15,144 @@ public struct TrainingOptions: Sendable, Hashable, Codable {
     /// the same bits either way, only the memory and the time differ. Optional so that a plain run's checkpoint does
     /// not mention it and older checkpoints read as nil.
     public var checkpointInterval: Int?
+    /// The separate validation text, when the model is validated on one instead of a held-out fraction (its
+    /// path, for resuming); nil otherwise, and in older checkpoints.
+    public var validationFile: String?
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case seqLength = "seq_length", batch, optimizer, learningRate = "learning_rate", schedule, clip,
-             validationFraction = "validation_fraction", seed, checkpointInterval = "checkpoint_interval"
+             validationFraction = "validation_fraction", seed, checkpointInterval = "checkpoint_interval",
+             validationFile = "validation_file"
     }
 }
 
-/// Trains a `CharacterModel` char-rnn style: the training text is cut into `batch` contiguous streams, each read
-/// window by window (`seqLength` steps), and the LSTM state carries from one window to the next of the same stream
-/// (truncated BPTT). At the end of the streams the position and the state go back to zero: a new epoch.
-///
-/// Everything that decides the next step lives in this object and in its checkpoint (parameters, optimizer state
-/// and step count, carried state, stream position), so resuming from a checkpoint continues bit for bit.
+/// Trains a `CharacterModel` char-rnn style: a `Trainer` on `TokenStreams` (the training text cut into `batch`
+/// contiguous streams read window by window, `seqLength` steps, the state carried from window to window), with the
+/// character-model checkpoint format (metadata `format` = `lstmkit.character-model`, `vocabulary`, `model`,
+/// `training`, `state`; see the README).
 public final class CharacterTrainer {
     public let model: CharacterModel
-    /// `model`, with memory-lean BPTT when `options.checkpointInterval` asks for it (the same tensors).
-    let trainingModel: CharacterModel
     public let vocabulary: Vocabulary
     public let options: TrainingOptions
-    public var parameters: ParameterBuffer<Float>
-    public var optimizer: Optimizer<Float>
-    /// Steps completed.
-    public private(set) var step = 0
-    public private(set) var epoch = 0
-    /// Offset of the next window inside every training stream.
-    public private(set) var position = 0
-    public private(set) var carry: LSTMState<Float>
-    public var bestValidationLoss: Double?
-    public let trainTokens: ArraySlice<Int32>
-    public let validationTokens: ArraySlice<Int32>
+    /// The generic trainer doing the work.
+    public let trainer: Trainer<TokenStreams>
     public let corpusFingerprint: UInt64
-    private var gradients: ParameterBuffer<Float>
-    private let stash = LSTMStash<Float>()
+
+    public var parameters: ParameterBuffer<Float> {
+        get { trainer.model.parameters }
+        set { trainer.model.parameters = newValue }
+    }
+    public var optimizer: Optimizer<Float> {
+        get { trainer.optimizer }
+        set { trainer.optimizer = newValue }
+    }
+    /// Steps completed.
+    public var step: Int { trainer.step }
+    public var epoch: Int { trainer.source.cursor.epoch }
+    /// Offset of the next window inside every training stream.
+    public var position: Int { trainer.source.cursor.position }
+    public var carry: LSTMState<Float> { trainer.carry ?? model.zeroState(batch: options.batch) }
+    public var bestValidationLoss: Double? {
+        get { trainer.bestValidationLoss }
+        set { trainer.bestValidationLoss = newValue }
+    }
+    public var trainTokens: ArraySlice<Int32> { trainer.source.tokens }
+    public var validationTokens: ArraySlice<Int32> { trainer.source.validationTokens }
     /// Threads for the matrix products; results are bitwise the same for any count.
     public var threads: Int {
-        get { stash.threads }
-        set { stash.threads = max(1, newValue) }
+        get { trainer.model.threads }
+        set { trainer.model.threads = newValue }
     }
-    private let streamLength: Int
 
     public static let checkpointFormat = "lstmkit.character-model"
     public static let checkpointVersion = 1
 
-    /// A fresh model for `tokens` (the whole corpus, already encoded with `vocabulary`).
+    /// A fresh model for `tokens` (the whole corpus, already encoded with `vocabulary`); the last
+    /// `options.validationFraction` of it is held out for validation.
     public convenience init(tokens: [Int32], vocabulary: Vocabulary, model configuration: CharacterModel.Configuration,
                             options: TrainingOptions) throws(LSTMKitError) {
+        let (train, validation) = try Self.split(tokens, options: options)
+        try self.init(training: train, validation: validation, vocabulary: vocabulary, model: configuration, options: options)
+    }
+
+    /// A fresh model trained on `training` and validated on `validation` (both encoded with `vocabulary`).
+    public convenience init(training: ArraySlice<Int32>, validation: ArraySlice<Int32>, vocabulary: Vocabulary,
+                            model configuration: CharacterModel.Configuration, options: TrainingOptions) throws(LSTMKitError) {
         let model = try CharacterModel(configuration)
         var parameters = ParameterBuffer<Float>(layout: model.layout)
         var random = RandomSource(seed: options.seed)
         model.initialize(&parameters, random: &random)
-        try self.init(tokens: tokens, vocabulary: vocabulary, model: model, parameters: parameters, options: options,
-                      optimizer: Optimizer(options.optimizer, parameterCount: model.layout.count))
+        try self.init(training: training, validation: validation, vocabulary: vocabulary, model: model,
+                      parameters: parameters, options: options)
     }
 
-    init(tokens: [Int32], vocabulary: Vocabulary, model: CharacterModel, parameters: ParameterBuffer<Float>,
-         options: TrainingOptions, optimizer: Optimizer<Float>) throws(LSTMKitError) {
+    init(training: ArraySlice<Int32>, validation: ArraySlice<Int32>, vocabulary: Vocabulary, model: CharacterModel,
+         parameters: ParameterBuffer<Float>, options: TrainingOptions) throws(LSTMKitError) {
+        try Self.check(options)
         let T = options.seqLength, B = options.batch
-        guard T >= 1 else { throw .invalidConfiguration("--seq-length must be at least 1, got \(T)") }
-        guard B >= 1 else { throw .invalidConfiguration("--batch must be at least 1, got \(B)") }
+        guard !training.isEmpty else { throw .invalidInput("the corpus is empty; give a text with at least a few thousand characters") }
+        guard training.count >= B * (T + 1) else {
+            throw .invalidInput("the training text has \(training.count) characters, too short for one window: `batch` \(B) × (`seqLength` \(T) + 1) = \(B * (T + 1)); use a longer text or a smaller `batch` or `seqLength`")
+        }
+        self.model = model
+        self.vocabulary = vocabulary
+        self.options = options
+        corpusFingerprint = Corpus.fingerprint(Array(training) + Array(validation))
+        let sequenceModel: SequenceModel<Float>
+        do {
+            sequenceModel = try SequenceModel(model.sequenceConfiguration(checkpointInterval: options.checkpointInterval ?? 0),
+                                              parameters: parameters)
+        } catch {
+            throw .invalidConfiguration("`checkpointInterval` must be 0 (off) or a number of steps, got \(options.checkpointInterval ?? 0)")
+        }
+        let source = try TokenStreams(tokens: training, validation: validation, batch: B, steps: T)
+        trainer = try Trainer(model: sequenceModel, source: source,
+                              options: TrainerOptions(optimizer: options.optimizer, learningRate: options.learningRate,
+                                                      schedule: options.schedule, clip: options.clip, seed: options.seed))
+        trainer.checkpointMetadata = { [unowned self] _ in self.checkpointMetadata() }
+    }
+
+    static func check(_ options: TrainingOptions) throws(LSTMKitError) {
+        guard options.seqLength >= 1 else { throw .invalidConfiguration("`seqLength` must be at least 1, got \(options.seqLength)") }
+        guard options.batch >= 1 else { throw .invalidConfiguration("`batch` must be at least 1, got \(options.batch)") }
         guard options.validationFraction >= 0, options.validationFraction < 1 else {
-            throw .invalidConfiguration("--val-fraction must be in [0, 1), got \(options.validationFraction)")
+            throw .invalidConfiguration("`validationFraction` must be in [0, 1), got \(options.validationFraction)")
         }
         guard options.learningRate > 0, options.learningRate.isFinite else {
-            throw .invalidConfiguration("--lr must be a positive number, got \(options.learningRate)")
+            throw .invalidConfiguration("`learningRate` must be a positive number, got \(options.learningRate)")
         }
+    }
+
+    /// The corpus cut into training text and the held-out tail (at least one window's worth when a fraction is set).
+    static func split(_ tokens: [Int32], options: TrainingOptions) throws(LSTMKitError) -> (ArraySlice<Int32>, ArraySlice<Int32>) {
+        try check(options)
+        let T = options.seqLength, B = options.batch
         guard !tokens.isEmpty else { throw .invalidInput("the corpus is empty; give a text with at least a few thousand characters") }
         let validationCount = options.validationFraction > 0
             ? max(T + 1, Int((Double(tokens.count) * options.validationFraction).rounded())) : 0
         let trainCount = tokens.count - validationCount
-        let needed = B * (T + 1) + validationCount
         guard trainCount >= B * (T + 1) else {
-            throw .invalidInput("the corpus has \(tokens.count) characters, too short for one window: --batch \(B) × (--seq-length \(T) + 1)"
-                + (validationCount > 0 ? " + \(validationCount) for validation" : "") + " = \(needed); use a longer text or smaller --batch / --seq-length")
+            throw .invalidInput("the corpus has \(tokens.count) characters, too short for one window: `batch` \(B) × (`seqLength` \(T) + 1)"
+                + (validationCount > 0 ? " + \(validationCount) for validation" : "") + " = \(B * (T + 1) + validationCount); use a longer text or a smaller `batch` or `seqLength`")
         }
-        self.model = model
-        do { trainingModel = try model.withCheckpointInterval(options.checkpointInterval ?? 0) } catch {
-            throw .invalidConfiguration("--bptt-checkpoint must be 0 (off) or a number of steps, got \(options.checkpointInterval ?? 0)")
-        }
-        self.vocabulary = vocabulary
-        self.options = options
-        self.parameters = parameters
-        self.optimizer = optimizer
-        trainTokens = tokens[0..<trainCount]
-        validationTokens = tokens[trainCount...]
-        corpusFingerprint = Corpus.fingerprint(tokens)
-        streamLength = trainCount / B
-        carry = model.zeroState(batch: B)
-        gradients = ParameterBuffer(layout: model.layout)
+        return (tokens[0..<trainCount], tokens[trainCount...])
     }
 
     /// Training windows per epoch.
-    public var windowsPerEpoch: Int { (streamLength - 1) / options.seqLength }
+    public var windowsPerEpoch: Int { trainer.source.batchesPerEpoch }
 
-    /// One optimizer step on the next window. Returns the mean training loss (nats per character) and the gradient
-    /// norm before clipping. A non-finite loss or gradient leaves the model, optimizer and position untouched and
-    /// throws, naming the step and the tensor; `skipWindow()` then moves past the window if the caller wants to go
-    /// on. Parameters that the update itself makes non-finite (a learning rate far too high) throw too; the trainer
-    /// is then spoiled, and `checkpoint()` refuses to save it.
-    ///
-    /// - Parameter schedule: the learning-rate schedule for this run; `options.schedule` when nil.
+    /// One optimizer step on the next window (`Trainer.trainStep`): the mean training loss (nats per character) and
+    /// the gradient norm before clipping.
     @discardableResult
     public func trainStep(schedule: LearningRateSchedule? = nil) throws(LSTMKitError) -> (loss: Double, gradientNorm: Double) {
-        let T = options.seqLength, B = options.batch
-        if position + T + 1 > streamLength {
-            position = 0
-            epoch += 1
-            carry = model.zeroState(batch: B)
-        }
-        var inputs = [Int32](repeating: 0, count: T * B), targets = inputs
-        let base = trainTokens.startIndex
-        for b in 0..<B {
-            let start = base + b * streamLength + position
-            for t in 0..<T {
-                inputs[t * B + b] = trainTokens[start + t]
-                targets[t * B + b] = trainTokens[start + t + 1]
-            }
-        }
-        gradients.zero()
-        var state = carry
-        // The dropout mask depends on the seed and the step only, so a resumed run draws the same masks.
-        var maskSource = RandomSource(seed: options.seed ^ (0x9E37_79B9_7F4A_7C15 &* UInt64(step + 1)))
-        let dropping = (model.configuration.dropout ?? 0) > 0 || (model.configuration.recurrentDropout ?? 0) > 0
-        let dropoutSeed: UInt64? = dropping ? maskSource.next() : nil
-        let loss = trainingModel.trainWindow(inputs: inputs, targets: targets, steps: T, batch: B, state: &state,
-                                     parameters: parameters, gradients: &gradients, stash: stash,
-                                     dropoutSeed: dropoutSeed)
-        let norm = GradientClipping.norm(gradients)
-        guard loss.isFinite else { throw .nonFinite("step \(step + 1): the training loss is \(loss)") }
-        guard norm.isFinite else {
-            let tensor = gradients.layout.specs.first { spec in gradients[spec].contains { !$0.isFinite } }?.name ?? "?"
-            throw .nonFinite("step \(step + 1): the gradient of \(tensor) is not finite")
-        }
-        if options.clip > 0 { GradientClipping.clipNorm(&gradients, maxNorm: options.clip, norm: norm) }
-        optimizer.step(&parameters, gradients: gradients,
-                       learningRate: (schedule ?? options.schedule).learningRate(base: options.learningRate, step: step))
-        if let tensor = Self.firstNonFinite(parameters) {
-            throw .diverged("step \(step + 1): the update made \(tensor) non-finite (is the learning rate too high?)")
-        }
-        carry = state
-        position += T
-        step += 1
-        return (loss, norm)
+        let r = try trainer.trainStep(schedule: schedule)
+        return (r.loss, r.gradientNorm)
     }
 
-    /// Moves past the next window without learning from it (after `trainStep` threw for a non-finite loss or
-    /// gradient): the step counts, the carried state restarts from zero, the model and optimizer are unchanged.
-    public func skipWindow() {
-        let T = options.seqLength
-        if position + T + 1 > streamLength {
-            position = 0
-            epoch += 1
-        }
-        carry = model.zeroState(batch: options.batch)
-        position += T
-        step += 1
-    }
+    /// Moves past the next window without learning from it (`Trainer.skipBatch`).
+    public func skipWindow() { trainer.skipBatch() }
 
     /// The name of the first tensor holding a NaN or an infinity, if any.
     static func firstNonFinite(_ buffer: ParameterBuffer<Float>) -> String? {
@@ -194,33 +174,7 @@ public final class CharacterTrainer {
     }
 
     /// Mean cross-entropy (nats) over the validation text, read as up to `batch` streams from a zero state.
-    public func validationLoss() -> Double? {
-        let T = options.seqLength
-        let n = validationTokens.count
-        guard n >= 2 else { return nil }
-        let B = max(1, min(options.batch, n / (T + 1)))
-        let L = n / B
-        var state = model.zeroState(batch: B)
-        var sum = 0.0, count = 0
-        var p = 0
-        let base = validationTokens.startIndex
-        while p + 1 < L {
-            let steps = min(T, L - 1 - p)
-            var inputs = [Int32](repeating: 0, count: steps * B), targets = inputs
-            for b in 0..<B {
-                for t in 0..<steps {
-                    inputs[t * B + b] = validationTokens[base + b * L + p + t]
-                    targets[t * B + b] = validationTokens[base + b * L + p + t + 1]
-                }
-            }
-            let r = model.evaluateWindow(inputs: inputs, targets: targets, steps: steps, batch: B, state: &state,
-                                         parameters: parameters, stash: stash)
-            sum += r.sum
-            count += r.count
-            p += steps
-        }
-        return count > 0 ? sum / Double(count) : nil
-    }
+    public func validationLoss() -> Double? { trainer.validationLoss() }
 
     // MARK: Checkpoints
 
@@ -239,67 +193,59 @@ public final class CharacterTrainer {
         }
     }
 
-    /// Everything needed to sample from the model and to resume training exactly.
-    ///
-    /// Tensors: the model's (PyTorch names, F32), then `optimizer.<state>.<name>` for each optimizer buffer, then
-    /// `train.hidden` and `train.cell` (L, B, H), the carried state. Metadata: see the README.
-    /// Everything needed to resume bitwise. Throws (and writes nothing) if a parameter is not finite: no
-    /// checkpoint ever holds a NaN.
-    public func checkpoint() throws(LSTMKitError) -> SafeTensors.File {
-        if let tensor = Self.firstNonFinite(parameters) {
-            throw .nonFinite("\(tensor) is not finite at step \(step); not saving it")
-        }
-        var file = CharacterModelFile.file(model: model, vocabulary: vocabulary, parameters: parameters)
-        for (s, name) in options.optimizer.stateNames.enumerated() {
-            for spec in model.layout.specs {
-                file.tensors.append(("optimizer.\(name).\(spec.name)",
-                                     SafeTensors.Tensor(Array(optimizer.states[s][spec.range]), shape: spec.shape)))
-            }
-        }
-        file.tensors.append(("train.hidden", SafeTensors.Tensor(carry.hidden, shape: [carry.layers, carry.batch, carry.hiddenSize])))
-        file.tensors.append(("train.cell", SafeTensors.Tensor(carry.cell, shape: [carry.layers, carry.batch, carry.cellSize])))
-        let state = SavedState(step: step, epoch: epoch, position: position, optimizerSteps: optimizer.stepCount,
-                               bestValidationLoss: bestValidationLoss,
+    /// The character-model keys, replacing the generic trainer's.
+    func checkpointMetadata() -> [String: String] {
+        var metadata = CharacterModelFile.file(model: model, vocabulary: vocabulary, parameters: nil).metadata
+        let s = trainer.state
+        let state = SavedState(step: s.step, epoch: s.epoch, position: s.position, optimizerSteps: s.optimizerSteps,
+                               bestValidationLoss: s.bestValidationLoss,
                                corpusFingerprint: String(corpusFingerprint, radix: 16),
                                corpusCharacters: trainTokens.count + validationTokens.count)
-        file.metadata["training"] = jsonString(options)
-        file.metadata["state"] = jsonString(state)
-        return file
+        metadata["training"] = jsonString(options)
+        metadata["state"] = jsonString(state)
+        return metadata
     }
 
-    /// Continues from a checkpoint written by `checkpoint()`, on the same corpus.
+    /// Everything needed to sample from the model and to resume training exactly: the model's tensors (PyTorch
+    /// names, F32), `optimizer.<state>.<name>` for each optimizer buffer, `train.hidden` and `train.cell` (L, B, P)
+    /// and (L, B, H), the carried state. Throws (and writes nothing) if a parameter is not finite.
+    public func checkpoint() throws(LSTMKitError) -> SafeTensors.File { try trainer.checkpoint() }
+
+    /// Continues from a checkpoint written by `checkpoint()`, on the same corpus (split as it was then).
     public convenience init(resuming file: SafeTensors.File, tokens: [Int32], source: String) throws(LSTMKitError) {
+        let options = try Self.savedOptions(in: file, source: source)
+        let (train, validation) = try Self.split(tokens, options: options)
+        try self.init(resuming: file, training: train, validation: validation, source: source)
+    }
+
+    /// Continues from a checkpoint written by `checkpoint()`, on the same training and validation texts.
+    public convenience init(resuming file: SafeTensors.File, training: ArraySlice<Int32>, validation: ArraySlice<Int32>,
+                            source: String) throws(LSTMKitError) {
         let loaded = try CharacterModelFile.load(file, source: source)
-        guard let trainingJSON = file.metadata["training"], let stateJSON = file.metadata["state"],
-              let options = try? JSONDecoder().decode(TrainingOptions.self, from: Data(trainingJSON.utf8)),
+        let options = try Self.savedOptions(in: file, source: source)
+        guard let stateJSON = file.metadata["state"],
               let state = try? JSONDecoder().decode(SavedState.self, from: Data(stateJSON.utf8)) else {
             throw .invalidInput("\(source) holds a model but no training state, so training cannot resume from it; train from scratch or sample from it")
         }
-        var optimizer = Optimizer<Float>(options.optimizer, parameterCount: loaded.model.layout.count)
-        for (s, name) in options.optimizer.stateNames.enumerated() {
-            for spec in loaded.model.layout.specs {
-                let values = try CharacterModelFile.floats(file, "optimizer.\(name).\(spec.name)", shape: spec.shape, source: source)
-                optimizer.states[s].replaceSubrange(spec.range, with: values)
-            }
-        }
-        optimizer.stepCount = state.optimizerSteps
-        try self.init(tokens: tokens, vocabulary: loaded.vocabulary, model: loaded.model, parameters: loaded.parameters,
-                      options: options, optimizer: optimizer)
-        guard String(corpusFingerprint, radix: 16) == state.corpusFingerprint, tokens.count == state.corpusCharacters else {
+        try self.init(training: training, validation: validation, vocabulary: loaded.vocabulary, model: loaded.model,
+                      parameters: loaded.parameters, options: options)
+        guard String(corpusFingerprint, radix: 16) == state.corpusFingerprint,
+              training.count + validation.count == state.corpusCharacters else {
             throw .invalidInput("\(source) was trained on a different corpus (\(state.corpusCharacters) characters); resume with the same text, or train a new model")
         }
-        let L = loaded.model.lstm.stateCount, B = options.batch
-        let (P, H) = (loaded.model.lstm.outputSize, loaded.model.lstm.hiddenSize)
-        let hidden = try CharacterModelFile.floats(file, "train.hidden", shape: [L, B, P], source: source)
-        let cell = try CharacterModelFile.floats(file, "train.cell", shape: [L, B, H], source: source)
-        carry = LSTMState(hidden: hidden, cell: cell, layers: L, batch: B, hiddenSize: P, cellSize: H)
-        step = state.step
-        epoch = state.epoch
-        position = state.position
-        bestValidationLoss = state.bestValidationLoss
-        guard position >= 0, position <= streamLength else {
+        try trainer.restore(from: file, path: source)
+        guard trainer.source.isValid(trainer.source.cursor) else {
             throw .invalidInput("\(source) has a stream position outside the corpus; the file is damaged")
         }
+    }
+
+    /// The training options a checkpoint was written with.
+    public static func savedOptions(in file: SafeTensors.File, source: String) throws(LSTMKitError) -> TrainingOptions {
+        guard let json = file.metadata["training"],
+              let options = try? JSONDecoder().decode(TrainingOptions.self, from: Data(json.utf8)) else {
+            throw .invalidInput("\(source) holds a model but no training state, so training cannot resume from it; train from scratch or sample from it")
+        }
+        return options
     }
 }
 
@@ -312,9 +258,12 @@ public enum CharacterModelFile {
     }
 
     /// The model's tensors and the metadata every character-model file carries.
-    public static func file(model: CharacterModel, vocabulary: Vocabulary, parameters: ParameterBuffer<Float>) -> SafeTensors.File {
+    /// The model's tensors (none when `parameters` is nil: the metadata alone) and the metadata every
+    /// character-model file carries.
+    public static func file(model: CharacterModel, vocabulary: Vocabulary, parameters: ParameterBuffer<Float>?) -> SafeTensors.File {
         var file = SafeTensors.File()
         for spec in model.layout.specs {
+            guard let parameters else { break }
             file.tensors.append((spec.name, SafeTensors.Tensor(Array(parameters[spec]), shape: spec.shape)))
         }
         file.metadata["format"] = CharacterTrainer.checkpointFormat
@@ -387,25 +336,29 @@ public enum CharacterModelFile {
         }
         var parameters = ParameterBuffer<Float>(layout: model.layout)
         for spec in model.layout.specs {
-            let values = try floats(file, spec.name, shape: spec.shape, source: source)
+            let values = try file.floats(named: spec.name, shape: spec.shape, source: source)
             guard values.allSatisfy(\.isFinite) else { throw .invalidInput("\(source): tensor \(spec.name) contains NaN or infinity") }
             parameters[spec] = values[...]
         }
         return Loaded(model: model, vocabulary: vocabulary, parameters: parameters)
     }
 
-    static func floats(_ file: SafeTensors.File, _ name: String, shape: [Int], source: String) throws(LSTMKitError) -> [Float] {
-        guard let tensor = file[name] else { throw .invalidInput("\(source) has no tensor \(name)") }
-        guard tensor.shape == shape else {
-            throw .invalidInput("\(source): tensor \(name) has shape \(tensor.shape), expected \(shape)")
-        }
-        guard let values = tensor.floats() else { throw .invalidInput("\(source): tensor \(name) has non-float dtype \(tensor.dtype.rawValue)") }
-        return values
-    }
 }
 
 func jsonString<T: Encodable>(_ value: T) -> String {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
     return String(decoding: (try? encoder.encode(value)) ?? Data("{}".utf8), as: UTF8.self)
+}
+
+extension SafeTensors.File {
+    /// The tensor `name` as Float values, checked to have `shape`; errors name `source`.
+    func floats(named name: String, shape: [Int], source: String) throws(LSTMKitError) -> [Float] {
+        guard let tensor = self[name] else { throw .invalidInput("\(source) has no tensor \(name)") }
+        guard tensor.shape == shape else {
+            throw .invalidInput("\(source): tensor \(name) has shape \(tensor.shape), expected \(shape)")
+        }
+        guard let values = tensor.floats() else { throw .invalidInput("\(source): tensor \(name) has non-float dtype \(tensor.dtype.rawValue)") }
+        return values
+    }
 }
