@@ -11,7 +11,8 @@ struct EvalCommand: ParsableCommand {
 
     @Argument(help: "A character-model checkpoint (.safetensors).") var checkpoint: String
     @Argument(help: "UTF-8 text to evaluate on; - for standard input.") var file: String
-    @Flag(help: "Print one JSON object with cross_entropy, bits_per_character and perplexity.") var json = false
+    @Flag(help: "Print one JSON object with cross_entropy, bits_per_character, perplexity and unknown_characters.")
+    var json = false
     @OptionGroup var runtime: ThreadOptions
 
     func run() throws {
@@ -21,16 +22,19 @@ struct EvalCommand: ParsableCommand {
             guard corpus.scalars.count >= 2 else {
                 throw Failure(message: "\(corpus.source) has \(corpus.scalars.count) character; at least 2 are needed to predict one")
             }
-            let tokens = try loaded.vocabulary.encode(corpus.scalars, source: corpus.source)
+            // Characters the model has never seen read as its unknown entry (a model without one refuses them).
+            let (tokens, unknown) = try loaded.vocabulary.encodeCountingUnknown(corpus.scalars, source: corpus.source)
             let result = try loaded.model.crossEntropy(of: tokens, parameters: loaded.parameters, threads: runtime.threads)
             let bits = result.mean / log(2.0)
             let perplexity = exp(result.mean)
             if json {
-                let object: [String: Double] = ["cross_entropy": result.mean, "bits_per_character": bits, "perplexity": perplexity]
+                let object: [String: Any] = ["cross_entropy": result.mean, "bits_per_character": bits, "perplexity": perplexity,
+                                             "unknown_characters": unknown]
                 let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
                 say(String(decoding: data, as: UTF8.self))
             } else {
-                say("\(corpus.source): \(result.count) characters predicted")
+                say("\(corpus.source): \(result.count) characters predicted"
+                    + (unknown > 0 ? "; \(unknown) not in the model's vocabulary, read as its unknown character" : ""))
                 say("cross-entropy \(format(result.mean, 4)) nats/char, \(format(bits, 4)) bits/char, perplexity \(format(perplexity, 3))")
             }
         }

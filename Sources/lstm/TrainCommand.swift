@@ -104,7 +104,7 @@ struct TrainCommand: ParsableCommand {
     }
 
     private func newTrainer(corpus: CorpusText, heldOut: CorpusText?) throws -> CharacterTrainer {
-        let vocabulary = try Vocabulary(building: corpus.scalars + (heldOut?.scalars ?? []))
+        let vocabulary = try Vocabulary(building: corpus.scalars + (heldOut?.scalars ?? []), unknownEntry: false)
         try MemoryBudget.require(
             MemoryBudget.trainingBytes(vocabulary: vocabulary.count, embedding: model.embedding, hidden: model.hidden,
                                        layers: model.layers, batch: training.batch, steps: training.seqLength,

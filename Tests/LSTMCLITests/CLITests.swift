@@ -70,7 +70,8 @@ import LSTMKit
         let result = try CLI.run(["eval", "m.safetensors", "held.txt", "--json"], in: dir)
         #expect(result.status == 0, "\(result.stderr)")
         let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as! [String: Double]
-        #expect(Set(object.keys) == ["cross_entropy", "bits_per_character", "perplexity"])
+        #expect(Set(object.keys) == ["cross_entropy", "bits_per_character", "perplexity", "unknown_characters"])
+        #expect(object["unknown_characters"] == 0)
 
         let loaded = try CharacterModelFile.load(path: dir.appendingPathComponent("m.safetensors").path)
         let text = Array(try String(contentsOf: dir.appendingPathComponent("held.txt"), encoding: .utf8).unicodeScalars)

@@ -269,6 +269,7 @@ public enum CharacterModelFile {
         file.metadata["format"] = CharacterTrainer.checkpointFormat
         file.metadata["format_version"] = String(CharacterTrainer.checkpointVersion)
         file.metadata["vocabulary"] = vocabulary.json
+        if let id = vocabulary.unknownID { file.metadata["unknown_character"] = String(vocabulary.scalars[Int(id)].value) }
         file.metadata["model"] = jsonString(model.configuration)
         return file
     }
@@ -296,7 +297,12 @@ public enum CharacterModelFile {
             throw .invalidInput("\(source) has no vocabulary in its metadata, so it is not a character model")
         }
         let vocabulary: Vocabulary
-        do { vocabulary = try Vocabulary(json: vocabularyJSON) } catch { throw .invalidInput("\(source): \(error.description)") }
+        if let unknown = file.metadata["unknown_character"], unknown != String(Vocabulary.unknownScalar.value) {
+            throw .invalidInput("\(source) marks U+\(unknown) as its unknown character; this LSTMKit reads only U+FFFD (65533)")
+        }
+        do { vocabulary = try Vocabulary(json: vocabularyJSON, unknown: file.metadata["unknown_character"] != nil) } catch {
+            throw .invalidInput("\(source): \(error.description)")
+        }
         guard let embedding = file["embedding.weight"], embedding.shape.count == 2 else {
             throw .invalidInput("\(source) has no 2-D tensor embedding.weight")
         }

@@ -41,47 +41,81 @@ public enum Corpus {
 }
 
 /// The characters a model knows, in code-point order; a character's id is its index.
+///
+/// A vocabulary may have an *unknown* entry, U+FFFD (the replacement character): characters it does not contain
+/// (and, when it was built with a minimum count, characters rarer than that) map to it. Without one (checkpoints
+/// written before it existed) an unseen character is an error.
 public struct Vocabulary: Sendable, Equatable {
     public let scalars: [Unicode.Scalar]
+    /// The id every character outside the vocabulary maps to, or nil.
+    public let unknownID: Int32?
     private let ids: [UInt32: Int32]
 
-    public init(scalars: [Unicode.Scalar]) throws(LSTMKitError) {
+    /// The character of the unknown entry.
+    public static let unknownScalar: Unicode.Scalar = "\u{FFFD}"
+
+    /// - Parameter unknown: whether `unknownScalar` (which must be among `scalars`) is the unknown entry.
+    public init(scalars: [Unicode.Scalar], unknown: Bool = false) throws(LSTMKitError) {
         guard !scalars.isEmpty else { throw .invalidInput("vocabulary is empty") }
         var ids: [UInt32: Int32] = [:]
         for (k, s) in scalars.enumerated() {
             guard ids[s.value] == nil else { throw .invalidInput("vocabulary lists U+\(hex(s.value)) twice") }
             ids[s.value] = Int32(k)
         }
+        if unknown {
+            guard let id = ids[Self.unknownScalar.value] else {
+                throw .invalidInput("vocabulary has an unknown entry but does not list U+FFFD")
+            }
+            unknownID = id
+        } else {
+            unknownID = nil
+        }
         self.scalars = scalars
         self.ids = ids
     }
 
-    /// Every distinct character of `text`, sorted by code point.
-    public init(building text: [Unicode.Scalar]) throws(LSTMKitError) {
-        let distinct = Set(text.map(\.value)).sorted()
-        try self.init(scalars: distinct.map { Unicode.Scalar($0)! })
+    /// Every character of `text` that occurs at least `minimumCount` times, sorted by code point, plus the unknown
+    /// entry (U+FFFD) when `unknownEntry`.
+    public init(building text: [Unicode.Scalar], minimumCount: Int = 1, unknownEntry: Bool = true) throws(LSTMKitError) {
+        var counts: [UInt32: Int] = [:]
+        for s in text { counts[s.value, default: 0] += 1 }
+        var kept = Set(counts.filter { $0.value >= minimumCount }.keys)
+        if unknownEntry { kept.insert(Self.unknownScalar.value) }
+        try self.init(scalars: kept.sorted().map { Unicode.Scalar($0)! }, unknown: unknownEntry)
     }
 
     public var count: Int { scalars.count }
 
-    public func id(of s: Unicode.Scalar) -> Int32? { ids[s.value] }
+    /// The id of `s`: its own, the unknown entry's, or nil.
+    public func id(of s: Unicode.Scalar) -> Int32? { ids[s.value] ?? unknownID }
 
-    /// Ids of `text`; a character the vocabulary lacks is an error naming it and where it is.
+    /// Ids of `text`; a character the vocabulary lacks maps to the unknown entry, or without one is an error
+    /// naming it and where it is.
     public func encode(_ text: [Unicode.Scalar], source: String) throws(LSTMKitError) -> [Int32] {
+        try encodeCountingUnknown(text, source: source).ids
+    }
+
+    /// Ids of `text` and how many of its characters the vocabulary lacks (mapped to the unknown entry).
+    public func encodeCountingUnknown(_ text: [Unicode.Scalar], source: String) throws(LSTMKitError) -> (ids: [Int32], unknown: Int) {
         var out = [Int32](repeating: 0, count: text.count)
+        var unknown = 0
         for (k, s) in text.enumerated() {
-            guard let id = ids[s.value] else {
+            if let id = ids[s.value], id != unknownID {
+                out[k] = id
+            } else if let unknownID {
+                out[k] = unknownID
+                unknown += ids[s.value] == nil ? 1 : 0
+            } else {
                 throw .invalidInput("\(source) has character U+\(hex(s.value)) at character \(k), which the model's vocabulary does not contain")
             }
-            out[k] = id
         }
-        return out
+        return (out, unknown)
     }
 
     /// As stored in checkpoints: a JSON array of code points, e.g. `[10,32,33]`.
     public var json: String { "[" + scalars.map { String($0.value) }.joined(separator: ",") + "]" }
 
-    public init(json: String) throws(LSTMKitError) {
+    public init(json: String, unknown: Bool = false) throws(LSTMKitError) {
         let trimmed = json.trimmingSpaces()
         guard trimmed.hasPrefix("["), trimmed.hasSuffix("]") else { throw .invalidInput("vocabulary is not a JSON array of code points") }
         let body = trimmed.dropFirst().dropLast()
@@ -92,7 +126,7 @@ public struct Vocabulary: Sendable, Equatable {
             }
             scalars.append(s)
         }
-        try self.init(scalars: scalars)
+        try self.init(scalars: scalars, unknown: unknown)
     }
 }
 
