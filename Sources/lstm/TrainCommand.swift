@@ -21,6 +21,8 @@ struct TrainCommand: ParsableCommand {
     @Argument(help: "UTF-8 text to learn; - for standard input; omit for the bundled corpus.") var file: String?
     @Option(help: "A separate UTF-8 text to validate on, instead of holding out --val-fraction (the vocabulary covers both).")
     var validation: String?
+    @Option(help: "Characters seen fewer times in the texts join the unknown character (which also stands for characters the model never saw).")
+    var minCharCount = 1
     @Option(help: "Checkpoint file to write (and read with --resume).") var checkpoint = "charmodel.safetensors"
     @Flag(help: "Continue training from --checkpoint.") var resume = false
     @Flag(help: "Overwrite an existing --checkpoint instead of refusing.") var force = false
@@ -28,6 +30,10 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup(title: "Training") var training: TrainingFlags
     @OptionGroup(title: "Runtime") var runtime: ThreadOptions
     @OptionGroup var random: SeedOption
+
+    func validate() throws {
+        guard minCharCount >= 1 else { throw ValidationError("--min-char-count must be at least 1, got \(minCharCount)") }
+    }
 
     func run() throws {
         try reportingFailures { try train() }
@@ -104,7 +110,7 @@ struct TrainCommand: ParsableCommand {
     }
 
     private func newTrainer(corpus: CorpusText, heldOut: CorpusText?) throws -> CharacterTrainer {
-        let vocabulary = try Vocabulary(building: corpus.scalars + (heldOut?.scalars ?? []), unknownEntry: false)
+        let vocabulary = try Vocabulary(building: corpus.scalars + (heldOut?.scalars ?? []), minimumCount: minCharCount)
         try MemoryBudget.require(
             MemoryBudget.trainingBytes(vocabulary: vocabulary.count, embedding: model.embedding, hidden: model.hidden,
                                        layers: model.layers, batch: training.batch, steps: training.seqLength,

@@ -44,9 +44,13 @@ import LSTMKit
         try f.expectFailure(["train", "short.txt", "--checkpoint", "x.safetensors"] + CLI.tiny, mentioning: "too short for one window")
         try f.expectFailure(["eval", "m.safetensors", "missing.txt"], mentioning: "no such file")
         try f.expectFailure(["eval", "m.safetensors", "binary.txt"], mentioning: "not valid UTF-8")
+        // A checkpoint from before the unknown entry (an earlier release's file) still refuses unseen characters.
+        let old = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Fuzz/Corpus/safetensors/lstmkit-checkpoint.safetensors")
+        try f.write("old.safetensors", Data(contentsOf: old))
         try f.write("alien.txt", Data("the cell ✓ keeps".utf8))
-        try f.expectFailure(["eval", "m.safetensors", "alien.txt"], mentioning: "U+2713")
-        try f.expectFailure(["sample", "m.safetensors", "--prime", "Ω"], mentioning: "U+03A9")
+        try f.expectFailure(["eval", "old.safetensors", "alien.txt"], mentioning: "U+2713")
+        try f.expectFailure(["sample", "old.safetensors", "--prime", "Ω"], mentioning: "U+03A9")
     }
 
     @Test func badSizesAndOptions() throws {

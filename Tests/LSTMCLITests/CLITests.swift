@@ -286,4 +286,61 @@ import LSTMKit
         let bad = try CLI.run(["inspect", "text.txt"], in: dir)
         #expect(bad.status != 0 && bad.stderr.hasPrefix("lstm: error: text.txt: not a valid safetensors file"))
     }
+
+    /// `--validation FILE`: the vocabulary covers both texts, the whole training text trains, the validation loss is
+    /// the model's cross-entropy on FILE (what `lstm eval` reports), and a resume finds FILE again by itself.
+    @Test func separateValidationFile() throws {
+        let dir = try CLI.temporaryFolder()
+        try CLI.text(2000).write(to: dir.appendingPathComponent("a.txt"), atomically: true, encoding: .utf8)
+        try (CLI.text(400, seed: 8) + "§").write(to: dir.appendingPathComponent("b.txt"), atomically: true, encoding: .utf8)
+        let flags = CLI.tiny + ["--validation", "b.txt"]
+        let whole = try CLI.run(["train", "a.txt", "--steps", "10", "--checkpoint", "m.safetensors"] + flags, in: dir)
+        #expect(whole.status == 0, "\(whole.stderr)")
+        func count(_ name: String) throws -> Int {
+            Array(try String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8).unicodeScalars).count
+        }
+        #expect(whole.stdout.contains("\(try count("a.txt")) training and \(try count("b.txt")) validation characters (b.txt)"),
+                "\(whole.stdout)")
+        let loaded = try CharacterModelFile.load(path: dir.appendingPathComponent("m.safetensors").path)
+        #expect(loaded.vocabulary.id(of: "§") != loaded.vocabulary.unknownID, "the vocabulary covers the validation text")
+        // The last validation loss is the model's loss on b.txt's streams, recomputed here by the library.
+        let metrics = try String(contentsOf: dir.appendingPathComponent("m.metrics.jsonl"), encoding: .utf8)
+        let last = try #require(metrics.split(separator: "\n").last { $0.contains("val_loss") })
+        let logged = try #require((try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])?["val_loss"] as? Double)
+        func tokens(_ name: String) throws -> [Int32] {
+            try loaded.vocabulary.encode(Array(String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8).unicodeScalars), source: name)
+        }
+        let streams = try TokenStreams(tokens: try tokens("a.txt")[...], validation: try tokens("b.txt")[...], batch: 3, steps: 8)
+        let trainer = try Trainer(model: SequenceModel(loaded.model.sequenceConfiguration(), parameters: loaded.parameters),
+                                  source: streams)
+        let recomputed = try #require(trainer.validationLoss())
+        #expect(abs(logged - recomputed) <= 1e-12 * recomputed, "logged \(logged), recomputed \(recomputed)")
+        let half = try CLI.run(["train", "a.txt", "--steps", "5", "--checkpoint", "h.safetensors"] + flags, in: dir)
+        let rest = try CLI.run(["train", "a.txt", "--steps", "10", "--checkpoint", "h.safetensors", "--resume"] + CLI.tiny, in: dir)
+        #expect(half.status == 0 && rest.status == 0, "\(half.stderr)\(rest.stderr)")
+        #expect(try Data(contentsOf: dir.appendingPathComponent("h.safetensors"))
+                == Data(contentsOf: dir.appendingPathComponent("m.safetensors")))
+    }
+
+    /// Characters the model has never seen read as its unknown entry in eval, sample --prime and validation, and
+    /// characters rarer than --min-char-count join them.
+    @Test func unseenCharactersReadAsUnknown() throws {
+        let dir = try CLI.temporaryFolder()
+        try (CLI.text(3000) + "~").write(to: dir.appendingPathComponent("text.txt"), atomically: true, encoding: .utf8)
+        try "the ✓ cell Ω keeps".write(to: dir.appendingPathComponent("alien.txt"), atomically: true, encoding: .utf8)
+        let train = try CLI.run(["train", "text.txt", "--steps", "3", "--checkpoint", "m.safetensors", "--min-char-count", "2"]
+                                + CLI.tiny, in: dir)
+        #expect(train.status == 0, "\(train.stderr)")
+        let loaded = try CharacterModelFile.load(path: dir.appendingPathComponent("m.safetensors").path)
+        #expect(loaded.vocabulary.unknownID != nil)
+        #expect(loaded.vocabulary.id(of: "~") == loaded.vocabulary.unknownID, "'~' occurs once, below --min-char-count 2")
+        let eval = try CLI.run(["eval", "m.safetensors", "alien.txt", "--json"], in: dir)
+        #expect(eval.status == 0, "\(eval.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as? [String: Any])
+        #expect(object["unknown_characters"] as? Int == 2)
+        let text = try CLI.run(["eval", "m.safetensors", "alien.txt"], in: dir)
+        #expect(text.stdout.contains("2 not in the model's vocabulary"), "\(text.stdout)")
+        let sample = try CLI.run(["sample", "m.safetensors", "--prime", "Ω the", "--length", "5"], in: dir)
+        #expect(sample.status == 0 && sample.stdout.hasPrefix("Ω the"), "\(sample.stderr)")
+    }
 }
