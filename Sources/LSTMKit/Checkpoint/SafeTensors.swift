@@ -39,7 +39,7 @@ public enum SafeTensors {
         }
 
         public init(_ values: [Float], shape: [Int]) {
-            precondition(values.count == shape.reduce(1, *))
+            require(values.count == shape.reduce(1, *), "SafeTensors.Tensor: got \(values.count) values, expected \(shape.reduce(1, *)) for shape \(shape)")
             dtype = .f32
             self.shape = shape
             bytes = [UInt8](repeating: 0, count: values.count * 4)
@@ -50,7 +50,7 @@ public enum SafeTensors {
         }
 
         public init(_ values: [Double], shape: [Int]) {
-            precondition(values.count == shape.reduce(1, *))
+            require(values.count == shape.reduce(1, *), "SafeTensors.Tensor: got \(values.count) values, expected \(shape.reduce(1, *)) for shape \(shape)")
             dtype = .f64
             self.shape = shape
             bytes = [UInt8](repeating: 0, count: values.count * 8)

@@ -342,7 +342,7 @@ public struct LSTMState<Scalar: LSTMScalar>: Sendable, Equatable {
 
     public init(hidden: [Scalar], cell: [Scalar], layers: Int, batch: Int, hiddenSize: Int, cellSize: Int? = nil) {
         let H = cellSize ?? hiddenSize
-        precondition(hidden.count == layers * batch * hiddenSize && cell.count == layers * batch * H,
+        require(hidden.count == layers * batch * hiddenSize && cell.count == layers * batch * H,
                      "LSTMState: hidden must hold layers·batch·hidden = \(layers * batch * hiddenSize) values and cell layers·batch·cell = \(layers * batch * H)")
         self.hidden = hidden
         self.cell = cell

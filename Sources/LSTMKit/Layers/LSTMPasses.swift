@@ -40,16 +40,16 @@ extension LSTM {
         parameters: ParameterBuffer<S>, stash: LSTMStash<S>, dropoutSeed: UInt64? = nil
     ) -> LSTMOutput<S> {
         let L = layerCount, D = directions, U = stateCount, H = hiddenSize, P = outputSize, I = inputSize
-        precondition(T >= 0 && B >= 1, "LSTM.forward: need steps ≥ 0 and batch ≥ 1")
-        precondition(x.count == T * B * I, "LSTM.forward: x has \(x.count) values, expected T·B·I = \(T * B * I)")
-        precondition(parameters.layout.count >= parameterEnd,
+        require(T >= 0 && B >= 1, "LSTM.forward: need steps ≥ 0 and batch ≥ 1")
+        require(x.count == T * B * I, "LSTM.forward: x has \(x.count) values, expected T·B·I = \(T * B * I)")
+        require(parameters.layout.count >= parameterEnd,
                      "LSTM.forward: parameter buffer does not hold this LSTM's tensors")
         if let lengths {
-            precondition(lengths.count == B, "LSTM.forward: \(lengths.count) lengths for a batch of \(B)")
-            precondition(lengths.allSatisfy { $0 >= 1 && $0 <= T }, "LSTM.forward: every length must be in 1...\(T)")
+            require(lengths.count == B, "LSTM.forward: \(lengths.count) lengths for a batch of \(B)")
+            require(lengths.allSatisfy { $0 >= 1 && $0 <= T }, "LSTM.forward: every length must be in 1...\(T)")
         }
         if let initial {
-            precondition(initial.layers == U && initial.batch == B && initial.hiddenSize == P && initial.cellSize == H,
+            require(initial.layers == U && initial.batch == B && initial.hiddenSize == P && initial.cellSize == H,
                          "LSTM.forward: initial state must be (L·D, B, P) = (\(U), \(B), \(P)) and cells (\(U), \(B), \(H))")
         }
         let schedule = SequenceSchedule(steps: T, batch: B, lengths: lengths, window: checkpointInterval)
@@ -368,14 +368,14 @@ extension LSTM {
         let D = directions, U = stateCount, H = hiddenSize, P = outputSize, I = inputSize
         let s = stash.schedule, T = s.steps, B = s.batch
         if let dOutput {
-            precondition(dOutput.count == T * B * D * P, "LSTM.backward: dOutput has \(dOutput.count) values, expected \(T * B * D * P)")
+            require(dOutput.count == T * B * D * P, "LSTM.backward: dOutput has \(dOutput.count) values, expected \(T * B * D * P)")
         }
         if let dFinal {
-            precondition(dFinal.layers == U && dFinal.batch == B && dFinal.hiddenSize == P && dFinal.cellSize == H,
+            require(dFinal.layers == U && dFinal.batch == B && dFinal.hiddenSize == P && dFinal.cellSize == H,
                          "LSTM.backward: dFinal must be (L·D, B, P) = (\(U), \(B), \(P)) and cells (\(U), \(B), \(H))")
         }
-        precondition(gradients.layout == parameters.layout, "LSTM.backward: gradients must share the parameters' layout")
-        precondition(parameters.layout.count >= parameterEnd, "LSTM.backward: parameter buffer does not hold this LSTM's tensors")
+        require(gradients.layout == parameters.layout, "LSTM.backward: gradients must share the parameters' layout")
+        require(parameters.layout.count >= parameterEnd, "LSTM.backward: parameter buffer does not hold this LSTM's tensors")
         // δ(h_n, c_n) in sorted rows: the carries of every direction, (L·D, B, P) and (L·D, B, H).
         let dh = stash.dHiddenCarry.pointer, dc = stash.dCellCarry.pointer
         if let dFinal {

@@ -26,7 +26,7 @@ public final class LSTMStream {
 
     /// A stream runs forward in time, so a bidirectional LSTM (whose reverse direction starts at the end) is refused.
     public init(lstm: LSTM, parameters: ParameterBuffer<Float>, threads: Int = 1) {
-        precondition(!lstm.bidirectional, "LSTMStream: a bidirectional LSTM needs the whole sequence; use LSTM.forward")
+        require(!lstm.bidirectional, "LSTMStream: a bidirectional LSTM needs the whole sequence; use LSTM.forward")
         self.lstm = lstm
         self.threads = max(1, threads)
         let H = lstm.hiddenSize, P = lstm.outputSize, L = lstm.layerCount
@@ -96,7 +96,7 @@ public final class LSTMStream {
                              hiddenSize: P, cellSize: H)
         }
         set {
-            precondition(newValue.batch == 1 && newValue.layers == lstm.layerCount && newValue.hiddenSize == lstm.outputSize
+            require(newValue.batch == 1 && newValue.layers == lstm.layerCount && newValue.hiddenSize == lstm.outputSize
                          && newValue.cellSize == lstm.hiddenSize,
                          "LSTMStream.state: expected (L, 1, P) = (\(lstm.layerCount), 1, \(lstm.outputSize)) and cells (L, 1, \(lstm.hiddenSize))")
             for k in 0..<newValue.hidden.count { hidden.pointer[k] = newValue.hidden[k] }
@@ -155,7 +155,7 @@ public final class LSTMStream {
     /// One step with arrays: x (I) in, h (P) out.
     @discardableResult
     public func step(_ x: [Float]) -> [Float] {
-        precondition(x.count == lstm.inputSize, "LSTMStream.step: x has \(x.count) values, expected \(lstm.inputSize)")
+        require(x.count == lstm.inputSize, "LSTMStream.step: x has \(x.count) values, expected \(lstm.inputSize)")
         var out = [Float](repeating: 0, count: lstm.outputSize)
         x.withUnsafeBufferPointer { xs in out.withUnsafeMutableBufferPointer { step(xs.baseAddress!, output: $0.baseAddress!) } }
         return out
@@ -164,7 +164,7 @@ public final class LSTMStream {
     /// A chunk of T steps: x (T, I) in, h (T, P) out.
     public func feed(_ x: [Float], steps T: Int) -> [Float] {
         let I = lstm.inputSize, H = lstm.outputSize
-        precondition(x.count == T * I, "LSTMStream.feed: x has \(x.count) values, expected T·I = \(T * I)")
+        require(x.count == T * I, "LSTMStream.feed: x has \(x.count) values, expected T·I = \(T * I)")
         var out = [Float](repeating: 0, count: T * H)
         x.withUnsafeBufferPointer { xs in
             out.withUnsafeMutableBufferPointer { o in

@@ -33,7 +33,7 @@ public struct Linear: Sendable, Hashable {
     @_specialize(where S == Float)
     @_specialize(where S == Double)
     public func forward<S: LSTMScalar>(_ x: [S], rows N: Int, parameters: ParameterBuffer<S>, threads: Int = 1) -> [S] {
-        precondition(x.count == N * inputSize, "Linear.forward: x has \(x.count) values, expected \(N * inputSize)")
+        require(x.count == N * inputSize, "Linear.forward: got \(x.count) values of x, expected rows × inputSize = \(N) × \(inputSize) = \(N * inputSize)")
         var y = [S](repeating: 0, count: N * outputSize)
         let In = inputSize, Out = outputSize
         x.withUnsafeBufferPointer { x in
@@ -60,7 +60,8 @@ public struct Linear: Sendable, Hashable {
         dOutput: [S], input x: [S], rows N: Int,
         parameters: ParameterBuffer<S>, gradients: inout ParameterBuffer<S>, threads: Int = 1
     ) -> [S] {
-        precondition(dOutput.count == N * outputSize && x.count == N * inputSize, "Linear.backward: shape mismatch")
+        require(dOutput.count == N * outputSize, "Linear.backward: got \(dOutput.count) values of dOutput, expected rows × outputSize = \(N) × \(outputSize) = \(N * outputSize)")
+        require(x.count == N * inputSize, "Linear.backward: got \(x.count) values of input, expected rows × inputSize = \(N) × \(inputSize) = \(N * inputSize)")
         let In = inputSize, Out = outputSize
         var dx = [S](repeating: 0, count: N * In)
         guard N > 0 else { return dx }
@@ -119,7 +120,7 @@ public struct Embedding: Sendable, Hashable {
         let E = dimension
         var y = [S](repeating: 0, count: tokens.count * E)
         for (n, token) in tokens.enumerated() {
-            precondition(token >= 0 && Int(token) < vocabularySize, "Embedding: token \(token) outside 0..<\(vocabularySize)")
+            require(token >= 0 && Int(token) < vocabularySize, "Embedding: token \(token) outside 0..<\(vocabularySize)")
             let src = weight.offset + Int(token) * E
             for j in 0..<E { y[n * E + j] = parameters.storage[src + j] }
         }
@@ -130,7 +131,7 @@ public struct Embedding: Sendable, Hashable {
     @_specialize(where S == Double)
     public func backward<S: LSTMScalar>(dOutput: [S], tokens: [Int32], gradients: inout ParameterBuffer<S>) {
         let E = dimension
-        precondition(dOutput.count == tokens.count * E, "Embedding.backward: shape mismatch")
+        require(dOutput.count == tokens.count * E, "Embedding.backward: got \(dOutput.count) values of dOutput, expected tokens × dimension = \(tokens.count) × \(E) = \(tokens.count * E)")
         for (n, token) in tokens.enumerated() {
             let dst = weight.offset + Int(token) * E
             for j in 0..<E { gradients.storage[dst + j] += dOutput[n * E + j] }

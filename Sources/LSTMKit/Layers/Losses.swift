@@ -35,14 +35,14 @@ public enum SoftmaxCrossEntropy {
         logits: [S], targets: [Int32], classes V: Int, ignoreIndex: Int32, dLogits: inout [S]
     ) -> (Double, Int) {
         let N = targets.count
-        precondition(logits.count == N * V, "SoftmaxCrossEntropy: logits have \(logits.count) values, expected \(N * V)")
+        require(logits.count == N * V, "SoftmaxCrossEntropy: got \(logits.count) logits, expected targets × classes = \(N) × \(V) = \(N * V)")
         let wantGradient = !dLogits.isEmpty
         var total = 0.0
         var count = 0
         for n in 0..<N {
             let y = targets[n]
             if y == ignoreIndex { continue }
-            precondition(y >= 0 && Int(y) < V, "SoftmaxCrossEntropy: target \(y) outside 0..<\(V)")
+            require(y >= 0 && Int(y) < V, "SoftmaxCrossEntropy: target \(y) outside 0..<\(V)")
             let row = n * V
             var m = logits[row]
             for v in 1..<V { m = max(m, logits[row + v]) }
@@ -65,7 +65,7 @@ public enum MeanSquaredError {
     @_specialize(where S == Float)
     @_specialize(where S == Double)
     public static func forwardBackward<S: LSTMScalar>(prediction: [S], target: [S]) -> (loss: Double, dPrediction: [S]) {
-        precondition(prediction.count == target.count, "MeanSquaredError: prediction and target differ in size")
+        require(prediction.count == target.count, "MeanSquaredError: got \(target.count) target values, expected one per prediction (\(prediction.count))")
         let N = prediction.count
         guard N > 0 else { return (0, []) }
         var total = 0.0
@@ -87,6 +87,8 @@ public enum MaskedSquaredError {
     @_specialize(where S == Double)
     public static func forwardBackward<S: LSTMScalar>(prediction: [S], target: [S], width: Int, keep: [Bool]?,
                                                       wantGradient: Bool = true) -> (sum: Double, count: Int, dPrediction: [S]) {
+        require(prediction.count == target.count, "MaskedSquaredError: got \(target.count) target values, expected one per prediction (\(prediction.count))")
+        require(keep == nil || keep!.count * width == target.count, "MaskedSquaredError: got \(keep?.count ?? 0) row flags, expected one per row of \(width) (\(target.count / max(width, 1)))")
         guard let keep else {
             if !wantGradient {
                 var total = 0.0
@@ -127,6 +129,8 @@ public enum QuantileLoss {
                                                       keep: [Bool]?, wantGradient: Bool = true)
         -> (sum: Double, count: Int, dPrediction: [S]) {
         let K = quantiles.count
+        require(prediction.count == target.count * K, "QuantileLoss: got \(prediction.count) predictions, expected targets × quantiles = \(target.count) × \(K) = \(target.count * K)")
+        require(keep == nil || keep!.count * width == target.count, "QuantileLoss: got \(keep?.count ?? 0) row flags, expected one per row of \(width) (\(target.count / max(width, 1)))")
         let rows = width > 0 ? target.count / width : 0
         let keptRows = keep.map { $0.reduce(0) { $0 + ($1 ? 1 : 0) } } ?? rows
         let n = keptRows * width * K

@@ -32,13 +32,13 @@ public struct CharacterSampler {
 
     /// Runs `tokens` through the model and draws the character that follows them.
     public mutating func feed(_ tokens: [Int32]) -> Int32 {
-        precondition(!tokens.isEmpty)
+        require(!tokens.isEmpty, "CharacterSampler.feed: got no tokens, expected at least one")
         let V = model.configuration.vocabularySize, E = model.configuration.embedding, H = model.lstm.outputSize
         let head = model.head, embedding = model.embedding
         parameters.storage.withUnsafeBufferPointer { p in
             hidden.withUnsafeMutableBufferPointer { h in
                 for token in tokens {
-                    precondition(token >= 0 && Int(token) < V, "CharacterSampler: token \(token) outside 0..<\(V)")
+                    require(token >= 0 && Int(token) < V, "CharacterSampler: token \(token) outside 0..<\(V)")
                     stream.step(p.baseAddress! + embedding.weight.offset + Int(token) * E, output: h.baseAddress!)
                 }
                 logits.withUnsafeMutableBufferPointer { y in

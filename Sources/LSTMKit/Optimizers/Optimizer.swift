@@ -70,8 +70,8 @@ public struct Optimizer<Scalar: LSTMScalar>: Sendable {
     @_specialize(where Scalar == Double)
     public mutating func step(_ parameters: inout ParameterBuffer<Scalar>, gradients: ParameterBuffer<Scalar>,
                               learningRate: Double) {
-        precondition(parameters.storage.count == gradients.storage.count, "Optimizer.step: gradients do not match parameters")
-        precondition(states.allSatisfy { $0.count == parameters.storage.count }, "Optimizer.step: state does not match parameters")
+        require(parameters.storage.count == gradients.storage.count, "Optimizer.step: gradients do not match parameters")
+        require(states.allSatisfy { $0.count == parameters.storage.count }, "Optimizer.step: state does not match parameters")
         stepCount += 1
         let t = Double(stepCount)
         let n = parameters.storage.count

@@ -24,8 +24,8 @@ public struct ParameterLayout: Sendable, Hashable {
 
     /// Appends a tensor and returns where it lives. Names must be unique.
     public mutating func add(_ name: String, shape: [Int]) -> ParameterSpec {
-        precondition(!specs.contains { $0.name == name }, "duplicate parameter name \(name)")
-        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(name)")
+        require(!specs.contains { $0.name == name }, "duplicate parameter name \(name)")
+        require(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(name)")
         let n = shape.reduce(1, *)
         let spec = ParameterSpec(name: name, shape: shape, offset: count, count: n)
         specs.append(spec)
@@ -51,7 +51,7 @@ public struct ParameterBuffer<Scalar: LSTMScalar>: Sendable {
     }
 
     public init(layout: ParameterLayout, storage: [Scalar]) {
-        precondition(storage.count == layout.count, "storage has \(storage.count) scalars, layout needs \(layout.count)")
+        require(storage.count == layout.count, "storage has \(storage.count) scalars, layout needs \(layout.count)")
         self.layout = layout
         self.storage = storage
     }
@@ -65,7 +65,7 @@ public struct ParameterBuffer<Scalar: LSTMScalar>: Sendable {
     public subscript(spec: ParameterSpec) -> ArraySlice<Scalar> {
         get { storage[spec.range] }
         set {
-            precondition(newValue.count == spec.count)
+            require(newValue.count == spec.count, "ParameterBuffer: got \(newValue.count) values for \(spec.name), expected \(spec.count)")
             storage.replaceSubrange(spec.range, with: newValue)
         }
     }

@@ -57,7 +57,7 @@ public struct RandomSource: RandomNumberGenerator, Sendable, Hashable {
 
     /// Uniform integer in 0..<n.
     public mutating func index(below n: Int) -> Int {
-        precondition(n > 0)
+        require(n > 0, "RandomSource.index(below:): got \(n), expected a positive bound")
         return Int(next(upperBound: UInt64(n)))
     }
 

@@ -32,7 +32,7 @@ public struct TruncatedBPTT<Scalar: LSTMScalar>: Sendable {
 
     /// Zeroes one batch row's state in every layer (that row's stream starts over).
     public mutating func reset(row b: Int) {
-        precondition(b >= 0 && b < batch, "TruncatedBPTT.reset(row:): row \(b) outside 0..<\(batch)")
+        require(b >= 0 && b < batch, "TruncatedBPTT.reset(row:): row \(b) outside 0..<\(batch)")
         let (P, H) = (lstm.outputSize, lstm.hiddenSize)
         for u in 0..<lstm.stateCount {
             for k in ((u * batch + b) * P)..<((u * batch + b + 1) * P) { state.hidden[k] = 0 }
