@@ -65,3 +65,58 @@ struct ReadmeInteropExampleTests {
                                              "weight_ih_l1", "weight_hh_l1", "bias_ih_l1", "bias_hh_l1"])
     }
 }
+
+/// The README's classifier and regressor, verbatim between the markers.
+struct ReadmeModelExampleTests {
+    @Test func readmeClassifierLearns() throws {
+        // README classifier begin
+        // A many-to-one classifier: is the sum of a sequence of 5 to 30 numbers positive? 2 LSTM layers, lengths vary.
+        func example(_ random: inout RandomSource) -> (series: [Float], label: Int32) {
+            let series = (0..<(5 + random.index(below: 26))).map { _ in Float(random.uniform(-1, 1)) }
+            return (series, series.reduce(0, +) > 0 ? 1 : 0)
+        }
+        var random = RandomSource(seed: 1)
+        let examples = (0..<1000).map { _ in example(&random) }
+        let data = try SequenceDataset(series: examples.map(\.series), classes: examples.map(\.label),
+                                       validationFraction: 0.1, batch: 32)
+        let model = try SequenceModel<Float>(input: .features(1), lstm: LSTMConfiguration(hiddenSize: 32, layers: 2),
+                                             head: .lastStep(outputs: 2), loss: .crossEntropy)
+        let trainer = try Trainer(model: model, source: data, options: TrainerOptions(learningRate: 0.01))
+        _ = try trainer.fit(FitOptions(steps: 150))
+
+        let test = (0..<500).map { _ in example(&random) }
+        let predicted = try model.predict(SequenceBatch(series: test.map(\.series))).classes
+        let accuracy = Double(zip(predicted, test).filter { $0 == $1.label }.count) / Double(test.count)
+        print("validation loss \(trainer.validationLoss()!), test accuracy \(accuracy)")
+        // README classifier end
+        #expect(accuracy > 0.9)
+    }
+
+    @Test func readmeRegressorLearns() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("readme-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        // The example writes a relative path; nothing else in the suite reads or writes relative paths.
+        let previous = FileManager.default.currentDirectoryPath
+        FileManager.default.changeCurrentDirectoryPath(folder.path)
+        defer { FileManager.default.changeCurrentDirectoryPath(previous) }
+        // README regressor begin
+        // A sine regressor: from 20 steps of a sine wave, predict the next value. Saved, loaded, used.
+        let waves = (0..<320).map { s in (0...20).map { t in Float(sin(Double(s) * 0.37 + Double(t) * 0.3)) } }
+        let data = try SequenceDataset(series: waves.map { Array($0.prefix(20)) }, values: waves.map { [$0[20]] },
+                                       validationFraction: 0.1, batch: 16)
+        let model = try SequenceModel<Float>(input: .features(1), lstm: LSTMConfiguration(hiddenSize: 16, layers: 2),
+                                             head: .lastStep(outputs: 1), loss: .meanSquaredError)
+        let trainer = try Trainer(model: model, source: data, options: TrainerOptions(learningRate: 0.01))
+        let before = trainer.validationLoss()!
+        _ = try trainer.fit(FitOptions(steps: 200))
+        print("validation MSE \(before) before, \(trainer.validationLoss()!) after 200 steps")
+
+        try model.save(to: "sine.safetensors")
+        let loaded = try SequenceModel<Float>(contentsOf: "sine.safetensors")
+        let next = try loaded.predict(SequenceBatch(series: [(0..<20).map { Float(sin(Double($0) * 0.3)) }])).outputs[0]
+        print("sin(6.0) = \(sin(6.0)), predicted \(next)")
+        // README regressor end
+        #expect(trainer.validationLoss()! < before / 20)
+        #expect(abs(Double(next) - sin(6.0)) < 0.1)
+    }
+}
