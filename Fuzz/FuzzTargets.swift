@@ -4,7 +4,7 @@
 // LSTM_FUZZ_TARGET picks what the input bytes are fed to:
 //   safetensors — SafeTensors.decode, then every loader built on it: the character-model checkpoint
 //                 (CharacterModelFile.load), resuming a trainer from it, and PyTorch nn.LSTM state_dicts
-//                 (LSTM.load with and without the "lstm." prefix, Float and Double).
+//                 (LSTM.load with and without the "lstm." prefix, Float and Double), and SequenceModel files.
 //   corpus      — Corpus.decode (strict UTF-8), Vocabulary building and encoding, the vocabulary JSON parser.
 // Every failure must be a thrown error; a crash, hang, leak or sanitizer report is a bug.
 
@@ -29,9 +29,18 @@ private func fuzzSafeTensors(_ bytes: [UInt8]) {
         // A checkpoint that loads must also run: one evaluation window on a few of its own characters.
         let tokens = (0..<min(8, loaded.vocabulary.count)).map { Int32($0) }
         if tokens.count >= 2, loaded.model.configuration.hidden <= 64, loaded.model.configuration.layers <= 3 {
-            _ = loaded.model.crossEntropy(of: tokens, parameters: loaded.parameters)
+            _ = try? loaded.model.crossEntropy(of: tokens, parameters: loaded.parameters)
         }
         _ = try? CharacterTrainer(resuming: file, tokens: tokens + tokens + tokens, source: "fuzz")
+    }
+    if let model = try? SequenceModel<Float>(file: file, source: "fuzz"), model.lstm.hiddenSize <= 64,
+       model.lstm.layerCount <= 3 {
+        // A model file that loads must also run, on a batch of its own input kind.
+        let batch: SequenceBatch<Float>? = switch model.configuration.input {
+        case .tokens(let V, _): try? SequenceBatch(tokenSequences: [[0, Int32(V - 1)], [0]])
+        case .features(let f): try? SequenceBatch(sequences: [[[Float](repeating: 0.5, count: f)]])
+        }
+        if let batch { _ = try? model.predict(batch) }
     }
     for prefix in ["", "lstm."] {
         _ = try? LSTM.load(from: file, prefix: prefix, as: Float.self)

@@ -5,7 +5,8 @@ torch_variant_packed_bi_proj_l2.safetensors as torch-variant-bi-proj.safetensors
 state_dict) and two tiny LSTMKit checkpoints (`lstm train Fuzz/Corpus/corpus/ascii.txt --hidden 8 --layers 1
 --embedding 4 --seq-length 8 --batch 2 --steps 2 --val-fraction 0 --checkpoint
 Fuzz/Corpus/safetensors/lstmkit-checkpoint.safetensors`, and the same with `--proj 3 --layer-norm --peepholes` into
-lstmkit-proj-ln-checkpoint.safetensors; the .metrics.jsonl written beside them is not a seed)."""
+lstmkit-proj-ln-checkpoint.safetensors; the .metrics.jsonl written beside them is not a seed), and a SequenceModel
+file (sequence-model.safetensors: the sine regressor the README example test saves, sine.safetensors)."""
 import json
 import os
 import struct

@@ -203,5 +203,11 @@ struct SequenceModelTests {
                 == "m.safetensors: tensor lstm.weight_ih_l2 does not belong to the model its metadata describes")
         #expect(failure { $0.metadata["format_version"] = "9" }.contains("newer than this LSTMKit understands"))
         #expect(failure { $0.metadata["model"] = "{" } == "m.safetensors has no readable model description (metadata key model)")
+        // A small file claiming a huge model is refused before the claimed size is allocated.
+        #expect(failure { f in
+            var huge = model.configuration
+            huge.lstm.hiddenSize = 1 << 40
+            f.metadata["model"] = String(decoding: try! JSONEncoder().encode(huge), as: UTF8.self)
+        } == "m.safetensors describes a model larger than the tensors it holds; the file is damaged")
     }
 }

@@ -60,8 +60,20 @@ extension SequenceModel {
               let configuration = try? JSONDecoder().decode(SequenceModelConfiguration.self, from: Data(json.utf8)) else {
             throw .invalidInput("\(source) has no readable model description (metadata key model)")
         }
-        do { try self.init(configuration, parameters: nil) } catch { throw .invalidInput("\(source): \(error.description)") }
-        for spec in layout.specs {
+        // The description is checked against the tensors before anything is allocated, so a small file that
+        // claims a huge model is an error, not an allocation of what it claims.
+        let lstm = configuration.lstm
+        let available = file.tensors.reduce(0) { $0 + $1.tensor.elementCount }
+        var sizes = [lstm.hiddenSize, lstm.projectionSize, configuration.input.width, configuration.headWidth]
+        if case .tokens(let V, _) = configuration.input { sizes.append(V) }
+        guard lstm.layers <= file.tensors.count, sizes.allSatisfy({ $0 <= available }) else {
+            throw .invalidInput("\(source) describes a model larger than the tensors it holds; the file is damaged")
+        }
+        let structure: (configuration: SequenceModelConfiguration, layout: ParameterLayout, embedding: Embedding?, lstm: LSTM, head: Linear)
+        do { structure = try Self.structure(configuration) } catch { throw .invalidInput("\(source): \(error.description)") }
+        var parameters = [Scalar]()
+        parameters.reserveCapacity(structure.layout.count)
+        for spec in structure.layout.specs {
             guard let tensor = file[spec.name] else {
                 throw .invalidInput("\(source) has no tensor \(spec.name), which the model it describes needs")
             }
@@ -72,8 +84,10 @@ extension SequenceModel {
                 throw .invalidInput("\(source): tensor \(spec.name) has dtype \(tensor.dtype.rawValue); expected a floating-point tensor")
             }
             guard values.allSatisfy(\.isFinite) else { throw .invalidInput("\(source): tensor \(spec.name) contains NaN or infinity") }
-            for (k, v) in values.enumerated() { parameters.storage[spec.offset + k] = Scalar(v) }
+            parameters += values.map { Scalar($0) }
         }
+        try self.init(configuration, parameters: ParameterBuffer(layout: structure.layout, storage: parameters))
+        let layout = structure.layout
         // A model tensor the description does not have would be silently ignored: refuse it.
         let known = Set(layout.specs.map(\.name))
         let modules: Set<Substring> = ["embedding", "lstm", "head"]

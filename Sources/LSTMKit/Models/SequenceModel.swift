@@ -116,7 +116,25 @@ public final class SequenceModel<Scalar: LSTMScalar> {
 
     /// The model with these parameters (zero when nil), which must have the model's layout.
     public init(_ configuration: SequenceModelConfiguration, parameters: ParameterBuffer<Scalar>?) throws(LSTMKitError) {
+        let parts = try Self.structure(configuration)
+        (self.configuration, layout, embedding, lstm, head) = (parts.configuration, parts.layout, parts.embedding, parts.lstm, parts.head)
+        if let parameters {
+            guard parameters.layout == layout else {
+                throw .shapeMismatch("the parameters' layout (\(parameters.layout.count) values) is not this model's (\(layout.count))")
+            }
+            self.parameters = parameters
+        } else {
+            self.parameters = ParameterBuffer(layout: layout)
+        }
+        gradients = ParameterBuffer(layout: layout)
+        stash = LSTMStash()
+    }
+
+    /// The modules and the tensor layout `configuration` describes, validated, with nothing allocated.
+    static func structure(_ configuration: SequenceModelConfiguration) throws(LSTMKitError)
+        -> (configuration: SequenceModelConfiguration, layout: ParameterLayout, embedding: Embedding?, lstm: LSTM, head: Linear) {
         var layout = ParameterLayout()
+        let embedding: Embedding?
         switch configuration.input {
         case let .tokens(vocabularySize, dimension):
             embedding = try Embedding(vocabularySize: vocabularySize, dimension: dimension, layout: &layout, prefix: "embedding.")
@@ -126,7 +144,7 @@ public final class SequenceModel<Scalar: LSTMScalar> {
         }
         var lstmConfiguration = configuration.lstm
         lstmConfiguration.inputSize = configuration.input.width
-        lstm = try LSTM(lstmConfiguration, layout: &layout, prefix: "lstm.")
+        let lstm = try LSTM(lstmConfiguration, layout: &layout, prefix: "lstm.")
         guard configuration.head.outputs >= 1 else {
             throw .invalidConfiguration("the head must have at least 1 output, got \(configuration.head.outputs)")
         }
@@ -143,20 +161,10 @@ public final class SequenceModel<Scalar: LSTMScalar> {
         }
         let readsFinalState = if case .lastStep = configuration.head { true } else { false }
         let headInput = readsFinalState ? lstm.directions * lstm.outputSize : lstm.outputWidth
-        head = try Linear(inputSize: headInput, outputSize: configuration.headWidth, layout: &layout, prefix: "head.")
-        self.configuration = SequenceModelConfiguration(input: configuration.input, lstm: lstmConfiguration,
-                                                        head: configuration.head, loss: configuration.loss)
-        self.layout = layout
-        if let parameters {
-            guard parameters.layout == layout else {
-                throw .shapeMismatch("the parameters' layout (\(parameters.layout.count) values) is not this model's (\(layout.count))")
-            }
-            self.parameters = parameters
-        } else {
-            self.parameters = ParameterBuffer(layout: layout)
-        }
-        gradients = ParameterBuffer(layout: layout)
-        stash = LSTMStash()
+        let head = try Linear(inputSize: headInput, outputSize: configuration.headWidth, layout: &layout, prefix: "head.")
+        let validated = SequenceModelConfiguration(input: configuration.input, lstm: lstmConfiguration,
+                                                   head: configuration.head, loss: configuration.loss)
+        return (validated, layout, embedding, lstm, head)
     }
 
     var readsLastStep: Bool { if case .lastStep = configuration.head { true } else { false } }

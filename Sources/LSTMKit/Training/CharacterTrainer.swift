@@ -111,7 +111,11 @@ public final class CharacterTrainer {
         trainer = try Trainer(model: sequenceModel, source: source,
                               options: TrainerOptions(optimizer: options.optimizer, learningRate: options.learningRate,
                                                       schedule: options.schedule, clip: options.clip, seed: options.seed))
-        trainer.checkpointMetadata = { [unowned self] _ in self.checkpointMetadata() }
+        let fingerprint = corpusFingerprint, characters = training.count + validation.count
+        trainer.checkpointMetadata = { trainer in
+            Self.checkpointMetadata(of: trainer, model: model, vocabulary: vocabulary, options: options,
+                                    corpusFingerprint: fingerprint, corpusCharacters: characters)
+        }
     }
 
     static func check(_ options: TrainingOptions) throws(LSTMKitError) {
@@ -193,14 +197,16 @@ public final class CharacterTrainer {
         }
     }
 
-    /// The character-model keys, replacing the generic trainer's.
-    func checkpointMetadata() -> [String: String] {
+    /// The character-model keys, replacing the generic trainer's (computed from the values, so the generic trainer
+    /// writes them even when it outlives this object).
+    static func checkpointMetadata(of trainer: Trainer<TokenStreams>, model: CharacterModel, vocabulary: Vocabulary,
+                                   options: TrainingOptions, corpusFingerprint: UInt64,
+                                   corpusCharacters: Int) -> [String: String] {
         var metadata = CharacterModelFile.file(model: model, vocabulary: vocabulary, parameters: nil).metadata
         let s = trainer.state
         let state = SavedState(step: s.step, epoch: s.epoch, position: s.position, optimizerSteps: s.optimizerSteps,
                                bestValidationLoss: s.bestValidationLoss,
-                               corpusFingerprint: String(corpusFingerprint, radix: 16),
-                               corpusCharacters: trainTokens.count + validationTokens.count)
+                               corpusFingerprint: String(corpusFingerprint, radix: 16), corpusCharacters: corpusCharacters)
         metadata["training"] = jsonString(options)
         metadata["state"] = jsonString(state)
         return metadata
