@@ -57,7 +57,8 @@ struct BenchCommand: ParsableCommand {
     )
 
     @Flag(help: "Print one JSON object per configuration.") var json = false
-    @Option(help: "Threads (default: all cores).") var threads = ProcessInfo.processInfo.activeProcessorCount
+    @OptionGroup var runtime: ThreadOptions
+    var threads: Int { runtime.threads }
     @Option(help: "Comma-separated configurations: small, charrnn, large, stream-128, stream-512x2, stream-1024, packed (variable lengths uniform in [T/2, T]), bidir (bidirectional), lean (memory-lean BPTT, T = 100,000).")
     var configs = "small,charrnn,large,stream-128,stream-512x2,stream-1024,packed,bidir"
     @Option(help: "Timed repetitions after one warm-up (the median is reported).") var repeats = 5
@@ -70,7 +71,6 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         try reportingFailures {
-            guard threads >= 1 else { throw Failure(message: "--threads must be at least 1, got \(threads)") }
             guard repeats >= 1, streamSteps >= 1 else { throw Failure(message: "--repeats and --stream-steps must be at least 1") }
             var chosen: [BenchConfiguration] = []
             for name in configs.split(separator: ",").map({ String($0).trimmingCharacters(in: .whitespaces) }) {

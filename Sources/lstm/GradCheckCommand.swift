@@ -20,7 +20,8 @@ struct GradCheckCommand: ParsableCommand {
     @Flag(help: "Put no gradient on the final (h_T, c_T).") var noFinalGradient = false
     @Option(help: "Scale of the random weights, in units of 1/sqrt(H).") var scale = 1.0
     @Option(help: "Largest relative error accepted.") var threshold = 1e-6
-    @Option(help: "Random seed.") var seed: UInt64 = 0
+    @OptionGroup var random: SeedOption
+    var seed: UInt64 { random.seed }
     @Flag(help: "Bidirectional layers.") var bidirectional = false
     @Option(help: "Projection size P (LSTMP), 0 for none.") var proj = 0
     @Flag(help: "Layer-normalized LSTM.") var layerNorm = false

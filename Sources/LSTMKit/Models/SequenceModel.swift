@@ -88,8 +88,9 @@ public final class SequenceModel<Scalar: LSTMScalar> {
     public let lstm: LSTM
     public let head: Linear
     public var parameters: ParameterBuffer<Scalar>
-    /// Where `lossAndGradients` adds every parameter's gradient.
-    public var gradients: ParameterBuffer<Scalar>
+    /// Where `lossAndGradients` adds every parameter's gradient (allocated on first use: a model that only
+    /// predicts never holds one).
+    public lazy var gradients = ParameterBuffer<Scalar>(layout: layout)
     let stash: LSTMStash<Scalar>
 
     /// Threads for the matrix products; any count gives bitwise the same results.
@@ -126,7 +127,6 @@ public final class SequenceModel<Scalar: LSTMScalar> {
         } else {
             self.parameters = ParameterBuffer(layout: layout)
         }
-        gradients = ParameterBuffer(layout: layout)
         stash = LSTMStash()
     }
 
