@@ -75,7 +75,7 @@ struct TrainCommand: ParsableCommand {
         let schedule: LearningRateSchedule = training.schedule == .cosine
             ? .cosine(warmup: training.warmup, total: totalSteps, minimum: options.learningRate / 10) : options.schedule
         let report = TrainingReport(totalSteps: totalSteps, startStep: trainer.step, logEvery: training.logEvery,
-                                    lastValidation: nil)
+                                    lastValidation: resume ? lastValidationLoss(in: files.metrics, upTo: trainer.step) : nil)
         let c = trainer.model.configuration
         let threads = runtime.threads
         report.note("""
@@ -167,5 +167,15 @@ struct TrainCommand: ParsableCommand {
                                        layerNorm: c.layerNorm ?? false, checkpointInterval: trainer.options.checkpointInterval ?? 0),
             for: "resuming \(files.checkpoint)", hint: "free memory or set a larger LSTM_MEMORY_LIMIT")
         return trainer
+    }
+
+    /// The last validation loss a metrics file logged at or before `step` (what the progress line shows on resuming).
+    private func lastValidationLoss(in path: String, upTo step: Int) -> Double? {
+        guard let bytes = AtomicFile.read(path: path) else { return nil }
+        return String(decoding: bytes, as: UTF8.self).split(separator: "\n").compactMap { line -> Double? in
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let s = object["step"] as? Int, s <= step else { return nil }
+            return object["val_loss"] as? Double
+        }.last
     }
 }
