@@ -30,7 +30,8 @@ struct SampleCommand: ParsableCommand {
             let primeScalars = Array((prime.isEmpty ? "\n" : prime).unicodeScalars)
             let primeTokens = try loaded.vocabulary.encode(primeScalars, source: "--prime")
             var sampler = CharacterSampler(model: loaded.model, parameters: loaded.parameters,
-                                           temperature: argmax ? 0 : temperature, topK: topK, seed: random.seed)
+                                           temperature: argmax ? 0 : temperature, topK: topK, seed: random.seed,
+                                           excluding: loaded.vocabulary.unknownID)
             let out = FileHandle.standardOutput
             out.write(Data(String(String.UnicodeScalarView(primeScalars)).utf8))
             var token = sampler.feed(primeTokens)

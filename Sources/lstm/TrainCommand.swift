@@ -33,6 +33,7 @@ struct TrainCommand: ParsableCommand {
 
     func validate() throws {
         guard minCharCount >= 1 else { throw ValidationError("--min-char-count must be at least 1, got \(minCharCount)") }
+        guard validation != "-" else { throw ValidationError("--validation needs a file (training may read standard input, validation may not)") }
     }
 
     func run() throws {
@@ -111,6 +112,9 @@ struct TrainCommand: ParsableCommand {
 
     private func newTrainer(corpus: CorpusText, heldOut: CorpusText?) throws -> CharacterTrainer {
         let vocabulary = try Vocabulary(building: corpus.scalars + (heldOut?.scalars ?? []), minimumCount: minCharCount)
+        guard vocabulary.count >= 2 else {
+            throw Failure(message: "no character occurs --min-char-count \(minCharCount) times, so the vocabulary would hold only the unknown character; lower --min-char-count")
+        }
         try MemoryBudget.require(
             MemoryBudget.trainingBytes(vocabulary: vocabulary.count, embedding: model.embedding, hidden: model.hidden,
                                        layers: model.layers, batch: training.batch, steps: training.seqLength,
@@ -124,7 +128,8 @@ struct TrainCommand: ParsableCommand {
         options.learningRate = training.lr
         options.clip = training.clip
         options.validationFraction = heldOut == nil ? training.valFraction : 0
-        options.validationFile = heldOut?.source
+        // An absolute path, so that --resume finds it from any folder.
+        options.validationFile = heldOut.map { URL(fileURLWithPath: $0.source).standardizedFileURL.path }
         options.seed = random.seed
         options.checkpointInterval = training.bpttCheckpoint > 0 ? training.bpttCheckpoint : nil
         let tokens = try vocabulary.encode(corpus.scalars, source: corpus.source)

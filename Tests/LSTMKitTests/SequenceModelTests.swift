@@ -135,6 +135,51 @@ struct SequenceModelTests {
         }
     }
 
+    /// Token input: the embedding's gradient (rows of repeated tokens add up) and every other tensor, batch-first
+    /// with lengths, for both heads; padding holds out-of-vocabulary ids, which must never be read.
+    @Test("gradient check of a token model", arguments: [SequenceModelConfiguration.Head.everyStep(outputs: 5), .lastStep(outputs: 3)])
+    func tokenModelGradients(head: SequenceModelConfiguration.Head) throws {
+        let model = try SequenceModel<Double>(input: .tokens(vocabularySize: 5, embedding: 3),
+                                              lstm: .init(hiddenSize: 4, layers: 2, bidirectional: true), head: head,
+                                              loss: .crossEntropy, seed: 8)
+        let lengths = [4, 2, 3]
+        var tokens: [Int32] = []
+        for b in 0..<3 { for t in 0..<4 { tokens.append(t < lengths[b] ? Int32((b * 3 + t * 2) % 5) : 99) } }
+        let batch = try SequenceBatch<Double>(tokens: tokens, steps: 4, batch: 3, layout: .batchFirst, lengths: lengths)
+        let targets: SequenceTargets<Double>
+        if case .everyStep = head {
+            targets = .classes((0..<12).map { Int32(($0 * 7) % 5) })
+        } else {
+            targets = .classes([0, 2, 1])
+        }
+        model.zeroGradients()
+        try model.lossAndGradients(batch, targets: targets)
+        let analytic = model.gradients
+        func loss() -> Double { let r = try! model.evaluate(batch, targets: targets); return r.sum / Double(r.count) }
+        for spec in model.layout.specs {
+            var worst = 0.0
+            for k in spec.range {
+                let saved = model.parameters.storage[k]
+                let n = Self.numerical({ v in model.parameters.storage[k] = v; return loss() }, at: saved)
+                model.parameters.storage[k] = saved
+                worst = max(worst, Self.error(analytic.storage[k], n))
+            }
+            #expect(worst <= 1e-6, "\(spec.name) max error \(worst)")
+        }
+    }
+
+    @Test func doubleModelsSaveAndLoad() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("double-\(UUID().uuidString).safetensors").path
+        let model = try SequenceModel<Double>(input: .features(2), lstm: .init(hiddenSize: 3), head: .lastStep(outputs: 2),
+                                              loss: .quantile([0.2, 0.8]), seed: 2)
+        try model.save(to: path)
+        #expect(try SafeTensors.read(path: path).tensors.allSatisfy { $0.tensor.dtype == .f64 })
+        let loaded = try SequenceModel<Double>(contentsOf: path)
+        #expect(loaded.parameters.storage == model.parameters.storage && loaded.configuration == model.configuration)
+        let json = try #require(try SafeTensors.read(path: path).metadata["model"])
+        #expect(json.contains("\"kind\":\"last_step\"") && json.contains("\"quantiles\":[0.2,0.8]"), "\(json)")
+    }
+
     /// The last-step head reads each row's own last real step: a padded row predicts what it predicts alone.
     @Test func lastStepHeadIgnoresPadding() throws {
         let model = try SequenceModel<Float>(input: .features(1), lstm: .init(hiddenSize: 6, layers: 2, bidirectional: true),

@@ -13,7 +13,7 @@ struct VocabularyTests {
         let (ids, unknown) = try vocabulary.encodeCountingUnknown(Array("abcz\u{FFFD}".unicodeScalars), source: "t")
         #expect(ids == [0, 1, 2, 2, 2])
         #expect(unknown == 2, "c (rare) and z (unseen); U+FFFD itself is in the vocabulary")
-        #expect(vocabulary.id(of: "q") == 2)
+        #expect(vocabulary.id(of: "q") == nil, "id(of:) answers for listed characters only")
     }
 
     @Test func aVocabularyWithoutTheEntryRefusesUnseenCharacters() throws {

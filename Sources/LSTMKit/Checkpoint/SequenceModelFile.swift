@@ -71,8 +71,7 @@ extension SequenceModel {
         }
         let structure: (configuration: SequenceModelConfiguration, layout: ParameterLayout, embedding: Embedding?, lstm: LSTM, head: Linear)
         do { structure = try Self.structure(configuration) } catch { throw .invalidInput("\(source): \(error.description)") }
-        var parameters = [Scalar]()
-        parameters.reserveCapacity(structure.layout.count)
+        // Every tensor present with its shape before anything of the layout's size is allocated.
         for spec in structure.layout.specs {
             guard let tensor = file[spec.name] else {
                 throw .invalidInput("\(source) has no tensor \(spec.name), which the model it describes needs")
@@ -80,6 +79,11 @@ extension SequenceModel {
             guard tensor.shape == spec.shape else {
                 throw .shapeMismatch("\(source): tensor \(spec.name) has shape \(tensor.shape), expected \(spec.shape)")
             }
+        }
+        var parameters = [Scalar]()
+        parameters.reserveCapacity(structure.layout.count)
+        for spec in structure.layout.specs {
+            let tensor = file[spec.name]!
             guard let values = tensor.doubles() else {
                 throw .invalidInput("\(source): tensor \(spec.name) has dtype \(tensor.dtype.rawValue); expected a floating-point tensor")
             }

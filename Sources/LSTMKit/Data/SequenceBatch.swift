@@ -27,11 +27,17 @@ public struct SequenceBatch<Scalar: LSTMScalar>: Sendable {
                 layout: SequenceLayout = .timeMajor, lengths: [Int]? = nil) throws(LSTMKitError) {
         guard F >= 1 else { throw .shapeMismatch("SequenceBatch: features must be at least 1, got \(F)") }
         try Self.checkShape(values.count, steps: T, batch: B, width: F, lengths: lengths, what: "values")
-        if let k = values.firstIndex(where: { !$0.isFinite }) {
-            throw .invalidInput("SequenceBatch: value \(k) is \(values[k]); inputs must be finite numbers")
-        }
         self.values = .features(values)
         (steps, batch, features, self.layout, self.lengths) = (T, B, F, layout, lengths)
+        // Padding is never read (NaN there is fine); real steps must be finite.
+        for t in 0..<T {
+            for b in 0..<B where isReal(step: t, row: b) {
+                let base = index(step: t, row: b) * F
+                if let j = (0..<F).first(where: { !values[base + $0].isFinite }) {
+                    throw .invalidInput("SequenceBatch: value \(j) of step \(t) of row \(b) is \(values[base + j]); inputs must be finite numbers")
+                }
+            }
+        }
     }
 
     /// Token ids, already laid out: `tokens` holds T·B ids.

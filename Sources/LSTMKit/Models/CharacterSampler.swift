@@ -19,7 +19,12 @@ public struct CharacterSampler {
     /// The LSTM state after the characters fed so far.
     public var state: LSTMState<Float> { stream.state }
 
-    public init(model: CharacterModel, parameters: ParameterBuffer<Float>, temperature: Double = 1, topK: Int = 0, seed: UInt64) {
+    /// Never drawn: the vocabulary's unknown entry, which stands for characters the model has not seen.
+    public var excluded: Int32?
+
+    public init(model: CharacterModel, parameters: ParameterBuffer<Float>, temperature: Double = 1, topK: Int = 0, seed: UInt64,
+                excluding excluded: Int32? = nil) {
+        self.excluded = excluded
         self.model = model
         self.parameters = parameters
         self.temperature = temperature
@@ -54,11 +59,12 @@ public struct CharacterSampler {
 
     mutating func draw(_ logits: [Double]) -> Int32 {
         if temperature == 0 {
-            var best = 0
-            for v in 1..<logits.count where logits[v] > logits[best] { best = v }
+            var best = excluded == 0 && logits.count > 1 ? 1 : 0
+            for v in 0..<logits.count where logits[v] > logits[best] && Int32(v) != excluded { best = v }
             return Int32(best)
         }
-        var candidates = Array(logits.indices)
+        var candidates = Array(logits.indices).filter { $0 != excluded.map(Int.init) }
+        if candidates.isEmpty { candidates = Array(logits.indices) }
         if topK > 0 && topK < logits.count {
             candidates.sort { logits[$0] != logits[$1] ? logits[$0] > logits[$1] : $0 < $1 }
             candidates = Array(candidates.prefix(topK)).sorted()

@@ -87,7 +87,9 @@ public final class SequenceModel<Scalar: LSTMScalar> {
     public let embedding: Embedding?
     public let lstm: LSTM
     public let head: Linear
-    public var parameters: ParameterBuffer<Scalar>
+    public var parameters: ParameterBuffer<Scalar> {
+        didSet { require(parameters.layout == layout, "SequenceModel.parameters: got a buffer of another layout (\(parameters.layout.count) values), expected the model's (\(layout.count))") }
+    }
     /// Where `lossAndGradients` adds every parameter's gradient (allocated on first use: a model that only
     /// predicts never holds one).
     public lazy var gradients = ParameterBuffer<Scalar>(layout: layout)
@@ -246,8 +248,8 @@ public final class SequenceModel<Scalar: LSTMScalar> {
         } else {
             back = lstm.backward(dOutput: dHeadInput, parameters: parameters, stash: stash, gradients: &gradients)
         }
-        if let embedding, case .tokens(let tokens) = batch.values {
-            embedding.backward(dOutput: back.input, tokens: tokens, gradients: &gradients)
+        if let embedding, case .tokens = batch.values {
+            embedding.backward(dOutput: back.input, tokens: realTokens(batch), gradients: &gradients)
         }
         return Gradients(loss: count > 0 ? sum / Double(count) : 0, count: count, final: prediction.final,
                          input: embedding == nil ? back.input : [], initial: back.initial)
@@ -260,7 +262,7 @@ public final class SequenceModel<Scalar: LSTMScalar> {
         let T = batch.steps, B = batch.batch
         let x: [Scalar]
         switch batch.values {
-        case .tokens(let tokens): x = embedding!.forward(tokens, parameters: parameters)   // (T, B, E)
+        case .tokens: x = embedding!.forward(realTokens(batch), parameters: parameters)    // (T, B, E)
         case .features(let values): x = values                                             // (T, B, F)
         }
         let out = lstm.forward(x, steps: T, batch: B, lengths: batch.lengths, initial: initial, layout: batch.layout,
@@ -269,6 +271,16 @@ public final class SequenceModel<Scalar: LSTMScalar> {
         let headInput = readsLastStep ? lastStates(out.final, batch: B) : out.output
         let outputs = head.forward(headInput, rows: rows, parameters: parameters, threads: stash.threads)
         return (Prediction(outputs: outputs, rows: rows, width: head.outputSize, final: out.final), out.output)
+    }
+
+    /// The batch's token ids with padding set to 0 (padding may hold anything; its rows are never read).
+    private func realTokens(_ batch: SequenceBatch<Scalar>) -> [Int32] {
+        guard case .tokens(var tokens) = batch.values else { return [] }
+        guard batch.lengths != nil else { return tokens }
+        for t in 0..<batch.steps {
+            for b in 0..<batch.batch where !batch.isReal(step: t, row: b) { tokens[batch.index(step: t, row: b)] = 0 }
+        }
+        return tokens
     }
 
     /// The top layer's final h of each direction, (B, D·P).
@@ -341,8 +353,14 @@ public final class SequenceModel<Scalar: LSTMScalar> {
                 throw .shapeMismatch("the batch has \(batch.features) features per step, expected \(f) (the model's input)")
             }
         case (.tokens(let V, _), .tokens(let tokens)):
-            if let bad = tokens.firstIndex(where: { $0 < 0 || Int($0) >= V }) {
-                throw .shapeMismatch("token \(tokens[bad]) at position \(bad) is outside the vocabulary 0..<\(V)")
+            // Padding is never read, so only real steps are checked.
+            for t in 0..<batch.steps {
+                for b in 0..<batch.batch where batch.isReal(step: t, row: b) {
+                    let k = batch.index(step: t, row: b)
+                    guard tokens[k] >= 0 && Int(tokens[k]) < V else {
+                        throw .shapeMismatch("token \(tokens[k]) at step \(t) of row \(b) is outside the vocabulary 0..<\(V)")
+                    }
+                }
             }
         case (.features, .tokens):
             throw .shapeMismatch("the batch holds token ids, but the model reads numeric features; build the batch with features:")
@@ -378,6 +396,83 @@ public final class SequenceModel<Scalar: LSTMScalar> {
             throw .shapeMismatch("cross-entropy needs class targets (.classes), got values")
         case (_, .classes):
             throw .shapeMismatch("a regression loss needs value targets (.values), got classes")
+        }
+    }
+}
+
+// The file format spells these out (`{"kind": "last_step", "outputs": 2}`) rather than relying on Swift's
+// synthesized enum coding, so renaming a case in code cannot change what files say.
+extension SequenceModelConfiguration.Input {
+    enum CodingKeys: String, CodingKey { case kind, features, vocabularySize = "vocabulary_size", embedding }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        switch try c.decode(String.self, forKey: .kind) {
+        case "features": self = .features(try c.decode(Int.self, forKey: .features))
+        case "tokens": self = .tokens(vocabularySize: try c.decode(Int.self, forKey: .vocabularySize),
+                                      embedding: try c.decode(Int.self, forKey: .embedding))
+        case let kind: throw DecodingError.dataCorruptedError(forKey: .kind, in: c, debugDescription: "unknown input \(kind)")
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        switch self {
+        case .features(let f):
+            try c.encode("features", forKey: .kind)
+            try c.encode(f, forKey: .features)
+        case let .tokens(V, E):
+            try c.encode("tokens", forKey: .kind)
+            try c.encode(V, forKey: .vocabularySize)
+            try c.encode(E, forKey: .embedding)
+        }
+    }
+}
+
+extension SequenceModelConfiguration.Head {
+    enum CodingKeys: String, CodingKey { case kind, outputs }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let outputs = try c.decode(Int.self, forKey: .outputs)
+        switch try c.decode(String.self, forKey: .kind) {
+        case "every_step": self = .everyStep(outputs: outputs)
+        case "last_step": self = .lastStep(outputs: outputs)
+        case let kind: throw DecodingError.dataCorruptedError(forKey: .kind, in: c, debugDescription: "unknown head \(kind)")
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        switch self {
+        case .everyStep: try c.encode("every_step", forKey: .kind)
+        case .lastStep: try c.encode("last_step", forKey: .kind)
+        }
+        try c.encode(outputs, forKey: .outputs)
+    }
+}
+
+extension SequenceModelConfiguration.Loss {
+    enum CodingKeys: String, CodingKey { case kind, quantiles }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        switch try c.decode(String.self, forKey: .kind) {
+        case "cross_entropy": self = .crossEntropy
+        case "mean_squared_error": self = .meanSquaredError
+        case "quantile": self = .quantile(try c.decode([Double].self, forKey: .quantiles))
+        case let kind: throw DecodingError.dataCorruptedError(forKey: .kind, in: c, debugDescription: "unknown loss \(kind)")
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        switch self {
+        case .crossEntropy: try c.encode("cross_entropy", forKey: .kind)
+        case .meanSquaredError: try c.encode("mean_squared_error", forKey: .kind)
+        case .quantile(let q):
+            try c.encode("quantile", forKey: .kind)
+            try c.encode(q, forKey: .quantiles)
         }
     }
 }

@@ -100,13 +100,11 @@ public final class CharacterTrainer {
         self.vocabulary = vocabulary
         self.options = options
         corpusFingerprint = Corpus.fingerprint(Array(training) + Array(validation))
-        let sequenceModel: SequenceModel<Float>
-        do {
-            sequenceModel = try SequenceModel(model.sequenceConfiguration(checkpointInterval: options.checkpointInterval ?? 0),
-                                              parameters: parameters)
-        } catch {
+        guard (options.checkpointInterval ?? 0) >= 0 else {
             throw .invalidConfiguration("`checkpointInterval` must be 0 (off) or a number of steps, got \(options.checkpointInterval ?? 0)")
         }
+        let sequenceModel = try SequenceModel(model.sequenceConfiguration(checkpointInterval: options.checkpointInterval ?? 0),
+                                              parameters: parameters)
         let source = try TokenStreams(tokens: training, validation: validation, batch: B, steps: T)
         trainer = try Trainer(model: sequenceModel, source: source,
                               options: TrainerOptions(optimizer: options.optimizer, learningRate: options.learningRate,
@@ -178,7 +176,7 @@ public final class CharacterTrainer {
     }
 
     /// Mean cross-entropy (nats) over the validation text, read as up to `batch` streams from a zero state.
-    public func validationLoss() -> Double? { trainer.validationLoss() }
+    public func validationLoss() throws(LSTMKitError) -> Double? { try trainer.validationLoss() }
 
     // MARK: Checkpoints
 

@@ -86,8 +86,8 @@ public struct Vocabulary: Sendable, Equatable {
 
     public var count: Int { scalars.count }
 
-    /// The id of `s`: its own, the unknown entry's, or nil.
-    public func id(of s: Unicode.Scalar) -> Int32? { ids[s.value] ?? unknownID }
+    /// The id of `s`, nil when the vocabulary does not list it (`encode` maps those to the unknown entry).
+    public func id(of s: Unicode.Scalar) -> Int32? { ids[s.value] }
 
     /// Ids of `text`; a character the vocabulary lacks maps to the unknown entry, or without one is an error
     /// naming it and where it is.

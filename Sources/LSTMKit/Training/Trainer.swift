@@ -113,15 +113,15 @@ public final class Trainer<Source: TrainingSource> {
     }
 
     /// The mean loss over every validation batch (a batch that continues the one before starts from its state),
-    /// nil without validation data.
-    public func validationLoss() -> Double? {
+    /// nil without validation data; a batch that does not fit the model is an error.
+    public func validationLoss() throws(LSTMKitError) -> Double? {
         var sum = 0.0, count = 0
         var state: LSTMState<Float>?
         for k in 0..<source.validationBatchCount {
             let batch = source.validationBatch(k)
             let initial = batch.continuesState ? state : nil
-            guard let r = try? model.evaluate(batch.input, targets: batch.targets,
-                                              initial: initial ?? model.zeroState(batch: batch.input.batch)) else { return nil }
+            let r = try model.evaluate(batch.input, targets: batch.targets,
+                                       initial: initial ?? model.zeroState(batch: batch.input.batch))
             sum += r.sum
             count += r.count
             state = r.final
@@ -138,15 +138,19 @@ public final class Trainer<Source: TrainingSource> {
         public var position: Int
         public var optimizerSteps: Int
         public var bestValidationLoss: Double?
+        /// The source's `fingerprint`, checked on resuming (absent in character-model checkpoints, which check
+        /// their corpus themselves).
+        public var source: String?
 
         enum CodingKeys: String, CodingKey {
             case step, epoch, position, optimizerSteps = "optimizer_steps", bestValidationLoss = "best_validation_loss"
+            case source
         }
     }
 
     public var state: State {
         State(step: step, epoch: source.cursor.epoch, position: source.cursor.position,
-              optimizerSteps: optimizer.stepCount, bestValidationLoss: bestValidationLoss)
+              optimizerSteps: optimizer.stepCount, bestValidationLoss: bestValidationLoss, source: source.fingerprint)
     }
 
     /// Everything needed to resume bitwise: the model's file, then `optimizer.<state>.<tensor>` for each optimizer
@@ -184,15 +188,25 @@ public final class Trainer<Source: TrainingSource> {
         try restore(from: file, path: path)
     }
 
-    /// Reads the optimizer state, the step, the cursor and the carried state of `file` into this trainer (whose
-    /// model and options must be the ones the file was written with).
+    /// Reads the parameters, the optimizer state, the step, the cursor and the carried state of `file` (written
+    /// by `checkpoint()` of a trainer with this model's layout and these options) into this trainer.
     public func restore(from file: SafeTensors.File, path: String) throws(LSTMKitError) {
         guard let json = file.metadata["state"],
               let state = try? JSONDecoder().decode(State.self, from: Data(json.utf8)) else {
             throw .invalidInput("\(path) holds a model but no training state, so training cannot resume from it; train from scratch or sample from it")
         }
-        guard state.step >= 0, state.optimizerSteps >= 0, state.epoch >= 0, state.position >= 0 else {
-            throw .invalidInput("\(path) has a negative step, epoch or position; the file is damaged")
+        let limit = 1 << 40
+        guard (0..<limit).contains(state.step), (0..<limit).contains(state.optimizerSteps),
+              (0..<limit).contains(state.epoch), (0..<limit).contains(state.position) else {
+            throw .invalidInput("\(path) has a step, epoch or position out of range; the file is damaged")
+        }
+        if let saved = state.source, saved != source.fingerprint {
+            throw .invalidInput("\(path) was trained on other data (or other batches or seed); resume with the same data and settings, or train anew")
+        }
+        for spec in model.layout.specs {
+            let values = try file.floats(named: spec.name, shape: spec.shape, source: path)
+            guard values.allSatisfy(\.isFinite) else { throw .invalidInput("\(path): tensor \(spec.name) contains NaN or infinity") }
+            model.parameters[spec] = values[...]
         }
         for (s, name) in options.optimizer.stateNames.enumerated() {
             for spec in model.layout.specs {

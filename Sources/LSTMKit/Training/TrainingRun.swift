@@ -41,10 +41,13 @@ public struct FitOptions: Sendable {
     public var lossUnit: String
     /// Also log the validation loss in bits (`val_bpc`), for language models.
     public var logsBits: Bool
+    /// Early stopping: end after this many validations in a row without a better loss (nil: never).
+    public var patience: Int?
 
     public init(steps: Int, schedule: LearningRateSchedule? = nil, validateEvery: Int = 100,
                 onNonFinite: NonFinitePolicy = .stop, files: TrainingFiles? = nil, lossUnit: String = "mean loss",
-                logsBits: Bool = false) {
+                logsBits: Bool = false, patience: Int? = nil) {
+        self.patience = patience
         self.steps = steps
         self.schedule = schedule
         self.validateEvery = validateEvery
@@ -61,6 +64,8 @@ extension Trainer {
         case finished
         /// `stopRequested` returned true; the checkpoint was saved first.
         case stopped
+        /// `patience` validations in a row found no better loss; the checkpoint was saved.
+        case stoppedEarly
     }
 
     /// Trains to `options.steps`: validates every `validateEvery` steps (writing the best checkpoint when the loss
@@ -88,7 +93,7 @@ extension Trainer {
         }
         let tokensPerStep = Double(source.stepsPerBatch)
         var recent: [Double] = []   // the last ≤ 20 steps' times, not counting validation or saving
-        var skipped = 0, skippedInARow = 0
+        var skipped = 0, skippedInARow = 0, withoutImprovement = 0
         while step < options.steps {
             if stopRequested() {
                 if let files = options.files { try save(files.checkpoint) }
@@ -115,7 +120,7 @@ extension Trainer {
                 progress(.skipped(step: step, reason: what, skippedSoFar: skipped))
             }
             if step % options.validateEvery == 0 || step == options.steps {
-                if let loss = validationLoss() {
+                if let loss = try validationLoss() {
                     let best = bestValidationLoss.map { loss < $0 } ?? true
                     if best {
                         bestValidationLoss = loss
@@ -123,8 +128,12 @@ extension Trainer {
                     }
                     log?.validated(step: step, loss: loss)
                     progress(.validated(step: step, loss: loss, best: best))
+                    withoutImprovement = best ? 0 : withoutImprovement + 1
                 }
                 if let files = options.files { try save(files.checkpoint) }
+                if let patience = options.patience, withoutImprovement >= patience, step < options.steps {
+                    return .stoppedEarly
+                }
             }
         }
         return .finished

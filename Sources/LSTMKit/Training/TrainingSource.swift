@@ -43,6 +43,23 @@ public protocol TrainingSource {
     var validationBatchCount: Int { get }
     /// Validation batch k (0 ..< validationBatchCount), read in order.
     func validationBatch(_ k: Int) -> TrainingBatch
+    /// Identifies the data and how it is cut (a checkpoint resumes only on the source it was written with).
+    var fingerprint: String { get }
+}
+
+/// 64-bit FNV-1a, fed 64-bit words.
+struct Fingerprint {
+    var h: UInt64 = 0xCBF2_9CE4_8422_2325
+    mutating func add(_ v: UInt64) {
+        var v = v
+        for _ in 0..<8 {
+            h = (h ^ (v & 0xFF)) &* 0x0000_0100_0000_01B3
+            v >>= 8
+        }
+    }
+    mutating func add(_ v: Int) { add(UInt64(bitPattern: Int64(v))) }
+    mutating func add(_ v: Float) { add(UInt64(v.bitPattern)) }
+    var text: String { String(h, radix: 16) }
 }
 
 /// A token stream cut char-rnn style: the training tokens are split into `batch` contiguous streams, each read
@@ -80,6 +97,13 @@ public struct TokenStreams: TrainingSource {
 
     public var batchesPerEpoch: Int { (streamLength - 1) / steps }
     public var carriedRows: Int? { batch }
+    public var fingerprint: String {
+        var f = Fingerprint()
+        for v in [batch, steps, tokens.count, validationTokens.count] { f.add(v) }
+        for t in tokens { f.add(Int(t)) }
+        for t in validationTokens { f.add(Int(t)) }
+        return "streams:" + f.text
+    }
     public var stepsPerBatch: Int { steps * batch }
 
     public mutating func nextBatch() -> TrainingBatch {
@@ -196,6 +220,14 @@ public struct SequenceDataset: TrainingSource {
         let perStepValues = targetsPerStep && !firstTarget.classes ? firstTarget.count / max(1, first.steps) : 0
         for (k, e) in examples.enumerated() {
             guard e.steps >= 1 else { throw .invalidInput("SequenceDataset: example \(k) has no steps") }
+            if case .features(let steps) = e.input {
+                if let bad = steps.firstIndex(where: { $0.isEmpty || $0.contains { !$0.isFinite } }) {
+                    throw .invalidInput("SequenceDataset: example \(k) step \(bad) has \(steps[bad].isEmpty ? "no features" : "a value that is not a finite number"); give every step at least one finite value")
+                }
+            }
+            if case .values(let v) = e.target, v.contains(where: { !$0.isFinite }) {
+                throw .invalidInput("SequenceDataset: example \(k) has a target that is not a finite number")
+            }
             if case .features(let steps) = e.input, let bad = steps.firstIndex(where: { $0.count != width(first) }) {
                 throw .shapeMismatch("SequenceDataset: example \(k) step \(bad) has \(steps[bad].count) features, expected \(width(first).map(String.init) ?? "token ids") like example 0")
             }
@@ -203,7 +235,7 @@ public struct SequenceDataset: TrainingSource {
                 throw .shapeMismatch("SequenceDataset: example \(k) mixes token ids and features with example 0")
             }
             let t = targetCount(e)
-            let expected = targetsPerStep ? (t.classes ? e.steps : perStepValues * e.steps) : firstTarget.count
+            let expected = targetsPerStep ? (t.classes ? e.steps : perStepValues * e.steps) : (t.classes ? 1 : firstTarget.count)
             guard t.classes == firstTarget.classes, t.count == expected, expected >= 1 else {
                 throw .shapeMismatch("SequenceDataset: example \(k) has \(t.count) \(t.classes ? "classes" : "target values"), expected \(expected) \(firstTarget.classes ? "classes" : "values")\(targetsPerStep ? " (per step)" : " like example 0")")
             }
@@ -248,6 +280,22 @@ public struct SequenceDataset: TrainingSource {
 
     public var batchesPerEpoch: Int { (examples.count + batch - 1) / batch }
     public var carriedRows: Int? { nil }
+    public var fingerprint: String {
+        var f = Fingerprint()
+        for v in [batch, examples.count, validationExamples.count, targetsPerStep ? 1 : 0] { f.add(v) }
+        f.add(seed)
+        for e in examples + validationExamples {
+            switch e.input {
+            case .features(let steps): for step in steps { for v in step { f.add(v) } }
+            case .tokens(let ids): for id in ids { f.add(Int(id)) }
+            }
+            switch e.target {
+            case .classes(let c): for v in c { f.add(Int(v)) }
+            case .values(let v): for x in v { f.add(x) }
+            }
+        }
+        return "dataset:" + f.text
+    }
     public var stepsPerBatch: Int { batch * (examples.map(\.steps).reduce(0, +) / examples.count) }
 
     public mutating func nextBatch() -> TrainingBatch {

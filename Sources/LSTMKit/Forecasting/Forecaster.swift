@@ -1,0 +1,410 @@
+import Foundation
+
+/// How a `Forecaster` is built and trained; saved with it.
+public struct ForecasterConfiguration: Sendable, Hashable, Codable {
+    /// H: steps forecast at once (direct multi-horizon, MQ-RNN style).
+    public var horizon: Int
+    /// L: steps of history each forecast reads.
+    public var lookback: Int
+    /// m: the season length (1 for none); drives the seasonal-naive baseline the network corrects and MASE.
+    public var season: Int
+    /// The quantiles predicted; 0.5 (the point forecast) is always among them.
+    public var quantiles: [Double]
+    public var hiddenSize: Int
+    public var layers: Int
+    /// Optimizer steps.
+    public var steps: Int
+    public var batch: Int
+    public var learningRate: Double
+    public var seed: UInt64
+    /// Validate on the held-out window every this many steps; stop after `patience` validations without a better
+    /// loss (nil: never stop early).
+    public var validateEvery: Int
+    public var patience: Int?
+    /// Model log(y) instead of y: nil decides per series (log when every training value is positive).
+    public var logTransform: Bool?
+    /// sin/cos of the position in the season as inputs (known for every step, past and future).
+    public var calendar: Bool
+    /// Seasons averaged into the anchor the network corrects (1: seasonal naive).
+    public var anchorSeasons: Int = 3
+
+    public init(horizon: Int, lookback: Int, season: Int, quantiles: [Double] = [0.1, 0.5, 0.9], hiddenSize: Int = 32,
+                layers: Int = 1, steps: Int = 400, batch: Int = 32, learningRate: Double = 3e-3, seed: UInt64 = 1,
+                validateEvery: Int = 20, patience: Int? = 6, logTransform: Bool? = nil, calendar: Bool = true) {
+        self.horizon = horizon
+        self.lookback = lookback
+        self.season = season
+        self.quantiles = Array(Set(quantiles + [0.5])).sorted()
+        self.hiddenSize = hiddenSize
+        self.layers = layers
+        self.steps = steps
+        self.batch = batch
+        self.learningRate = learningRate
+        self.seed = seed
+        self.validateEvery = validateEvery
+        self.patience = patience
+        self.logTransform = logTransform
+        self.calendar = calendar
+    }
+
+    /// Defaults for series of `frequency` whose shortest has `length` points: M4's horizon, a season from the
+    /// calendar, and a lookback of two horizons or two seasons, shortened to leave training windows.
+    public static func defaults(frequency: Frequency, shortest length: Int, horizon: Int? = nil, season: Int? = nil,
+                                lookback: Int? = nil) -> ForecasterConfiguration {
+        let m = max(1, season ?? frequency.defaultSeason)
+        let H = max(1, horizon ?? frequency.defaultHorizon)
+        var L = lookback ?? max(2 * H, 2 * m, 8)
+        if lookback == nil {
+            // Keep at least max(8, a quarter of the history) training windows: L ≤ n − 2H − windows + 1.
+            let windows = max(8, length / 4)
+            L = max(max(m, H, 4), min(L, length - 2 * H - windows + 1))
+        }
+        return ForecasterConfiguration(horizon: H, lookback: L, season: m)
+    }
+}
+
+/// How one series is put on the network's scale, fitted on its training part.
+public struct SeriesScaling: Sendable, Hashable, Codable {
+    /// Work with log(y).
+    public var log: Bool
+    /// s: the in-sample seasonal-naive MAE of the (log) training values; residuals are in units of s.
+    public var scale: Double
+    public var covariateMeans: [Double]
+    public var covariateDeviations: [Double]
+}
+
+/// A forecast of one series: time stamps, and for every quantile its values.
+public struct Forecast: Sendable, Hashable {
+    public var name: String
+    public var times: [Int]
+    public var quantiles: [Double]
+    /// values[k][h]: quantile k at step h; non-decreasing in k at every step.
+    public var values: [[Double]]
+
+    /// The median (the point forecast).
+    public var median: [Double] { values[quantiles.firstIndex(of: 0.5) ?? quantiles.count / 2] }
+}
+
+/// A global LSTM forecaster over one or many series (DeepAR's per-series scaling, MQ-RNN's direct multi-horizon
+/// quantiles): each forecast reads the last L steps and predicts the next H at several quantiles at once.
+///
+/// ```
+/// z_t   = log y_t (when every training value is positive) or y_t
+/// b_h   = z_{T+h−m⌈h/m⌉}                       the seasonal-naive forecast (naive for m = 1)
+/// input = [(z_t − level)/s, sin, cos of the season phase, covariates]   t = T−L+1 … T, level = mean of the last m z
+/// ẑ_{T+h}(q) = b_h + s · r_h(q),  r = Linear(h_T of the LSTM)        (H × quantiles, pinball loss)
+/// ```
+/// The head starts at zero, so an untrained forecaster is the seasonal-naive forecast and training learns the
+/// correction (the ES-RNN idea: the network models what a classic method leaves). Scaling is fitted on the
+/// training part of every series; the last H points of each are held out for validation (best weights, early
+/// stopping).
+public final class Forecaster {
+    public let configuration: ForecasterConfiguration
+    public let model: SequenceModel<Float>
+    public let frequency: Frequency
+    public let format: TimeFormat
+    public let covariateNames: [String]
+    /// Per series name.
+    public private(set) var scalings: [String: SeriesScaling]
+    /// The validation loss of the weights kept (the best seen), after `fit`.
+    public private(set) var validationLoss: Double?
+    /// Where the series were read from, so a later file is read the same way (saved with the forecaster).
+    public var columns: ForecastColumns?
+
+    public static let fileFormat = "lstmkit.forecaster"
+
+    public init(_ configuration: ForecasterConfiguration, frequency: Frequency, format: TimeFormat,
+                covariates: [String] = []) throws(LSTMKitError) {
+        let c = configuration
+        guard c.horizon >= 1 else { throw .invalidConfiguration("the horizon must be at least 1 step, got \(c.horizon)") }
+        guard c.season >= 1 else { throw .invalidConfiguration("the season must be at least 1, got \(c.season)") }
+        guard c.lookback >= max(1, c.season) else {
+            throw .invalidConfiguration("the lookback must be at least one season (\(c.season)) and 1 step, got \(c.lookback)")
+        }
+        guard c.quantiles.allSatisfy({ $0 > 0 && $0 < 1 }) else {
+            throw .invalidConfiguration("quantiles must be between 0 and 1, got \(c.quantiles)")
+        }
+        guard c.steps >= 1, c.batch >= 1, c.validateEvery >= 1 else {
+            throw .invalidConfiguration("steps, batch and validateEvery must be at least 1")
+        }
+        self.configuration = c
+        self.frequency = frequency
+        self.format = format
+        covariateNames = covariates
+        scalings = [:]
+        let features = 1 + (c.calendar && c.season > 1 ? 2 : 0) + covariates.count
+        model = try SequenceModel(input: .features(features), lstm: LSTMConfiguration(hiddenSize: c.hiddenSize, layers: c.layers),
+                                  head: .lastStep(outputs: c.horizon), loss: .quantile(c.quantiles), seed: c.seed)
+        for spec in [model.head.weight] + [model.head.bias].compactMap({ $0 }) {
+            for k in spec.range { model.parameters.storage[k] = 0 }
+        }
+    }
+
+    var inputWidth: Int { 1 + (configuration.calendar && configuration.season > 1 ? 2 : 0) + covariateNames.count }
+
+    // MARK: Windows
+
+    /// The forecast the network corrects, from the context (z units): the last season's mean level plus the
+    /// seasonal shape averaged over the last k seasons (k = `seasons`, as many as the context holds); for k = 1 the
+    /// seasonal-naive forecast; for m = 1 the last value (naive: cyclic yearly series lose with a smoothed level).
+    static func anchor(_ context: [Double], horizon H: Int, season m: Int, seasons: Int) -> [Double] {
+        let L = context.count
+        guard m > 1 else { return [Double](repeating: context[L - 1], count: H) }
+        let k = max(1, min(seasons, L / m))
+        var shape = [Double](repeating: 0, count: m)
+        var lastLevel = 0.0
+        for j in 1...k {
+            let block = context[(L - j * m)..<(L - (j - 1) * m)]
+            let mean = block.reduce(0, +) / Double(m)
+            if j == 1 { lastLevel = mean }
+            for (p, v) in block.enumerated() { shape[p] += (v - mean) / Double(k) }
+        }
+        return (0..<H).map { lastLevel + shape[$0 % m] }
+    }
+
+    /// Fits the scaling of a series on its first `trainingCount` values.
+    func fitScaling(_ series: TimeSeries, trainingCount n: Int) -> SeriesScaling {
+        let values = Array(series.values.prefix(n))
+        let log = configuration.logTransform ?? values.allSatisfy { $0 > 0 }
+        let z = log ? values.map { Foundation.log($0) } : values
+        var s = ForecastAccuracy.scale(z, season: configuration.season)
+        if !(s > 1e-12) || !s.isFinite { s = max(1e-12, (z.map(abs).max() ?? 1) * 0.01, 1e-6) }
+        let C = covariateNames.count
+        var means = [Double](repeating: 0, count: C), deviations = [Double](repeating: 1, count: C)
+        for j in 0..<C {
+            let column = series.covariates.prefix(n).map { $0[j] }
+            let mean = column.reduce(0, +) / Double(max(column.count, 1))
+            let variance = column.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(column.count, 1))
+            means[j] = mean
+            deviations[j] = variance > 1e-24 ? variance.squareRoot() : 1
+        }
+        return SeriesScaling(log: log, scale: s, covariateMeans: means, covariateDeviations: deviations)
+    }
+
+    func transformed(_ values: [Double], _ scaling: SeriesScaling) -> [Double] {
+        scaling.log ? values.map { Foundation.log(max($0, 1e-300)) } : values
+    }
+
+    /// The network's input for the forecast made after step `origin − 1` (the L steps before `origin`), and the
+    /// baseline b_h of each of the next H steps, in z units.
+    func window(_ series: TimeSeries, z: [Double], origin o: Int, scaling: SeriesScaling) -> (input: [[Float]], baseline: [Double]) {
+        let c = configuration, L = c.lookback, m = c.season, H = c.horizon
+        let context = Array(z[(o - L)..<o])
+        let levelSpan = min(L, max(m, 1))
+        let level = context.suffix(levelSpan).reduce(0, +) / Double(levelSpan)
+        var input: [[Float]] = []
+        input.reserveCapacity(L)
+        for t in (o - L)..<o {
+            var step: [Float] = [Float((z[t] - level) / scaling.scale)]
+            if c.calendar && m > 1 {
+                let phase = Double(TimeStamps.phase(series.times[t], frequency: frequency, format: format, season: m))
+                step += [Float(sin(2 * .pi * phase / Double(m))), Float(cos(2 * .pi * phase / Double(m)))]
+            }
+            for j in 0..<covariateNames.count {
+                step.append(Float((series.covariates[t][j] - scaling.covariateMeans[j]) / scaling.covariateDeviations[j]))
+            }
+            input.append(step)
+        }
+        return (input, Self.anchor(context, horizon: H, season: m, seasons: configuration.anchorSeasons))
+    }
+
+    /// Training windows (every origin whose targets end before the held-out tail) and one validation window per
+    /// series (its last H steps).
+    func examples(_ series: [TimeSeries]) throws(LSTMKitError) -> (train: [SequenceDataset.Example], validation: [SequenceDataset.Example]) {
+        let c = configuration, L = c.lookback, H = c.horizon
+        var train: [SequenceDataset.Example] = [], validation: [SequenceDataset.Example] = []
+        for s in series {
+            let n = s.values.count
+            guard n >= L + 2 * H else {
+                throw .invalidInput("series \(s.name) has \(n) points, but training needs at least lookback + 2 × horizon = \(L) + 2 × \(H) = \(L + 2 * H) (one window to learn from and the last \(H) held out); give a longer series, or a smaller lookback or horizon")
+            }
+            guard let scaling = scalings[s.name] else { continue }
+            let z = transformed(s.values, scaling)
+            func example(_ o: Int) -> SequenceDataset.Example {
+                let (input, baseline) = window(s, z: z, origin: o, scaling: scaling)
+                let target = (0..<H).map { Float((z[o + $0] - baseline[$0]) / scaling.scale) }
+                return SequenceDataset.Example(input: .features(input), target: .values(target))
+            }
+            for o in L...(n - 2 * H) { train.append(example(o)) }
+            validation.append(example(n - H))
+        }
+        return (train, validation)
+    }
+
+    // MARK: Training
+
+    /// What `fit` measured.
+    public struct FitReport: Sendable {
+        public var steps: Int
+        public var validationLoss: Double?
+        /// The held-out window of every series: the forecaster's accuracy (median), naive's and seasonal naive's.
+        public var heldOut: [(name: String, model: ForecastAccuracy, naive: ForecastAccuracy, seasonalNaive: ForecastAccuracy)]
+        public var trainingWindows: Int
+    }
+
+    /// The trainer `fit` runs (exposed for checkpoints and resuming): scalings fitted, windows cut.
+    public func trainer(for series: [TimeSeries]) throws(LSTMKitError) -> Trainer<SequenceDataset> {
+        guard !series.isEmpty else { throw .invalidInput("no series to train on") }
+        let H = configuration.horizon
+        for s in series where scalings[s.name] == nil {
+            guard s.values.count > H else { continue }
+            scalings[s.name] = fitScaling(s, trainingCount: s.values.count - H)
+        }
+        let (train, validation) = try examples(series)
+        let data = try SequenceDataset(train, validation: validation, batch: configuration.batch, seed: configuration.seed)
+        let trainer = try Trainer(model: model, source: data,
+                                  options: TrainerOptions(learningRate: configuration.learningRate, clip: 1, seed: configuration.seed))
+        trainer.checkpointMetadata = { [configuration, frequency, format, covariateNames, scalings, columns] _ in
+            Self.metadata(configuration: configuration, frequency: frequency, format: format,
+                          covariates: covariateNames, scalings: scalings, columns: columns)
+        }
+        return trainer
+    }
+
+    /// Trains on `series` (the last H points of each held out), keeping the weights with the best validation loss;
+    /// with `files`, writes checkpoints, metrics and the plot as `Trainer.fit` does. `trainer` continues a resumed run.
+    @discardableResult
+    public func fit(_ series: [TimeSeries], files: TrainingFiles? = nil, resuming resumed: Trainer<SequenceDataset>? = nil,
+                    progress: (TrainingEvent) -> Void = { _ in },
+                    stopRequested: () -> Bool = { false }) throws(LSTMKitError) -> FitReport {
+        let trainer: Trainer<SequenceDataset>
+        if let resumed { trainer = resumed } else { trainer = try self.trainer(for: series) }
+        var best = trainer.bestValidationLoss.map { _ in model.parameters }
+        if best == nil, let loss = try trainer.validationLoss() {
+            // The starting point (seasonal naive) is a candidate too: training must beat it to replace it.
+            trainer.bestValidationLoss = loss
+            best = model.parameters
+        }
+        if let files, let kept = try? SequenceModel<Float>(contentsOf: files.best), kept.layout == model.layout {
+            best = kept.parameters
+        }
+        if trainer.step < configuration.steps {
+            let options = FitOptions(steps: configuration.steps, validateEvery: configuration.validateEvery,
+                                     files: files, lossUnit: "pinball loss, scaled", patience: configuration.patience)
+            _ = try trainer.fit(options, progress: { event in
+                if case .validated(_, _, true) = event { best = self.model.parameters }
+                progress(event)
+            }, stopRequested: stopRequested)
+        }
+        if let best { model.parameters = best }
+        validationLoss = trainer.bestValidationLoss
+        var heldOut: FitReport.Entry = []
+        for s in series {
+            let n = s.values.count, H = configuration.horizon
+            let history = Array(s.values.prefix(n - H)), actual = Array(s.values.suffix(H))
+            let f = try forecast([s.prefix(n - H)])[0].median
+            let m = configuration.season
+            heldOut.append((s.name, ForecastAccuracy(actual: actual, forecast: f, history: history, season: m),
+                            ForecastAccuracy(actual: actual, forecast: Baseline.naive.forecast(history, horizon: H, season: m), history: history, season: m),
+                            ForecastAccuracy(actual: actual, forecast: Baseline.seasonalNaive.forecast(history, horizon: H, season: m), history: history, season: m)))
+        }
+        return FitReport(steps: trainer.step, validationLoss: validationLoss, heldOut: heldOut,
+                         trainingWindows: trainer.source.examples.count)
+    }
+
+    // MARK: Forecasting
+
+    /// The next `horizon` steps (at most the trained horizon) after the last point of each series, at every
+    /// quantile; a series must be one the forecaster was trained on (its scaling) and at least `lookback` long.
+    public func forecast(_ series: [TimeSeries], horizon: Int? = nil) throws(LSTMKitError) -> [Forecast] {
+        let c = configuration, H = horizon ?? c.horizon, K = c.quantiles.count
+        guard H >= 1, H <= c.horizon else {
+            throw .invalidConfiguration("the forecaster predicts 1 to \(c.horizon) steps (its horizon), asked for \(H)")
+        }
+        var inputs: [[[Float]]] = [], baselines: [[Double]] = [], zs: [SeriesScaling] = []
+        for s in series {
+            guard let scaling = scalings[s.name] else {
+                throw .invalidInput("series \(s.name) is not one the forecaster was trained on (\(scalings.keys.sorted().joined(separator: ", ")))")
+            }
+            guard s.values.count >= c.lookback else {
+                throw .invalidInput("series \(s.name) has \(s.values.count) points; a forecast reads the last \(c.lookback) (the lookback)")
+            }
+            guard s.covariates.allSatisfy({ $0.count == covariateNames.count }) else {
+                throw .shapeMismatch("series \(s.name) has covariates of another count than the forecaster's \(covariateNames.count)")
+            }
+            let z = transformed(s.values, scaling)
+            let (input, baseline) = window(s, z: z, origin: s.values.count, scaling: scaling)
+            inputs.append(input)
+            baselines.append(baseline)
+            zs.append(scaling)
+        }
+        guard !inputs.isEmpty else { return [] }
+        let outputs = try model.predict(SequenceBatch(sequences: inputs)).outputs   // (B, horizon × K)
+        return series.enumerated().map { b, s in
+            let scaling = zs[b]
+            var values = [[Double]](repeating: [Double](repeating: 0, count: H), count: K)
+            for h in 0..<H {
+                // Sorting the K predictions of a step (monotone rearrangement) keeps quantiles from crossing.
+                let sorted = (0..<K).map { Double(outputs[b * c.horizon * K + h * K + $0]) }.sorted()
+                for k in 0..<K {
+                    let z = baselines[b][h] + scaling.scale * sorted[k]
+                    values[k][h] = scaling.log ? exp(z) : z
+                }
+            }
+            let last = s.times.last ?? (s.values.count - 1)
+            let times = (1...H).map { TimeStamps.advance(last, by: $0, frequency: frequency, format: format) }
+            return Forecast(name: s.name, times: times, quantiles: c.quantiles, values: values)
+        }
+    }
+
+    // MARK: Files
+
+    struct Saved: Codable {
+        var configuration: ForecasterConfiguration
+        var frequency: Frequency
+        var format: TimeFormat
+        var covariates: [String]
+        var scalings: [String: SeriesScaling]
+        var columns: ForecastColumns?
+    }
+
+    static func metadata(configuration: ForecasterConfiguration, frequency: Frequency, format: TimeFormat,
+                         covariates: [String], scalings: [String: SeriesScaling], columns: ForecastColumns?) -> [String: String] {
+        ["forecaster": jsonString(Saved(configuration: configuration, frequency: frequency, format: format,
+                                        covariates: covariates, scalings: scalings, columns: columns))]
+    }
+
+    public func save(to path: String) throws(LSTMKitError) {
+        try model.save(to: path, metadata: Self.metadata(configuration: configuration, frequency: frequency, format: format,
+                                                         covariates: covariateNames, scalings: scalings, columns: columns))
+    }
+
+    /// A forecaster saved by `save(to:)`, or the model in a training checkpoint of `lstm forecast train`.
+    public convenience init(contentsOf path: String) throws(LSTMKitError) {
+        let file: SafeTensors.File
+        do { file = try SafeTensors.read(path: path) } catch { throw .invalidInput("\(path): \(error.description)") }
+        try self.init(file: file, source: path)
+    }
+
+    public convenience init(file: SafeTensors.File, source: String) throws(LSTMKitError) {
+        guard let json = file.metadata["forecaster"],
+              let saved = try? JSONDecoder().decode(Saved.self, from: Data(json.utf8)) else {
+            throw .invalidInput("\(source) is not a forecaster (no forecaster metadata); train one with lstm forecast train")
+        }
+        let loaded = try SequenceModel<Float>(file: file, source: source)
+        try self.init(saved.configuration, frequency: saved.frequency, format: saved.format, covariates: saved.covariates)
+        guard loaded.layout == model.layout else {
+            throw .invalidInput("\(source): the model's tensors do not match its forecaster description")
+        }
+        model.parameters = loaded.parameters
+        scalings = saved.scalings
+        columns = saved.columns
+    }
+}
+
+extension Forecaster.FitReport {
+    public typealias Entry = [(name: String, model: ForecastAccuracy, naive: ForecastAccuracy, seasonalNaive: ForecastAccuracy)]
+}
+
+/// The CSV columns a forecaster was trained from.
+public struct ForecastColumns: Sendable, Hashable, Codable {
+    public var targets: [String]
+    public var time: String
+    public var series: String?
+
+    public init(targets: [String], time: String, series: String?) {
+        self.targets = targets
+        self.time = time
+        self.series = series
+    }
+}
