@@ -6,6 +6,8 @@
 //                 (CharacterModelFile.load), resuming a trainer from it, and PyTorch nn.LSTM state_dicts
 //                 (LSTM.load with and without the "lstm." prefix, Float and Double), and SequenceModel files.
 //   corpus      — Corpus.decode (strict UTF-8), Vocabulary building and encoding, the vocabulary JSON parser.
+//   csv         — CSVTable.parse, then ForecastData.read of its last column as the target (wide and, with a
+//                 second column, long format), with and without filling empty cells.
 // Every failure must be a thrown error; a crash, hang, leak or sanitizer report is a bug.
 
 import Foundation
@@ -17,6 +19,7 @@ public func lstmFuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt
     let bytes = size > 0 && data != nil ? [UInt8](UnsafeBufferPointer(start: data, count: size)) : []
     switch target {
     case "corpus": fuzzCorpus(bytes)
+    case "csv": fuzzCSV(bytes)
     default: fuzzSafeTensors(bytes)
     }
     return 0
@@ -57,4 +60,19 @@ private func fuzzCorpus(_ bytes: [UInt8]) {
         precondition(reread?.count == vocabulary.count, "a vocabulary must survive its JSON round trip")
     }
     if let text = String(bytes: bytes, encoding: .utf8) { _ = try? Vocabulary(json: text) }
+}
+
+private func fuzzCSV(_ bytes: [UInt8]) {
+    guard let table = try? CSVTable.parse(bytes, source: "fuzz"), let target = table.header.last else { return }
+    for fill in [nil, FillPolicy.previous, .linear] {
+        let wide = try? ForecastData.read(table, source: "fuzz", targets: [target], fill: fill)
+        if table.header.count >= 3 {
+            _ = try? ForecastData.read(table, source: "fuzz", targets: [target], series: table.header[1], fill: fill)
+        }
+        if let wide {
+            precondition(wide.series.allSatisfy { $0.values.count == $0.times.count && $0.values.allSatisfy(\.isFinite) },
+                         "a series read from a CSV file has a value per time stamp, all finite")
+        }
+    }
+    _ = CSVTable.format(header: table.header, rows: table.rows)
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets of Fuzz/FuzzTargets.swift and runs them.
 #
-#   Scripts/fuzz.sh [safetensors|corpus|all] [libFuzzer options…]
+#   Scripts/fuzz.sh [safetensors|corpus|csv|all] [libFuzzer options…]
 #   Scripts/fuzz.sh all -max_total_time=20            # what .ci/run does
 #   Scripts/fuzz.sh safetensors -runs=1000000         # the documented long run
 #
@@ -47,7 +47,7 @@ run() {
 }
 
 case "$which" in
-    all) run safetensors "$@"; run corpus "$@" ;;
-    safetensors|corpus) run "$which" "$@" ;;
-    *) echo "usage: Scripts/fuzz.sh [safetensors|corpus|all] [libFuzzer options…]" >&2; exit 2 ;;
+    all) run safetensors "$@"; run corpus "$@"; run csv "$@" ;;
+    safetensors|corpus|csv) run "$which" "$@" ;;
+    *) echo "usage: Scripts/fuzz.sh [safetensors|corpus|csv|all] [libFuzzer options…]" >&2; exit 2 ;;
 esac

@@ -36,3 +36,12 @@ write("corpus/multibyte.txt", "héllo — ☃ 𝄞 naïve café\n".encode())
 write("corpus/invalid-utf8.bin", b"ab\xff\xfecd\xc0\xaf\xed\xa0\x80\xf4\x90\x80\x80")
 write("corpus/vocabulary.json", b"[10,32,97,98,99,233,9731]")
 write("corpus/bom-crlf.txt", "\ufeffline one\r\nline two\r\n".encode())
+os.makedirs(os.path.join(ROOT, "csv"), exist_ok=True)
+write("csv/monthly.csv", b"month,passengers\n" + b"".join(
+    f"{1949 + i // 12}-{i % 12 + 1:02d},{v}\n".encode() for i, v in enumerate(
+        [112, 118, 132, 129, 121, 135, 148, 148, 136, 119, 104, 118, 115, 126, 141, 135, 125, 149, 170, 170, 158, 133,
+         114, 140, 145, 150, 178, 163, 172])))
+write("csv/weekly-long.csv", b'date,store,sales\n2024-01-01,a,1\n2024-01-01,b,2\n2024-01-08,a,\n2024-01-08,b,NaN\n'
+      b'2024-01-15,a,3\n2024-01-15,b,"4"\n')
+write("csv/quarterly-quoted.csv", b'\xef\xbb\xbftime,"y, value",x\r\n1990Q1,"1",2\r\n1990Q2,3,"say ""hi"""\r\n1990Q3,5,6\r\n')
+write("csv/hourly.csv", b"ts,load\n2024-03-01 00:00,1.5\n2024-03-01 01:00,1.25\n2024-03-01 02:00:00,1\n")

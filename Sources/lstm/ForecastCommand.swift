@@ -64,14 +64,14 @@ struct ForecastTrainCommand: ParsableCommand {
         say("""
             \(series.series.count) series (\(series.series.prefix(5).map(\.name).joined(separator: ", "))\(series.series.count > 5 ? ", …" : "")) of \(lengths.min()!)\(lengths.min() == lengths.max() ? "" : "–\(lengths.max()!)") points, \(series.frequency) (from the time stamps)
             season \(c.season)\(model.season == nil ? " (from the frequency)" : ""), horizon \(c.horizon)\(model.horizon == nil ? " (from the frequency)" : ""), lookback \(c.lookback); the last \(c.horizon) points of every series are held out for validation
-            model: LSTM(\(c.hiddenSize))\(c.layers > 1 ? " × \(c.layers) layers" : ""), quantiles \(c.quantiles.map { "\($0)" }.joined(separator: ", ")), up to \(c.steps) steps\(resume ? "; resuming" : "")
+            model: LSTM(\(c.hiddenSize))\(c.layers > 1 ? " × \(c.layers) layers" : ""), quantiles \(c.quantiles.map { "\($0)" }.joined(separator: ", ")), up to \(model.steps) steps\(resume ? "; resuming" : "")
             """)
         for sig in [SIGINT, SIGTERM] { signal(sig) { _ in forecastInterrupt = 1 } }
         defer { for sig in [SIGINT, SIGTERM] { signal(sig, SIG_DFL) } }
         let started = Date()
         let report: Forecaster.FitReport
         do {
-            report = try forecaster.fit(series.series, files: files, resuming: resumed, progress: { event in
+            report = try forecaster.fit(series.series, steps: model.steps, files: files, resuming: resumed, progress: { event in
                 if case let .validated(step, loss, best) = event {
                     say("step \(step): validation loss \(format(loss, 4))\(best ? " (best so far)" : "")")
                 }

@@ -99,7 +99,8 @@ public struct Forecast: Sendable, Hashable {
 /// training part of every series; the last H points of each are held out for validation (best weights, early
 /// stopping).
 public final class Forecaster {
-    public let configuration: ForecasterConfiguration
+    /// (`steps` follows the last `fit`: a resumed run to more steps records its new total.)
+    public private(set) var configuration: ForecasterConfiguration
     public let model: SequenceModel<Float>
     public let frequency: Frequency
     public let format: TimeFormat
@@ -254,17 +255,16 @@ public final class Forecaster {
         let data = try SequenceDataset(train, validation: validation, batch: configuration.batch, seed: configuration.seed)
         let trainer = try Trainer(model: model, source: data,
                                   options: TrainerOptions(learningRate: configuration.learningRate, clip: 1, seed: configuration.seed))
-        trainer.checkpointMetadata = { [configuration, frequency, format, covariateNames, scalings, columns] _ in
-            Self.metadata(configuration: configuration, frequency: frequency, format: format,
-                          covariates: covariateNames, scalings: scalings, columns: columns)
-        }
+        trainer.checkpointMetadata = { [weak self] _ in self?.metadata ?? [:] }
         return trainer
     }
 
     /// Trains on `series` (the last H points of each held out), keeping the weights with the best validation loss;
-    /// with `files`, writes checkpoints, metrics and the plot as `Trainer.fit` does. `trainer` continues a resumed run.
+    /// with `files`, writes checkpoints, metrics and the plot as `Trainer.fit` does. `resumed` continues a resumed
+    /// run; `steps` (the configuration's when nil) is the total to reach.
     @discardableResult
-    public func fit(_ series: [TimeSeries], files: TrainingFiles? = nil, resuming resumed: Trainer<SequenceDataset>? = nil,
+    public func fit(_ series: [TimeSeries], steps: Int? = nil, files: TrainingFiles? = nil,
+                    resuming resumed: Trainer<SequenceDataset>? = nil,
                     progress: (TrainingEvent) -> Void = { _ in },
                     stopRequested: () -> Bool = { false }) throws(LSTMKitError) -> FitReport {
         let trainer: Trainer<SequenceDataset>
@@ -278,8 +278,10 @@ public final class Forecaster {
         if let files, let kept = try? SequenceModel<Float>(contentsOf: files.best), kept.layout == model.layout {
             best = kept.parameters
         }
-        if trainer.step < configuration.steps {
-            let options = FitOptions(steps: configuration.steps, validateEvery: configuration.validateEvery,
+        let total = steps ?? configuration.steps
+        configuration.steps = total
+        if trainer.step < total {
+            let options = FitOptions(steps: total, validateEvery: configuration.validateEvery,
                                      files: files, lossUnit: "pinball loss, scaled", patience: configuration.patience)
             _ = try trainer.fit(options, progress: { event in
                 if case .validated(_, _, true) = event { best = self.model.parameters }
@@ -364,9 +366,13 @@ public final class Forecaster {
                                         covariates: covariates, scalings: scalings, columns: columns))]
     }
 
+    var metadata: [String: String] {
+        Self.metadata(configuration: configuration, frequency: frequency, format: format, covariates: covariateNames,
+                      scalings: scalings, columns: columns)
+    }
+
     public func save(to path: String) throws(LSTMKitError) {
-        try model.save(to: path, metadata: Self.metadata(configuration: configuration, frequency: frequency, format: format,
-                                                         covariates: covariateNames, scalings: scalings, columns: columns))
+        try model.save(to: path, metadata: metadata)
     }
 
     /// A forecaster saved by `save(to:)`, or the model in a training checkpoint of `lstm forecast train`.
