@@ -120,3 +120,28 @@ struct ReadmeModelExampleTests {
         #expect(abs(Double(next) - sin(6.0)) < 0.1)
     }
 }
+
+/// The README's forecasting example, verbatim between the markers.
+struct ReadmeForecastExampleTests {
+    @Test func readmeForecasterRuns() throws {
+        // README forecaster begin
+        // A forecaster from series in memory: 10 years of a monthly pattern, then the next 12 months at 3 quantiles.
+        let sales = (0..<120).map { t in 100 + 0.5 * Double(t) + 20 * sin(2 * Double.pi * Double(t) / 12) }
+        let start = TimeStamps.parse("2015-01")!.ordinal
+        let series = TimeSeries(name: "sales", values: sales, times: (0..<120).map { start + $0 })
+        let configuration = ForecasterConfiguration.defaults(frequency: Frequency(.month), shortest: 120, horizon: 12)
+        let forecaster = try Forecaster(configuration, frequency: Frequency(.month), format: .month)
+        let report = try forecaster.fit([series])
+        let saved = FileManager.default.temporaryDirectory.appendingPathComponent("sales.forecaster.safetensors").path
+        print("held-out MASE \(report.heldOut[0].model.mase), seasonal naive \(report.heldOut[0].seasonalNaive.mase)")
+        try forecaster.save(to: saved)
+        let forecast = try Forecaster(contentsOf: saved).forecast([series])[0]
+        for (t, (median, high)) in zip(forecast.times, zip(forecast.median, forecast.values.last!)).prefix(3) {
+            print(TimeStamps.format(t, as: .month), median, high)
+        }
+        // README forecaster end
+        #expect(report.heldOut[0].model.mase < report.heldOut[0].seasonalNaive.mase)
+        let truth = (120..<123).map { t in 100 + 0.5 * Double(t) + 20 * sin(2 * Double.pi * Double(t) / 12) }
+        for (a, b) in zip(forecast.median, truth) { #expect(abs(a - b) < 3, "forecast \(a), truth \(b)") }
+    }
+}
