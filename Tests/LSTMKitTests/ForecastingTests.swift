@@ -206,6 +206,25 @@ struct ForecasterTests {
         #expect(try loaded.forecast([series]) == forecaster.forecast([series]))
     }
 
+    /// A covariate is an input: the forecast reads it (a leading indicator moves the forecast), scaled by the
+    /// series' own training statistics.
+    @Test func covariatesAreRead() throws {
+        var random = RandomSource(seed: 4)
+        let indicator = (0..<120).map { _ in random.uniform(-1, 1) }
+        let values = (0..<120).map { t in 50 + 5 * (t >= 3 ? indicator[t - 3] : 0) + 0.1 * random.normal() }
+        let series = TimeSeries(name: "y", values: values, times: Array(0..<120), covariates: indicator.map { [$0] })
+        var c = ForecasterConfiguration.defaults(frequency: Frequency(.integer), shortest: 120, horizon: 3)
+        c.steps = 200
+        let forecaster = try Forecaster(c, frequency: Frequency(.integer), format: .integer, covariates: ["x"])
+        let report = try forecaster.fit([series])
+        #expect(report.heldOut[0].model.mase < 0.85 * report.heldOut[0].naive.mase,
+                "the indicator leads y by 3 steps: \(report.heldOut[0].model.mase) against naive \(report.heldOut[0].naive.mase)")
+        var shifted = series
+        for t in 117..<120 { shifted.covariates[t] = [-series.covariates[t][0]] }
+        #expect(try forecaster.forecast([series])[0].median != forecaster.forecast([shifted])[0].median)
+        #expect(throws: LSTMKitError.self) { _ = try forecaster.forecast([TimeSeries(name: "y", values: values)]) }
+    }
+
     @Test func accuracyAndBaselines() {
         let history: [Double] = [1, 2, 3, 4, 5, 6, 7, 8]
         #expect(Baseline.seasonalNaive.forecast(history, horizon: 5, season: 4) == [5, 6, 7, 8, 5])
