@@ -8,7 +8,7 @@ struct LSTMCommand: ParsableCommand {
         commandName: "lstm",
         abstract: "Train and run LSTM networks with exact, hand-derived backpropagation through time.",
         subcommands: [TrainCommand.self, SampleCommand.self, EvalCommand.self, InspectCommand.self, GradCheckCommand.self, BenchCommand.self,
-                      ForecastCommand.self, ShapeCheckCommand.self]
+                      ForecastCommand.self, TraceCommand.self, ShapeCheckCommand.self]
     )
 
     /// Every failure is one line on standard error (`lstm: error: …`) and a non-zero exit, argument errors included;

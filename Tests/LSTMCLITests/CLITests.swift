@@ -343,4 +343,32 @@ import LSTMKit
         let sample = try CLI.run(["sample", "m.safetensors", "--prime", "Ω the", "--length", "5"], in: dir)
         #expect(sample.status == 0 && sample.stdout.hasPrefix("Ω the"), "\(sample.stderr)")
     }
+
+    /// `lstm trace`: the JSON contract's keys, the text's sections, a self-contained HTML page.
+    @Test func traceInEveryFormat() throws {
+        let dir = try CLI.temporaryFolder()
+        let json = try CLI.run(["trace", "--format", "json", "--steps", "4", "--linear"], in: dir)
+        #expect(json.status == 0, "\(json.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        for key in ["weights", "inputs", "targets", "h0", "c0", "activations", "loss", "forward", "backward", "gradients"] {
+            #expect(object[key] != nil, "\(key)")
+        }
+        let forward = try #require(object["forward"] as? [[String: Any]])
+        let backward = try #require(object["backward"] as? [[String: Any]])
+        #expect(forward.count == 4 && backward.count == 4)
+        #expect(Set(forward[0].keys) == ["x", "h_prev", "I", "Z", "i", "f", "g", "o", "S", "h"])
+        #expect(Set(backward[0].keys) == ["dh", "dS_from_h", "dS_from_next", "dS", "di", "df", "dg", "do", "dZ", "dI", "dx", "dh_prev", "dW"])
+        #expect((object["activations"] as? [String: String]) == ["gate": "identity", "cell": "identity"])
+        let weights = try #require(object["weights"] as? [String: Any])
+        #expect((weights["W"] as? [[Double]])?.count == 8 && (weights["W"] as? [[Double]])?[0].count == 4)
+        let text = try CLI.run(["trace"], in: dir)
+        #expect(text.status == 0 && text.stdout.contains("δS through S_{t+1}") && text.stdout.contains("largest |difference|"))
+        let html = try CLI.run(["trace", "--format", "html", "--output", "t.html"], in: dir)
+        #expect(html.status == 0, "\(html.stderr)")
+        let page = try String(contentsOf: dir.appendingPathComponent("t.html"), encoding: .utf8)
+        #expect(page.hasPrefix("<!DOCTYPE html>") && page.contains("<svg") && page.contains("Totals against central differences"))
+        #expect(!page.contains("<script") && !page.contains("src=") && !page.contains("href="), "no network, nothing loaded")
+        let bad = try CLI.run(["trace", "--hidden", "0"], in: dir)
+        #expect(bad.status != 0 && bad.stderr.hasPrefix("lstm: error: --hidden must be 1 to 64"))
+    }
 }
