@@ -136,8 +136,8 @@ public struct LSTM: Sendable, Hashable {
     /// Adds an L-layer LSTM's tensors to `layout` as `prefix + "weight_ih_l0"`, … (PyTorch's order: per layer and
     /// direction weight_ih, weight_hh, bias_ih, bias_hh, weight_hr).
     ///
-    /// - Parameter activations: one entry for every layer, or a single entry used by all layers.
-    /// - Parameter projectionSize: P of LSTMP (`proj_size`), 0 < P < H; 0 for none.
+    /// `activations`: one entry for every layer, or a single entry used by all layers.
+    /// `projectionSize`: P of LSTMP (`proj_size`), 0 < P < H; 0 for none.
     public init(
         inputSize: Int, hiddenSize: Int, layers: Int = 1,
         activations: [LSTMActivations] = [.standard], dropout: Double = 0, recurrentDropout: Double = 0,
@@ -228,7 +228,7 @@ public struct LSTMConfiguration: Sendable, Hashable, Codable {
     /// Memory-lean BPTT: keep every k-th state and recompute the rest (`LSTM.checkpointInterval`); 0 for none.
     public var checkpointInterval: Int
 
-    /// - Parameter inputSize: may stay 0 in a `SequenceModelConfiguration`, which sets it from the model's input.
+    /// `inputSize`: may stay 0 in a `SequenceModelConfiguration`, which sets it from the model's input.
     public init(inputSize: Int = 0, hiddenSize: Int, layers: Int = 1, activations: [LSTMActivations] = [.standard],
                 dropout: Double = 0, recurrentDropout: Double = 0, bidirectional: Bool = false,
                 projectionSize: Int = 0, checkpointInterval: Int = 0) {

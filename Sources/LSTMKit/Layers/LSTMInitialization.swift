@@ -13,7 +13,7 @@ public enum LSTMInitialization: String, Sendable, Hashable, CaseIterable, Codabl
 extension LSTM {
     /// Fills this LSTM's tensors in `parameters`, drawing from `random` in tensor order.
     ///
-    /// - Parameter forgetBias: when set, b_ih's forget block is set to this value and b_hh's forget block to zero,
+    /// `forgetBias`: when set, b_ih's forget block is set to this value and b_hh's forget block to zero,
     ///   so the sum the cell sees is exactly `forgetBias` (Jozefowicz et al. 2015 recommend 1).
     public func initialize<S: LSTMScalar>(
         _ parameters: inout ParameterBuffer<S>, scheme: LSTMInitialization = .pytorch,

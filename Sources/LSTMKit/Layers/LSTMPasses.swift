@@ -26,12 +26,12 @@
 extension LSTM {
     /// Runs all layers over the whole sequence.
     ///
-    /// - Parameters:
-    ///   - x: (T, B, I), or (B, T, I) with `layout: .batchFirst`; values at padded positions are ignored.
-    ///   - lengths: the real steps of each row, 1...T, in any order (PyTorch's `pack_padded_sequence` with
+    /// Arguments:
+    /// - `x`: (T, B, I), or (B, T, I) with `layout: .batchFirst`; values at padded positions are ignored.
+    /// - `lengths`: the real steps of each row, 1...T, in any order (PyTorch's `pack_padded_sequence` with
     ///     `enforce_sorted=False`); nil means every row has T.
-    ///   - initial: (h0, c0) of every layer and direction; zero when nil.
-    ///   - stash: keeps what `backward` needs; pass the same stash to `backward`.
+    /// - `initial`: (h0, c0) of every layer and direction; zero when nil.
+    /// - `stash`: keeps what `backward` needs; pass the same stash to `backward`.
     @_specialize(where S == Float)
     @_specialize(where S == Double)
     public func forward<S: LSTMScalar>(
@@ -353,12 +353,12 @@ extension LSTM {
 
     /// Backpropagation through time over the sequence of the last `forward` with this stash.
     ///
-    /// - Parameters:
-    ///   - dOutput: δ of the top layer's outputs, in the forward input's layout (values at padding are ignored);
+    /// Arguments:
+    /// - `dOutput`: δ of the top layer's outputs, in the forward input's layout (values at padding are ignored);
     ///     nil means zero.
-    ///   - dFinal: δ of the final (h, c) of every layer and direction; nil means zero (truncated BPTT windows pass nil).
-    ///   - gradients: parameter gradients are *added* here, so several backward calls accumulate.
-    /// - Returns: δx (zero at padding) and δ(h0, c0).
+    /// - `dFinal`: δ of the final (h, c) of every layer and direction; nil means zero (truncated BPTT windows pass nil).
+    /// - `gradients`: parameter gradients are *added* here, so several backward calls accumulate.
+    /// Returns δx (zero at padding) and δ(h0, c0).
     @_specialize(where S == Float)
     @_specialize(where S == Double)
     public func backward<S: LSTMScalar>(

@@ -229,7 +229,7 @@ public final class SequenceModel<Scalar: LSTMScalar> {
     /// Forward, loss and backward for one batch: the gradient of the mean loss is *added* into `gradients` (call
     /// `zeroGradients()` first for a fresh step).
     ///
-    /// - Parameter dropoutSeed: draws the dropout masks (a model with dropout and no seed runs without it).
+    /// `dropoutSeed`: draws the dropout masks (a model with dropout and no seed runs without it).
     @discardableResult
     public func lossAndGradients(_ batch: SequenceBatch<Scalar>, targets: SequenceTargets<Scalar>,
                                  initial: LSTMState<Scalar>? = nil, dropoutSeed: UInt64? = nil) throws(LSTMKitError) -> Gradients {

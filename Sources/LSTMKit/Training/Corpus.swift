@@ -54,7 +54,7 @@ public struct Vocabulary: Sendable, Equatable {
     /// The character of the unknown entry.
     public static let unknownScalar: Unicode.Scalar = "\u{FFFD}"
 
-    /// - Parameter unknown: whether `unknownScalar` (which must be among `scalars`) is the unknown entry.
+    /// `unknown`: whether `unknownScalar` (which must be among `scalars`) is the unknown entry.
     public init(scalars: [Unicode.Scalar], unknown: Bool = false) throws(LSTMKitError) {
         guard !scalars.isEmpty else { throw .invalidInput("vocabulary is empty") }
         var ids: [UInt32: Int32] = [:]
