@@ -45,6 +45,16 @@ private func fuzzSafeTensors(_ bytes: [UInt8]) {
         }
         if let batch { _ = try? model.predict(batch) }
     }
+    if let forecaster = try? Forecaster(file: file, source: "fuzz"), forecaster.configuration.lookback <= 256,
+       forecaster.configuration.hiddenSize <= 64 {
+        // A forecaster file that loads must forecast a series it knows.
+        if let name = forecaster.scalings.keys.first {
+            let n = forecaster.configuration.lookback
+            let series = TimeSeries(name: name, values: (0..<n).map { 1 + Double($0 % 7) },
+                                    covariates: Array(repeating: [Double](repeating: 0, count: forecaster.covariateNames.count), count: n))
+            _ = try? forecaster.forecast([series])
+        }
+    }
     for prefix in ["", "lstm."] {
         _ = try? LSTM.load(from: file, prefix: prefix, as: Float.self)
         _ = try? LSTM.load(from: file, prefix: prefix, as: Double.self)

@@ -129,6 +129,8 @@ def main():
     parser.add_argument("--lstm", default=os.path.join(os.path.dirname(__file__), "..", ".build", "release", "lstm"))
     parser.add_argument("--series", default="")
     parser.add_argument("--keep", help="folder to keep the CSV files, forecasts and plots in")
+    parser.add_argument("--drop-last", type=int, default=0,
+                        help="score an earlier window: drop this many points from the end of every series first")
     parser.add_argument("--train-args", default="", help="extra lstm forecast train flags, e.g. '--seed 2' (default: none)")
     args = parser.parse_args()
     everything = load_series()
@@ -141,6 +143,8 @@ def main():
     for name in names:
         values, m, H, stamps = everything[name]
         values = np.asarray(values, float)
+        if args.drop_last:
+            values, stamps = values[:-args.drop_last], stamps[:-args.drop_last]
         history, actual = values[:-H], values[-H:]
         median, low, high, seconds = run_lstm(args.lstm, name, values, stamps, H, folder, args.train_args.split())
         ets, fit = ets_aicc(history, H, m)

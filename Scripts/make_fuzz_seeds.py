@@ -6,7 +6,10 @@ state_dict) and two tiny LSTMKit checkpoints (`lstm train Fuzz/Corpus/corpus/asc
 --embedding 4 --seq-length 8 --batch 2 --steps 2 --val-fraction 0 --checkpoint
 Fuzz/Corpus/safetensors/lstmkit-checkpoint.safetensors`, and the same with `--proj 3 --layer-norm --peepholes` into
 lstmkit-proj-ln-checkpoint.safetensors; the .metrics.jsonl written beside them is not a seed), and a SequenceModel
-file (sequence-model.safetensors: the sine regressor the README example test saves, sine.safetensors)."""
+file (sequence-model.safetensors: the sine regressor the README example test saves, sine.safetensors), and a
+forecaster (forecaster.safetensors: `lstm forecast train Examples/airpassengers.csv --target passengers --members 2
+--hidden 4 --steps 20 --checkpoint small.safetensors`, its
+.best.safetensors)."""
 import json
 import os
 import struct

@@ -18,9 +18,10 @@ struct ForecastTrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Train a forecaster on every series of a CSV file.",
         discussion: """
-        Holds out the last --horizon points of every series for validation (best weights, early stopping), then \
-        prints the held-out accuracy beside naive and seasonal naive. Writes CHECKPOINT (resumable), \
-        CHECKPOINT-minus-extension.best.safetensors (the forecaster to predict with), .metrics.jsonl and .loss.svg.
+        Holds out the last --horizon points of every series for validation (best weights, early stopping), trains \
+        --members networks from different seeds, then prints the held-out accuracy of their combined forecast beside naive and \
+        seasonal naive. Writes CHECKPOINT (resumable) and CHECKPOINT-minus-extension.best.safetensors (the \
+        forecaster to predict with).
         """
     )
 
@@ -43,48 +44,43 @@ struct ForecastTrainCommand: ParsableCommand {
         }
         let series = try data.read()
         let forecaster: Forecaster
-        var resumed: Trainer<SequenceDataset>?
         if resume {
             let file: SafeTensors.File
             do { file = try SafeTensors.read(path: files.checkpoint) } catch {
                 throw Failure(message: "cannot resume from \(files.checkpoint): \(error.description)")
             }
             forecaster = try Forecaster(file: file, source: files.checkpoint)
-            let trainer = try forecaster.trainer(for: series.series)
-            try trainer.restore(from: file, path: files.checkpoint)
-            resumed = trainer
         } else {
             forecaster = try Forecaster(model.configuration(for: series, seed: random.seed), frequency: series.frequency,
                                         format: series.format, covariates: series.covariateNames)
             forecaster.columns = ForecastColumns(targets: data.targets, time: series.timeColumn, series: series.seriesColumn)
         }
-        forecaster.model.threads = runtime.threads
+        forecaster.threads = runtime.threads
         let c = forecaster.configuration
         let lengths = series.series.map(\.values.count)
         say("""
             \(series.series.count) series (\(series.series.prefix(5).map(\.name).joined(separator: ", "))\(series.series.count > 5 ? ", …" : "")) of \(lengths.min()!)\(lengths.min() == lengths.max() ? "" : "–\(lengths.max()!)") points, \(series.frequency) (from the time stamps)
             season \(c.season)\(model.season == nil ? " (from the frequency)" : ""), horizon \(c.horizon)\(model.horizon == nil ? " (from the frequency)" : ""), lookback \(c.lookback); the last \(c.horizon) points of every series are held out for validation
-            model: LSTM(\(c.hiddenSize))\(c.layers > 1 ? " × \(c.layers) layers" : ""), quantiles \(c.quantiles.map { "\($0)" }.joined(separator: ", ")), up to \(model.steps) steps\(resume ? "; resuming" : "")
+            model: \(c.members) × LSTM(\(c.hiddenSize))\(c.layers > 1 ? " × \(c.layers) layers" : "") (combined by a trimmed mean), quantiles \(c.quantiles.map { "\($0)" }.joined(separator: ", ")), up to \(model.steps) steps\(resume ? "; resuming" : "")
             """)
         for sig in [SIGINT, SIGTERM] { signal(sig) { _ in forecastInterrupt = 1 } }
         defer { for sig in [SIGINT, SIGTERM] { signal(sig, SIG_DFL) } }
         let started = Date()
         let report: Forecaster.FitReport
         do {
-            report = try forecaster.fit(series.series, steps: model.steps, files: files, resuming: resumed, progress: { event in
-                if case let .validated(step, loss, best) = event {
-                    say("step \(step): validation loss \(format(loss, 4))\(best ? " (best so far)" : "")")
+            report = try forecaster.fit(series.series, steps: model.steps, files: files, resume: resume, progress: { member, event in
+                if case let .validated(step, loss, best) = event, best || step % 100 == 0 {
+                    say("member \(member + 1), step \(step): validation loss \(format(loss, 4))\(best ? " (best so far)" : "")")
                 }
             }, stopRequested: { forecastInterrupt != 0 })
         } catch {
             throw Failure(message: "\(flagged(error.description)); training stopped, the last checkpoint \(files.checkpoint) is kept")
         }
-        if forecastInterrupt != 0 {
+        if report.stopped {
             say("stopped by a signal at step \(report.steps); checkpoint saved to \(files.checkpoint); continue with --resume")
             throw ExitCode(130)
         }
-        try forecaster.save(to: files.best)
-        say("trained \(report.steps) steps on \(report.trainingWindows) windows in \(format(Date().timeIntervalSince(started), 1)) s")
+        say("trained up to \(report.steps) steps per member on \(report.trainingWindows) windows in \(format(Date().timeIntervalSince(started), 1)) s")
         say("")
         say("held-out accuracy (last \(c.horizon) points of every series; they chose the kept weights, so `lstm forecast backtest` is the unbiased estimate):")
         printAccuracy(report.heldOut.map { ($0.name, [("lstm", $0.model), ("naive", $0.naive), ("seasonal naive", $0.seasonalNaive)]) })
@@ -206,7 +202,7 @@ struct ForecastBacktestCommand: ParsableCommand {
                 let cut = series.series.map { $0.values.count - (folds - k) * H }
                 let histories = zip(series.series, cut).map { $0.prefix($1) }
                 let forecaster = try Forecaster(c, frequency: series.frequency, format: series.format, covariates: series.covariateNames)
-                forecaster.model.threads = runtime.threads
+                forecaster.threads = runtime.threads
                 try forecaster.fit(histories)
                 let forecasts = try forecaster.forecast(histories)
                 var perSeries: [[(String, ForecastAccuracy)]] = []

@@ -35,12 +35,13 @@ struct ForecastModelOptions: ParsableArguments {
     @Option(help: "Season length (default from the frequency: monthly 12, quarterly 4, weekly 52, daily 7, hourly 24, yearly 1).")
     var season: Int?
     @Option(help: "Comma-separated quantiles to predict (0.5 is always added).") var quantiles = "0.1,0.5,0.9"
-    @Option(help: "LSTM hidden size.") var hidden = 32
+    @Option(help: "LSTM hidden size.") var hidden = 64
     @Option(help: "LSTM layers.") var layers = 1
     @Option(help: "Training steps (at most: training stops early when validation stops improving).") var steps = 400
     @Option(help: "Windows per step.") var batch = 32
     @Option(help: "Learning rate.") var lr = 3e-3
     @Option(help: "Seasons averaged into the seasonal anchor the network corrects (1: seasonal naive).") var anchorSeasons = 3
+    @Option(help: "Networks trained from different seeds; the forecast is their mean without the highest and lowest.") var members = 5
 
     var quantileValues: [Double] { quantiles.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) } }
 
@@ -48,7 +49,8 @@ struct ForecastModelOptions: ParsableArguments {
         for (name, value) in [("--horizon", horizon), ("--lookback", lookback), ("--season", season)] {
             if let value, value < 1 { throw ValidationError("\(name) must be at least 1, got \(value)") }
         }
-        for (name, value) in [("--hidden", hidden), ("--layers", layers), ("--steps", steps), ("--batch", batch)] where value < 1 {
+        for (name, value) in [("--hidden", hidden), ("--layers", layers), ("--steps", steps), ("--batch", batch),
+                              ("--members", members)] where value < 1 {
             throw ValidationError("\(name) must be at least 1, got \(value)")
         }
         guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number, got \(lr)") }
@@ -70,6 +72,7 @@ struct ForecastModelOptions: ParsableArguments {
         c.learningRate = lr
         c.seed = seed
         c.anchorSeasons = anchorSeasons
+        c.members = members
         return c
     }
 }

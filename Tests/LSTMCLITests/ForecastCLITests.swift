@@ -21,7 +21,7 @@ import LSTMKit
     @Test func trainPredictAndBacktest() throws {
         let dir = try CLI.temporaryFolder()
         try Self.storesCSV().write(to: dir.appendingPathComponent("sales.csv"), atomically: true, encoding: .utf8)
-        let flags = ["--target", "sales", "--series", "store", "--horizon", "6", "--steps", "60"]
+        let flags = ["--target", "sales", "--series", "store", "--horizon", "6", "--steps", "60", "--members", "2"]
         let train = try CLI.run(["forecast", "train", "sales.csv"] + flags, in: dir)
         #expect(train.status == 0, "\(train.stderr)")
         #expect(train.stdout.contains("2 series (north, south) of 96 points, monthly (from the time stamps)"), "\(train.stdout)")
@@ -53,7 +53,7 @@ import LSTMKit
     @Test func resumeIsBitwiseExact() throws {
         let dir = try CLI.temporaryFolder()
         try Self.storesCSV().write(to: dir.appendingPathComponent("sales.csv"), atomically: true, encoding: .utf8)
-        let flags = ["--target", "sales", "--series", "store", "--horizon", "6"]
+        let flags = ["--target", "sales", "--series", "store", "--horizon", "6", "--members", "3"]
         let whole = try CLI.run(["forecast", "train", "sales.csv", "--steps", "40", "--checkpoint", "w.safetensors"] + flags, in: dir)
         let half = try CLI.run(["forecast", "train", "sales.csv", "--steps", "20", "--checkpoint", "s.safetensors"] + flags, in: dir)
         let rest = try CLI.run(["forecast", "train", "sales.csv", "--steps", "40", "--checkpoint", "s.safetensors", "--resume"] + flags, in: dir)
@@ -86,7 +86,7 @@ import LSTMKit
         try expectFailure(["forecast", "train", "sales.csv", "--target", "sales", "--quantiles", "0.1,2"], "--quantiles")
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("forecaster.safetensors").path))
         // A predict file that does not match the model.
-        let trained = try CLI.run(["forecast", "train", "sales.csv", "--target", "sales", "--series", "store", "--horizon", "6", "--steps", "5"], in: dir)
+        let trained = try CLI.run(["forecast", "train", "sales.csv", "--target", "sales", "--series", "store", "--horizon", "6", "--steps", "5", "--members", "1"], in: dir)
         #expect(trained.status == 0, "\(trained.stderr)")
         try write("other.csv", Self.storesCSV().replacingOccurrences(of: "south", with: "east"))
         try expectFailure(["forecast", "predict", "forecaster.best.safetensors", "other.csv"], "series east is not one the forecaster was trained on")

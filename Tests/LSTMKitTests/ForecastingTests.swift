@@ -151,6 +151,7 @@ struct ForecasterTests {
         var c = ForecasterConfiguration.defaults(frequency: Frequency(.month), shortest: 120, horizon: 12)
         c.steps = steps
         c.validateEvery = 25
+        c.members = 2
         return try Forecaster(c, frequency: Frequency(.month), format: .month)
     }
 
@@ -177,7 +178,7 @@ struct ForecasterTests {
         var c = ForecasterConfiguration.defaults(frequency: Frequency(.month), shortest: 120, horizon: 12)
         c.anchorSeasons = 1
         let forecaster = try Forecaster(c, frequency: Frequency(.month), format: .month)
-        _ = try forecaster.trainer(for: [series])   // fits the scaling only
+        try forecaster.fitScalings([series])
         let f = try forecaster.forecast([series])[0]
         let seasonalNaive = Baseline.seasonalNaive.forecast(series.values, horizon: 12, season: 12)
         for (a, b) in zip(f.median, seasonalNaive) { #expect(abs(a - b) <= 1e-9 * abs(b)) }
@@ -215,6 +216,7 @@ struct ForecasterTests {
         let series = TimeSeries(name: "y", values: values, times: Array(0..<120), covariates: indicator.map { [$0] })
         var c = ForecasterConfiguration.defaults(frequency: Frequency(.integer), shortest: 120, horizon: 3)
         c.steps = 200
+        c.members = 2
         let forecaster = try Forecaster(c, frequency: Frequency(.integer), format: .integer, covariates: ["x"])
         let report = try forecaster.fit([series])
         #expect(report.heldOut[0].model.mase < 0.85 * report.heldOut[0].naive.mase,

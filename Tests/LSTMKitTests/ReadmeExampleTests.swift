@@ -129,7 +129,8 @@ struct ReadmeForecastExampleTests {
         let sales = (0..<120).map { t in 100 + 0.5 * Double(t) + 20 * sin(2 * Double.pi * Double(t) / 12) }
         let start = TimeStamps.parse("2015-01")!.ordinal
         let series = TimeSeries(name: "sales", values: sales, times: (0..<120).map { start + $0 })
-        let configuration = ForecasterConfiguration.defaults(frequency: Frequency(.month), shortest: 120, horizon: 12)
+        var configuration = ForecasterConfiguration.defaults(frequency: Frequency(.month), shortest: 120, horizon: 12)
+        (configuration.members, configuration.steps) = (2, 150)   // defaults 5 networks, 400 steps: kept quick here
         let forecaster = try Forecaster(configuration, frequency: Frequency(.month), format: .month)
         let report = try forecaster.fit([series])
         let saved = FileManager.default.temporaryDirectory.appendingPathComponent("sales.forecaster.safetensors").path

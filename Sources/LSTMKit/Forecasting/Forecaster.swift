@@ -27,8 +27,11 @@ public struct ForecasterConfiguration: Sendable, Hashable, Codable {
     public var calendar: Bool
     /// Seasons averaged into the anchor the network corrects (1: seasonal naive).
     public var anchorSeasons: Int = 3
+    /// Networks trained from different seeds; the forecast combines them quantile by quantile: the mean without the
+    /// highest and the lowest (a trimmed mean; the plain mean with 2 members or fewer).
+    public var members: Int = 5
 
-    public init(horizon: Int, lookback: Int, season: Int, quantiles: [Double] = [0.1, 0.5, 0.9], hiddenSize: Int = 32,
+    public init(horizon: Int, lookback: Int, season: Int, quantiles: [Double] = [0.1, 0.5, 0.9], hiddenSize: Int = 64,
                 layers: Int = 1, steps: Int = 400, batch: Int = 32, learningRate: Double = 3e-3, seed: UInt64 = 1,
                 validateEvery: Int = 20, patience: Int? = 6, logTransform: Bool? = nil, calendar: Bool = true) {
         self.horizon = horizon
@@ -101,7 +104,8 @@ public struct Forecast: Sendable, Hashable {
 public final class Forecaster {
     /// (`steps` follows the last `fit`: a resumed run to more steps records its new total.)
     public private(set) var configuration: ForecasterConfiguration
-    public let model: SequenceModel<Float>
+    /// The ensemble's networks (`configuration.members` of them), each from its own seed.
+    public let models: [SequenceModel<Float>]
     public let frequency: Frequency
     public let format: TimeFormat
     public let covariateNames: [String]
@@ -125,8 +129,8 @@ public final class Forecaster {
         guard c.quantiles.allSatisfy({ $0 > 0 && $0 < 1 }) else {
             throw .invalidConfiguration("quantiles must be between 0 and 1, got \(c.quantiles)")
         }
-        guard c.steps >= 1, c.batch >= 1, c.validateEvery >= 1 else {
-            throw .invalidConfiguration("steps, batch and validateEvery must be at least 1")
+        guard c.steps >= 1, c.batch >= 1, c.validateEvery >= 1, c.members >= 1 else {
+            throw .invalidConfiguration("steps, batch, validateEvery and members must be at least 1")
         }
         self.configuration = c
         self.frequency = frequency
@@ -134,14 +138,29 @@ public final class Forecaster {
         covariateNames = covariates
         scalings = [:]
         let features = 1 + (c.calendar && c.season > 1 ? 2 : 0) + covariates.count
-        model = try SequenceModel(input: .features(features), lstm: LSTMConfiguration(hiddenSize: c.hiddenSize, layers: c.layers),
-                                  head: .lastStep(outputs: c.horizon), loss: .quantile(c.quantiles), seed: c.seed)
-        for spec in [model.head.weight] + [model.head.bias].compactMap({ $0 }) {
-            for k in spec.range { model.parameters.storage[k] = 0 }
+        var models: [SequenceModel<Float>] = []
+        for k in 0..<c.members {
+            let model = try SequenceModel<Float>(input: .features(features), lstm: LSTMConfiguration(hiddenSize: c.hiddenSize, layers: c.layers),
+                                                 head: .lastStep(outputs: c.horizon), loss: .quantile(c.quantiles),
+                                                 seed: Self.seed(c.seed, member: k))
+            for spec in [model.head.weight] + [model.head.bias].compactMap({ $0 }) {
+                for e in spec.range { model.parameters.storage[e] = 0 }
+            }
+            models.append(model)
         }
+        self.models = models
     }
 
     var inputWidth: Int { 1 + (configuration.calendar && configuration.season > 1 ? 2 : 0) + covariateNames.count }
+
+    /// Member k's seed: the configuration's for member 0, then a fixed stride.
+    static func seed(_ seed: UInt64, member k: Int) -> UInt64 { seed &+ UInt64(k) &* 0x9E37_79B9_7F4A_7C15 }
+
+    /// Threads for every member's products; any count gives bitwise the same forecasts.
+    public var threads: Int {
+        get { models[0].threads }
+        set { for m in models { m.threads = newValue } }
+    }
 
     // MARK: Windows
 
@@ -241,55 +260,101 @@ public final class Forecaster {
         /// The held-out window of every series: the forecaster's accuracy (median), naive's and seasonal naive's.
         public var heldOut: [(name: String, model: ForecastAccuracy, naive: ForecastAccuracy, seasonalNaive: ForecastAccuracy)]
         public var trainingWindows: Int
+        /// A stop request ended it before every member reached its steps (the checkpoint holds where they were).
+        public var stopped: Bool
     }
 
-    /// The trainer `fit` runs (exposed for checkpoints and resuming): scalings fitted, windows cut.
-    public func trainer(for series: [TimeSeries]) throws(LSTMKitError) -> Trainer<SequenceDataset> {
+    /// Fits the scaling of every series not yet seen (on all but its last H points).
+    func fitScalings(_ series: [TimeSeries]) throws(LSTMKitError) {
         guard !series.isEmpty else { throw .invalidInput("no series to train on") }
         let H = configuration.horizon
         for s in series where scalings[s.name] == nil {
             guard s.values.count > H else { continue }
             scalings[s.name] = fitScaling(s, trainingCount: s.values.count - H)
         }
-        let (train, validation) = try examples(series)
-        let data = try SequenceDataset(train, validation: validation, batch: configuration.batch, seed: configuration.seed)
-        let trainer = try Trainer(model: model, source: data,
-                                  options: TrainerOptions(learningRate: configuration.learningRate, clip: 1, seed: configuration.seed))
-        trainer.checkpointMetadata = { [weak self] _ in self?.metadata ?? [:] }
-        return trainer
     }
 
-    /// Trains on `series` (the last H points of each held out), keeping the weights with the best validation loss;
-    /// with `files`, writes checkpoints, metrics and the plot as `Trainer.fit` does. `resumed` continues a resumed
-    /// run; `steps` (the configuration's when nil) is the total to reach.
+    /// The trainer of member k: the windows of `series`, shuffled from the member's seed.
+    func trainer(for series: [TimeSeries], member k: Int) throws(LSTMKitError) -> Trainer<SequenceDataset> {
+        try fitScalings(series)
+        let (train, validation) = try examples(series)
+        let seed = Self.seed(configuration.seed, member: k)
+        let data = try SequenceDataset(train, validation: validation, batch: configuration.batch, seed: seed)
+        return try Trainer(model: models[k], source: data,
+                           options: TrainerOptions(learningRate: configuration.learningRate, clip: 1, seed: seed))
+    }
+
+    /// Trains every member on `series` (the last H points of each held out), keeping each member's weights with the
+    /// best validation loss (its untrained start, the anchor, included). With `files`, writes the checkpoint (every
+    /// member's training state, after each member and when stopped) and the best forecaster; `resume` continues
+    /// `files.checkpoint`. `steps` (the configuration's when nil) is each member's total.
     @discardableResult
-    public func fit(_ series: [TimeSeries], steps: Int? = nil, files: TrainingFiles? = nil,
-                    resuming resumed: Trainer<SequenceDataset>? = nil,
-                    progress: (TrainingEvent) -> Void = { _ in },
+    public func fit(_ series: [TimeSeries], steps: Int? = nil, files: TrainingFiles? = nil, resume: Bool = false,
+                    progress: (_ member: Int, TrainingEvent) -> Void = { _, _ in },
                     stopRequested: () -> Bool = { false }) throws(LSTMKitError) -> FitReport {
-        let trainer: Trainer<SequenceDataset>
-        if let resumed { trainer = resumed } else { trainer = try self.trainer(for: series) }
-        var best = trainer.bestValidationLoss.map { _ in model.parameters }
-        if best == nil, let loss = try trainer.validationLoss() {
-            // The starting point (seasonal naive) is a candidate too: training must beat it to replace it.
-            trainer.bestValidationLoss = loss
-            best = model.parameters
-        }
-        if let files, let kept = try? SequenceModel<Float>(contentsOf: files.best), kept.layout == model.layout {
-            best = kept.parameters
+        try fitScalings(series)
+        let E = configuration.members
+        var trainers: [Trainer<SequenceDataset>] = []
+        for k in 0..<E { trainers.append(try trainer(for: series, member: k)) }
+        var best: [ParameterBuffer<Float>?] = Array(repeating: nil, count: E)
+        var stoppedEarly = [Bool](repeating: false, count: E)
+        if resume {
+            guard let files else { throw .invalidConfiguration("resuming needs the training files") }
+            let file: SafeTensors.File
+            do { file = try SafeTensors.read(path: files.checkpoint) } catch {
+                throw .invalidInput("cannot resume from \(files.checkpoint): \(error.description)")
+            }
+            for k in 0..<E {
+                try trainers[k].restore(from: Self.member(k, of: file, prefix: "m"), path: files.checkpoint)
+                best[k] = try SequenceModel<Float>(file: Self.member(k, of: file, prefix: "b", model: models[k]),
+                                                   source: files.checkpoint).parameters
+            }
+            if let json = file.metadata["members_stopped_early"],
+               let flags = try? JSONDecoder().decode([Bool].self, from: Data(json.utf8)), flags.count == E {
+                stoppedEarly = flags
+            }
         }
         let total = steps ?? configuration.steps
         configuration.steps = total
-        if trainer.step < total {
-            let options = FitOptions(steps: total, validateEvery: configuration.validateEvery,
-                                     files: files, lossUnit: "pinball loss, scaled", patience: configuration.patience)
-            _ = try trainer.fit(options, progress: { event in
-                if case .validated(_, _, true) = event { best = self.model.parameters }
-                progress(event)
-            }, stopRequested: stopRequested)
+        func save() throws(LSTMKitError) {
+            guard let files else { return }
+            var file = SafeTensors.File(metadata: metadata)
+            for k in 0..<E {
+                let checkpoint = try trainers[k].checkpoint()
+                file.tensors += checkpoint.tensors.map { ("m\(k).\($0.name)", $0.tensor) }
+                for key in ["training", "state"] { file.metadata["m\(k).\(key)"] = checkpoint.metadata[key] }
+                let kept = best[k] ?? models[k].parameters
+                file.tensors += models[k].layout.specs.map { ("b\(k).\($0.name)", SafeTensors.Tensor(Array(kept[$0]), shape: $0.shape)) }
+            }
+            file.metadata["members_stopped_early"] = jsonString(stoppedEarly)
+            do { try SafeTensors.write(file, path: files.checkpoint) } catch {
+                throw .invalidInput("could not save checkpoint \(files.checkpoint): \(error.description)")
+            }
         }
-        if let best { model.parameters = best }
-        validationLoss = trainer.bestValidationLoss
+        var stopped = false
+        for k in 0..<E where !stoppedEarly[k] && trainers[k].step < total {
+            let trainer = trainers[k], model = models[k]
+            if best[k] == nil, let loss = try trainer.validationLoss() {
+                // The untrained start (the anchor) is a candidate too: training must beat it to replace it.
+                trainer.bestValidationLoss = loss
+                best[k] = model.parameters
+            }
+            let outcome = try trainer.fit(FitOptions(steps: total, validateEvery: configuration.validateEvery,
+                                                     patience: configuration.patience), progress: { event in
+                if case .validated(_, _, true) = event { best[k] = model.parameters }
+                progress(k, event)
+            }, stopRequested: stopRequested)
+            stoppedEarly[k] = outcome == .stoppedEarly
+            try save()
+            if outcome == .stopped {
+                stopped = true
+                break
+            }
+        }
+        // The kept weights, for forecasting; the checkpoint keeps each member's latest beside them.
+        for k in 0..<E { if let kept = best[k] { models[k].parameters = kept } }
+        validationLoss = trainers.compactMap(\.bestValidationLoss).reduce(0, +) / Double(E)
+        if let files { try self.save(to: files.best) }
         var heldOut: FitReport.Entry = []
         for s in series {
             let n = s.values.count, H = configuration.horizon
@@ -300,8 +365,19 @@ public final class Forecaster {
                             ForecastAccuracy(actual: actual, forecast: Baseline.naive.forecast(history, horizon: H, season: m), history: history, season: m),
                             ForecastAccuracy(actual: actual, forecast: Baseline.seasonalNaive.forecast(history, horizon: H, season: m), history: history, season: m)))
         }
-        return FitReport(steps: trainer.step, validationLoss: validationLoss, heldOut: heldOut,
-                         trainingWindows: trainer.source.examples.count)
+        return FitReport(steps: trainers.map(\.step).max() ?? 0, validationLoss: validationLoss, heldOut: heldOut,
+                         trainingWindows: trainers[0].source.examples.count,
+                         stopped: stopped)
+    }
+
+    /// Member k's part of an ensemble file (tensors prefixed `<prefix><k>.`) as a file of its own; with `model`,
+    /// given that model's description (the best weights carry none).
+    static func member(_ k: Int, of file: SafeTensors.File, prefix: String, model: SequenceModel<Float>? = nil) -> SafeTensors.File {
+        let p = "\(prefix)\(k)."
+        var part = SafeTensors.File(tensors: file.tensors.filter { $0.name.hasPrefix(p) }.map { (String($0.name.dropFirst(p.count)), $0.tensor) })
+        for (key, value) in file.metadata where key.hasPrefix("m\(k).") { part.metadata[String(key.dropFirst("m\(k).".count))] = value }
+        if let model { part.metadata.merge(model.file().metadata.filter { $0.key != "state" && $0.key != "training" }) { $1 } }
+        return part
     }
 
     // MARK: Forecasting
@@ -331,13 +407,18 @@ public final class Forecaster {
             zs.append(scaling)
         }
         guard !inputs.isEmpty else { return [] }
-        let outputs = try model.predict(SequenceBatch(sequences: inputs)).outputs   // (B, horizon × K)
+        let batch = try SequenceBatch(sequences: inputs)
+        var outputs: [[Float]] = []   // per member (B, horizon × K)
+        for model in models { outputs.append(try model.predict(batch).outputs) }
         return series.enumerated().map { b, s in
             let scaling = zs[b]
             var values = [[Double]](repeating: [Double](repeating: 0, count: H), count: K)
             for h in 0..<H {
-                // Sorting the K predictions of a step (monotone rearrangement) keeps quantiles from crossing.
-                let sorted = (0..<K).map { Double(outputs[b * c.horizon * K + h * K + $0]) }.sorted()
+                // Each member's K predictions sorted (monotone rearrangement), then per quantile the mean of the
+                // members without the highest and the lowest: that is monotone in every member's value, so ordered
+                // vectors combine into an ordered one and quantiles never cross.
+                let perMember = outputs.map { o in (0..<K).map { Double(o[b * c.horizon * K + h * K + $0]) }.sorted() }
+                let sorted = (0..<K).map { k in Self.trimmedMean(perMember.map { $0[k] }) }
                 for k in 0..<K {
                     let z = baselines[b][h] + scaling.scale * sorted[k]
                     values[k][h] = scaling.log ? exp(z) : z
@@ -347,6 +428,12 @@ public final class Forecaster {
             let times = (1...H).map { TimeStamps.advance(last, by: $0, frequency: frequency, format: format) }
             return Forecast(name: s.name, times: times, quantiles: c.quantiles, values: values)
         }
+    }
+
+    static func trimmedMean(_ v: [Double]) -> Double {
+        let s = v.sorted()
+        let kept = s.count > 2 ? Array(s.dropFirst().dropLast()) : s
+        return kept.reduce(0, +) / Double(kept.count)
     }
 
     // MARK: Files
@@ -371,11 +458,17 @@ public final class Forecaster {
                       scalings: scalings, columns: columns)
     }
 
+    /// Every member's (kept) tensors, prefixed `b0.`, `b1.`, …, and the forecaster's description.
     public func save(to path: String) throws(LSTMKitError) {
-        try model.save(to: path, metadata: metadata)
+        var file = SafeTensors.File(metadata: metadata)
+        for (k, model) in models.enumerated() {
+            if let tensor = firstNonFinite(model.parameters) { throw .nonFinite("member \(k): \(tensor) is not finite; not saving") }
+            file.tensors += model.file().tensors.map { ("b\(k).\($0.name)", $0.tensor) }
+        }
+        do { try SafeTensors.write(file, path: path) } catch { throw .invalidInput("cannot write \(path): \(error.description)") }
     }
 
-    /// A forecaster saved by `save(to:)`, or the model in a training checkpoint of `lstm forecast train`.
+    /// A forecaster saved by `save(to:)`, or the kept weights in a training checkpoint of `lstm forecast train`.
     public convenience init(contentsOf path: String) throws(LSTMKitError) {
         let file: SafeTensors.File
         do { file = try SafeTensors.read(path: path) } catch { throw .invalidInput("\(path): \(error.description)") }
@@ -387,12 +480,19 @@ public final class Forecaster {
               let saved = try? JSONDecoder().decode(Saved.self, from: Data(json.utf8)) else {
             throw .invalidInput("\(source) is not a forecaster (no forecaster metadata); train one with lstm forecast train")
         }
-        let loaded = try SequenceModel<Float>(file: file, source: source)
-        try self.init(saved.configuration, frequency: saved.frequency, format: saved.format, covariates: saved.covariates)
-        guard loaded.layout == model.layout else {
-            throw .invalidInput("\(source): the model's tensors do not match its forecaster description")
+        // The description must fit the tensors before networks of its size are allocated (a small damaged file
+        // could claim huge ones): every member has its 4H × H recurrent weights and its head.
+        let c = saved.configuration
+        let available = file.tensors.reduce(0) { $0 + $1.tensor.elementCount }
+        guard c.members >= 1, c.members <= file.tensors.count, c.hiddenSize >= 1, c.layers >= 1,
+              c.layers <= file.tensors.count, c.hiddenSize <= available / 4 / c.hiddenSize,
+              c.horizon >= 1, c.horizon <= available / max(1, c.quantiles.count), saved.covariates.count <= available else {
+            throw .invalidInput("\(source) describes a forecaster larger than the tensors it holds; the file is damaged")
         }
-        model.parameters = loaded.parameters
+        try self.init(c, frequency: saved.frequency, format: saved.format, covariates: saved.covariates)
+        for (k, model) in models.enumerated() {
+            model.parameters = try SequenceModel<Float>(file: Self.member(k, of: file, prefix: "b", model: model), source: source).parameters
+        }
         scalings = saved.scalings
         columns = saved.columns
     }

@@ -43,6 +43,9 @@ public final class Trainer<Source: TrainingSource> {
     /// The state the next batch starts from when it continues the one before (sources with `carriedRows`).
     public private(set) var carry: LSTMState<Float>?
     public var bestValidationLoss: Double?
+    /// Validations in a row that found no better loss (early stopping counts them; saved, so a resumed run stops
+    /// where an uninterrupted one would).
+    public var validationsWithoutImprovement = 0
     /// Metadata added to every checkpoint (and replacing the trainer's own keys), computed when it is written.
     public var checkpointMetadata: ((Trainer) -> [String: String])?
 
@@ -141,16 +144,19 @@ public final class Trainer<Source: TrainingSource> {
         /// The source's `fingerprint`, checked on resuming (absent in character-model checkpoints, which check
         /// their corpus themselves).
         public var source: String?
+        /// `validationsWithoutImprovement` when not 0.
+        public var withoutImprovement: Int?
 
         enum CodingKeys: String, CodingKey {
             case step, epoch, position, optimizerSteps = "optimizer_steps", bestValidationLoss = "best_validation_loss"
-            case source
+            case source, withoutImprovement = "without_improvement"
         }
     }
 
     public var state: State {
         State(step: step, epoch: source.cursor.epoch, position: source.cursor.position,
-              optimizerSteps: optimizer.stepCount, bestValidationLoss: bestValidationLoss, source: source.fingerprint)
+              optimizerSteps: optimizer.stepCount, bestValidationLoss: bestValidationLoss, source: source.fingerprint,
+              withoutImprovement: validationsWithoutImprovement > 0 ? validationsWithoutImprovement : nil)
     }
 
     /// Everything needed to resume bitwise: the model's file, then `optimizer.<state>.<tensor>` for each optimizer
@@ -224,5 +230,6 @@ public final class Trainer<Source: TrainingSource> {
         step = state.step
         source.cursor = SourceCursor(epoch: state.epoch, position: state.position)
         bestValidationLoss = state.bestValidationLoss
+        validationsWithoutImprovement = max(0, state.withoutImprovement ?? 0)
     }
 }

@@ -93,7 +93,7 @@ extension Trainer {
         }
         let tokensPerStep = Double(source.stepsPerBatch)
         var recent: [Double] = []   // the last ≤ 20 steps' times, not counting validation or saving
-        var skipped = 0, skippedInARow = 0, withoutImprovement = 0
+        var skipped = 0, skippedInARow = 0
         while step < options.steps {
             if stopRequested() {
                 if let files = options.files { try save(files.checkpoint) }
@@ -128,10 +128,10 @@ extension Trainer {
                     }
                     log?.validated(step: step, loss: loss)
                     progress(.validated(step: step, loss: loss, best: best))
-                    withoutImprovement = best ? 0 : withoutImprovement + 1
+                    validationsWithoutImprovement = best ? 0 : validationsWithoutImprovement + 1
                 }
                 if let files = options.files { try save(files.checkpoint) }
-                if let patience = options.patience, withoutImprovement >= patience, step < options.steps {
+                if let patience = options.patience, validationsWithoutImprovement >= patience, step < options.steps {
                     return .stoppedEarly
                 }
             }
