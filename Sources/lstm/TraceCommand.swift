@@ -92,18 +92,10 @@ enum TraceText {
             out += "       δW_t = δZ·Iᵀ: " + d.dW.map { vector($0, 4) }.joined(separator: " ") + "\n"
         }
         out += "\ntotals: analytic (sum over steps) beside the fourth-order central difference (ε = \(trace.numerical.epsilon))\n"
-        func row(_ name: String, _ a: Double, _ n: Double) -> String {
-            "  " + name.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: "%+.10f   %+.10f   %.1e\n", a, n, abs(a - n))
-        }
         out += "  " + "".padding(toLength: 12, withPad: " ", startingAt: 0) + "analytic         central diff.    |difference|\n"
-        for r in 0..<(4 * H) {
-            for c in 0..<(I + H) {
-                out += row("δW[\(r)][\(c)]", trace.gradients.dW[r][c], trace.numerical.dW[r][c])
-            }
+        for (name, a, n) in trace.comparisons {
+            out += "  " + name.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: "%+.10f   %+.10f   %.1e\n", a, n, abs(a - n))
         }
-        for r in 0..<(4 * H) { out += row("δb[\(r)]", trace.gradients.db[r], trace.numerical.db[r]) }
-        for j in 0..<H { out += row("δh0[\(j)]", trace.gradients.dh0[j], trace.numerical.dh0[j]) }
-        for j in 0..<H { out += row("δc0[\(j)]", trace.gradients.dc0[j], trace.numerical.dc0[j]) }
         out += String(format: "largest |difference| %.2e\n", trace.numerical.max_abs_difference)
         return out
     }

@@ -62,13 +62,9 @@ enum TraceHTML {
         }
         html += "<h2>Totals against central differences</h2>\n<p>Fourth-order central difference of the loss, ε = \(trace.numerical.epsilon). Largest |difference|: <b class=\"ok\">\(String(format: "%.2e", trace.numerical.max_abs_difference))</b>.</p>\n"
         html += "<table><tr><th>gradient</th><th>analytic (Σ over steps)</th><th>central difference</th><th>|difference|</th></tr>\n"
-        func row(_ name: String, _ a: Double, _ n: Double) -> String {
-            String(format: "<tr><td>%@</td><td>%+.10f</td><td>%+.10f</td><td>%.1e</td></tr>\n", name, a, n, abs(a - n))
+        for (name, a, n) in trace.comparisons {
+            html += "<tr><td>\(name)</td>" + String(format: "<td>%+.10f</td><td>%+.10f</td><td>%.1e</td></tr>\n", a, n, abs(a - n))
         }
-        for r in 0..<(4 * H) { for c in 0..<(I + H) { html += row("δW[\(r)][\(c)]", trace.gradients.dW[r][c], trace.numerical.dW[r][c]) } }
-        for r in 0..<(4 * H) { html += row("δb[\(r)]", trace.gradients.db[r], trace.numerical.db[r]) }
-        for j in 0..<H { html += row("δh0[\(j)]", trace.gradients.dh0[j], trace.numerical.dh0[j]) }
-        for j in 0..<H { html += row("δc0[\(j)]", trace.gradients.dc0[j], trace.numerical.dc0[j]) }
         html += "</table>\n<p>Made by <code>lstm trace --format html</code>; <code>--format json</code> holds the same numbers at full precision.</p>\n</body></html>\n"
         return html
     }

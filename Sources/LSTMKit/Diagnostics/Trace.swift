@@ -62,6 +62,17 @@ public struct LSTMTrace: Sendable, Codable, Equatable {
     public var gradients: Gradients
     public var numerical: Check
 
+    /// Every total beside its central difference: δW[r][c], δb[r], δh0[j], δc0[j].
+    public var comparisons: [(name: String, analytic: Double, numerical: Double)] {
+        let g = gradients, n = numerical
+        var rows: [(name: String, analytic: Double, numerical: Double)] = []
+        for r in g.dW.indices { for c in g.dW[r].indices { rows.append(("δW[\(r)][\(c)]", g.dW[r][c], n.dW[r][c])) } }
+        for r in g.db.indices { rows.append(("δb[\(r)]", g.db[r], n.db[r])) }
+        for j in g.dh0.indices { rows.append(("δh0[\(j)]", g.dh0[j], n.dh0[j])) }
+        for j in g.dc0.indices { rows.append(("δc0[\(j)]", g.dc0[j], n.dc0[j])) }
+        return rows
+    }
+
     /// A seeded network of I inputs and H units over T steps: W, b ~ U(±1/√H), x, y ~ U(−1, 1), h0, c0 ~ U(±0.5).
     /// `linear`: the seed derivation's model "ignoring the non-linearities" — identity activations, zero bias.
     public static func run(input I: Int = 2, hidden H: Int = 2, steps T: Int = 3, seed: UInt64 = 1,
