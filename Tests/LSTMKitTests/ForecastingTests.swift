@@ -227,6 +227,27 @@ struct ForecasterTests {
         #expect(throws: LSTMKitError.self) { _ = try forecaster.forecast([TimeSeries(name: "y", values: values)]) }
     }
 
+    /// Stopped in the middle of the second member and resumed, the ensemble reaches the bytes of an uninterrupted run.
+    @Test func stoppedAndResumedEnsembleIsBitwiseTheSame() throws {
+        let (series, _) = Self.seasonal(72)
+        var c = ForecasterConfiguration.defaults(frequency: Frequency(.month), shortest: 72, horizon: 6)
+        (c.steps, c.members, c.hiddenSize, c.validateEvery) = (30, 3, 8, 10)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ensemble-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let whole = TrainingFiles(checkpoint: dir.appendingPathComponent("whole.safetensors").path)
+        let split = TrainingFiles(checkpoint: dir.appendingPathComponent("split.safetensors").path)
+        try Forecaster(c, frequency: Frequency(.month), format: .month).fit([series], files: whole)
+        var asked = 0
+        let first = try Forecaster(c, frequency: Frequency(.month), format: .month)
+        let report = try first.fit([series], files: split, stopRequested: { asked += 1; return asked > 45 })
+        #expect(report.stopped)
+        let resumed = try Forecaster(contentsOf: split.checkpoint)
+        let rest = try resumed.fit([series], files: split, resume: true)
+        #expect(!rest.stopped)
+        #expect(try SafeTensors.read(path: split.best) == SafeTensors.read(path: whole.best))
+        #expect(try SafeTensors.read(path: split.checkpoint) == SafeTensors.read(path: whole.checkpoint))
+    }
+
     @Test func accuracyAndBaselines() {
         let history: [Double] = [1, 2, 3, 4, 5, 6, 7, 8]
         #expect(Baseline.seasonalNaive.forecast(history, horizon: 5, season: 4) == [5, 6, 7, 8, 5])

@@ -334,8 +334,9 @@ public final class Forecaster {
         var stopped = false
         for k in 0..<E where !stoppedEarly[k] && trainers[k].step < total {
             let trainer = trainers[k], model = models[k]
-            if best[k] == nil, let loss = try trainer.validationLoss() {
-                // The untrained start (the anchor) is a candidate too: training must beat it to replace it.
+            if trainer.bestValidationLoss == nil, let loss = try trainer.validationLoss() {
+                // A member's untrained start (the anchor) is a candidate too: training must beat it to replace it.
+                // (A member that has started has a best loss; one a stopped run never reached starts here.)
                 trainer.bestValidationLoss = loss
                 best[k] = model.parameters
             }
