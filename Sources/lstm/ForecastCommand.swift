@@ -68,11 +68,24 @@ struct ForecastTrainCommand: ParsableCommand {
         let started = Date()
         let report: Forecaster.FitReport
         do {
+            // On a terminal one line that updates (member, step, last and best validation loss); otherwise a log
+            // line when a member improves or every 100 steps.
+            let interactive = isatty(STDOUT_FILENO) == 1
+            var bestLoss: [Int: Double] = [:]
             report = try forecaster.fit(series.series, steps: model.steps, files: files, resume: resume, progress: { member, event in
-                if case let .validated(step, loss, best) = event, best || step % 100 == 0 {
-                    say("member \(member + 1), step \(step): validation loss \(format(loss, 4))\(best ? " (best so far)" : "")")
+                switch event {
+                case let .trained(step, loss, _, _, _) where interactive && step % 5 == 0:
+                    let best = bestLoss[member].map { format($0, 4) } ?? "–"
+                    FileHandle.standardOutput.write(Data("\r\u{1B}[Kmember \(member + 1)/\(c.members)  step \(step)/\(model.steps)  train loss \(format(loss, 4))  best validation \(best)".utf8))
+                case let .validated(step, loss, best):
+                    if best { bestLoss[member] = loss }
+                    if !interactive && (best || step % 100 == 0) {
+                        say("member \(member + 1), step \(step): validation loss \(format(loss, 4))\(best ? " (best so far)" : "")")
+                    }
+                default: break
                 }
             }, stopRequested: { forecastInterrupt != 0 })
+            if interactive { FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8)) }
         } catch {
             throw Failure(message: "\(flagged(error.description)); training stopped, the last checkpoint \(files.checkpoint) is kept")
         }
