@@ -10,9 +10,6 @@ struct ForecastCommand: ParsableCommand {
     )
 }
 
-/// Set from the SIGINT handler; read between steps.
-nonisolated(unsafe) private var forecastInterrupt: sig_atomic_t = 0
-
 struct ForecastTrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
@@ -39,10 +36,11 @@ struct ForecastTrainCommand: ParsableCommand {
 
     private func train() throws {
         let files = TrainingFiles(checkpoint: checkpoint)
+        // The data first: a wrong column or a bad cell is the more useful message (nothing is written before fit).
+        let series = try data.read()
         if !resume && !force && FileManager.default.fileExists(atPath: files.checkpoint) {
             throw Failure(message: "\(files.checkpoint) already exists; pass --resume to continue it, --force to overwrite it, or choose another --checkpoint")
         }
-        let series = try data.read()
         let forecaster: Forecaster
         if resume {
             let file: SafeTensors.File
@@ -63,8 +61,6 @@ struct ForecastTrainCommand: ParsableCommand {
             season \(c.season)\(model.season == nil ? " (from the frequency)" : ""), horizon \(c.horizon)\(model.horizon == nil ? " (from the frequency)" : ""), lookback \(c.lookback); the last \(c.horizon) points of every series are held out for validation
             model: \(c.members) × LSTM(\(c.hiddenSize))\(c.layers > 1 ? " × \(c.layers) layers" : "") (combined by a trimmed mean), quantiles \(c.quantiles.map { "\($0)" }.joined(separator: ", ")), up to \(model.steps) steps\(resume ? "; resuming" : "")
             """)
-        for sig in [SIGINT, SIGTERM] { signal(sig) { _ in forecastInterrupt = 1 } }
-        defer { for sig in [SIGINT, SIGTERM] { signal(sig, SIG_DFL) } }
         let started = Date()
         let report: Forecaster.FitReport
         do {
@@ -72,22 +68,24 @@ struct ForecastTrainCommand: ParsableCommand {
             // line when a member improves or every 100 steps.
             let interactive = isatty(STDOUT_FILENO) == 1
             var bestLoss: [Int: Double] = [:]
-            report = try forecaster.fit(series.series, steps: model.steps, files: files, resume: resume, progress: { member, event in
-                switch event {
-                case let .trained(step, loss, _, _, _) where interactive && step % 5 == 0:
-                    let best = bestLoss[member].map { format($0, 4) } ?? "–"
-                    FileHandle.standardOutput.write(Data("\r\u{1B}[Kmember \(member + 1)/\(c.members)  step \(step)/\(model.steps)  train loss \(format(loss, 4))  best validation \(best)".utf8))
-                case let .validated(step, loss, best):
-                    if best { bestLoss[member] = loss }
-                    if !interactive && (best || step % 100 == 0) {
-                        say("member \(member + 1), step \(step): validation loss \(format(loss, 4))\(best ? " (best so far)" : "")")
+            report = try Interrupt.handling { requested in
+                try forecaster.fit(series.series, steps: model.steps, files: files, resume: resume, progress: { member, event in
+                    switch event {
+                    case let .trained(step, loss, _, _, _) where interactive && step % 5 == 0:
+                        let best = bestLoss[member].map { format($0, 4) } ?? "–"
+                        FileHandle.standardOutput.write(Data("\r\u{1B}[Kmember \(member + 1)/\(c.members)  step \(step)/\(model.steps)  train loss \(format(loss, 4))  best validation \(best)".utf8))
+                    case let .validated(step, loss, best):
+                        if best { bestLoss[member] = loss }
+                        if !interactive && (best || step % 100 == 0) {
+                            say("member \(member + 1), step \(step): validation loss \(format(loss, 4))\(best ? " (best so far)" : "")")
+                        }
+                    default: break
                     }
-                default: break
-                }
-            }, stopRequested: { forecastInterrupt != 0 })
+                }, stopRequested: requested)
+            }
             if interactive { FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8)) }
         } catch {
-            throw Failure(message: "\(flagged(error.description)); training stopped, the last checkpoint \(files.checkpoint) is kept")
+            throw Failure(message: "\(flagged(String(describing: error))); training stopped, the last checkpoint \(files.checkpoint) is kept")
         }
         if report.stopped {
             say("stopped by a signal at step \(report.steps); checkpoint saved to \(files.checkpoint); continue with --resume")

@@ -2,9 +2,6 @@ import ArgumentParser
 import Foundation
 import LSTMKit
 
-/// Set from the SIGINT handler; read between steps.
-nonisolated(unsafe) private var interruptRequested: sig_atomic_t = 0
-
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
@@ -84,24 +81,16 @@ struct TrainCommand: ParsableCommand {
             model: embedding \(c.embedding), \(c.layers)×LSTM(\(c.hidden))\(trainer.model.lstm.variantDescription), \(trainer.model.layout.count) parameters; batch \(options.batch) × seq \(options.seqLength), \(options.optimizer.name) lr \(options.learningRate), \(totalSteps) steps (\(trainer.windowsPerEpoch) per epoch), \(threads) thread\(threads == 1 ? "" : "s")
             """)
 
-        // Ctrl-C (SIGINT) and SIGTERM finish the current step, save, and exit. A parent may have started us with
-        // signals blocked (a blocked mask is inherited across exec), so unblock them too.
-        for sig in [SIGINT, SIGTERM] { signal(sig) { _ in interruptRequested = 1 } }
-        var unblock = sigset_t()
-        sigemptyset(&unblock)
-        sigaddset(&unblock, SIGINT)
-        sigaddset(&unblock, SIGTERM)
-        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
-        defer { for sig in [SIGINT, SIGTERM] { signal(sig, SIG_DFL) } }
-
         let fit = FitOptions(steps: totalSteps, schedule: schedule, validateEvery: training.evalEvery,
                              onNonFinite: training.onNonfinite, files: files, lossUnit: "nats per character", logsBits: true)
         let outcome: Trainer<TokenStreams>.Outcome
         do {
-            outcome = try trainer.trainer.fit(fit, progress: report.show, stopRequested: { interruptRequested != 0 })
+            outcome = try Interrupt.handling { requested in
+                try trainer.trainer.fit(fit, progress: report.show, stopRequested: requested)
+            }
         } catch {
             report.note("")
-            throw Failure(message: "\(flagged(error.description)); training stopped, the last checkpoint \(files.checkpoint) is kept")
+            throw Failure(message: "\(flagged(String(describing: error))); training stopped, the last checkpoint \(files.checkpoint) is kept")
         }
         if outcome == .stopped {
             report.note("stopped by a signal at step \(trainer.step); checkpoint saved to \(files.checkpoint); continue with --resume")
