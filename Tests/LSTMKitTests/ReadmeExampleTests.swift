@@ -6,7 +6,7 @@ import LSTMKit
 /// tested here, and `DocumentedExampleTests` checks that it appears in the documentation as written.
 struct ReadmeExampleTests {
     @Test func readmeExampleRunsAndLearns() throws {
-        // Layers.md example begin
+        // LayersUnderneath.md example begin
         // A 2-layer LSTM with a linear head, trained to predict the next value of a sine wave.
         var layout = ParameterLayout()
         let lstm = try LSTM(inputSize: 1, hiddenSize: 16, layers: 2, layout: &layout, prefix: "lstm.")
@@ -38,7 +38,7 @@ struct ReadmeExampleTests {
             losses.append(loss)
         }
         print("MSE: first step \(losses.first!), after 100 steps \(losses.last!)")
-        // Layers.md example end
+        // LayersUnderneath.md example end
         #expect(losses.last! < losses.first! / 10)
     }
 }

@@ -5,14 +5,25 @@
 /// rounded), bounds nesting depth so a hostile header cannot exhaust the stack, and never traps: every malformed
 /// input is a thrown `JSONError` with a byte offset.
 public indirect enum JSONValue: Sendable, Equatable {
+    /// A JSON object: its members in document order (the parser rejects duplicate keys).
     case object([(key: String, value: JSONValue)])
+    /// A JSON array, its elements in document order.
     case array([JSONValue])
+    /// A JSON string, its escapes decoded.
     case string(String)
     /// The number's text as written, and its value as a Double.
     case number(String, Double)
+    /// A JSON `true` or `false`.
     case bool(Bool)
+    /// The JSON `null`.
     case null
 
+    /// Structural equality: object members compare pairwise in order, numbers by their text as written
+    /// (so `1` and `1.0` differ).
+    /// - Parameters:
+    ///   - a: A value to compare.
+    ///   - b: Another value to compare.
+    /// - Returns: Whether `a` and `b` are the same JSON value.
     public static func == (a: JSONValue, b: JSONValue) -> Bool {
         switch (a, b) {
         case let (.object(x), .object(y)): return x.count == y.count && zip(x, y).allSatisfy { $0.key == $1.key && $0.value == $1.value }
@@ -31,15 +42,24 @@ public indirect enum JSONValue: Sendable, Equatable {
         return Int(text)
     }
 
+    /// The string, if this is a `.string`; nil otherwise.
     public var stringValue: String? { if case let .string(s) = self { return s } else { return nil } }
 
+    /// The Boolean, if this is a `.bool`; nil otherwise.
     public var boolean: Bool? { if case let .bool(b) = self { return b } else { return nil } }
 
+    /// The value of the first member named `key`, if this is an object that has one; nil otherwise.
+    /// - Parameter key: The member name to look up.
     public subscript(key: String) -> JSONValue? {
         guard case let .object(entries) = self else { return nil }
         return entries.first { $0.key == key }?.value
     }
 
+    /// Parses one JSON value from UTF-8 bytes; whitespace may surround it, nothing else may follow.
+    /// - Parameter bytes: The complete JSON text, UTF-8 encoded.
+    /// - Returns: The parsed value.
+    /// - Throws: ``JSONError`` at the first problem: a syntax error, invalid UTF-8, a duplicate object key, nesting
+    ///   deeper than 64 levels, or trailing characters.
     public static func parse(_ bytes: some Collection<UInt8>) throws(JSONError) -> JSONValue {
         var parser = Parser(bytes: Array(bytes))
         parser.skipSpace()
@@ -223,8 +243,12 @@ public indirect enum JSONValue: Sendable, Equatable {
     }
 }
 
+/// Why ``JSONValue/parse(_:)`` rejected its input, and where.
 public struct JSONError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// The byte offset in the input at which the problem was found.
     public var offset: Int
+    /// What was wrong, in a few words (for example `duplicate key "a"`).
     public var reason: String
+    /// The reason and the offset, as `reason at byte offset`.
     public var description: String { "\(reason) at byte \(offset)" }
 }

@@ -12,10 +12,14 @@ import Foundation
 /// byte range must lie inside the data section and equal shape × dtype size, ranges must not overlap, and names are
 /// unique (JSON object keys). Any violation is a `SafeTensorsError` with a one-line reason, never a crash.
 public enum SafeTensors {
+    /// A tensor element type, spelled as in the header's `dtype` field (`F32`, `BF16`, …).
     public enum DType: String, Sendable, Hashable {
+        /// Floating point: 64-, 32- and 16-bit IEEE 754, and bfloat16.
         case f64 = "F64", f32 = "F32", f16 = "F16", bf16 = "BF16"
+        /// Integers (signed 64, 32, 16 and 8 bits; unsigned 8 bits) and one-byte Booleans.
         case i64 = "I64", i32 = "I32", i16 = "I16", i8 = "I8", u8 = "U8", bool = "BOOL"
 
+        /// The bytes per element: 8, 4, 2 or 1.
         public var size: Int {
             switch self {
             case .f64, .i64: return 8
@@ -28,16 +32,30 @@ public enum SafeTensors {
 
     /// One tensor as stored: dtype, shape and raw little-endian bytes.
     public struct Tensor: Sendable, Equatable {
+        /// The element type stored in `bytes`.
         public var dtype: DType
+        /// The dimensions, outermost first (row-major); `[]` is a scalar.
         public var shape: [Int]
+        /// The elements, little-endian and row-major: `elementCount × dtype.size` bytes.
         public var bytes: [UInt8]
 
+        /// A tensor from raw little-endian, row-major bytes, stored as given. The length is not checked: keep
+        /// `bytes.count` equal to the element count times `dtype.size` (a shorter buffer makes `floats()` trap).
+        /// - Parameters:
+        ///   - dtype: The element type.
+        ///   - shape: The dimensions, outermost first.
+        ///   - bytes: The element bytes.
         public init(dtype: DType, shape: [Int], bytes: [UInt8]) {
             self.dtype = dtype
             self.shape = shape
             self.bytes = bytes
         }
 
+        /// An F32 tensor holding `values`.
+        /// - Parameters:
+        ///   - values: The elements in row-major order, as many as the product of `shape`; any other count stops
+        ///     the program with a message naming both counts.
+        ///   - shape: The dimensions, outermost first.
         public init(_ values: [Float], shape: [Int]) {
             require(values.count == shape.reduce(1, *), "SafeTensors.Tensor: got \(values.count) values, expected \(shape.reduce(1, *)) for shape \(shape)")
             dtype = .f32
@@ -49,6 +67,11 @@ public enum SafeTensors {
             }
         }
 
+        /// An F64 tensor holding `values`.
+        /// - Parameters:
+        ///   - values: The elements in row-major order, as many as the product of `shape`; any other count stops
+        ///     the program with a message naming both counts.
+        ///   - shape: The dimensions, outermost first.
         public init(_ values: [Double], shape: [Int]) {
             require(values.count == shape.reduce(1, *), "SafeTensors.Tensor: got \(values.count) values, expected \(shape.reduce(1, *)) for shape \(shape)")
             dtype = .f64
@@ -60,6 +83,7 @@ public enum SafeTensors {
             }
         }
 
+        /// The number of elements: the product of `shape` (1 for a scalar).
         public var elementCount: Int { shape.reduce(1, *) }
 
         /// The values as Float, converting from F64, F16 or BF16; nil for integer dtypes.
@@ -95,18 +119,31 @@ public enum SafeTensors {
 
     /// A whole file: named tensors in file order and the metadata map.
     public struct File: Sendable, Equatable {
+        /// The named tensors: `encode(_:)` writes them in this order, `decode(_:)` returns them in data-offset order.
         public var tensors: [(name: String, tensor: Tensor)]
+        /// The header's `__metadata__` string map (empty when the file has none).
         public var metadata: [String: String]
 
+        /// A file holding `tensors` and `metadata`.
+        /// - Parameters:
+        ///   - tensors: Named tensors in the order to write them; the names must be unique for the file to decode.
+        ///   - metadata: String keys and values for the header's `__metadata__`.
         public init(tensors: [(name: String, tensor: Tensor)] = [], metadata: [String: String] = [:]) {
             self.tensors = tensors
             self.metadata = metadata
         }
 
+        /// The first tensor called `name`, or nil if there is none.
+        /// - Parameter name: The tensor's name as in the header.
         public subscript(name: String) -> Tensor? {
             tensors.first { $0.name == name }?.tensor
         }
 
+        /// Equal metadata, and the same named tensors in the same order.
+        /// - Parameters:
+        ///   - a: A file to compare.
+        ///   - b: Another file to compare.
+        /// - Returns: Whether the two files hold the same metadata and tensors.
         public static func == (a: File, b: File) -> Bool {
             a.metadata == b.metadata && a.tensors.count == b.tensors.count
                 && zip(a.tensors, b.tensors).allSatisfy { $0.name == $1.name && $0.tensor == $1.tensor }
@@ -219,6 +256,11 @@ public enum SafeTensors {
         return File(tensors: tensors, metadata: metadata)
     }
 
+    /// Reads and validates the safetensors file at `path`.
+    /// - Parameter path: The file's path.
+    /// - Returns: The file's tensors and metadata.
+    /// - Throws: `SafeTensorsError.io` if the file cannot be read (missing, unreadable or a folder),
+    ///   `SafeTensorsError.invalid` if its contents break the format.
     public static func read(path: String) throws(SafeTensorsError) -> File {
         guard let bytes = AtomicFile.read(path: path) else {
             throw .io("cannot read \(path): no such file or not readable")
@@ -253,10 +295,14 @@ public enum SafeTensors {
     }
 }
 
+/// Why a safetensors file could not be read, decoded or written.
 public enum SafeTensorsError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// The bytes are not a valid safetensors file; the string says which rule they break.
     case invalid(String)
+    /// The file could not be read or written; the string names the path and the reason.
     case io(String)
 
+    /// One line: `not a valid safetensors file: …` for `invalid`, the message itself for `io`.
     public var description: String {
         switch self {
         case .invalid(let s): return "not a valid safetensors file: \(s)"
@@ -296,6 +342,12 @@ public enum AtomicFile {
         }
     }
 
+    /// Replaces the file at `path` with `bytes` atomically: a temporary `.name.tmp-PID` in the same folder is
+    /// written, flushed to disk and renamed over `path`, so a crash leaves either the old file or the new one.
+    /// - Parameters:
+    ///   - bytes: The complete new contents.
+    ///   - path: The file to create or replace; its folder must exist.
+    /// - Throws: `SafeTensorsError.io` if the folder is missing or writing, flushing or renaming fails.
     public static func write(_ bytes: [UInt8], to path: String) throws(SafeTensorsError) {
         let url = URL(fileURLWithPath: path)
         let directory = url.deletingLastPathComponent().path

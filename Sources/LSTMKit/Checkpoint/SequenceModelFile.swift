@@ -5,7 +5,9 @@ import Foundation
 /// metadata `format` = `lstmkit.sequence-model`, `format_version` and `model` (the configuration as JSON), plus any
 /// keys the caller adds (a vocabulary, the scaling of a forecaster's series).
 extension SequenceModel {
+    /// The metadata `format` value that marks a saved model file: `lstmkit.sequence-model`.
     public static var fileFormat: String { "lstmkit.sequence-model" }
+    /// The metadata `format_version` this LSTMKit writes; reading refuses files with a higher version.
     public static var fileVersion: Int { 1 }
 
     /// The model's tensors, in layout order, and its metadata.

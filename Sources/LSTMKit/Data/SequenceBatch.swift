@@ -4,6 +4,7 @@
 /// Every initializer checks the shape and throws `LSTMKitError.shapeMismatch` naming what was given and what was
 /// expected, so a wrong shape is a readable error in release builds too.
 public struct SequenceBatch<Scalar: LSTMScalar>: Sendable {
+    /// The batch's numbers: features or token ids, laid out as the batch's `layout` says.
     public enum Values: Sendable {
         /// (T, B, F) or (B, T, F).
         case features([Scalar])
@@ -11,6 +12,7 @@ public struct SequenceBatch<Scalar: LSTMScalar>: Sendable {
         case tokens([Int32])
     }
 
+    /// The features or token ids, laid out as `layout` says.
     public let values: Values
     /// T: the longest row's steps.
     public let steps: Int
@@ -18,6 +20,7 @@ public struct SequenceBatch<Scalar: LSTMScalar>: Sendable {
     public let batch: Int
     /// F: values per step (1 for tokens).
     public let features: Int
+    /// Whether `values` is time-major (T, B, ·) or batch-first (B, T, ·).
     public let layout: SequenceLayout
     /// The real steps of each row (1...T), nil when every row has T.
     public let lengths: [Int]?

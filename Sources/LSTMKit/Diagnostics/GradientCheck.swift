@@ -33,20 +33,29 @@
 public enum GradientCheck {
     /// One LSTM configuration to check.
     public struct Configuration: Sendable, Hashable {
+        /// L: the number of stacked layers.
         public var layers: Int
+        /// I: the width of each input step.
         public var inputSize: Int
+        /// H: the size of the cell state and of each gate.
         public var hiddenSize: Int
+        /// B: the number of sequences.
         public var batch: Int
+        /// T: the number of time steps.
         public var steps: Int
+        /// The element-wise settings of every layer (activations, cell clipping, peepholes, layer normalization).
         public var activations: LSTMActivations
+        /// Whether ℓ includes Σ R_h ⊙ h_T + Σ R_c ⊙ c_T, so that backward is also given δh_T and δc_T.
         public var finalStateGradient: Bool
         /// Weights and biases are U(−s/√H, s/√H); s > 1 drives gates into saturation (hard σ's flat region).
         public var parameterScale: Double
         /// Dropout between layers, with one fixed mask (seed `dropoutSeed`) for every evaluation.
         public var dropout: Double
+        /// The seed of the fixed dropout masks; used only when `dropout` or `recurrentDropout` is above 0.
         public var dropoutSeed: UInt64
         /// Variational recurrent dropout, with the same fixed seed.
         public var recurrentDropout: Double = 0
+        /// Two directions per layer (PyTorch's `bidirectional=True`).
         public var bidirectional = false
         /// P of LSTMP, 0 for none.
         public var projectionSize = 0
@@ -55,6 +64,9 @@ public enum GradientCheck {
         /// Where the input lives: time-major or batch-first (the gradient check covers the transposition too).
         public var batchFirst = false
 
+        /// A configuration with the given sizes and settings, each stored in the property of the same name.
+        /// `recurrentDropout`, `bidirectional`, `projectionSize`, `lengths` and `batchFirst` start at their defaults
+        /// (0, false, 0, nil, false); set them afterwards.
         public init(layers: Int = 1, inputSize: Int = 3, hiddenSize: Int = 4, batch: Int = 2, steps: Int = 5,
                     activations: LSTMActivations = .standard, finalStateGradient: Bool = true,
                     parameterScale: Double = 1, dropout: Double = 0, dropoutSeed: UInt64 = 1) {
@@ -73,9 +85,13 @@ public enum GradientCheck {
 
     /// Worst errors over one tensor.
     public struct TensorReport: Sendable, Hashable {
+        /// The tensor's name: a parameter's layout name, or `x`, `h0` or `c0`.
         public var name: String
+        /// The number of components, skipped ones included.
         public var count: Int
+        /// The largest |analytic − numeric| over the compared components.
         public var maxAbsoluteError: Double
+        /// The largest |analytic − numeric| / max(|analytic|, |numeric|, `relativeFloor`) over the compared components.
         public var maxRelativeError: Double
         /// Largest |analytic| component, to judge the absolute error against.
         public var maxMagnitude: Double
@@ -83,20 +99,38 @@ public enum GradientCheck {
         public var skipped: Int
     }
 
+    /// The error measure and the difference quotient as one human-readable line, for reports.
     public static let relativeErrorFormula = "rel = |analytic − numeric| / max(|analytic|, |numeric|, 1e-4); numeric = (−l(θ+2ε) + 8l(θ+ε) − 8l(θ−ε) + l(θ−2ε)) / 12ε, ε = 1e-3 (smaller at kinks, and 1e-4 where the 2-point difference disagrees: high curvature)"
+    /// The step sizes ε tried, largest first, until a stencil stays clear of every kink (and, where ℓ bends
+    /// sharply, until ε ≤ 1e-4).
     public static let epsilons = [1e-3, 1e-4, 1e-5, 1e-6]
+    /// The smallest denominator of the relative error, so that components near zero are judged by absolute error.
     public static let relativeFloor = 1e-4
 
     /// A random problem: an LSTM, its parameters, inputs and the projections R.
     public struct Problem {
+        /// The LSTM under test, built from the configuration.
         public var lstm: LSTM
+        /// Its parameters, every element drawn from U(−k, k) with k = `parameterScale` / √H.
         public var parameters: ParameterBuffer<Double>
+        /// The input: T·B·I values from U(−1, 1), laid out (T, B, I), or (B, T, I) when `batchFirst` is set.
         public var x: [Double]            // (T, B, I)
+        /// h0 and c0, drawn from U(−0.5, 0.5): `hidden` is (L·D, B, P) and `cell` (L·D, B, H).
         public var initial: LSTMState<Double>
+        /// R_y, the output gradient given to backward: U(−1, 1) values shaped as the output, T·B·D·P in the
+        /// input's layout, nonzero at padded positions too.
         public var dOutput: [Double]      // (T, B, H)
+        /// R_h and R_c, the final-state gradients, from U(−1, 1) and shaped as `initial`; nil without `finalStateGradient`.
         public var dFinal: LSTMState<Double>?
+        /// The configuration the problem was drawn for.
         public let configuration: Configuration
 
+        /// Draws a random problem for `c`: the same seed gives the same problem.
+        /// - Parameters:
+        ///   - c: The LSTM's sizes and settings.
+        ///   - seed: The seed of every random number drawn.
+        /// - Throws: `LSTMKitError.invalidConfiguration` if the LSTM settings are invalid, `batch` or `steps` is below 1,
+        ///   or `lengths` does not hold one length in 1...steps per row.
         public init(_ c: Configuration, seed: UInt64) throws(LSTMKitError) {
             configuration = c
             var layout = ParameterLayout()

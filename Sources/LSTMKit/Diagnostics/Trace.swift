@@ -12,6 +12,7 @@
 /// Double, the one the fast kernels are tested against), δZ_t and the carry from `LSTMPointwise.backward`; the
 /// totals equal what `LSTM.forward` / `backward` give for the same weights (tested to 1e-12).
 public struct LSTMTrace: Sendable, Codable, Equatable {
+    /// The weights of the traced cell, with the two biases summed.
     public struct Weights: Sendable, Codable, Equatable {
         /// (4H, I+H) = [W_ih | W_hh]
         public var W: [[Double]]
@@ -19,47 +20,79 @@ public struct LSTMTrace: Sendable, Codable, Equatable {
         public var b: [Double]
     }
 
+    /// The trace's activations, as raw values of `GateActivation` and `CellActivation`.
     public struct Activations: Sendable, Codable, Equatable {
+        /// The activation of i, f and o: `sigmoid`, or `identity` for a linear trace.
         public var gate: String
+        /// The activation of g and of S_t before the output gate: `tanh`, or `identity` for a linear trace.
         public var cell: String
     }
 
+    /// One step of the forward pass, every vector as computed.
     public struct ForwardStep: Sendable, Codable, Equatable {
+        /// x_t (I), h_{t−1} (H), I_t = [x_t, h_{t−1}] (I+H), Z_t = W·I_t + b (4H), the gates i, f, g, o
+        /// (H each), S_t (H) and h_t (H).
         public var x, h_prev, I, Z, i, f, g, o, S, h: [Double]
     }
 
+    /// One step of backpropagation through time, every intermediate vector.
     public struct BackwardStep: Sendable, Codable, Equatable {
+        /// Each H wide unless noted: δh_t (loss plus step t+1), δS_t through h_t, through S_{t+1} and their sum,
+        /// δi, δf, δg, δo, δZ_t (4H), δI_t (I+H) and its split into δx_t (I) and δh_{t−1}.
         public var dh, dS_from_h, dS_from_next, dS, di, df, dg, `do`, dZ, dI, dx, dh_prev: [Double]
+        /// δW_t = δZ_t·I_tᵀ, (4H, I+H): this step's share of δW.
         public var dW: [[Double]]
     }
 
+    /// The gradients of the loss, summed over the steps.
     public struct Gradients: Sendable, Codable, Equatable {
+        /// δW, (4H, I+H), rows i, f, g, o.
         public var dW: [[Double]]
+        /// δb, (4H): the gradient of b_ih and of b_hh alike.
         public var db: [Double]
+        /// δh0, (H): the gradient with respect to the initial hidden state.
         public var dh0: [Double]
+        /// δc0, (H): the gradient with respect to the initial cell state.
         public var dc0: [Double]
     }
 
     /// The totals again, by the fourth-order central difference (ε = 1e-3) of the loss, and the largest difference.
     public struct Check: Sendable, Codable, Equatable {
+        /// δW by central differences, (4H, I+H).
         public var dW: [[Double]]
+        /// δb by central differences, (4H).
         public var db: [Double]
+        /// δh0 by central differences, (H).
         public var dh0: [Double]
+        /// δc0 by central differences, (H).
         public var dc0: [Double]
+        /// The largest |numerical − analytic| over all four tensors.
         public var max_abs_difference: Double
+        /// The step ε of the difference quotient.
         public var epsilon: Double
     }
 
+    /// The weights W = [W_ih | W_hh] and bias b the trace ran with.
     public var weights: Weights
+    /// x_t for every step: T rows of I values.
     public var inputs: [[Double]]     // (T, I)
+    /// y_t for every step: T rows of H values.
     public var targets: [[Double]]    // (T, H)
+    /// The initial hidden state h_0 (H).
     public var h0: [Double]
+    /// The initial cell state S_0 (H).
     public var c0: [Double]
+    /// The gate and cell activations used.
     public var activations: Activations
+    /// L = ½ Σ_t Σ_j (h_t,j − y_t,j)².
     public var loss: Double
+    /// The forward pass, one entry per step, the first step first.
     public var forward: [ForwardStep]
+    /// Backpropagation through time, one entry per step in step order (computed from the last step down).
     public var backward: [BackwardStep]   // indexed by step, 0 first (computed from T−1 down)
+    /// The analytic totals from backpropagation.
     public var gradients: Gradients
+    /// The same totals by central differences of the loss, and their largest difference from the analytic ones.
     public var numerical: Check
 
     /// Every total beside its central difference: δW[r][c], δb[r], δh0[j], δc0[j].

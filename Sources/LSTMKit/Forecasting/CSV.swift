@@ -8,11 +8,18 @@ import Foundation
 /// record (CSV.swift keeps only the last error, SwiftCSV none per record), and the fuzzing build compiles LSTMKit's
 /// sources alone, so the library keeps no dependencies.
 public struct CSVTable: Sendable, Equatable {
+    /// The column names, trimmed of surrounding spaces when read by `parse(_:source:)`.
     public var header: [String]
+    /// The data records after the header, as text, one field per column.
     public var rows: [[String]]
     /// The 1-based line each row starts on (the header is line 1 unless blank lines or a quoted newline precede).
     public var lines: [Int]
 
+    /// Creates a table from its parts as given (nothing is checked or trimmed).
+    /// - Parameters:
+    ///   - header: The column names.
+    ///   - rows: The data records, each with one field per column.
+    ///   - lines: The 1-based line each record starts on, one per row.
     public init(header: [String], rows: [[String]], lines: [Int]) {
         self.header = header
         self.rows = rows

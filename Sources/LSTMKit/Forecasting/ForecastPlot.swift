@@ -2,7 +2,13 @@ import Foundation
 
 /// History, forecast and interval band of each series as one standalone SVG (one panel per series, at most 8).
 public enum ForecastPlot {
-    /// - Parameters: `history` the series as read; `forecasts` in the same order; `format` writes the time axis.
+    /// The page: one panel per series (history, median forecast, the band between the outer quantiles).
+    /// - Parameters:
+    ///   - history: the series as read.
+    ///   - forecasts: their forecasts, in the same order.
+    ///   - format: how the time axis labels are written.
+    ///   - title: the heading above the panels.
+    /// - Returns: a standalone SVG document.
     public static func svg(history: [TimeSeries], forecasts: [Forecast], format: TimeFormat, title: String) -> String {
         let panels = Array(zip(history, forecasts).prefix(8))
         let width = 760.0, panelHeight = 260.0, left = 70.0, right = 20.0, top = 44.0, gap = 40.0

@@ -6,20 +6,26 @@ public struct ForecasterConfiguration: Sendable, Hashable, Codable {
     public var horizon: Int
     /// L: steps of history each forecast reads.
     public var lookback: Int
-    /// m: the season length (1 for none); drives the seasonal-naive baseline the network corrects and MASE.
+    /// m: the season length (1 for none); drives the anchor the network corrects, the calendar inputs and MASE.
     public var season: Int
     /// The quantiles predicted; 0.5 (the point forecast) is always among them.
     public var quantiles: [Double]
+    /// Hidden units of each LSTM layer.
     public var hiddenSize: Int
+    /// Stacked LSTM layers in each network.
     public var layers: Int
     /// Optimizer steps.
     public var steps: Int
+    /// Training windows per optimizer step.
     public var batch: Int
+    /// The learning rate each member trains with.
     public var learningRate: Double
+    /// Seeds member 0's initial weights and window order; the other members' seeds derive from it.
     public var seed: UInt64
     /// Validate on the held-out window every this many steps; stop after `patience` validations without a better
     /// loss (nil: never stop early).
     public var validateEvery: Int
+    /// Validations without a better loss after which a member stops early (nil: never stops early).
     public var patience: Int?
     /// Model log(y) instead of y: nil decides per series (log when every training value is positive).
     public var logTransform: Bool?
@@ -31,6 +37,10 @@ public struct ForecasterConfiguration: Sendable, Hashable, Codable {
     /// highest and the lowest (a trimmed mean; the plain mean with 2 members or fewer).
     public var members: Int = 5
 
+    /// Creates a configuration; each argument sets the property of the same name.
+    ///
+    /// `quantiles` gains 0.5 if it lacks it and is sorted with duplicates removed; `anchorSeasons` (3) and
+    /// `members` (5) keep their defaults. The values are checked when a `Forecaster` is made from it.
     public init(horizon: Int, lookback: Int, season: Int, quantiles: [Double] = [0.1, 0.5, 0.9], hiddenSize: Int = 64,
                 layers: Int = 1, steps: Int = 400, batch: Int = 32, learningRate: Double = 3e-3, seed: UInt64 = 1,
                 validateEvery: Int = 20, patience: Int? = 6, logTransform: Bool? = nil, calendar: Bool = true) {
@@ -72,14 +82,19 @@ public struct SeriesScaling: Sendable, Hashable, Codable {
     public var log: Bool
     /// s: the in-sample seasonal-naive MAE of the (log) training values; residuals are in units of s.
     public var scale: Double
+    /// Per covariate, its mean over the training part, subtracted from its inputs.
     public var covariateMeans: [Double]
+    /// Per covariate, its standard deviation over the training part (1 when constant); inputs are divided by it.
     public var covariateDeviations: [Double]
 }
 
 /// A forecast of one series: time stamps, and for every quantile its values.
 public struct Forecast: Sendable, Hashable {
+    /// The name of the series forecast.
     public var name: String
+    /// The time stamps of the forecast steps, as ordinals (`TimeStamps`), one per step.
     public var times: [Int]
+    /// The quantile levels, ascending; `values` has one row per level.
     public var quantiles: [Double]
     /// values[k][h]: quantile k at step h; non-decreasing in k at every step.
     public var values: [[Double]]
@@ -93,11 +108,12 @@ public struct Forecast: Sendable, Hashable {
 ///
 /// ```
 /// z_t   = log y_t (when every training value is positive) or y_t
-/// b_h   = z_{T+h−m⌈h/m⌉}                       the seasonal-naive forecast (naive for m = 1)
+/// b_h   = level + the seasonal shape at h averaged over the last k seasons   the anchor (k = anchorSeasons,
+///         as many as the context holds; k = 1: z_{T+h−m⌈h/m⌉}, seasonal naive; m = 1: z_T, naive)
 /// input = [(z_t − level)/s, sin, cos of the season phase, covariates]   t = T−L+1 … T, level = mean of the last m z
 /// ẑ_{T+h}(q) = b_h + s · r_h(q),  r = Linear(h_T of the LSTM)        (H × quantiles, pinball loss)
 /// ```
-/// The head starts at zero, so an untrained forecaster is the seasonal-naive forecast and training learns the
+/// The head starts at zero, so an untrained forecaster is the anchor forecast and training learns the
 /// correction (the ES-RNN idea: the network models what a classic method leaves). Scaling is fitted on the
 /// training part of every series; the last H points of each are held out for validation (best weights, early
 /// stopping).
@@ -106,8 +122,11 @@ public final class Forecaster {
     public private(set) var configuration: ForecasterConfiguration
     /// The ensemble's networks (`configuration.members` of them), each from its own seed.
     public let models: [SequenceModel<Float>]
+    /// The spacing of the series it forecasts; forecast time stamps continue it.
     public let frequency: Frequency
+    /// How the series' time stamps are written; forecast time stamps are computed in it.
     public let format: TimeFormat
+    /// The covariates each series must carry at every step, in this order.
     public let covariateNames: [String]
     /// Per series name.
     public private(set) var scalings: [String: SeriesScaling]
@@ -116,8 +135,15 @@ public final class Forecaster {
     /// Where the series were read from, so a later file is read the same way (saved with the forecaster).
     public var columns: ForecastColumns?
 
+    /// The name of the forecaster file format, `lstmkit.forecaster`.
     public static let fileFormat = "lstmkit.forecaster"
 
+    /// Creates an untrained forecaster for series of `frequency` whose stamps are written in `format`.
+    ///
+    /// It holds `configuration.members` networks reading the value, the calendar inputs and the `covariates`;
+    /// their heads start at zero, so until `fit` each forecasts the anchor.
+    /// - Throws: `LSTMKitError.invalidConfiguration` when the horizon, season, lookback, a quantile, steps,
+    ///   batch, validateEvery or members is out of range.
     public init(_ configuration: ForecasterConfiguration, frequency: Frequency, format: TimeFormat,
                 covariates: [String] = []) throws(LSTMKitError) {
         let c = configuration
@@ -255,10 +281,13 @@ public final class Forecaster {
 
     /// What `fit` measured.
     public struct FitReport: Sendable {
+        /// The most steps any member has taken (counting those of a resumed checkpoint).
         public var steps: Int
+        /// The members' best validation losses averaged over the ensemble (pinball loss on the scaled residuals).
         public var validationLoss: Double?
         /// The held-out window of every series: the forecaster's accuracy (median), naive's and seasonal naive's.
         public var heldOut: [(name: String, model: ForecastAccuracy, naive: ForecastAccuracy, seasonalNaive: ForecastAccuracy)]
+        /// The training windows the series gave; every member trains on the same ones.
         public var trainingWindows: Int
         /// A stop request ended it before every member reached its steps (the checkpoint holds where they were).
         public var stopped: Bool
@@ -476,6 +505,12 @@ public final class Forecaster {
         try self.init(file: file, source: path)
     }
 
+    /// A forecaster from a safetensors file already read: one `save(to:)` wrote, or a training checkpoint.
+    /// - Parameters:
+    ///   - file: The file's tensors and metadata.
+    ///   - source: The file's name, for error messages.
+    /// - Throws: `LSTMKitError.invalidInput` when the file has no forecaster description or describes networks
+    ///   larger than its tensors, and any error of building the networks or reading their tensors.
     public convenience init(file: SafeTensors.File, source: String) throws(LSTMKitError) {
         guard let json = file.metadata["forecaster"],
               let saved = try? JSONDecoder().decode(Saved.self, from: Data(json.utf8)) else {
@@ -500,15 +535,25 @@ public final class Forecaster {
 }
 
 extension Forecaster.FitReport {
+    /// The type of `heldOut`: per series, its name and the held-out accuracy of the forecaster (median), naive
+    /// and seasonal naive.
     public typealias Entry = [(name: String, model: ForecastAccuracy, naive: ForecastAccuracy, seasonalNaive: ForecastAccuracy)]
 }
 
 /// The CSV columns a forecaster was trained from.
 public struct ForecastColumns: Sendable, Hashable, Codable {
+    /// The target columns: one in long format, one per series in wide format.
     public var targets: [String]
+    /// The time column.
     public var time: String
+    /// The column naming each row's series (long format); nil in wide format.
     public var series: String?
 
+    /// Records the columns a forecaster was trained from.
+    /// - Parameters:
+    ///   - targets: The target columns.
+    ///   - time: The time column.
+    ///   - series: The series column, or nil for wide format.
     public init(targets: [String], time: String, series: String?) {
         self.targets = targets
         self.time = time

@@ -8,11 +8,21 @@ import Foundation
 /// MASE  = MAE / mean_{t>m} |y_t − y_{t−m}| over the training history (m = season; the in-sample seasonal-naive error)
 /// ```
 public struct ForecastAccuracy: Sendable, Hashable, Codable {
+    /// Mean absolute error, in the series' units.
     public var mae: Double
+    /// Root mean squared error, in the series' units.
     public var rmse: Double
+    /// Symmetric mean absolute percentage error, in percent (0 to 200).
     public var smape: Double
+    /// Mean absolute scaled error: MAE over the history's in-sample seasonal-naive MAE (infinity when that is 0).
     public var mase: Double
 
+    /// Scores a point forecast against the values that occurred.
+    /// - Parameters:
+    ///   - actual: The held-out values, oldest first.
+    ///   - forecast: The forecast of the same steps, as many as `actual`.
+    ///   - history: The values before the held-out window; they scale MASE.
+    ///   - season: The season length m of MASE's seasonal-naive scale (1 for naive).
     public init(actual: [Double], forecast: [Double], history: [Double], season: Int) {
         let n = Double(max(actual.count, 1))
         var absolute = 0.0, squared = 0.0, symmetric = 0.0
@@ -59,6 +69,12 @@ public enum Baseline: String, Sendable, Hashable, Codable, CaseIterable {
     /// The line through the first and the last value, continued.
     case drift
 
+    /// The next `H` values after `history` by this method (zeros for an empty history).
+    /// - Parameters:
+    ///   - history: The observed values, oldest first.
+    ///   - H: The number of steps to forecast.
+    ///   - m: The season length; seasonal naive acts as naive when m ≤ 1 or the history is shorter than m.
+    /// - Returns: `H` values, one per step ahead.
     public func forecast(_ history: [Double], horizon H: Int, season m: Int) -> [Double] {
         guard let last = history.last else { return [Double](repeating: 0, count: H) }
         switch self {

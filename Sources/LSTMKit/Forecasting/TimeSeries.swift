@@ -2,13 +2,21 @@ import Foundation
 
 /// One series: values at regularly spaced time stamps, and covariates observed at the same stamps.
 public struct TimeSeries: Sendable, Hashable {
+    /// The series' name; a forecaster keys its scalings by it, and its forecast carries it.
     public var name: String
+    /// The observed values, oldest first.
     public var values: [Double]
     /// The time stamps as ordinals (`TimeStamps`), one per value.
     public var times: [Int]
     /// Per step, the value of each covariate (all of the same count).
     public var covariates: [[Double]]
 
+    /// Creates a series from its values.
+    /// - Parameters:
+    ///   - name: The series' name.
+    ///   - values: The observed values, oldest first.
+    ///   - times: One ordinal time stamp per value; nil numbers the steps 0, 1, 2, ….
+    ///   - covariates: Per step, the covariate values; nil gives every step none.
     public init(name: String, values: [Double], times: [Int]? = nil, covariates: [[Double]]? = nil) {
         self.name = name
         self.values = values
@@ -25,20 +33,27 @@ public struct TimeSeries: Sendable, Hashable {
 
 /// What to do with an empty or NaN cell: refuse it (nil), carry the previous value, or interpolate linearly.
 public enum FillPolicy: String, Sendable, Hashable, Codable, CaseIterable {
+    /// `previous` carries the last number forward; `linear` draws a line between the numbers around a gap (and
+    /// carries the last number over a gap at the end). Both fill a gap at the start with the first number.
     case previous, linear
 }
 
 /// Series read from a CSV table, with their shared time format and frequency.
 public struct ForecastData: Sendable {
+    /// The series, in the order they first appear (long format) or of the target columns (wide format).
     public var series: [TimeSeries]
+    /// How the time column writes its stamps (one format for the whole column).
     public var format: TimeFormat
+    /// The spacing every series shares.
     public var frequency: Frequency
+    /// The covariate columns, in the order of each step's `covariates` values.
     public var covariateNames: [String]
     /// The time column's name (for writing forecasts back).
     public var timeColumn: String
     /// The series column's name in long format, nil when every target column is a series.
     public var seriesColumn: String?
 
+    /// Creates data from series already read; each argument sets the property of the same name.
     public init(series: [TimeSeries], format: TimeFormat, frequency: Frequency, covariateNames: [String] = [],
                 timeColumn: String = "time", seriesColumn: String? = nil) {
         self.series = series

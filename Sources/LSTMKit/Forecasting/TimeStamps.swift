@@ -18,10 +18,30 @@ public enum TimeFormat: String, Sendable, Hashable, Codable {
 
 /// The spacing of a series: a count of a calendar unit (1 month, 3 months, 7 days, 1 hour, …).
 public struct Frequency: Sendable, Hashable, Codable, CustomStringConvertible {
-    public enum Unit: String, Sendable, Hashable, Codable { case year, quarter, month, day, second, integer }
+    /// The calendar unit of a frequency; minutes and hours count in `second`, weeks in `day`.
+    public enum Unit: String, Sendable, Hashable, Codable {
+        /// Calendar years.
+        case year
+        /// Calendar quarters.
+        case quarter
+        /// Calendar months.
+        case month
+        /// Days (weeks are 7 of them).
+        case day
+        /// Seconds (minutes and hours are multiples).
+        case second
+        /// Plain integer time stamps, one unit apart per step.
+        case integer
+    }
+    /// The unit `step` counts.
     public var unit: Unit
+    /// How many units lie between consecutive time stamps.
     public var step: Int
 
+    /// A frequency of one time stamp every `step` units.
+    /// - Parameters:
+    ///   - unit: The calendar unit.
+    ///   - step: The units between consecutive stamps.
     public init(_ unit: Unit, step: Int = 1) {
         self.unit = unit
         self.step = step

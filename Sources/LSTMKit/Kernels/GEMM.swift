@@ -41,8 +41,9 @@ public enum GEMM {
     }
 
     /// Same result as `gemmReference`, bit for bit, with loop orders that read memory contiguously; with
-    /// `threads` > 1 and enough work, the columns of C are split into contiguous blocks computed concurrently. Each
-    /// element is still computed by the same operations in the same order, so any thread count gives the same bits.
+    /// `threads` > 1 and enough work, C is split into contiguous blocks of columns (or, for a Float product with
+    /// more rows than columns, of rows) computed concurrently. Each element is still computed by the same
+    /// operations in the same order, so any thread count gives the same bits.
     @_specialize(where S == Float)
     @_specialize(where S == Double)
     public static func gemm<S: LSTMScalar>(
@@ -129,7 +130,7 @@ public enum GEMM {
         return lstmk_fma_peak_run(iterations, &sink)
     }
 
-    /// Which Float kernel this CPU runs: "avx2+fma" or "portable".
+    /// Which Float kernel this CPU runs: "avx512", "avx2+fma", "neon" or "portable".
     public static var floatKernel: String {
         switch lstmk_sgemm_level() {
         case 3: return "avx512"
@@ -269,6 +270,12 @@ public enum GEMM {
         }
     }
 
+    /// Prepares op(B) (K, N) once for many products: B (K, N) with row stride `ldb`, or, when `transposeB`,
+    /// Bᵀ with B stored (N, K).
+    ///
+    /// For Float, B is packed into `buffer` (grown as needed) and the result reads only that buffer, so keep the
+    /// buffer unchanged while the operand is in use. For Double the result refers to B itself.
+    /// - Returns: The operand for `gemm(transposeA:M:_:lda:_:_:ldc:accumulate:threads:)`.
     @_specialize(where S == Float)
     @_specialize(where S == Double)
     public static func prepare<S: LSTMScalar>(transposeB: Bool, K: Int, N: Int, _ B: UnsafePointer<S>, ldb: Int,

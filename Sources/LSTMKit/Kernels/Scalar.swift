@@ -12,22 +12,34 @@ import Musl
 /// or two, so that the plain reference kernels are obviously right; vectorized approximations belong to the fast
 /// kernels and are tested against these.
 public protocol LSTMScalar: BinaryFloatingPoint, Sendable where Self.RawSignificand: FixedWidthInteger {
+    /// The exponential eˣ.
     static func exponential(_ x: Self) -> Self
+    /// The hyperbolic tangent tanh x.
     static func hyperbolicTangent(_ x: Self) -> Self
+    /// The natural logarithm ln x.
     static func logarithm(_ x: Self) -> Self
+    /// The square root √x.
     static func squareRoot(_ x: Self) -> Self
 }
 
 extension Float: LSTMScalar {
+    /// eˣ by the C library's `expf`.
     @inlinable public static func exponential(_ x: Float) -> Float { expf(x) }
+    /// tanh x by the C library's `tanhf`.
     @inlinable public static func hyperbolicTangent(_ x: Float) -> Float { tanhf(x) }
+    /// ln x by the C library's `logf`.
     @inlinable public static func logarithm(_ x: Float) -> Float { logf(x) }
+    /// √x, correctly rounded (IEEE 754 square root).
     @inlinable public static func squareRoot(_ x: Float) -> Float { x.squareRoot() }
 }
 
 extension Double: LSTMScalar {
+    /// eˣ by the C library's `exp`.
     @inlinable public static func exponential(_ x: Double) -> Double { exp(x) }
+    /// tanh x by the C library's `tanh`.
     @inlinable public static func hyperbolicTangent(_ x: Double) -> Double { tanh(x) }
+    /// ln x by the C library's `log`.
     @inlinable public static func logarithm(_ x: Double) -> Double { log(x) }
+    /// √x, correctly rounded (IEEE 754 square root).
     @inlinable public static func squareRoot(_ x: Double) -> Double { x.squareRoot() }
 }

@@ -12,7 +12,7 @@ import _LSTMKernels
 /// A job is a number of independent parts; the calling thread takes parts too. After a job the workers spin for
 /// `spinMicroseconds` (a recurrence issues its next product a few microseconds later, and a parked thread takes
 /// tens of microseconds to wake) and then park, so an idle library burns no CPU. Which thread runs which part is
-/// arbitrary; LSTMKit's parts are column blocks with fixed chains, so the results are the same bits whatever the
+/// arbitrary; LSTMKit's parts are column or row blocks with fixed chains, so the results are the same bits whatever the
 /// thread count.
 ///
 /// The number of threads used by a product is the `threads` its caller passes (`LSTMStash.threads`,

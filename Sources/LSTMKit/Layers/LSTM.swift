@@ -40,11 +40,17 @@
 public struct LSTM: Sendable, Hashable {
     /// Where one direction of one layer keeps its tensors, with PyTorch's names and shapes.
     public struct Layer: Sendable, Hashable {
+        /// The width of this direction's input: the LSTM's `inputSize` for layer 0, D·P for the layers above.
         public let inputSize: Int
+        /// `weight_ih_l{k}` (4H, inputSize): the input weights of gates i, f, g, o, stacked in that order.
         public let weightIH: ParameterSpec   // (4H, inputSize)
+        /// `weight_hh_l{k}` (4H, P): the recurrent weights of gates i, f, g, o; P = H without a projection.
         public let weightHH: ParameterSpec   // (4H, P)
+        /// `bias_ih_l{k}` (4H): the input-side bias of gates i, f, g, o.
         public let biasIH: ParameterSpec     // (4H)
+        /// `bias_hh_l{k}` (4H): the recurrent-side bias of gates i, f, g, o, added to `biasIH`.
         public let biasHH: ParameterSpec     // (4H)
+        /// The element-wise settings of this layer: activations, cell clip, peepholes and layer normalization.
         public let activations: LSTMActivations
         /// `weight_peephole_l{k}` (3, H): p_i, p_f, p_o, when `activations.peepholes` (not a PyTorch tensor).
         public let peephole: ParameterSpec?
@@ -58,11 +64,13 @@ public struct LSTM: Sendable, Hashable {
         public let reverse: Bool
     }
 
+    /// I: the number of features per step that the first layer reads.
     public let inputSize: Int
     /// H: the size of the cell state S_t and of each gate.
     public let hiddenSize: Int
     /// P: the size of h_t with a projection (`proj_size`); 0 without.
     public let projectionSize: Int
+    /// Whether every layer also runs a reverse direction (PyTorch's `bidirectional=True`).
     public let bidirectional: Bool
     /// Every direction of every layer, in PyTorch's order: layer k's forward direction at 2k, its reverse at 2k+1
     /// when bidirectional (the index of the layer's (h, c) in `LSTMState` too).
@@ -212,8 +220,11 @@ public struct LSTM: Sendable, Hashable {
 /// One value that describes an LSTM: sizes, directions, projection, per-layer element-wise settings (activations,
 /// cell clipping, peepholes) and dropout. `LSTM(_:layout:prefix:)` validates it.
 public struct LSTMConfiguration: Sendable, Hashable, Codable {
+    /// I: the number of features per step that the first layer reads (at least 1 when the LSTM is built).
     public var inputSize: Int
+    /// H: the size of the cell state and of each gate (at least 1).
     public var hiddenSize: Int
+    /// L: the number of stacked layers (at least 1).
     public var layers: Int
     /// One entry for every layer, or a single entry used by all layers.
     public var activations: [LSTMActivations]
@@ -248,6 +259,10 @@ public struct LSTMConfiguration: Sendable, Hashable, Codable {
         case checkpointInterval
     }
 
+    /// Decodes a configuration; missing `dropout`, `recurrentDropout`, `projectionSize` and `checkpointInterval`
+    /// read as 0 and a missing `bidirectional` as false.
+    /// - Parameter decoder: The decoder to read from.
+    /// - Throws: A `DecodingError` when `inputSize`, `hiddenSize`, `layers` or `activations` is missing or mistyped.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         inputSize = try c.decode(Int.self, forKey: .inputSize)
@@ -271,7 +286,9 @@ public struct LSTMConfiguration: Sendable, Hashable, Codable {
 /// ```
 /// (at exactly ±cellClip, the kink, the derivative is taken as 0).
 public struct LSTMActivations: Sendable, Hashable, Codable {
+    /// The activation of the gates i, f and o.
     public var gate: GateActivation
+    /// The activation of the candidate g and of the cell output, cellAct(S_t).
     public var cell: CellActivation
     /// The bound on |S_t|, a positive number; nil: no clipping.
     public var cellClip: Double?
@@ -292,6 +309,11 @@ public struct LSTMActivations: Sendable, Hashable, Codable {
     /// Tensors `layer_norm_gates_l{k}` (4, 4H) = [γ_x, β_x, γ_h, β_h] and `layer_norm_cell_l{k}` (2, H) = [γ_c, β_c].
     public var layerNorm: Bool
 
+    /// Settings for one layer; the defaults are the standard LSTM: σ gates, tanh cell, no cell clip, no peepholes
+    /// and no layer normalization.
+    ///
+    /// Each argument sets the property of the same name; `cellClip` is checked (positive and finite) when the LSTM
+    /// is built.
     public init(gate: GateActivation = .sigmoid, cell: CellActivation = .tanh, cellClip: Double? = nil,
                 peepholes: Bool = false, layerNorm: Bool = false) {
         self.gate = gate
@@ -303,6 +325,9 @@ public struct LSTMActivations: Sendable, Hashable, Codable {
 
     enum CodingKeys: String, CodingKey { case gate, cell, cellClip, peepholes, layerNorm }
 
+    /// Decodes the settings; a missing `cellClip` reads as nil, missing `peepholes` and `layerNorm` as false.
+    /// - Parameter decoder: The decoder to read from.
+    /// - Throws: A `DecodingError` when `gate` or `cell` is missing or not a known activation.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         gate = try c.decode(GateActivation.self, forKey: .gate)
@@ -321,16 +346,25 @@ public struct LSTMActivations: Sendable, Hashable, Codable {
 /// Hidden and cell state of every layer and direction: `hidden` is (L·D, B, P) and `cell` (L·D, B, H), as PyTorch's
 /// (h_n, c_n); P = H without a projection.
 public struct LSTMState<Scalar: LSTMScalar>: Sendable, Equatable {
+    /// h of every layer and direction, (L·D, B, P), row-major.
     public var hidden: [Scalar]   // (L·D, B, P)
+    /// S of every layer and direction, (L·D, B, H), row-major.
     public var cell: [Scalar]     // (L·D, B, H)
     /// L·D entries: layer k's forward direction at index k·D, its reverse direction at k·D + 1.
     public let layers: Int
+    /// B: the number of sequences (rows).
     public let batch: Int
     /// P, the width of h.
     public let hiddenSize: Int
     /// H, the width of S.
     public let cellSize: Int
 
+    /// A zero state.
+    /// - Parameters:
+    ///   - layers: L·D, the number of layer directions.
+    ///   - batch: B, the number of rows.
+    ///   - hiddenSize: P, the width of h.
+    ///   - cellSize: H, the width of S; nil means `hiddenSize` (no projection).
     public init(layers: Int, batch: Int, hiddenSize: Int, cellSize: Int? = nil) {
         self.layers = layers
         self.batch = batch
@@ -340,6 +374,10 @@ public struct LSTMState<Scalar: LSTMScalar>: Sendable, Equatable {
         cell = [Scalar](repeating: 0, count: layers * batch * self.cellSize)
     }
 
+    /// A state holding these values: `hidden` (layers, batch, hiddenSize) and `cell` (layers, batch, cellSize), with
+    /// a nil `cellSize` meaning `hiddenSize`.
+    ///
+    /// A count that does not match the sizes stops the program with a message.
     public init(hidden: [Scalar], cell: [Scalar], layers: Int, batch: Int, hiddenSize: Int, cellSize: Int? = nil) {
         let H = cellSize ?? hiddenSize
         require(hidden.count == layers * batch * hiddenSize && cell.count == layers * batch * H,
@@ -486,7 +524,9 @@ struct StepWindow: Sendable, Equatable {
 /// run again with the same shapes allocates nothing but its returned arrays. Rows are in the packed order of
 /// `SequenceSchedule` (N rows; N = T·B without lengths); u = l·D + d numbers the layers' directions.
 public final class LSTMStash<Scalar: LSTMScalar> {
+    /// T: the number of steps of the last `forward` that used this stash (0 before any).
     public var steps: Int { schedule.steps }
+    /// B: the number of rows of the last `forward` that used this stash (0 before any).
     public var batch: Int { schedule.batch }
     /// Threads for the matrix products (any count gives bitwise the same results).
     public var threads: Int
@@ -538,6 +578,8 @@ public final class LSTMStash<Scalar: LSTMScalar> {
     let normalizedScratch = AlignedBuffer<Scalar>()   // (D, B, H)    ĉ (forward) or δ through the cell LN (backward)
     let dRecurrent = AlignedBuffer<Scalar>()          // (D, Nw, 4H)  δ(W_hh·h_{t-1}) of every step
 
+    /// An empty stash; its buffers are allocated by the first `forward` and reused by later calls.
+    /// - Parameter threads: Threads for the matrix products; values below 1 count as 1.
     public init(threads: Int = 1) {
         self.threads = max(1, threads)
     }

@@ -6,7 +6,9 @@
 /// stream gives exactly the bits of the whole-sequence forward pass (tested). Weights are copied: change the model's
 /// parameters, then make a new stream.
 public final class LSTMStream {
+    /// The unidirectional LSTM this stream runs (its tensors were copied from the parameters when the stream was made).
     public let lstm: LSTM
+    /// Threads for the matrix products of each step (at least 1 when the stream is made).
     public var threads: Int
     private let packedIH: [AlignedBuffer<Float>]    // per layer W_ihᵀ (I_l, 4H), packed
     private let packedHH: [AlignedBuffer<Float>]    // per layer W_hhᵀ (H, 4H), packed

@@ -6,11 +6,18 @@
 /// ```
 /// Backward needs only the forward input, which the caller still holds, so nothing is kept.
 public struct Linear: Sendable, Hashable {
+    /// The width of each input row (`in`).
     public let inputSize: Int
+    /// The width of each output row (`out`).
     public let outputSize: Int
+    /// The tensor `weight` (out, in), named with the layer's prefix.
     public let weight: ParameterSpec   // (out, in)
+    /// The tensor `bias` (out), or nil for a layer built without a bias.
     public let bias: ParameterSpec?    // (out)
 
+    /// Adds the layer's tensors to `layout`: `prefix + "weight"` (outputSize, inputSize) and, when `bias` is true,
+    /// `prefix + "bias"` (outputSize).
+    /// - Throws: `LSTMKitError.invalidConfiguration` when either size is below 1.
     public init(inputSize: Int, outputSize: Int, bias: Bool = true,
                 layout: inout ParameterLayout, prefix: String = "") throws(LSTMKitError) {
         guard inputSize > 0, outputSize > 0 else {
@@ -95,10 +102,15 @@ public struct Linear: Sendable, Hashable {
 /// backward:  δW[token_n] += δY[n]           (rows of repeated tokens add up)
 /// ```
 public struct Embedding: Sendable, Hashable {
+    /// V: the number of rows of the table, one per token id in 0..<V.
     public let vocabularySize: Int
+    /// E: the width of each embedding vector.
     public let dimension: Int
+    /// The tensor `weight` (V, E), named with the layer's prefix.
     public let weight: ParameterSpec   // (V, E)
 
+    /// Adds the table `prefix + "weight"` (vocabularySize, dimension) to `layout`.
+    /// - Throws: `LSTMKitError.invalidConfiguration` when either size is below 1.
     public init(vocabularySize: Int, dimension: Int,
                 layout: inout ParameterLayout, prefix: String = "") throws(LSTMKitError) {
         guard vocabularySize > 0, dimension > 0 else {
@@ -114,6 +126,11 @@ public struct Embedding: Sendable, Hashable {
         for e in weight.range { parameters.storage[e] = S(random.normal()) }
     }
 
+    /// Looks up each token's row: tokens (N) → Y (N, E), row-major.
+    /// - Parameters:
+    ///   - tokens: Token ids, each in 0..<V; one outside stops the program with a message.
+    ///   - parameters: The buffer that holds `weight`.
+    /// - Returns: The N embedding vectors, one after another.
     @_specialize(where S == Float)
     @_specialize(where S == Double)
     public func forward<S: LSTMScalar>(_ tokens: [Int32], parameters: ParameterBuffer<S>) -> [S] {
@@ -127,6 +144,11 @@ public struct Embedding: Sendable, Hashable {
         return y
     }
 
+    /// Adds each row of δY into the row of δW its token selected (rows of repeated tokens add up).
+    /// - Parameters:
+    ///   - dOutput: δY (N, E).
+    ///   - tokens: The N token ids `forward` read (not range-checked here).
+    ///   - gradients: The buffer δW is added into.
     @_specialize(where S == Float)
     @_specialize(where S == Double)
     public func backward<S: LSTMScalar>(dOutput: [S], tokens: [Int32], gradients: inout ParameterBuffer<S>) {

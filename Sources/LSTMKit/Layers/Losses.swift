@@ -62,6 +62,11 @@ public enum SoftmaxCrossEntropy {
 
 /// Mean squared error, PyTorch's `F.mse_loss(reduction='mean')`: loss = (1/N) Σ (p − y)², δp = 2(p − y)/N.
 public enum MeanSquaredError {
+    /// The mean of (p − y)² over all N values and its gradient; (0, []) when N = 0.
+    /// - Parameters:
+    ///   - prediction: p, N values.
+    ///   - target: y, N values.
+    /// - Returns: `loss`, summed in Double, and `dPrediction` = 2(p − y)/N.
     @_specialize(where S == Float)
     @_specialize(where S == Double)
     public static func forwardBackward<S: LSTMScalar>(prediction: [S], target: [S]) -> (loss: Double, dPrediction: [S]) {
@@ -83,6 +88,10 @@ public enum MeanSquaredError {
 /// Mean squared error over the rows a mask keeps (padding excluded): rows of `width` values,
 /// loss = (1/n) Σ_{kept rows, j} (p − y)², δp = 2(p − y)/n, n = kept rows × width; δ is zero on dropped rows.
 public enum MaskedSquaredError {
+    /// The summed squared error over the kept rows, the number n of values summed, and δp of the mean (sum / n).
+    ///
+    /// `keep` has one flag per row of `width` values (nil keeps every row). With `wantGradient` false `dPrediction` is
+    /// empty; otherwise it is zero on dropped rows. With nothing kept, `sum` and `count` are 0.
     @_specialize(where S == Float)
     @_specialize(where S == Double)
     public static func forwardBackward<S: LSTMScalar>(prediction: [S], target: [S], width: Int, keep: [Bool]?,
@@ -123,6 +132,11 @@ public enum MaskedSquaredError {
 /// Predictions are (rows, width, K): for each target value its K quantile predictions side by side. The median
 /// (q = 0.5) gives half the mean absolute error. ρ has a kink at u = 0, so the derivative there is taken as 0.
 public enum QuantileLoss {
+    /// The summed pinball loss over the kept rows, the number n = kept rows × width × K of terms, and δp of the
+    /// mean (sum / n).
+    ///
+    /// `prediction` is (rows, width, K) for `target` (rows, width) and K `quantiles`; `keep` has one flag per row (nil
+    /// keeps all). With `wantGradient` false `dPrediction` is empty; with nothing kept, `sum` and `count` are 0.
     @_specialize(where S == Float)
     @_specialize(where S == Double)
     public static func forwardBackward<S: LSTMScalar>(prediction: [S], target: [S], quantiles: [Double], width: Int,

@@ -10,10 +10,16 @@
 /// Tensor names are those of a PyTorch module with attributes `embedding`, `lstm` (nn.LSTM) and `head`
 /// (nn.Linear): `embedding.weight`, `lstm.weight_ih_l0`, …, `head.weight`, `head.bias`.
 public struct CharacterModel: Sendable {
+    /// The sizes and options of a `CharacterModel`; Codable with snake_case keys (the JSON of a checkpoint's `model`
+    /// metadata). Options that are nil are off.
     public struct Configuration: Sendable, Hashable, Codable {
+        /// V: the number of distinct characters (token ids 0..<V), the embedding's rows and the head's outputs.
         public var vocabularySize: Int
+        /// E: the width of each character's embedding vector, and so the LSTM's input size.
         public var embedding: Int
+        /// H: the LSTM's hidden size (the size of its cell state and gates).
         public var hidden: Int
+        /// L: the number of stacked LSTM layers.
         public var layers: Int
         /// Cell clipping of every LSTM layer (see `LSTMActivations.cellClip`); nil: off. Checkpoints written before
         /// it existed read as nil.
@@ -29,6 +35,8 @@ public struct CharacterModel: Sendable {
         /// P of a projected LSTM (LSTMP, `proj_size`): h_t has P values and the head reads P; nil or 0: none.
         public var projection: Int?
 
+        /// A configuration; every argument sets the property of the same name, and the optional ones default to nil
+        /// (off).
         public init(vocabularySize: Int, embedding: Int, hidden: Int, layers: Int, cellClip: Double? = nil,
                     dropout: Double? = nil, recurrentDropout: Double? = nil, peepholes: Bool? = nil,
                     layerNorm: Bool? = nil, projection: Int? = nil) {
@@ -50,10 +58,16 @@ public struct CharacterModel: Sendable {
         }
     }
 
+    /// The configuration the model was built from.
     public let configuration: Configuration
+    /// Where every tensor lives in the model's parameter buffer: `embedding.weight`, `lstm.…`, `head.weight`,
+    /// `head.bias`.
     public let layout: ParameterLayout
+    /// The character embedding, `embedding.weight` (V, E).
     public let embedding: Embedding
+    /// The unidirectional L-layer LSTM over the embeddings (`lstm.` tensors).
     public private(set) var lstm: LSTM
+    /// The output layer from the LSTM's top-layer h (P, or H without a projection) to V logits (`head.` tensors).
     public let head: Linear
 
     /// The same model (same tensors) trained with memory-lean BPTT (`LSTM.withCheckpointInterval`).
@@ -63,6 +77,9 @@ public struct CharacterModel: Sendable {
         return copy
     }
 
+    /// Builds the modules and their tensor layout; the numbers live in a separate `ParameterBuffer`.
+    /// - Parameter c: The sizes and options.
+    /// - Throws: `LSTMKitError.invalidConfiguration` when a size or option is out of range.
     public init(_ c: Configuration) throws(LSTMKitError) {
         configuration = c
         var layout = ParameterLayout()
@@ -83,6 +100,9 @@ public struct CharacterModel: Sendable {
         head.initialize(&parameters, random: &random)
     }
 
+    /// A zero (h, c) shaped for the model's LSTM.
+    /// - Parameter batch: B, the number of sequences.
+    /// - Returns: A state with (L, B, P) hidden and (L, B, H) cell values, all zero.
     public func zeroState(batch: Int) -> LSTMState<Float> {
         LSTMState(for: lstm, batch: batch)
     }

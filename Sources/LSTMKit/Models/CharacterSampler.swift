@@ -7,10 +7,15 @@
 /// (ties broken by lower id), and one uniform number from the sampler's own seeded generator picks the character by
 /// inverse CDF. Temperature 0 means argmax. The same seed, prime and model give the same text everywhere.
 public struct CharacterSampler {
+    /// The model whose embedding, LSTM and head produce the logits.
     public let model: CharacterModel
+    /// The model's weights; the LSTM's are also packed into the sampler's stream when the sampler is made.
     public let parameters: ParameterBuffer<Float>
+    /// Divides the logits before the softmax: below 1 sharper, above 1 flatter; 0 picks the most likely character.
     public var temperature: Double
+    /// When above 0, draws only among the `topK` most likely characters (ties to the lower id); 0 draws among all.
     public var topK: Int
+    /// The generator each draw takes one uniform number from (none at temperature 0).
     public var random: RandomSource
     private let stream: LSTMStream
     private var hidden: [Float]   // (H)
@@ -22,6 +27,10 @@ public struct CharacterSampler {
     /// Never drawn: the vocabulary's unknown entry, which stands for characters the model has not seen.
     public var excluded: Int32?
 
+    /// A sampler starting from a zero state.
+    ///
+    /// `temperature`, `topK` and `excluded` set the properties of the same names and `seed` seeds `random`; the model's
+    /// LSTM weights are packed into a stream here.
     public init(model: CharacterModel, parameters: ParameterBuffer<Float>, temperature: Double = 1, topK: Int = 0, seed: UInt64,
                 excluding excluded: Int32? = nil) {
         self.excluded = excluded

@@ -2,6 +2,7 @@ import Foundation
 
 /// What a `SequenceModel` is: its input stage, its LSTM, its head and its loss. Saved in every model file.
 public struct SequenceModelConfiguration: Sendable, Hashable, Codable {
+    /// What the model reads at each step: token ids through an embedding, or numeric features.
     public enum Input: Sendable, Hashable, Codable {
         /// Token ids through an embedding table (`embedding.weight` (V, E)): language models, text classifiers.
         case tokens(vocabularySize: Int, embedding: Int)
@@ -33,6 +34,7 @@ public struct SequenceModelConfiguration: Sendable, Hashable, Codable {
         }
     }
 
+    /// What the model is trained to minimise, and so which targets it takes.
     public enum Loss: Sendable, Hashable, Codable {
         /// Softmax cross-entropy over `outputs` classes (`SoftmaxCrossEntropy`).
         case crossEntropy
@@ -43,12 +45,21 @@ public struct SequenceModelConfiguration: Sendable, Hashable, Codable {
         case quantile([Double])
     }
 
+    /// The input stage; its `width` is the LSTM's input size.
     public var input: Input
     /// The LSTM; its `inputSize` is set from `input`.
     public var lstm: LSTMConfiguration
+    /// Whether the head reads every step or each row's last step, and how many outputs it has.
     public var head: Head
+    /// The loss: `crossEntropy` takes class targets, the other two take value targets.
     public var loss: Loss
 
+    /// A configuration, with `lstm.inputSize` replaced by `input.width`; it is validated when a model is built.
+    /// - Parameters:
+    ///   - input: Token ids or features per step.
+    ///   - lstm: The LSTM's settings; its `inputSize` is ignored.
+    ///   - head: Where the head reads the LSTM, and its number of outputs.
+    ///   - loss: The loss to train with.
     public init(input: Input, lstm: LSTMConfiguration, head: Head, loss: Loss) {
         self.input = input
         var lstm = lstm
@@ -82,11 +93,17 @@ public struct SequenceModelConfiguration: Sendable, Hashable, Codable {
 /// Tensors are named as a PyTorch module with attributes `embedding` (`nn.Embedding`), `lstm` (`nn.LSTM`) and
 /// `head` (`nn.Linear`) would name them.
 public final class SequenceModel<Scalar: LSTMScalar> {
+    /// The validated configuration the model was built from, with `lstm.inputSize` set from the input.
     public let configuration: SequenceModelConfiguration
+    /// Where every tensor lives in `parameters` and `gradients`: `embedding.weight`, `lstm.…`, `head.…`.
     public let layout: ParameterLayout
+    /// The token embedding, or nil for feature input.
     public let embedding: Embedding?
+    /// The stacked LSTM between the input stage and the head (`lstm.` tensors).
     public let lstm: LSTM
+    /// The linear head, from D·P values per step or per row to `headWidth` outputs (`head.` tensors).
     public let head: Linear
+    /// The model's weights; a buffer assigned here must have the model's `layout`, or the program stops with a message.
     public var parameters: ParameterBuffer<Scalar> {
         didSet { require(parameters.layout == layout, "SequenceModel.parameters: got a buffer of another layout (\(parameters.layout.count) values), expected the model's (\(layout.count))") }
     }
@@ -122,6 +139,8 @@ public final class SequenceModel<Scalar: LSTMScalar> {
         head.initialize(&parameters, random: &random)
     }
 
+    /// A model built from the configuration these four parts make, initialised from `seed` as `init(_:seed:)` does.
+    /// - Throws: `LSTMKitError.invalidConfiguration` when the configuration cannot be built.
     public convenience init(input: SequenceModelConfiguration.Input, lstm: LSTMConfiguration,
                             head: SequenceModelConfiguration.Head, loss: SequenceModelConfiguration.Loss,
                             seed: UInt64 = 1) throws(LSTMKitError) {
@@ -192,7 +211,9 @@ public final class SequenceModel<Scalar: LSTMScalar> {
         /// (B, width) for a last-step head; (T·B, width) in the batch's layout for an every-step head (padding rows
         /// hold the head's bias). For cross-entropy these are logits.
         public var outputs: [Scalar]
+        /// The number of output rows: B for a last-step head, T·B for an every-step head.
         public var rows: Int
+        /// The values per row: the configuration's `headWidth` (classes, values, or values × quantiles).
         public var width: Int
         /// (h, c) of every layer and direction after each row's last real step.
         public var final: LSTMState<Scalar>
@@ -213,6 +234,8 @@ public final class SequenceModel<Scalar: LSTMScalar> {
         public var loss: Double
         /// The number of targets the mean is over.
         public var count: Int
+        /// The final (h, c) of every layer and direction, as in `LSTMOutput.final`: the state to carry into the next
+        /// chunk.
         public var final: LSTMState<Scalar>
         /// δ of the features, in the batch's layout (empty for token input).
         public var input: [Scalar]
@@ -265,6 +288,7 @@ public final class SequenceModel<Scalar: LSTMScalar> {
                          input: embedding == nil ? back.input : [], initial: back.initial)
     }
 
+    /// Sets every value of `gradients` to zero (allocating the buffer on first use).
     public func zeroGradients() { gradients.zero() }
 
     /// The prediction, what the head read (every step's output or each row's last states) and the token ids the
@@ -417,6 +441,9 @@ public final class SequenceModel<Scalar: LSTMScalar> {
 extension SequenceModelConfiguration.Input {
     enum CodingKeys: String, CodingKey { case kind, features, vocabularySize = "vocabulary_size", embedding }
 
+    /// Decodes `{"kind": "features", "features": F}` or `{"kind": "tokens", "vocabulary_size": V, "embedding": E}`.
+    /// - Parameter decoder: The decoder to read from.
+    /// - Throws: A `DecodingError` for an unknown kind or a missing key.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         switch try c.decode(String.self, forKey: .kind) {
@@ -427,6 +454,9 @@ extension SequenceModelConfiguration.Input {
         }
     }
 
+    /// Encodes the input in the form `init(from:)` reads.
+    /// - Parameter encoder: The encoder to write to.
+    /// - Throws: The encoder's error.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         switch self {
@@ -444,6 +474,9 @@ extension SequenceModelConfiguration.Input {
 extension SequenceModelConfiguration.Head {
     enum CodingKeys: String, CodingKey { case kind, outputs }
 
+    /// Decodes `{"kind": "every_step", "outputs": n}` or `{"kind": "last_step", "outputs": n}`.
+    /// - Parameter decoder: The decoder to read from.
+    /// - Throws: A `DecodingError` for an unknown kind or a missing key.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let outputs = try c.decode(Int.self, forKey: .outputs)
@@ -454,6 +487,9 @@ extension SequenceModelConfiguration.Head {
         }
     }
 
+    /// Encodes the head in the form `init(from:)` reads.
+    /// - Parameter encoder: The encoder to write to.
+    /// - Throws: The encoder's error.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         switch self {
@@ -467,6 +503,10 @@ extension SequenceModelConfiguration.Head {
 extension SequenceModelConfiguration.Loss {
     enum CodingKeys: String, CodingKey { case kind, quantiles }
 
+    /// Decodes `{"kind": "cross_entropy"}`, `{"kind": "mean_squared_error"}` or
+    /// `{"kind": "quantile", "quantiles": [q]}`.
+    /// - Parameter decoder: The decoder to read from.
+    /// - Throws: A `DecodingError` for an unknown kind or a missing key.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         switch try c.decode(String.self, forKey: .kind) {
@@ -477,6 +517,9 @@ extension SequenceModelConfiguration.Loss {
         }
     }
 
+    /// Encodes the loss in the form `init(from:)` reads.
+    /// - Parameter encoder: The encoder to write to.
+    /// - Throws: The encoder's error.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         switch self {

@@ -37,6 +37,7 @@ public enum OptimizerConfiguration: Sendable, Hashable, Codable {
         }
     }
 
+    /// The rule's lower-case name: `sgd`, `adam`, `adamw`, `rmsprop` or `adagrad`.
     public var name: String {
         switch self {
         case .sgd: return "sgd"
@@ -50,12 +51,17 @@ public enum OptimizerConfiguration: Sendable, Hashable, Codable {
 
 /// An optimizer over a model's flat parameter buffer: one loop over all scalars per step.
 public struct Optimizer<Scalar: LSTMScalar>: Sendable {
+    /// The update rule and its hyperparameters.
     public let configuration: OptimizerConfiguration
     /// Number of steps taken so far (PyTorch's `state['step']`).
     public var stepCount: Int = 0
     /// One buffer per name in `configuration.stateNames`, each laid out like the parameters.
     public var states: [[Scalar]]
 
+    /// An optimizer that has taken no steps, its state buffers zero (Adagrad's sum at `initialAccumulator`).
+    /// - Parameters:
+    ///   - configuration: The update rule and its hyperparameters.
+    ///   - parameterCount: The number of scalars in the parameter buffer it will update.
     public init(_ configuration: OptimizerConfiguration, parameterCount: Int) {
         self.configuration = configuration
         var states = configuration.stateNames.map { _ in [Scalar](repeating: 0, count: parameterCount) }
@@ -194,6 +200,7 @@ public enum GradientClipping {
 
 /// The learning rate as a function of the step index (0 for the first step).
 public enum LearningRateSchedule: Sendable, Hashable, Codable {
+    /// The base rate at every step.
     case constant
     /// Multiplied by `factor` every `every` steps (PyTorch's StepLR).
     case step(every: Int, factor: Double)
@@ -201,6 +208,11 @@ public enum LearningRateSchedule: Sendable, Hashable, Codable {
     /// constant after.
     case cosine(warmup: Int, total: Int, minimum: Double)
 
+    /// The learning rate at step `n` for the base rate `base`.
+    /// - Parameters:
+    ///   - base: The base learning rate.
+    ///   - n: The step index, 0 for the first step.
+    /// - Returns: The rate for step `n`.
     public func learningRate(base: Double, step n: Int) -> Double {
         switch self {
         case .constant:

@@ -2,14 +2,21 @@ import Foundation
 
 /// How a character model is trained; saved in every checkpoint.
 public struct TrainingOptions: Sendable, Hashable, Codable {
+    /// The window length: the characters of each stream in one training step.
     public var seqLength: Int = 64
+    /// The number of streams read side by side (the rows of every batch).
     public var batch: Int = 32
+    /// The update rule and its hyperparameters (Adam by default).
     public var optimizer: OptimizerConfiguration = .adam()
+    /// The base learning rate, which `schedule` turns into each step's rate; must be positive and finite.
     public var learningRate: Double = 2e-3
+    /// How the learning rate changes with the step.
     public var schedule: LearningRateSchedule = .constant
     /// Clip gradients to this global norm; 0 turns clipping off.
     public var clip: Double = 5
+    /// The tail of the corpus held out for validation, in [0, 1); when not 0, at least `seqLength` + 1 characters.
     public var validationFraction: Double = 0.05
+    /// Seeds the initial parameters and the dropout masks.
     public var seed: UInt64 = 1
     /// Memory-lean BPTT inside each window (`LSTM.checkpointInterval`); nil or 0 keeps every step. The gradients are
     /// the same bits either way, only the memory and the time differ. Optional so that a plain run's checkpoint does
@@ -19,6 +26,8 @@ public struct TrainingOptions: Sendable, Hashable, Codable {
     /// path, for resuming); nil otherwise, and in older checkpoints.
     public var validationFile: String?
 
+    /// The defaults: windows of 64 characters, 32 streams, Adam at learning rate 0.002 with a constant schedule,
+    /// clipping at global norm 5, 5% held out for validation, seed 1.
     public init() {}
 
     enum CodingKeys: String, CodingKey {
@@ -33,32 +42,44 @@ public struct TrainingOptions: Sendable, Hashable, Codable {
 /// character-model checkpoint format (metadata `format` = `lstmkit.character-model`, `vocabulary`, `model`,
 /// `training`, `state`; see the README).
 public final class CharacterTrainer {
+    /// The model's structure; its current weights are `parameters`.
     public let model: CharacterModel
+    /// The characters the model reads and predicts.
     public let vocabulary: Vocabulary
+    /// The options of this run (read from the checkpoint when resuming).
     public let options: TrainingOptions
     /// The generic trainer doing the work.
     public let trainer: Trainer<TokenStreams>
+    /// `Corpus.fingerprint` of the training and validation tokens, checked when resuming.
     public let corpusFingerprint: UInt64
 
+    /// The model's current parameters; setting replaces them.
     public var parameters: ParameterBuffer<Float> {
         get { trainer.model.parameters }
         set { trainer.model.parameters = newValue }
     }
+    /// The optimizer and its state, saved in every checkpoint.
     public var optimizer: Optimizer<Float> {
         get { trainer.optimizer }
         set { trainer.optimizer = newValue }
     }
     /// Steps completed.
     public var step: Int { trainer.step }
+    /// Completed passes over the training streams.
     public var epoch: Int { trainer.source.cursor.epoch }
     /// Offset of the next window inside every training stream.
     public var position: Int { trainer.source.cursor.position }
+    /// The state the next window starts from, (L, B, P) and (L, B, H).
     public var carry: LSTMState<Float> { trainer.carry ?? model.zeroState(batch: options.batch) }
+    /// The lowest validation loss recorded so far (by `Trainer.fit`, or set here), nil before any; saved in
+    /// checkpoints.
     public var bestValidationLoss: Double? {
         get { trainer.bestValidationLoss }
         set { trainer.bestValidationLoss = newValue }
     }
+    /// The training text, encoded.
     public var trainTokens: ArraySlice<Int32> { trainer.source.tokens }
+    /// The validation text, encoded; empty without validation.
     public var validationTokens: ArraySlice<Int32> { trainer.source.validationTokens }
     /// Threads for the matrix products; results are bitwise the same for any count.
     public var threads: Int {
@@ -66,7 +87,9 @@ public final class CharacterTrainer {
         set { trainer.model.threads = newValue }
     }
 
+    /// The value of the `format` metadata key of character-model files.
     public static let checkpointFormat = "lstmkit.character-model"
+    /// The `format_version` character-model files are written with, and the newest this library reads.
     public static let checkpointVersion = 1
 
     /// A fresh model for `tokens` (the whole corpus, already encoded with `vocabulary`); the last
@@ -255,13 +278,16 @@ public final class CharacterTrainer {
 
 /// Reading and writing a character model (weights, vocabulary, sizes) as safetensors.
 public enum CharacterModelFile {
+    /// A character model read from a file: its structure, vocabulary and parameters.
     public struct Loaded: Sendable {
+        /// The model's structure, from the tensor shapes and the `model` metadata.
         public var model: CharacterModel
+        /// The vocabulary, from the `vocabulary` and `unknown_character` metadata.
         public var vocabulary: Vocabulary
+        /// The weights, every one of them finite.
         public var parameters: ParameterBuffer<Float>
     }
 
-    /// The model's tensors and the metadata every character-model file carries.
     /// The model's tensors (none when `parameters` is nil: the metadata alone) and the metadata every
     /// character-model file carries.
     public static func file(model: CharacterModel, vocabulary: Vocabulary, parameters: ParameterBuffer<Float>?) -> SafeTensors.File {
@@ -278,6 +304,11 @@ public enum CharacterModelFile {
         return file
     }
 
+    /// Reads the file at `path` and validates it as a character model (see `load(_:source:)`).
+    ///
+    /// - Parameter path: The safetensors file to read; error messages name it.
+    /// - Returns: The model, its vocabulary and its parameters.
+    /// - Throws: `LSTMKitError.invalidInput` when the file cannot be read or is not a valid character model.
     public static func load(path: String) throws(LSTMKitError) -> Loaded {
         let file: SafeTensors.File
         do { file = try SafeTensors.read(path: path) } catch { throw .invalidInput("\(path): \(error.description)") }

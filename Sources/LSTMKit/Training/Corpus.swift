@@ -25,7 +25,8 @@ public enum Corpus {
         return scalars
     }
 
-    /// 64-bit FNV-1a of the bytes: identifies the corpus a checkpoint was trained on.
+    /// 64-bit FNV-1a of the tokens' bytes (each id as four little-endian bytes): identifies the corpus a checkpoint
+    /// was trained on.
     public static func fingerprint(_ tokens: [Int32]) -> UInt64 {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
         for t in tokens {
@@ -46,6 +47,7 @@ public enum Corpus {
 /// (and, when it was built with a minimum count, characters rarer than that) map to it. Without one (checkpoints
 /// written before it existed) an unseen character is an error.
 public struct Vocabulary: Sendable, Equatable {
+    /// The characters, indexed by id: `scalars[k]` is the character with id k.
     public let scalars: [Unicode.Scalar]
     /// The id every character outside the vocabulary maps to, or nil.
     public let unknownID: Int32?
@@ -84,6 +86,7 @@ public struct Vocabulary: Sendable, Equatable {
         try self.init(scalars: kept.sorted().map { Unicode.Scalar($0)! }, unknown: unknownEntry)
     }
 
+    /// The number of characters (the unknown entry included), which is the number of ids.
     public var count: Int { scalars.count }
 
     /// The id of `s`, nil when the vocabulary does not list it (`encode` maps those to the unknown entry).
@@ -115,6 +118,12 @@ public struct Vocabulary: Sendable, Equatable {
     /// As stored in checkpoints: a JSON array of code points, e.g. `[10,32,33]`.
     public var json: String { "[" + scalars.map { String($0.value) }.joined(separator: ",") + "]" }
 
+    /// Reads a vocabulary in its checkpoint form (see `json`): a JSON array of code points.
+    ///
+    /// - Parameters:
+    ///   - json: The array text, e.g. `[10,32,33]`; whitespace around it and its entries is allowed.
+    ///   - unknown: Whether U+FFFD, which must then be among the entries, is the unknown entry.
+    /// - Throws: `LSTMKitError.invalidInput` when the text is not such an array or `init(scalars:unknown:)` rejects it.
     public init(json: String, unknown: Bool = false) throws(LSTMKitError) {
         let trimmed = json.trimmingSpaces()
         guard trimmed.hasPrefix("["), trimmed.hasSuffix("]") else { throw .invalidInput("vocabulary is not a JSON array of code points") }

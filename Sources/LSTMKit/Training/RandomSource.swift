@@ -4,8 +4,12 @@
 /// the caller owns and passes in, so a seed fixes the result and there is no global mutable state. The algorithm is
 /// fixed: the same seed gives the same stream on every platform and in every version of LSTMKit.
 public struct RandomSource: RandomNumberGenerator, Sendable, Hashable {
+    /// The four 64-bit words of xoshiro256** state; pass them to `init(state:)` to continue this exact stream.
     public private(set) var state: (UInt64, UInt64, UInt64, UInt64)
 
+    /// Creates a generator whose state is four successive SplitMix64 outputs started from `seed`.
+    ///
+    /// - Parameter seed: Any value; the same seed always gives the same stream.
     public init(seed: UInt64) {
         var s = seed
         func splitMix() -> UInt64 {
@@ -23,6 +27,9 @@ public struct RandomSource: RandomNumberGenerator, Sendable, Hashable {
         self.state = state
     }
 
+    /// Returns the next 64 random bits (xoshiro256**) and advances the state.
+    ///
+    /// - Returns: A uniformly distributed `UInt64`.
     public mutating func next() -> UInt64 {
         let result = rotl(state.1 &* 5, 7) &* 9
         let t = state.1 << 17
@@ -61,10 +68,14 @@ public struct RandomSource: RandomNumberGenerator, Sendable, Hashable {
         return Int(next(upperBound: UInt64(n)))
     }
 
+    /// Whether two generators have the same state, and so will produce the same stream from here on.
     public static func == (a: RandomSource, b: RandomSource) -> Bool {
         a.state.0 == b.state.0 && a.state.1 == b.state.1 && a.state.2 == b.state.2 && a.state.3 == b.state.3
     }
 
+    /// Hashes the four state words.
+    ///
+    /// - Parameter hasher: The hasher to feed.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(state.0); hasher.combine(state.1); hasher.combine(state.2); hasher.combine(state.3)
     }

@@ -2,14 +2,19 @@ import Foundation
 
 /// How a `Trainer` updates its model; saved in every checkpoint.
 public struct TrainerOptions: Sendable, Hashable, Codable {
+    /// The update rule and its hyperparameters (Adam by default).
     public var optimizer: OptimizerConfiguration
+    /// The base learning rate, which `schedule` turns into each step's rate; must be positive and finite.
     public var learningRate: Double
+    /// How the learning rate changes with the step.
     public var schedule: LearningRateSchedule
     /// Clip gradients to this global norm; 0 turns clipping off.
     public var clip: Double
     /// Draws the dropout masks of every step (with the step number), so a resumed run draws the same ones.
     public var seed: UInt64
 
+    /// Creates options; each argument sets the property of the same name. The defaults are Adam, learning rate
+    /// 0.001, a constant schedule, clipping at global norm 5 and seed 1.
     public init(optimizer: OptimizerConfiguration = .adam(), learningRate: Double = 1e-3,
                 schedule: LearningRateSchedule = .constant, clip: Double = 5, seed: UInt64 = 1) {
         self.optimizer = optimizer
@@ -34,14 +39,19 @@ public enum NonFinitePolicy: String, Sendable, Hashable, Codable, CaseIterable {
 /// Everything that decides the next step lives in this object and in its checkpoint (parameters, optimizer state
 /// and step count, the source's cursor, the carried state of truncated BPTT), so resuming continues exactly.
 public final class Trainer<Source: TrainingSource> {
+    /// The model being trained; its parameters are updated in place.
     public let model: SequenceModel<Float>
+    /// The training and validation data; its cursor moves on with every step.
     public var source: Source
+    /// How the model is updated (read from the checkpoint when resuming).
     public let options: TrainerOptions
+    /// The optimizer and its state (buffers and step count), saved in every checkpoint.
     public var optimizer: Optimizer<Float>
     /// Steps completed.
     public private(set) var step = 0
     /// The state the next batch starts from when it continues the one before (sources with `carriedRows`).
     public private(set) var carry: LSTMState<Float>?
+    /// The lowest validation loss `fit` has seen, nil before the first validation; saved in checkpoints.
     public var bestValidationLoss: Double?
     /// Validations in a row that found no better loss (early stopping counts them; saved, so a resumed run stops
     /// where an uninterrupted one would).
@@ -49,6 +59,11 @@ public final class Trainer<Source: TrainingSource> {
     /// Metadata added to every checkpoint (and replacing the trainer's own keys), computed when it is written.
     public var checkpointMetadata: ((Trainer) -> [String: String])?
 
+    /// Creates a trainer for `model` on `source` with a fresh optimizer state (and, for a source with
+    /// `carriedRows`, a zero carried state).
+    ///
+    /// - Throws: `LSTMKitError.invalidConfiguration` when `options.learningRate` is not positive and finite, or
+    ///   `options.clip` is negative or not finite.
     public init(model: SequenceModel<Float>, source: Source, options: TrainerOptions = TrainerOptions()) throws(LSTMKitError) {
         guard options.learningRate > 0, options.learningRate.isFinite else {
             throw .invalidConfiguration("the learning rate must be a positive number, got \(options.learningRate)")
@@ -69,6 +84,7 @@ public final class Trainer<Source: TrainingSource> {
         public var loss: Double
         /// The gradient's global norm before clipping.
         public var gradientNorm: Double
+        /// The learning rate the step used, after the schedule.
         public var learningRate: Double
     }
 
@@ -136,10 +152,15 @@ public final class Trainer<Source: TrainingSource> {
 
     /// What the trainer keeps besides tensors (metadata key `state`).
     public struct State: Sendable, Codable {
+        /// Steps completed.
         public var step: Int
+        /// The source cursor's epoch.
         public var epoch: Int
+        /// The source cursor's position inside the epoch.
         public var position: Int
+        /// The optimizer's step count.
         public var optimizerSteps: Int
+        /// The lowest validation loss so far, nil before the first validation.
         public var bestValidationLoss: Double?
         /// The source's `fingerprint`, checked on resuming (absent in character-model checkpoints, which check
         /// their corpus themselves).
@@ -153,6 +174,7 @@ public final class Trainer<Source: TrainingSource> {
         }
     }
 
+    /// The trainer's counters and cursor, as `checkpoint()` saves them in the metadata key `state`.
     public var state: State {
         State(step: step, epoch: source.cursor.epoch, position: source.cursor.position,
               optimizerSteps: optimizer.stepCount, bestValidationLoss: bestValidationLoss, source: source.fingerprint,

@@ -3,9 +3,13 @@ import Foundation
 /// The files a training run writes beside each other: the latest checkpoint, the best one (lowest validation
 /// loss), the metrics (one JSON object per line) and the loss plot (SVG).
 public struct TrainingFiles: Sendable, Hashable {
+    /// The latest checkpoint, written at every validation, at the end, and when a stop is requested.
     public var checkpoint: String
+    /// The checkpoint with the lowest validation loss so far.
     public var best: String
+    /// The metrics file: one JSON object per line for each step and each validation.
     public var metrics: String
+    /// The SVG plot of training and validation loss, redrawn after every validation.
     public var plot: String
 
     /// `NAME.safetensors` → `NAME.best.safetensors`, `NAME.metrics.jsonl`, `NAME.loss.svg`.
@@ -20,7 +24,11 @@ public struct TrainingFiles: Sendable, Hashable {
 
 /// What `Trainer.fit` reports as it goes.
 public enum TrainingEvent: Sendable {
+    /// A step was trained: steps completed, its mean loss, the gradient norm before clipping, the learning rate,
+    /// and the throughput in tokens (or steps) per second over the last 20 steps.
     case trained(step: Int, loss: Double, gradientNorm: Double, learningRate: Double, tokensPerSecond: Double)
+    /// A validation ran after `step` steps: its mean `loss`, and `best` when that is the lowest so far (the
+    /// best checkpoint is then written, when there are files).
     case validated(step: Int, loss: Double, best: Bool)
     /// A step whose loss or gradient was not finite was skipped (`NonFinitePolicy.skip`).
     case skipped(step: Int, reason: String, skippedSoFar: Int)
@@ -34,6 +42,7 @@ public struct FitOptions: Sendable {
     public var schedule: LearningRateSchedule?
     /// Validate, and write the checkpoint, every this many steps and at the end.
     public var validateEvery: Int
+    /// What to do when a step's loss or gradient is not finite.
     public var onNonFinite: NonFinitePolicy
     /// Where to write checkpoints, metrics and the plot; nil writes nothing.
     public var files: TrainingFiles?
@@ -44,6 +53,8 @@ public struct FitOptions: Sendable {
     /// Early stopping: end after this many validations in a row without a better loss (nil: never).
     public var patience: Int?
 
+    /// Creates options; each argument sets the property of the same name. By default the run validates every
+    /// 100 steps, stops on a non-finite step, writes no files and never stops early.
     public init(steps: Int, schedule: LearningRateSchedule? = nil, validateEvery: Int = 100,
                 onNonFinite: NonFinitePolicy = .stop, files: TrainingFiles? = nil, lossUnit: String = "mean loss",
                 logsBits: Bool = false, patience: Int? = nil) {
@@ -61,6 +72,7 @@ public struct FitOptions: Sendable {
 extension Trainer {
     /// How a `fit` ended.
     public enum Outcome: Sendable, Equatable {
+        /// Every one of the asked-for `steps` was trained.
         case finished
         /// `stopRequested` returned true; the checkpoint was saved first.
         case stopped
@@ -69,10 +81,10 @@ extension Trainer {
     }
 
     /// Trains to `options.steps`: validates every `validateEvery` steps (writing the best checkpoint when the loss
-    /// improves), writes the checkpoint then and at the end, appends to the metrics file and redraws the plot. All
-    /// files are written atomically. `stopRequested` is asked before every step; when it says yes the checkpoint is
-    /// saved and `.stopped` returned. A non-finite step stops with the error (nothing saved after it), or with
-    /// `.skip` is skipped, at most 10 in a row.
+    /// improves), writes the checkpoint then and at the end, appends to the metrics file and redraws the plot. The
+    /// checkpoints and the plot are written atomically. `stopRequested` is asked before every step; when it says
+    /// yes the checkpoint is saved and `.stopped` returned. A non-finite step stops with the error (nothing saved
+    /// after it), or with `.skip` is skipped, at most 10 in a row.
     public func fit(_ options: FitOptions, progress: (TrainingEvent) -> Void = { _ in },
                     stopRequested: () -> Bool = { false }) throws(LSTMKitError) -> Outcome {
         guard options.steps > step else {

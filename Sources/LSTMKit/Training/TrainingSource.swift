@@ -1,11 +1,14 @@
 /// One step's data from a `TrainingSource`.
 public struct TrainingBatch: Sendable {
+    /// The input sequences of the step.
     public var input: SequenceBatch<Float>
+    /// What the model should predict for `input`.
     public var targets: SequenceTargets<Float>
     /// The rows continue the rows of the batch before (truncated BPTT): the trainer starts them from the state that
     /// batch ended in, as a constant (no gradient crosses the boundary). False: from zero.
     public var continuesState: Bool
 
+    /// Creates a batch; by default its rows start from a zero state.
     public init(input: SequenceBatch<Float>, targets: SequenceTargets<Float>, continuesState: Bool = false) {
         self.input = input
         self.targets = targets
@@ -20,6 +23,7 @@ public struct SourceCursor: Sendable, Hashable, Codable {
     /// The position inside the epoch, in the source's own unit (a stream offset, a batch start).
     public var position = 0
 
+    /// Creates a cursor at `position` in `epoch`; the defaults are the very start of the data.
     public init(epoch: Int = 0, position: Int = 0) {
         self.epoch = epoch
         self.position = position
@@ -29,6 +33,7 @@ public struct SourceCursor: Sendable, Hashable, Codable {
 /// The data a `Trainer` reads: training batches in a fixed order that depends only on the seed and the cursor, and
 /// validation batches.
 public protocol TrainingSource {
+    /// Where the source is in its data; the trainer saves it in checkpoints and sets it when resuming.
     var cursor: SourceCursor { get set }
     /// Batches in one pass over the training data.
     var batchesPerEpoch: Int { get }
@@ -40,6 +45,7 @@ public protocol TrainingSource {
     mutating func nextBatch() -> TrainingBatch
     /// Moves the cursor past the batch `nextBatch` returned.
     mutating func advance()
+    /// The number of validation batches; 0 without validation data.
     var validationBatchCount: Int { get }
     /// Validation batch k (0 ..< validationBatchCount), read in order.
     func validationBatch(_ k: Int) -> TrainingBatch
@@ -69,16 +75,26 @@ struct Fingerprint {
 /// Validation reads the validation tokens as up to `batch` streams of their own from a zero state, in windows of
 /// `steps`.
 public struct TokenStreams: TrainingSource {
+    /// The training tokens, cut into `batch` contiguous streams of `streamLength` tokens (any remainder is not read).
     public let tokens: ArraySlice<Int32>
+    /// The validation tokens.
     public let validationTokens: ArraySlice<Int32>
+    /// The number of streams B read side by side: the rows of every batch.
     public let batch: Int
+    /// The window length T: the steps of every training batch.
     public let steps: Int
+    /// The cursor; its `position` is the offset of the next window inside every stream.
     public var cursor = SourceCursor()
     /// Tokens in each training stream.
     public let streamLength: Int
     private let validationRows: Int
     private let validationLength: Int
 
+    /// Cuts `tokens` into `batch` streams read `steps` tokens at a time, and `validation` into up to `batch`
+    /// streams of its own.
+    ///
+    /// - Throws: `LSTMKitError.invalidConfiguration` when `batch` or `steps` is below 1; `LSTMKitError.invalidInput`
+    ///   when `tokens` holds fewer than `batch` × (`steps` + 1) tokens.
     public init(tokens: ArraySlice<Int32>, validation: ArraySlice<Int32>, batch B: Int, steps T: Int) throws(LSTMKitError) {
         guard T >= 1 else { throw .invalidConfiguration("TokenStreams: steps must be at least 1, got \(T)") }
         guard B >= 1 else { throw .invalidConfiguration("TokenStreams: batch must be at least 1, got \(B)") }
@@ -95,8 +111,11 @@ public struct TokenStreams: TrainingSource {
         validationLength = n / validationRows
     }
 
+    /// Windows in one pass over the streams: (`streamLength` − 1) / `steps`.
     public var batchesPerEpoch: Int { (streamLength - 1) / steps }
+    /// `batch`: every stream's state carries from one window to the next.
     public var carriedRows: Int? { batch }
+    /// Identifies the training and validation tokens, `batch` and `steps` (a hash with the prefix `streams:`).
     public var fingerprint: String {
         var f = Fingerprint()
         for v in [batch, steps, tokens.count, validationTokens.count] { f.add(v) }
@@ -104,8 +123,11 @@ public struct TokenStreams: TrainingSource {
         for t in validationTokens { f.add(Int(t)) }
         return "streams:" + f.text
     }
+    /// The tokens of one window: `steps` × `batch`.
     public var stepsPerBatch: Int { steps * batch }
 
+    /// The window at the cursor: `steps` tokens of every stream, each predicting the one after it. When the
+    /// streams are used up the cursor first moves to position 0 of the next epoch, where the state starts from zero.
     public mutating func nextBatch() -> TrainingBatch {
         if cursor.position + steps + 1 > streamLength {
             cursor.position = 0
@@ -125,6 +147,7 @@ public struct TokenStreams: TrainingSource {
                              continuesState: cursor.position > 0)
     }
 
+    /// Moves the cursor `steps` tokens on, to the next window.
     public mutating func advance() { cursor.position += steps }
 
     /// Whether a stored cursor fits these streams (a damaged or foreign checkpoint may hold any number).
@@ -132,11 +155,15 @@ public struct TokenStreams: TrainingSource {
         cursor.position >= 0 && cursor.position <= streamLength && cursor.epoch >= 0
     }
 
+    /// Windows of `steps` over the validation streams (the last may be shorter); 0 with fewer than 2 validation tokens.
     public var validationBatchCount: Int {
         guard validationTokens.count >= 2 else { return 0 }
         return (max(0, validationLength - 1) + steps - 1) / steps
     }
 
+    /// Validation window k of every validation stream; every window after the first continues the one before.
+    ///
+    /// - Parameter k: The window, in 0 ..< `validationBatchCount`.
     public func validationBatch(_ k: Int) -> TrainingBatch {
         let B = validationRows, L = validationLength, p = k * steps
         let T = min(steps, L - 1 - p)
@@ -159,16 +186,20 @@ public struct TokenStreams: TrainingSource {
 public struct SequenceDataset: TrainingSource {
     /// One sequence and what the model should predict for it.
     public struct Example: Sendable {
+        /// A sequence's steps: feature vectors or token ids.
         public enum Input: Sendable {
             /// Steps of F features.
             case features([[Float]])
+            /// Token ids, one per step.
             case tokens([Int32])
         }
+        /// The sequence.
         public var input: Input
         /// A class (cross-entropy) or values (MSE, quantiles): for a last-step head one target per sequence, for an
         /// every-step head one per step.
         public var target: SequenceTargets<Float>
 
+        /// Creates an example from its sequence and its target.
         public init(input: Input, target: SequenceTargets<Float>) {
             self.input = input
             self.target = target
@@ -182,16 +213,27 @@ public struct SequenceDataset: TrainingSource {
         }
     }
 
+    /// The training examples.
     public let examples: [Example]
+    /// The validation examples, read in order, `batch` at a time.
     public let validationExamples: [Example]
+    /// Examples per batch (the last batch of an epoch, and of validation, may hold fewer).
     public let batch: Int
+    /// Seeds the shuffle of every epoch.
     public let seed: UInt64
     /// Targets hold one class, or `outputs` values, per step (an every-step head) rather than per sequence.
     public let targetsPerStep: Bool
+    /// The cursor; its `position` counts the examples of the epoch already read.
     public var cursor = SourceCursor()
     private var order: [Int]
     private var orderEpoch: Int
 
+    /// Creates a dataset from training and validation examples, which must all be alike (same input kind, features
+    /// per step and number of targets).
+    ///
+    /// - Throws: `LSTMKitError.invalidConfiguration` when `batch` is below 1; `LSTMKitError.invalidInput` without
+    ///   training examples, or for an example without steps or with a value that is not finite;
+    ///   `LSTMKitError.shapeMismatch` when examples are not alike.
     public init(_ examples: [Example], validation: [Example] = [], batch: Int, seed: UInt64 = 1,
                 targetsPerStep: Bool = false) throws(LSTMKitError) {
         guard batch >= 1 else { throw .invalidConfiguration("SequenceDataset: batch must be at least 1, got \(batch)") }
@@ -278,8 +320,12 @@ public struct SequenceDataset: TrainingSource {
         return order
     }
 
+    /// Batches per epoch: the training examples divided by `batch`, rounded up.
     public var batchesPerEpoch: Int { (examples.count + batch - 1) / batch }
+    /// Always nil: every batch starts from a zero state.
     public var carriedRows: Int? { nil }
+    /// Identifies the examples, the validation examples, `batch`, `seed` and `targetsPerStep` (a hash with the
+    /// prefix `dataset:`).
     public var fingerprint: String {
         var f = Fingerprint()
         for v in [batch, examples.count, validationExamples.count, targetsPerStep ? 1 : 0] { f.add(v) }
@@ -296,8 +342,11 @@ public struct SequenceDataset: TrainingSource {
         }
         return "dataset:" + f.text
     }
+    /// `batch` × the mean number of steps of a training example (rounded down).
     public var stepsPerBatch: Int { batch * (examples.map(\.steps).reduce(0, +) / examples.count) }
 
+    /// The next `batch` examples of this epoch's shuffled order as one padded, batch-first batch; when the epoch is
+    /// used up the cursor first moves to the next epoch.
     public mutating func nextBatch() -> TrainingBatch {
         if cursor.position >= examples.count {
             cursor.position = 0
@@ -311,10 +360,15 @@ public struct SequenceDataset: TrainingSource {
         return Self.batch(of: picked, perStep: targetsPerStep)
     }
 
+    /// Moves the cursor `batch` examples on.
     public mutating func advance() { cursor.position += batch }
 
+    /// Validation batches: the validation examples divided by `batch`, rounded up.
     public var validationBatchCount: Int { (validationExamples.count + batch - 1) / batch }
 
+    /// Validation examples k·`batch` ..< (k + 1)·`batch` (fewer in the last batch) as one padded batch.
+    ///
+    /// - Parameter k: The batch, in 0 ..< `validationBatchCount`.
     public func validationBatch(_ k: Int) -> TrainingBatch {
         Self.batch(of: Array(validationExamples[(k * batch)..<min((k + 1) * batch, validationExamples.count)]),
                    perStep: targetsPerStep)

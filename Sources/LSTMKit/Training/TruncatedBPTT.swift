@@ -4,11 +4,18 @@
 /// a window is called without δ on its final state and the δ(h0, c0) it returns are dropped, so no gradient crosses
 /// a window boundary (char-rnn's stateful training). The forward values are exactly those of the uncut stream.
 public struct TruncatedBPTT<Scalar: LSTMScalar>: Sendable {
+    /// The network every window runs through.
     public let lstm: LSTM
+    /// The number of streams B read side by side; the state holds one row for each.
     public let batch: Int
     /// The state the next window starts from, (L·D, B, P) and (L·D, B, H).
     public var state: LSTMState<Scalar>
 
+    /// Creates a runner for `batch` streams through `lstm`, starting from a zero state.
+    ///
+    /// - Parameters:
+    ///   - lstm: The network every window runs through.
+    ///   - batch: The number of streams B, the batch size of every window.
     public init(lstm: LSTM, batch: Int) {
         self.lstm = lstm
         self.batch = batch
@@ -16,7 +23,7 @@ public struct TruncatedBPTT<Scalar: LSTMScalar>: Sendable {
     }
 
     /// Runs one window (T, B, I) from the carried state, keeps the end state for the next window and returns the
-    /// top layer's outputs (T, B, H). Follow it with `lstm.backward(dOutput:parameters:stash:gradients:)` on the
+    /// top layer's outputs (T, B, D·P). Follow it with `lstm.backward(dOutput:parameters:stash:gradients:)` on the
     /// same stash with no `dFinal`.
     public mutating func forward(_ x: [Scalar], steps T: Int, parameters: ParameterBuffer<Scalar>,
                                  stash: LSTMStash<Scalar>) -> [Scalar] {
