@@ -16,7 +16,9 @@ let package = Package(
     targets: [
         // The innermost kernels, in C for per-function target attributes (AVX2 + FMA) without unsafe flags.
         .target(name: "_LSTMKernels"),
-        .target(name: "LSTMKit", dependencies: ["_LSTMKernels"]),
+        // MPI loaded at run time (dlopen), so nothing about MPI is needed to build or to run a single process.
+        .target(name: "_LSTMMPI", linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
+        .target(name: "LSTMKit", dependencies: ["_LSTMKernels", "_LSTMMPI"]),
         .executableTarget(
             name: "lstm",
             dependencies: [

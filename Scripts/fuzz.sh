@@ -18,7 +18,7 @@ if [[ "$(uname)" != Linux ]]; then echo "fuzz.sh: libFuzzer via swiftc needs Lin
 
 binary="$out/lstm-fuzz"
 sources=$(find Sources/LSTMKit -name '*.swift' | sort)
-newest=$(ls -t $sources Fuzz/FuzzTargets.swift Sources/_LSTMKernels/*.c Sources/_LSTMKernels/include/*.h | head -1)
+newest=$(ls -t $sources Fuzz/FuzzTargets.swift Sources/_LSTM*/*.c Sources/_LSTM*/include/*.h | head -1)
 if [[ ! -x "$binary" || "$newest" -nt "$binary" ]]; then
     echo "fuzz.sh: building $binary"
     cat > "$out/include/module.modulemap" <<MAP
@@ -26,11 +26,15 @@ module _LSTMKernels {
     header "$PWD/Sources/_LSTMKernels/include/LSTMKernels.h"
     export *
 }
+module _LSTMMPI {
+    header "$PWD/Sources/_LSTMMPI/include/LSTMMPI.h"
+    export *
+}
 MAP
     objects=()
-    for c in Sources/_LSTMKernels/*.c; do
+    for c in Sources/_LSTMKernels/*.c Sources/_LSTMMPI/*.c; do
         o="$out/obj/$(basename "$c" .c).o"
-        clang -O1 -g -fsanitize=address,fuzzer-no-link -ISources/_LSTMKernels/include -c "$c" -o "$o"
+        clang -O1 -g -fsanitize=address,fuzzer-no-link -I"$(dirname "$c")/include" -c "$c" -o "$o"
         objects+=("$o")
     done
     swiftc -O -g -sanitize=fuzzer,address -parse-as-library -module-name LSTMKit -I "$out/include" \

@@ -13,13 +13,13 @@ func reportingFailures(_ body: () throws -> Void) throws {
     do {
         try body()
     } catch let failure as Failure {
-        FileHandle.standardError.write(Data("lstm: error: \(failure.message)\n".utf8))
+        if !isSecondaryProcess { FileHandle.standardError.write(Data("lstm: error: \(failure.message)\n".utf8)) }
         throw ExitCode(failure.code)
     } catch let error as LSTMKitError {
-        FileHandle.standardError.write(Data("lstm: error: \(flagged(error.description))\n".utf8))
+        if !isSecondaryProcess { FileHandle.standardError.write(Data("lstm: error: \(flagged(error.description))\n".utf8)) }
         throw ExitCode(1)
     } catch let error as SafeTensorsError {
-        FileHandle.standardError.write(Data("lstm: error: \(error.description)\n".utf8))
+        if !isSecondaryProcess { FileHandle.standardError.write(Data("lstm: error: \(error.description)\n".utf8)) }
         throw ExitCode(1)
     }
 }

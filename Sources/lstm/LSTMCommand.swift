@@ -14,9 +14,13 @@ struct LSTMCommand: ParsableCommand {
     /// Every failure is one line on standard error (`lstm: error: …`) and a non-zero exit, argument errors included;
     /// help and exit codes a command chose go through ArgumentParser as usual.
     static func main() {
+        // Known before parsing, so that an argument error in an MPI job is printed once, by process 0.
+        let environment = ProcessInfo.processInfo.environment
+        if let rank = environment["OMPI_COMM_WORLD_RANK"] ?? environment["PMI_RANK"], rank != "0" { isSecondaryProcess = true }
         do {
             var command = try parseAsRoot()
             try command.run()
+            ProcessGroup.finish()
         } catch let failure as Failure {
             fail(failure.message, code: failure.code)
         } catch let error as LSTMKitError {
@@ -25,13 +29,15 @@ struct LSTMCommand: ParsableCommand {
             fail(error.description, code: 1)
         } catch {
             let code = exitCode(for: error)
-            if error is ExitCode || code == .success { exit(withError: error) }
+            if error is ExitCode || code == .success { ProcessGroup.finish(); exit(withError: error) }
             fail(message(for: error).split(separator: "\n").joined(separator: "; "), code: code.rawValue)
         }
     }
 
     static func fail(_ message: String, code: Int32) -> Never {
-        FileHandle.standardError.write(Data("lstm: error: \(message)\n".utf8))
+        // In an MPI job every failure reaching here is every process's (they agree first); process 0 prints it.
+        if !isSecondaryProcess { FileHandle.standardError.write(Data("lstm: error: \(message)\n".utf8)) }
+        ProcessGroup.finish()
         Foundation.exit(code)
     }
 }

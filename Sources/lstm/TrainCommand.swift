@@ -26,6 +26,7 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup(title: "Model") var model: ModelOptions
     @OptionGroup(title: "Training") var training: TrainingFlags
     @OptionGroup(title: "Runtime") var runtime: ThreadOptions
+    @OptionGroup(title: "Data-parallel training (mpirun -np N lstm train …)") var parallel: ParallelOptions
     @OptionGroup var random: SeedOption
 
     func validate() throws {
@@ -53,18 +54,26 @@ struct TrainCommand: ParsableCommand {
     }
 
     private func train() throws {
+        let group = try processGroup()
         let files = TrainingFiles(checkpoint: checkpoint)
-        try checkWritable(files)
-        if !resume && !force && FileManager.default.fileExists(atPath: files.checkpoint) {
-            throw Failure(message: "\(files.checkpoint) already exists; pass --resume to continue it, --force to overwrite it, or choose another --checkpoint")
+        let (trainer, corpus, heldOut) = try agreeingOnSetup(group) {
+            if group.rank == 0 { try checkWritable(files) }
+            if !resume && !force && FileManager.default.fileExists(atPath: files.checkpoint) {
+                throw Failure(message: "\(files.checkpoint) already exists; pass --resume to continue it, --force to overwrite it, or choose another --checkpoint")
+            }
+            let corpus = try readCorpus(file)
+            let heldOut = try validation.map { try readCorpus($0) }
+            // A run killed while writing (SIGKILL, power loss) leaves its temporary file; the checkpoint is intact.
+            if group.rank == 0 { for path in [files.checkpoint, files.best, files.plot] { AtomicFile.removeStaleTemporaries(of: path) } }
+            let trainer = try resume ? resumedTrainer(files, corpus: corpus, heldOut: heldOut)
+                                     : newTrainer(corpus: corpus, heldOut: heldOut)
+            return (trainer, corpus, heldOut)
         }
-        let corpus = try readCorpus(file)
-        let heldOut = try validation.map { try readCorpus($0) }
-        // A run killed while writing (SIGKILL, power loss) leaves its temporary file; the checkpoint itself is intact.
-        for path in [files.checkpoint, files.best, files.plot] { AtomicFile.removeStaleTemporaries(of: path) }
-        let trainer = try resume ? resumedTrainer(files, corpus: corpus, heldOut: heldOut)
-                                 : newTrainer(corpus: corpus, heldOut: heldOut)
         trainer.threads = runtime.threads
+        let shards = try agreeingOnSetup(group) {
+            try parallel.shards(for: group, resumed: trainer.trainer.shardsInCheckpoint, checkpoint: files.checkpoint)
+        }
+        if shards > 1 || group.size > 1 { try trainer.trainer.distribute(over: group, shards: shards) }
         let totalSteps = training.steps ?? training.epochs.map { max(1, Int(($0 * Double(trainer.windowsPerEpoch)).rounded())) } ?? 1000
         guard totalSteps > trainer.step else {
             throw Failure(message: "\(files.checkpoint) is already at step \(trainer.step); give a larger --steps to continue")
@@ -78,7 +87,7 @@ struct TrainCommand: ParsableCommand {
         let threads = runtime.threads
         report.note("""
             \(resume ? "resuming at step \(trainer.step)" : "training") on \(corpus.source): \(trainer.trainTokens.count) training and \(trainer.validationTokens.count) validation characters\(heldOut.map { " (\($0.source))" } ?? ""), vocabulary \(c.vocabularySize)
-            model: embedding \(c.embedding), \(c.layers)×LSTM(\(c.hidden))\(trainer.model.lstm.variantDescription), \(trainer.model.layout.count) parameters; batch \(options.batch) × seq \(options.seqLength), \(options.optimizer.name) lr \(options.learningRate), \(totalSteps) steps (\(trainer.windowsPerEpoch) per epoch), \(threads) thread\(threads == 1 ? "" : "s")
+            model: embedding \(c.embedding), \(c.layers)×LSTM(\(c.hidden))\(trainer.model.lstm.variantDescription), \(trainer.model.layout.count) parameters; batch \(options.batch) × seq \(options.seqLength), \(options.optimizer.name) lr \(options.learningRate), \(totalSteps) steps (\(trainer.windowsPerEpoch) per epoch), \(threads) thread\(threads == 1 ? "" : "s")\(group.size > 1 ? " × \(group.size) processes" : ""), \(shards) gradient shard\(shards == 1 ? "" : "s")
             """)
 
         let fit = FitOptions(steps: totalSteps, schedule: schedule, validateEvery: training.evalEvery,

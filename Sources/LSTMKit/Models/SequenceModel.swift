@@ -267,10 +267,21 @@ public final class SequenceModel<Scalar: LSTMScalar> {
     @discardableResult
     public func lossAndGradients(_ batch: SequenceBatch<Scalar>, targets: SequenceTargets<Scalar>,
                                  initial: LSTMState<Scalar>? = nil, dropoutSeed: UInt64? = nil) throws(LSTMKitError) -> Gradients {
+        try lossAndGradients(batch, targets: targets, initial: initial, dropoutSeed: dropoutSeed, normalizer: nil)
+    }
+
+    /// `lossAndGradients`, with the gradient of the loss summed over this batch and divided by `normalizer` (the
+    /// target count of the whole batch this one is a shard of) instead of by its own count.
+    func lossAndGradients(_ batch: SequenceBatch<Scalar>, targets: SequenceTargets<Scalar>, initial: LSTMState<Scalar>?,
+                          dropoutSeed: UInt64?, normalizer: Int?) throws(LSTMKitError) -> Gradients {
         try check(batch, initial: initial)
         try check(targets, for: batch)
         let (prediction, headInput, tokens) = forward(batch, initial: initial, dropoutSeed: dropoutSeed)
-        let (sum, count, dOutputs) = loss(prediction, targets: targets, batch: batch, wantGradient: true)
+        var (sum, count, dOutputs) = loss(prediction, targets: targets, batch: batch, wantGradient: true)
+        if let normalizer, normalizer != count {
+            let scale = Scalar(Double(count) / Double(max(normalizer, 1)))
+            for k in dOutputs.indices { dOutputs[k] *= scale }
+        }
         let B = batch.batch
         let dHeadInput = head.backward(dOutput: dOutputs, input: headInput, rows: prediction.rows,
                                        parameters: parameters, gradients: &gradients, threads: stash.threads)
@@ -290,6 +301,20 @@ public final class SequenceModel<Scalar: LSTMScalar> {
 
     /// Sets every value of `gradients` to zero (allocating the buffer on first use).
     public func zeroGradients() { gradients.zero() }
+
+    /// How many targets the loss of `batch` averages over (classes not -100, values of real rows, × quantiles).
+    func targetCount(_ batch: SequenceBatch<Scalar>, targets: SequenceTargets<Scalar>) -> Int {
+        let keep = keptRows(batch)
+        switch targets {
+        case .classes(let classes):
+            return classes.indices.reduce(0) { $0 + (classes[$1] != -100 && (keep?[$1] ?? true) ? 1 : 0) }
+        case .values(let values):
+            let width = configuration.head.outputs
+            let rows = keep.map { $0.reduce(0) { $0 + ($1 ? 1 : 0) } } ?? values.count / max(width, 1)
+            if case .quantile(let q) = configuration.loss { return rows * width * q.count }
+            return rows * width
+        }
+    }
 
     /// The prediction, what the head read (every step's output or each row's last states) and the token ids the
     /// embedding read (padding set to 0; empty for features): backward needs the last two again.

@@ -50,12 +50,22 @@ public final class Trainer<Source: TrainingSource> {
     /// Steps completed.
     public private(set) var step = 0
     /// The state the next batch starts from when it continues the one before (sources with `carriedRows`).
-    public private(set) var carry: LSTMState<Float>?
+    public internal(set) var carry: LSTMState<Float>?
     /// The lowest validation loss `fit` has seen, nil before the first validation; saved in checkpoints.
     public var bestValidationLoss: Double?
     /// Validations in a row that found no better loss (early stopping counts them; saved, so a resumed run stops
     /// where an uninterrupted one would).
     public var validationsWithoutImprovement = 0
+    /// The processes this trainer's steps are split over: ``ProcessGroup/single`` until ``distribute(over:shards:)``.
+    public internal(set) var group: ProcessGroup = .single
+    /// S: each step's batch is split by rows into this many gradient shards, summed in shard order; 1 is the
+    /// plain step. The model depends on S and the seed, not on the number of processes.
+    public internal(set) var shards = 1
+    /// The shard count of the checkpoint this trainer resumed (metadata `shards`, 1 when absent); nil for a
+    /// trainer that did not resume. Resuming with the same count continues bit for bit.
+    public internal(set) var shardsInCheckpoint: Int?
+    /// Every this many steps of a sharded run, the processes compare a hash of their parameters.
+    public var parameterCheckInterval = 50
     /// Metadata added to every checkpoint (and replacing the trainer's own keys), computed when it is written.
     public var checkpointMetadata: ((Trainer) -> [String: String])?
 
@@ -102,9 +112,15 @@ public final class Trainer<Source: TrainingSource> {
         var maskSource = RandomSource(seed: options.seed ^ (0x9E37_79B9_7F4A_7C15 &* UInt64(step + 1)))
         let dropping = model.lstm.dropout > 0 || model.lstm.recurrentDropout > 0
         let dropoutSeed: UInt64? = dropping ? maskSource.next() : nil
-        let result = try model.lossAndGradients(batch.input, targets: batch.targets, initial: carry, dropoutSeed: dropoutSeed)
+        let loss: Double, final: LSTMState<Float>?
+        if shards == 1 {
+            let result = try model.lossAndGradients(batch.input, targets: batch.targets, initial: carry, dropoutSeed: dropoutSeed)
+            (loss, final) = (result.loss, result.final)
+        } else {
+            (loss, final) = try shardedLossAndGradients(batch, dropoutSeed: dropoutSeed)
+        }
         let norm = GradientClipping.norm(model.gradients)
-        guard result.loss.isFinite else { throw .nonFinite("step \(step + 1): the training loss is \(result.loss)") }
+        guard loss.isFinite else { throw .nonFinite("step \(step + 1): the training loss is \(loss)") }
         guard norm.isFinite else {
             let gradients = model.gradients
             let tensor = gradients.layout.specs.first { spec in gradients[spec].contains { !$0.isFinite } }?.name ?? "?"
@@ -116,10 +132,11 @@ public final class Trainer<Source: TrainingSource> {
         if let tensor = firstNonFinite(model.parameters) {
             throw .diverged("step \(step + 1): the update made \(tensor) non-finite (is the learning rate too high?)")
         }
-        if source.carriedRows != nil { carry = result.final }
+        if source.carriedRows != nil { carry = final }
         source.advance()
         step += 1
-        return StepResult(loss: result.loss, gradientNorm: norm, learningRate: learningRate)
+        if shards > 1, step % parameterCheckInterval == 0 { try checkParametersAgree() }
+        return StepResult(loss: loss, gradientNorm: norm, learningRate: learningRate)
     }
 
     /// Moves past the next batch without learning from it (after `trainStep` threw for a non-finite value): the
@@ -185,6 +202,7 @@ public final class Trainer<Source: TrainingSource> {
     /// buffer, then `train.hidden` and `train.cell` (the carried state, with a stateful source); metadata
     /// `training` (the options) and `state`. Throws, and writes nothing, if a parameter is not finite.
     public func checkpoint() throws(LSTMKitError) -> SafeTensors.File {
+        try gatherCarriedState()
         if let tensor = firstNonFinite(model.parameters) {
             throw .nonFinite("\(tensor) is not finite at step \(step); not saving it")
         }
@@ -201,6 +219,7 @@ public final class Trainer<Source: TrainingSource> {
         }
         file.metadata["training"] = jsonString(options)
         file.metadata["state"] = jsonString(state)
+        if shards > 1 { file.metadata["shards"] = String(shards) }
         if let extra = checkpointMetadata?(self) { file.metadata.merge(extra) { $1 } }
         return file
     }
@@ -250,6 +269,7 @@ public final class Trainer<Source: TrainingSource> {
             carry = LSTMState(hidden: hidden, cell: cell, layers: L, batch: rows, hiddenSize: P, cellSize: H)
         }
         step = state.step
+        shardsInCheckpoint = file.metadata["shards"].flatMap { Int($0) }.map { max(1, $0) } ?? 1
         source.cursor = SourceCursor(epoch: state.epoch, position: state.position)
         bestValidationLoss = state.bestValidationLoss
         validationsWithoutImprovement = max(0, state.withoutImprovement ?? 0)

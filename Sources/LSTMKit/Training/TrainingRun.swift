@@ -93,21 +93,26 @@ extension Trainer {
         guard options.validateEvery >= 1 else {
             throw .invalidConfiguration("validateEvery must be at least 1, got \(options.validateEvery)")
         }
-        let log = try options.files.map { files throws(LSTMKitError) in
-            try TrainingLog(files: files, resumingAt: step, lossUnit: options.lossUnit, logsBits: options.logsBits)
+        // With several processes, process 0 alone writes files and reports progress; all of them take part in
+        // building a checkpoint (it gathers the carried state) and in deciding to stop.
+        let writes = group.rank == 0
+        let progress = writes ? progress : { _ in }
+        let log = try options.files.flatMap { files throws(LSTMKitError) in
+            writes ? try TrainingLog(files: files, resumingAt: step, lossUnit: options.lossUnit, logsBits: options.logsBits) : nil
         }
         func save(_ path: String) throws(LSTMKitError) {
-            do { try SafeTensors.write(checkpoint(), path: path) } catch let error as LSTMKitError {
-                throw error
-            } catch {
-                throw .invalidInput("could not save checkpoint \(path): \(error)")
+            let file = try checkpoint()
+            var failure: String?
+            if writes {
+                do { try SafeTensors.write(file, path: path) } catch { failure = "could not save checkpoint \(path): \(error)" }
             }
+            if let message = try group.firstFailure(failure) { throw .invalidInput(message) }
         }
         let tokensPerStep = Double(source.stepsPerBatch)
         var recent: [Double] = []   // the last ≤ 20 steps' times, not counting validation or saving
         var skipped = 0, skippedInARow = 0
         while step < options.steps {
-            if stopRequested() {
+            if try stopAgreed(stopRequested()) {
                 if let files = options.files { try save(files.checkpoint) }
                 return .stopped
             }
