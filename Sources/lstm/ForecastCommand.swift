@@ -28,6 +28,7 @@ struct ForecastTrainCommand: ParsableCommand {
     @Flag(help: "Continue training from --checkpoint.") var resume = false
     @Flag(help: "Overwrite an existing --checkpoint instead of refusing.") var force = false
     @OptionGroup(title: "Runtime") var runtime: ThreadOptions
+    @OptionGroup(title: "Data-parallel training (mpirun -np N lstm forecast train …)") var parallel: ParallelOptions
     @OptionGroup var random: SeedOption
 
     func run() throws {
@@ -35,23 +36,30 @@ struct ForecastTrainCommand: ParsableCommand {
     }
 
     private func train() throws {
+        let group = try processGroup()
         let files = TrainingFiles(checkpoint: checkpoint)
-        // The data first: a wrong column or a bad cell is the more useful message (nothing is written before fit).
-        let series = try data.read()
-        if !resume && !force && FileManager.default.fileExists(atPath: files.checkpoint) {
-            throw Failure(message: "\(files.checkpoint) already exists; pass --resume to continue it, --force to overwrite it, or choose another --checkpoint")
-        }
-        let forecaster: Forecaster
-        if resume {
-            let file: SafeTensors.File
-            do { file = try SafeTensors.read(path: files.checkpoint) } catch {
-                throw Failure(message: "cannot resume from \(files.checkpoint): \(error.description)")
+        let (series, forecaster) = try agreeingOnSetup(group) { () throws -> (ForecastData, Forecaster) in
+            // The data first: a wrong column or a bad cell is the more useful message (nothing is written before fit).
+            let series = try data.read()
+            if !resume && !force && FileManager.default.fileExists(atPath: files.checkpoint) {
+                throw Failure(message: "\(files.checkpoint) already exists; pass --resume to continue it, --force to overwrite it, or choose another --checkpoint")
             }
-            forecaster = try Forecaster(file: file, source: files.checkpoint)
-        } else {
-            forecaster = try Forecaster(model.configuration(for: series, seed: random.seed), frequency: series.frequency,
-                                        format: series.format, covariates: series.covariateNames)
-            forecaster.columns = ForecastColumns(targets: data.targets, time: series.timeColumn, series: series.seriesColumn)
+            let forecaster: Forecaster
+            var saved: Int?
+            if resume {
+                let file: SafeTensors.File
+                do { file = try SafeTensors.read(path: files.checkpoint) } catch {
+                    throw Failure(message: "cannot resume from \(files.checkpoint): \(describe(error))")
+                }
+                forecaster = try Forecaster(file: file, source: files.checkpoint)
+                saved = file.metadata["m0.shards"].flatMap { Int($0) } ?? 1
+            } else {
+                forecaster = try Forecaster(model.configuration(for: series, seed: random.seed), frequency: series.frequency,
+                                            format: series.format, covariates: series.covariateNames)
+                forecaster.columns = ForecastColumns(targets: data.targets, time: series.timeColumn, series: series.seriesColumn)
+            }
+            forecaster.parallel = (group, try parallel.shards(for: group, resumed: saved, checkpoint: files.checkpoint))
+            return (series, forecaster)
         }
         forecaster.threads = runtime.threads
         let c = forecaster.configuration

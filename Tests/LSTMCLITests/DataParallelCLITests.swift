@@ -105,6 +105,21 @@ import LSTMKit
         #expect(!FileManager.default.fileExists(atPath: f.appendingPathComponent("m.safetensors").path))
     }
 
+    @Test func forecastersAreTheSameBytesOnOneAndTwoProcesses() throws {
+        guard let mpirun = Self.requireMPI() else { return }
+        let f = try Self.folder()
+        let csv = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Examples/airpassengers.csv").path
+        let flags = ["forecast", "train", csv, "--target", "passengers", "--members", "2", "--steps", "40",
+                     "--hidden", "8", "--threads", "1"]
+        let single = try CLI.run(flags + ["--shards", "2", "--checkpoint", "f1.safetensors"], in: f)
+        #expect(single.status == 0, "\(single.stderr)")
+        let two = try Self.run(mpirun, np: 2, flags + ["--checkpoint", "f2.safetensors"], in: f)
+        #expect(two.status == 0, "\(two.stderr)")
+        #expect(Self.same(f, "f1.safetensors", "f2.safetensors"))
+        #expect(Self.same(f, "f1.best.safetensors", "f2.best.safetensors"))
+    }
+
     /// SIGKILL to one process mid-run: the job ends (non-zero, no hang), the checkpoint is whole, and resuming it
     /// on one process gives the bytes of an uninterrupted run.
     @Test func aKilledProcessStopsTheJobAndTheCheckpointResumes() throws {

@@ -132,6 +132,9 @@ public final class Forecaster {
     public private(set) var scalings: [String: SeriesScaling]
     /// The validation loss of the weights kept (the best seen), after `fit`.
     public private(set) var validationLoss: Double?
+    /// The processes `fit` trains over, and the gradient shards of every step (``Trainer/distribute(over:shards:)``);
+    /// process 0 alone writes files.
+    public var parallel: (group: ProcessGroup, shards: Int) = (.single, 1)
     /// Where the series were read from, so a later file is read the same way (saved with the forecaster).
     public var columns: ForecastColumns?
 
@@ -325,6 +328,7 @@ public final class Forecaster {
         let E = configuration.members
         var trainers: [Trainer<SequenceDataset>] = []
         for k in 0..<E { trainers.append(try trainer(for: series, member: k)) }
+        let group = parallel.group
         var best: [ParameterBuffer<Float>?] = Array(repeating: nil, count: E)
         var stoppedEarly = [Bool](repeating: false, count: E)
         if resume {
@@ -335,6 +339,9 @@ public final class Forecaster {
             }
             for k in 0..<E {
                 try trainers[k].restore(from: Self.member(k, of: file, prefix: "m"), path: files.checkpoint)
+                if let saved = trainers[k].shardsInCheckpoint, saved != parallel.shards {
+                    throw .distributed("\(files.checkpoint) was trained with \(saved) gradient shard\(saved == 1 ? "" : "s"), not \(parallel.shards); resume it with the same count")
+                }
                 best[k] = try SequenceModel<Float>(file: Self.member(k, of: file, prefix: "b", model: models[k]),
                                                    source: files.checkpoint).parameters
             }
@@ -342,6 +349,9 @@ public final class Forecaster {
                let flags = try? JSONDecoder().decode([Bool].self, from: Data(json.utf8)), flags.count == E {
                 stoppedEarly = flags
             }
+        }
+        if parallel.shards > 1 || group.size > 1 {
+            for trainer in trainers { try trainer.distribute(over: group, shards: parallel.shards) }
         }
         let total = steps ?? configuration.steps
         configuration.steps = total
@@ -351,14 +361,18 @@ public final class Forecaster {
             for k in 0..<E {
                 let checkpoint = try trainers[k].checkpoint()
                 file.tensors += checkpoint.tensors.map { ("m\(k).\($0.name)", $0.tensor) }
-                for key in ["training", "state"] { file.metadata["m\(k).\(key)"] = checkpoint.metadata[key] }
+                for key in ["training", "state", "shards"] { file.metadata["m\(k).\(key)"] = checkpoint.metadata[key] }
                 let kept = best[k] ?? models[k].parameters
                 file.tensors += models[k].layout.specs.map { ("b\(k).\($0.name)", SafeTensors.Tensor(Array(kept[$0]), shape: $0.shape)) }
             }
             file.metadata["members_stopped_early"] = jsonString(stoppedEarly)
-            do { try SafeTensors.write(file, path: files.checkpoint) } catch {
-                throw .invalidInput("could not save checkpoint \(files.checkpoint): \(error.description)")
+            var failure: String?
+            if group.rank == 0 {
+                do { try SafeTensors.write(file, path: files.checkpoint) } catch {
+                    failure = "could not save checkpoint \(files.checkpoint): \(error.description)"
+                }
             }
+            if let message = try group.firstFailure(failure) { throw .invalidInput(message) }
         }
         var stopped = false
         for k in 0..<E where !stoppedEarly[k] && trainers[k].step < total {
@@ -384,7 +398,13 @@ public final class Forecaster {
         // The kept weights, for forecasting; the checkpoint keeps each member's latest beside them.
         for k in 0..<E { if let kept = best[k] { models[k].parameters = kept } }
         validationLoss = trainers.compactMap(\.bestValidationLoss).reduce(0, +) / Double(E)
-        if let files { try self.save(to: files.best) }
+        if let files {
+            var failure: String?
+            if group.rank == 0 {
+                do { try self.save(to: files.best) } catch { failure = error.description }
+            }
+            if let message = try group.firstFailure(failure) { throw .invalidInput(message) }
+        }
         var heldOut: FitReport.Entry = []
         for s in series {
             let n = s.values.count, H = configuration.horizon

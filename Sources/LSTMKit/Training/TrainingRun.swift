@@ -93,10 +93,9 @@ extension Trainer {
         guard options.validateEvery >= 1 else {
             throw .invalidConfiguration("validateEvery must be at least 1, got \(options.validateEvery)")
         }
-        // With several processes, process 0 alone writes files and reports progress; all of them take part in
-        // building a checkpoint (it gathers the carried state) and in deciding to stop.
+        // With several processes, process 0 alone writes files; all of them see the progress events, take part
+        // in building a checkpoint (it gathers the carried state) and in deciding to stop.
         let writes = group.rank == 0
-        let progress = writes ? progress : { _ in }
         let log = try options.files.flatMap { files throws(LSTMKitError) in
             writes ? try TrainingLog(files: files, resumingAt: step, lossUnit: options.lossUnit, logsBits: options.logsBits) : nil
         }
