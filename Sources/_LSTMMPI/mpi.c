@@ -28,6 +28,7 @@ static int (*p_barrier)(handle_t);
 
 static handle_t comm_world;
 static handle_t byte_type;
+static void *in_place;  // MPI_IN_PLACE: (void *)1 in Open MPI, (void *)-1 in MPICH
 static int started;
 static int world_rank;
 static int world_size = 1;
@@ -95,6 +96,7 @@ int lstmkit_mpi_start(const char *library, char *error, int error_size) {
     if (strstr(text, "Open MPI") != NULL) {
         comm_world = dlsym(h, "ompi_mpi_comm_world");
         byte_type = dlsym(h, "ompi_mpi_byte");
+        in_place = (void *)1;
         if (comm_world == NULL || byte_type == NULL) {
             snprintf(error, (size_t)error_size, "the Open MPI library lacks ompi_mpi_comm_world or ompi_mpi_byte");
             return 1;
@@ -102,6 +104,7 @@ int lstmkit_mpi_start(const char *library, char *error, int error_size) {
     } else if (strstr(text, "MPICH") != NULL) {
         comm_world = (handle_t)(intptr_t)0x44000000;
         byte_type = (handle_t)(intptr_t)0x4c00010d;
+        in_place = (void *)-1;
     } else {
         snprintf(error, (size_t)error_size, "unknown MPI implementation (%s): Open MPI and MPICH are supported",
                  version);
@@ -146,6 +149,10 @@ int lstmkit_mpi_allgatherv(const void *send, int send_count,
                            void *receive, const int *receive_counts, const int *receive_offsets) {
     return p_allgatherv(send, send_count, byte_type, receive, receive_counts, receive_offsets, byte_type,
                         comm_world);
+}
+
+int lstmkit_mpi_allgatherv_in_place(void *receive, const int *receive_counts, const int *receive_offsets) {
+    return p_allgatherv(in_place, 0, byte_type, receive, receive_counts, receive_offsets, byte_type, comm_world);
 }
 
 int lstmkit_mpi_broadcast(void *buffer, int count, int root) {

@@ -68,6 +68,10 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Memory-lean BPTT: the checkpoint interval for the 'lean' configuration (default √T).")
     var checkpointInterval: Int?
     @Option(help: .hidden) var leanChild: Int?
+    @Flag(help: "Time the per-step gradient reduction of data-parallel training (run under mpirun -np N) or, alone, a step's compute beside the reduction projected onto 8 and 64 machines.")
+    var allreduce = false
+    @Option(help: "With --allreduce alone: the network latency per message of the projection, in µs.")
+    var latencyMicroseconds = 25.0
 
     func run() throws {
         try reportingFailures {
@@ -79,6 +83,7 @@ struct BenchCommand: ParsableCommand {
                 }
                 chosen.append(c)
             }
+            if allreduce { return try allreduceBench(latency: latencyMicroseconds) }
             if let leanChild {
                 // One side of the 'lean' configuration, in its own process so that its peak RSS is its own.
                 let data = try JSONSerialization.data(withJSONObject: leanRun(interval: leanChild), options: [.sortedKeys])

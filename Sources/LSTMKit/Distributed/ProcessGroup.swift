@@ -106,6 +106,8 @@ public final class ProcessGroup: @unchecked Sendable {
     ///   - S: the number of shards of the whole job (a multiple of `size`).
     /// - Returns: the N sums. Each process sums its slice of N over the S shards, then the slices are gathered:
     ///   2(P − 1)/P × N values sent per process, as a ring all-reduce, and bitwise the same for any P dividing S.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func reduceInShardOrder<Scalar: LSTMScalar>(_ local: [[Scalar]], shards S: Int) throws(LSTMKitError) -> [Scalar] {
         let P = size, k = S / P
         require(local.count == k && S % P == 0, "reduceInShardOrder: got \(local.count) shards on each of \(P) processes, expected \(S) / \(P)")
@@ -121,37 +123,56 @@ public final class ProcessGroup: @unchecked Sendable {
             throw .distributed("a gradient of \(N) values × \(S) shards is more than MPI's int counts hold; use fewer shards")
         }
         // Send to process r: slice r of each local shard, shard by shard. Receive from q: my slice of q's shards,
-        // so the receive buffer holds my slice of every shard in shard order.
-        var send = [Scalar](); send.reserveCapacity(k * N)
-        var sendCounts = [Int32](), sendOffsets = [Int32]()
+        // so the receive buffer holds my slice of every shard in shard order. The buffers are kept from call to
+        // call (fresh pages for every step cost more than the exchange on one machine).
+        let mine = slice(rank).count
+        let send = scratch(0, bytes: k * N * bytes).bindMemory(to: Scalar.self)
+        let received = scratch(1, bytes: S * mine * bytes).bindMemory(to: Scalar.self)
+        var sendCounts = [Int32](), sendOffsets = [Int32](), filled = 0
         for r in 0..<P {
-            sendOffsets.append(Int32(send.count * bytes))
-            for g in local { send.append(contentsOf: g[slice(r)]) }
+            sendOffsets.append(Int32(filled * bytes))
+            for g in local {
+                g.withUnsafeBufferPointer { g in
+                    let part = slice(r)
+                    (send.baseAddress! + filled).update(from: g.baseAddress! + part.lowerBound, count: part.count)
+                    filled += part.count
+                }
+            }
             sendCounts.append(Int32(k * slice(r).count * bytes))
         }
-        let mine = slice(rank).count
-        var received = [Scalar](repeating: 0, count: S * mine)
         let receiveCounts = [Int32](repeating: Int32(k * mine * bytes), count: P)
         let receiveOffsets = (0..<P).map { Int32($0 * k * mine * bytes) }
-        try check(send.withUnsafeBytes { s in
-            received.withUnsafeMutableBytes { d in
-                lstmkit_mpi_alltoallv(s.baseAddress, sendCounts, sendOffsets, d.baseAddress, receiveCounts, receiveOffsets)
-            }
-        }, "alltoallv of gradient slices")
-        var sum = Array(received[0..<mine])
-        for s in 1..<S {
-            let base = s * mine
-            for i in 0..<mine { sum[i] += received[base + i] }
-        }
+        try check(lstmkit_mpi_alltoallv(send.baseAddress, sendCounts, sendOffsets, received.baseAddress, receiveCounts,
+                                        receiveOffsets), "alltoallv of gradient slices")
+        // My slice of the sum, shard by shard, written where it belongs in the result.
         var all = [Scalar](repeating: 0, count: N)
+        let at = slice(rank).lowerBound
+        all.withUnsafeMutableBufferPointer { all in
+            let sum = all.baseAddress! + at
+            sum.update(from: received.baseAddress!, count: mine)
+            for s in 1..<S {
+                let part = received.baseAddress! + s * mine
+                for i in 0..<mine { sum[i] += part[i] }
+            }
+        }
         let counts = (0..<P).map { Int32(slice($0).count * bytes) }
         let offsets = (0..<P).map { Int32(slice($0).lowerBound * bytes) }
-        try check(sum.withUnsafeBytes { s in
-            all.withUnsafeMutableBytes { a in
-                lstmkit_mpi_allgatherv(s.baseAddress, Int32(mine * bytes), a.baseAddress, counts, offsets)
-            }
+        try check(all.withUnsafeMutableBytes { a in
+            lstmkit_mpi_allgatherv_in_place(a.baseAddress, counts, offsets)
         }, "allgather of summed slices")
         return all
+    }
+
+    private var scratchBuffers: [UnsafeMutableRawBufferPointer] = []
+
+    /// Buffer `k` of at least `bytes` bytes, kept for the next call.
+    private func scratch(_ k: Int, bytes: Int) -> UnsafeMutableRawBufferPointer {
+        while scratchBuffers.count <= k { scratchBuffers.append(UnsafeMutableRawBufferPointer(start: nil, count: 0)) }
+        if scratchBuffers[k].count < bytes {
+            scratchBuffers[k].deallocate()
+            scratchBuffers[k] = .allocate(byteCount: bytes, alignment: 64)
+        }
+        return UnsafeMutableRawBufferPointer(rebasing: scratchBuffers[k][0..<bytes])
     }
 
     /// The first failure any process reports (nil: none did), on every process, so that all of them stop

@@ -28,6 +28,8 @@ int lstmkit_mpi_alltoallv(const void *send, const int *send_counts, const int *s
                           void *receive, const int *receive_counts, const int *receive_offsets);
 int lstmkit_mpi_allgatherv(const void *send, int send_count,
                            void *receive, const int *receive_counts, const int *receive_offsets);
+/// MPI_Allgatherv with MPI_IN_PLACE: this process's part is already at its offset in `receive`.
+int lstmkit_mpi_allgatherv_in_place(void *receive, const int *receive_counts, const int *receive_offsets);
 int lstmkit_mpi_broadcast(void *buffer, int count, int root);
 int lstmkit_mpi_barrier(void);
 
