@@ -120,6 +120,28 @@ import LSTMKit
         #expect(Self.same(f, "f1.best.safetensors", "f2.best.safetensors"))
     }
 
+    /// Two processes started with different flags (MPMD: `mpirun -np 1 A : -np 1 B`) refuse to start.
+    @Test func processesStartedWithDifferentFlagsRefuseToStart() throws {
+        guard let mpirun = Self.requireMPI() else { return }
+        let f = try Self.folder()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: mpirun)
+        let common = ["--steps", "2", "--checkpoint", "m.safetensors"]
+        process.arguments = Self.launcherArguments(1) + [CLI.executable.path] + Self.fresh + common + ["--lr", "0.002"]
+            + [":", "-np", "1", CLI.executable.path] + Self.fresh + common + ["--lr", "0.003"]
+        process.currentDirectoryURL = f
+        process.standardOutput = FileHandle.nullDevice
+        let errors = f.appendingPathComponent("mpmd.err")
+        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: errors)
+        try process.run()
+        process.waitUntilExit()
+        let text = String(decoding: AtomicFile.read(path: errors.path) ?? [], as: UTF8.self)
+        #expect(process.terminationStatus != 0)
+        #expect(text.contains("process 1 was started with other options than process 0"), "\(text)")
+        #expect(!FileManager.default.fileExists(atPath: f.appendingPathComponent("m.safetensors").path))
+    }
+
     /// SIGKILL to one process mid-run: the job ends (non-zero, no hang), the checkpoint is whole, and resuming it
     /// on one process gives the bytes of an uninterrupted run.
     @Test func aKilledProcessStopsTheJobAndTheCheckpointResumes() throws {
