@@ -68,6 +68,8 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Memory-lean BPTT: the checkpoint interval for the 'lean' configuration (default √T).")
     var checkpointInterval: Int?
     @Option(help: .hidden) var leanChild: Int?
+    @Option(help: "Inference runs the LSTM in windows of this many steps, as SequenceModel.predict does (0: the whole sequence at once, keeping every step's activations).")
+    var inferenceWindow = 32
     @Flag(help: "Time the per-step gradient reduction of data-parallel training (run under mpirun -np N) or, alone, a step's compute beside the reduction projected onto 8 and 64 machines.")
     var allreduce = false
     @Option(help: "With --allreduce alone: the network latency per message of the projection, in µs.")
@@ -222,7 +224,7 @@ struct BenchCommand: ParsableCommand {
         let x = (0..<(T * B * I)).map { _ in Float(random.uniform(-1, 1)) }
         let stash = LSTMStash<Float>(threads: threads)
 
-        func measure(lengths: [Int]?) -> (train: Double, infer: Double, tokens: Int) {
+        func measure(lengths: [Int]?) -> (train: Double, infer: Double, tokens: Int, trainBytes: Int, inferBytes: Int) {
             // The real (t, b) rows of the padded (T, B, ·) output, in time-major order.
             let real = (0..<(T * B)).filter { lengths == nil || $0 / B < lengths![$0 % B] }
             let N = real.count
@@ -250,14 +252,16 @@ struct BenchCommand: ParsableCommand {
                 _ = lstm.backward(dOutput: dh, parameters: parameters, stash: stash, gradients: &gradients)
                 optimizer.step(&parameters, gradients: gradients, learningRate: 1e-3)
             }
+            let windowed = inferenceWindow > 0 && !c.bidirectional ? try! lstm.withCheckpointInterval(inferenceWindow) : lstm
+            let inferenceStash = LSTMStash<Float>(threads: threads)
             func inference() {
-                _ = lstm.forward(x, steps: T, batch: B, lengths: lengths, parameters: parameters, stash: stash)
+                _ = windowed.forward(x, steps: T, batch: B, lengths: lengths, parameters: parameters, stash: inferenceStash)
             }
             func time(_ body: () -> Void) -> Double {
                 body()
                 return median((0..<repeats).map { _ in let s = now(); body(); return now() - s })
             }
-            return (time(trainingStep), time(inference), N)
+            return (time(trainingStep), time(inference), N, stash.allocatedBytes, inferenceStash.allocatedBytes)
         }
         let run = measure(lengths: c.variableLengths ? c.lengths : nil)
         let tokens = Double(run.tokens)
@@ -267,7 +271,8 @@ struct BenchCommand: ParsableCommand {
             "train_ms": run.train * 1e3, "train_tokens_per_s": tokens / run.train,
             "train_gflops": trainFLOPs / run.train / 1e9, "train_peak_percent": 100 * trainFLOPs / run.train / 1e9 / peak,
             "infer_ms": run.infer * 1e3, "infer_tokens_per_s": tokens / run.infer,
-            "infer_gflops": inferFLOPs / run.infer / 1e9, "infer_peak_percent": 100 * inferFLOPs / run.infer / 1e9 / peak]
+            "infer_gflops": inferFLOPs / run.infer / 1e9, "infer_peak_percent": 100 * inferFLOPs / run.infer / 1e9 / peak,
+            "train_stash_bytes": run.trainBytes, "infer_stash_bytes": run.inferBytes]
         if c.variableLengths {
             // The same batch padded to T everywhere: the time the padding would cost.
             let dense = measure(lengths: nil)

@@ -122,12 +122,23 @@ public final class SequenceModel<Scalar: LSTMScalar> {
     }
     private var gradientStorage: ParameterBuffer<Scalar>?
     let stash: LSTMStash<Scalar>
+    /// What `predict` and `evaluate` run on: the LSTM in windows of `inferenceWindow` steps, with only each window's
+    /// activations and the (h, c) where windows meet, on a stash of its own (so inference between training steps
+    /// leaves the training stash alone). Bitwise the outputs of the plain pass (the memory-lean forward is); a
+    /// bidirectional LSTM needs the whole sequence and runs as it is.
+    let inferenceLSTM: LSTM
+    let inferenceStash: LSTMStash<Scalar>
+    /// Steps per window of the inference pass.
+    static var inferenceWindow: Int { 32 }
 
     /// Threads for the matrix products; any count gives bitwise the same results.
     public var threads: Int {
         get { stash.threads }
-        set { stash.threads = max(1, newValue) }
+        set { stash.threads = max(1, newValue); inferenceStash.threads = stash.threads }
     }
+
+    /// Bytes the last `predict` or `evaluate` held in the LSTM's buffers (activations, scratch, packed weights).
+    public var inferenceBytes: Int { inferenceStash.allocatedBytes }
 
     /// A model with PyTorch's initialisation of every module (embedding N(0, 1), LSTM and head U(±1/√fan)), drawn
     /// from `seed` in tensor order.
@@ -160,6 +171,9 @@ public final class SequenceModel<Scalar: LSTMScalar> {
             self.parameters = ParameterBuffer(layout: layout)
         }
         stash = LSTMStash()
+        inferenceStash = LSTMStash()
+        let windowed = lstm.bidirectional || lstm.checkpointInterval > 0 ? nil : try? lstm.withCheckpointInterval(Self.inferenceWindow)
+        inferenceLSTM = windowed ?? lstm
     }
 
     /// The modules and the tensor layout `configuration` describes, validated, with nothing allocated.
@@ -247,7 +261,7 @@ public final class SequenceModel<Scalar: LSTMScalar> {
     /// would have to run.
     public func predict(_ batch: SequenceBatch<Scalar>, initial: LSTMState<Scalar>? = nil) throws(LSTMKitError) -> Prediction {
         try check(batch, initial: initial)
-        return forward(batch, initial: initial, dropoutSeed: nil).prediction
+        return forward(batch, initial: initial, dropoutSeed: nil, inference: true).prediction
     }
 
     /// The summed loss over `batch`'s real targets and their number, forward only (validation over many batches).
@@ -255,7 +269,7 @@ public final class SequenceModel<Scalar: LSTMScalar> {
                          initial: LSTMState<Scalar>? = nil) throws(LSTMKitError) -> (sum: Double, count: Int, final: LSTMState<Scalar>) {
         try check(batch, initial: initial)
         try check(targets, for: batch)
-        let prediction = forward(batch, initial: initial, dropoutSeed: nil).prediction
+        let prediction = forward(batch, initial: initial, dropoutSeed: nil, inference: true).prediction
         let r = loss(prediction, targets: targets, batch: batch, wantGradient: false)
         return (r.sum, r.count, prediction.final)
     }
@@ -318,16 +332,17 @@ public final class SequenceModel<Scalar: LSTMScalar> {
 
     /// The prediction, what the head read (every step's output or each row's last states) and the token ids the
     /// embedding read (padding set to 0; empty for features): backward needs the last two again.
-    private func forward(_ batch: SequenceBatch<Scalar>, initial: LSTMState<Scalar>?,
-                         dropoutSeed: UInt64?) -> (prediction: Prediction, headInput: [Scalar], tokens: [Int32]) {
+    private func forward(_ batch: SequenceBatch<Scalar>, initial: LSTMState<Scalar>?, dropoutSeed: UInt64?,
+                         inference: Bool = false) -> (prediction: Prediction, headInput: [Scalar], tokens: [Int32]) {
         let T = batch.steps, B = batch.batch
         let x: [Scalar], tokens = realTokens(batch)
         switch batch.values {
         case .tokens: x = embedding!.forward(tokens, parameters: parameters)    // (T, B, E)
         case .features(let values): x = values                                  // (T, B, F)
         }
-        let out = lstm.forward(x, steps: T, batch: B, lengths: batch.lengths, initial: initial, layout: batch.layout,
-                               parameters: parameters, stash: stash, dropoutSeed: dropoutSeed)
+        let out = (inference ? inferenceLSTM : lstm).forward(
+            x, steps: T, batch: B, lengths: batch.lengths, initial: initial, layout: batch.layout,
+            parameters: parameters, stash: inference ? inferenceStash : stash, dropoutSeed: dropoutSeed)
         let rows = readsLastStep ? B : T * B
         let headInput = readsLastStep ? lastStates(out.final, batch: B) : out.output
         let outputs = head.forward(headInput, rows: rows, parameters: parameters, threads: stash.threads)
