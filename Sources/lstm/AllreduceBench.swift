@@ -24,20 +24,29 @@ extension BenchCommand {
             let trainer = try Trainer(model: model, source: source, options: TrainerOptions(learningRate: 2e-3))
             return (model, { try trainer.trainStep() })
         },
-        ReductionModel(name: "charrnn", describe: "the charrnn configuration: I = 65, 2×LSTM(512), Linear head, B = 64, T = 100") { threads in
+        feature("small", I: 64, H: 128, layers: 1, B: 32, T: 50),
+        feature("charrnn", I: 65, H: 512, layers: 2, B: 64, T: 100),
+        feature("large", I: 512, H: 1024, layers: 1, B: 64, T: 100),
+        feature("bidir", I: 64, H: 256, layers: 1, B: 64, T: 100, bidirectional: true),
+    ] }
+
+    /// A bench configuration (DESIGN.md §4) as a model: I features, the LSTM, a Linear head back to I, MSE.
+    static func feature(_ name: String, I: Int, H: Int, layers: Int, B: Int, T: Int, bidirectional: Bool = false) -> ReductionModel {
+        ReductionModel(name: name, describe: "the \(name) configuration: I = \(I), \(layers)×LSTM(\(H))\(bidirectional ? " bidirectional" : ""), Linear head, B = \(B), T = \(T)") { threads in
             var random = RandomSource(seed: 1)
-            let examples = (0..<64).map { _ in
-                SequenceDataset.Example(input: .features((0..<100).map { _ in (0..<65).map { _ in Float(random.uniform(-1, 1)) } }),
-                                        target: .values((0..<(100 * 65)).map { _ in Float(random.uniform(-1, 1)) }))
+            let examples = (0..<B).map { _ in
+                SequenceDataset.Example(input: .features((0..<T).map { _ in (0..<I).map { _ in Float(random.uniform(-1, 1)) } }),
+                                        target: .values((0..<(T * I)).map { _ in Float(random.uniform(-1, 1)) }))
             }
-            let data = try SequenceDataset(examples, batch: 64, targetsPerStep: true)
-            let model = try SequenceModel<Float>(input: .features(65), lstm: LSTMConfiguration(hiddenSize: 512, layers: 2),
-                                                 head: .everyStep(outputs: 65), loss: .meanSquaredError)
+            let data = try SequenceDataset(examples, batch: B, targetsPerStep: true)
+            let model = try SequenceModel<Float>(input: .features(I),
+                                                 lstm: LSTMConfiguration(hiddenSize: H, layers: layers, bidirectional: bidirectional),
+                                                 head: .everyStep(outputs: I), loss: .meanSquaredError)
             model.threads = threads
             let trainer = try Trainer(model: model, source: data, options: TrainerOptions(learningRate: 1e-3))
             return (model, { try trainer.trainStep() })
-        },
-    ] }
+        }
+    }
 
     func allreduceBench(latency: Double) throws {
         let group = try processGroup()
