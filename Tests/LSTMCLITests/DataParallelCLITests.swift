@@ -142,6 +142,36 @@ import LSTMKit
         #expect(!FileManager.default.fileExists(atPath: f.appendingPathComponent("m.safetensors").path))
     }
 
+    /// Two processes resuming checkpoints that differ in one parameter value (and nothing else) refuse to go on:
+    /// the parameter hash every process compares at the start, and every 50 steps, tells them apart.
+    @Test func processesWithDifferentParametersRefuseToGoOn() throws {
+        guard let mpirun = Self.requireMPI() else { return }
+        let f = try Self.folder()
+        let first = try CLI.run(Self.fresh + ["--steps", "2", "--shards", "2", "--checkpoint", "a.safetensors"], in: f)
+        #expect(first.status == 0, "\(first.stderr)")
+        var file = try SafeTensors.read(path: f.appendingPathComponent("a.safetensors").path)
+        let k = try #require(file.tensors.firstIndex { $0.name == "head.bias" })
+        var values = try #require(file.tensors[k].tensor.floats())
+        values[0] = values[0].nextUp
+        file.tensors[k].tensor = SafeTensors.Tensor(values, shape: file.tensors[k].tensor.shape)
+        try SafeTensors.write(file, path: f.appendingPathComponent("b.safetensors").path)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: mpirun)
+        let common = Self.flags + ["--steps", "4", "--resume"]
+        process.arguments = Self.launcherArguments(1) + [CLI.executable.path] + common + ["--checkpoint", "a.safetensors"]
+            + [":", "-np", "1", CLI.executable.path] + common + ["--checkpoint", "b.safetensors"]
+        process.currentDirectoryURL = f
+        process.standardOutput = FileHandle.nullDevice
+        let errors = f.appendingPathComponent("diverged.err")
+        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: errors)
+        try process.run()
+        process.waitUntilExit()
+        let text = String(decoding: AtomicFile.read(path: errors.path) ?? [], as: UTF8.self)
+        #expect(process.terminationStatus != 0)
+        #expect(text.contains("process 1 was started with other parameters than process 0"), "\(text)")
+    }
+
     /// SIGKILL to one process mid-run: the job ends (non-zero, no hang), the checkpoint is whole, and resuming it
     /// on one process gives the bytes of an uninterrupted run.
     @Test func aKilledProcessStopsTheJobAndTheCheckpointResumes() throws {
