@@ -122,23 +122,23 @@ public final class SequenceModel<Scalar: LSTMScalar> {
     }
     private var gradientStorage: ParameterBuffer<Scalar>?
     let stash: LSTMStash<Scalar>
-    /// What `predict` and `evaluate` run on: the LSTM in windows of `inferenceWindow` steps, with only each window's
-    /// activations and the (h, c) where windows meet, on a stash of its own (so inference between training steps
-    /// leaves the training stash alone). Bitwise the outputs of the plain pass (the memory-lean forward is); a
-    /// bidirectional LSTM needs the whole sequence and runs as it is.
+    /// What `predict` and `evaluate` run: the LSTM in windows of `inferenceWindow` steps, keeping only each window's
+    /// activations and the (h, c) where windows meet. Bitwise the outputs of the plain pass (the memory-lean forward
+    /// is); a bidirectional LSTM needs the whole sequence and runs as it is. It shares `stash`: a model that only
+    /// predicts holds a window's buffers, and a model in training validates in the buffers it already has.
     let inferenceLSTM: LSTM
-    let inferenceStash: LSTMStash<Scalar>
     /// Steps per window of the inference pass.
     static var inferenceWindow: Int { 32 }
 
     /// Threads for the matrix products; any count gives bitwise the same results.
     public var threads: Int {
         get { stash.threads }
-        set { stash.threads = max(1, newValue); inferenceStash.threads = stash.threads }
+        set { stash.threads = max(1, newValue) }
     }
 
-    /// Bytes the last `predict` or `evaluate` held in the LSTM's buffers (activations, scratch, packed weights).
-    public var inferenceBytes: Int { inferenceStash.allocatedBytes }
+    /// Bytes the model holds in the LSTM's buffers (activations, scratch, packed weights): a window's worth for a
+    /// model that only predicts, the whole sequence's for one in training.
+    public var stashBytes: Int { stash.allocatedBytes }
 
     /// A model with PyTorch's initialisation of every module (embedding N(0, 1), LSTM and head U(±1/√fan)), drawn
     /// from `seed` in tensor order.
@@ -171,7 +171,6 @@ public final class SequenceModel<Scalar: LSTMScalar> {
             self.parameters = ParameterBuffer(layout: layout)
         }
         stash = LSTMStash()
-        inferenceStash = LSTMStash()
         let windowed = lstm.bidirectional || lstm.checkpointInterval > 0 ? nil : try? lstm.withCheckpointInterval(Self.inferenceWindow)
         inferenceLSTM = windowed ?? lstm
     }
@@ -342,7 +341,7 @@ public final class SequenceModel<Scalar: LSTMScalar> {
         }
         let out = (inference ? inferenceLSTM : lstm).forward(
             x, steps: T, batch: B, lengths: batch.lengths, initial: initial, layout: batch.layout,
-            parameters: parameters, stash: inference ? inferenceStash : stash, dropoutSeed: dropoutSeed)
+            parameters: parameters, stash: stash, dropoutSeed: dropoutSeed)
         let rows = readsLastStep ? B : T * B
         let headInput = readsLastStep ? lastStates(out.final, batch: B) : out.output
         let outputs = head.forward(headInput, rows: rows, parameters: parameters, threads: stash.threads)
