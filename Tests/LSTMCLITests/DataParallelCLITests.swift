@@ -172,6 +172,24 @@ import LSTMKit
         #expect(text.contains("process 1 was started with other parameters than process 0"), "\(text)")
     }
 
+    @Test func theReductionBenchRunsUnderMPI() throws {
+        guard let mpirun = Self.requireMPI() else { return }
+        let f = try Self.folder()
+        let process = Self.process(mpirun, np: 2, ["bench", "--allreduce", "--repeats", "1", "--threads", "1"], in: f)
+        let output = f.appendingPathComponent("bench.out")
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: output)
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        let text = String(decoding: AtomicFile.read(path: output.path) ?? [], as: UTF8.self)
+        #expect(process.terminationStatus == 0)
+        for line in ["character: 902288 parameters", "charrnn: 3320385 parameters", "large: 6824448 parameters"] {
+            #expect(text.contains(line), "\(text)")
+        }
+        #expect(text.components(separatedBy: "ms per step").count == 6, "one line per model, from process 0 only: \(text)")
+    }
+
     /// SIGKILL to one process mid-run: the job ends (non-zero, no hang), the checkpoint is whole, and resuming it
     /// on one process gives the bytes of an uninterrupted run.
     @Test func aKilledProcessStopsTheJobAndTheCheckpointResumes() throws {
