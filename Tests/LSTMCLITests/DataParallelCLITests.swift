@@ -51,6 +51,21 @@ import LSTMKit
         return (process.terminationStatus, text)
     }
 
+    /// One process running `lstm first` and one `lstm second` in one job (MPMD: `mpirun -np 1 A : -np 1 B`).
+    static func runTwo(_ mpirun: String, _ first: [String], _ second: [String], in folder: URL) throws -> (status: Int32, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: mpirun)
+        process.arguments = launcherArguments(1) + [CLI.executable.path] + first + [":", "-np", "1", CLI.executable.path] + second
+        process.currentDirectoryURL = folder
+        process.standardOutput = FileHandle.nullDevice
+        let errors = folder.appendingPathComponent("mpmd-\(UUID().uuidString).err")
+        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: errors)
+        try process.run()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: AtomicFile.read(path: errors.path) ?? [], as: UTF8.self))
+    }
+
     static let flags = ["train", "corpus.txt", "--hidden", "16", "--layers", "2", "--embedding", "8", "--seq-length", "8",
                         "--batch", "4", "--eval-every", "3", "--seed", "5", "--threads", "1"]
     /// Dropout too, so that each shard's own masks are covered (a resumed run takes the model from its checkpoint).
@@ -124,20 +139,10 @@ import LSTMKit
     @Test func processesStartedWithDifferentFlagsRefuseToStart() throws {
         guard let mpirun = Self.requireMPI() else { return }
         let f = try Self.folder()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: mpirun)
         let common = ["--steps", "2", "--checkpoint", "m.safetensors"]
-        process.arguments = Self.launcherArguments(1) + [CLI.executable.path] + Self.fresh + common + ["--lr", "0.002"]
-            + [":", "-np", "1", CLI.executable.path] + Self.fresh + common + ["--lr", "0.003"]
-        process.currentDirectoryURL = f
-        process.standardOutput = FileHandle.nullDevice
-        let errors = f.appendingPathComponent("mpmd.err")
-        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
-        process.standardError = try FileHandle(forWritingTo: errors)
-        try process.run()
-        process.waitUntilExit()
-        let text = String(decoding: AtomicFile.read(path: errors.path) ?? [], as: UTF8.self)
-        #expect(process.terminationStatus != 0)
+        let (status, text) = try Self.runTwo(mpirun, Self.fresh + common + ["--lr", "0.002"],
+                                             Self.fresh + common + ["--lr", "0.003"], in: f)
+        #expect(status != 0)
         #expect(text.contains("process 1 was started with other options than process 0"), "\(text)")
         #expect(!FileManager.default.fileExists(atPath: f.appendingPathComponent("m.safetensors").path))
     }
@@ -155,20 +160,10 @@ import LSTMKit
         values[0] = values[0].nextUp
         file.tensors[k].tensor = SafeTensors.Tensor(values, shape: file.tensors[k].tensor.shape)
         try SafeTensors.write(file, path: f.appendingPathComponent("b.safetensors").path)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: mpirun)
         let common = Self.flags + ["--steps", "4", "--resume"]
-        process.arguments = Self.launcherArguments(1) + [CLI.executable.path] + common + ["--checkpoint", "a.safetensors"]
-            + [":", "-np", "1", CLI.executable.path] + common + ["--checkpoint", "b.safetensors"]
-        process.currentDirectoryURL = f
-        process.standardOutput = FileHandle.nullDevice
-        let errors = f.appendingPathComponent("diverged.err")
-        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
-        process.standardError = try FileHandle(forWritingTo: errors)
-        try process.run()
-        process.waitUntilExit()
-        let text = String(decoding: AtomicFile.read(path: errors.path) ?? [], as: UTF8.self)
-        #expect(process.terminationStatus != 0)
+        let (status, text) = try Self.runTwo(mpirun, common + ["--checkpoint", "a.safetensors"],
+                                             common + ["--checkpoint", "b.safetensors"], in: f)
+        #expect(status != 0)
         #expect(text.contains("process 1 was started with other parameters than process 0"), "\(text)")
     }
 
