@@ -128,35 +128,42 @@ static void tile_avx2(ptrdiff_t K, const float *a, ptrdiff_t astride, const floa
 // FMAs; `a` is a 12-row tile (stride `astride` per k). The same chains as the other kernels, so the same bits. On
 // Zen 4 a zmm FMA is two ymm halves (no more FLOP/s than AVX2), but the tile halves the loads and the traffic from
 // L2 per multiply-add. Edges use masked loads and stores.
-__attribute__((target("avx512f")))
-static void tile_avx512(ptrdiff_t K, const float *a, ptrdiff_t astride, const float *p0, const float *p1,
-                        float *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, int accumulate) {
-    __m512 acc[MR512][2];
-    const __mmask16 mask0 = (__mmask16)(n >= 16 ? 0xFFFF : (1u << n) - 1);
-    const __mmask16 mask1 = (__mmask16)(n >= 32 ? 0xFFFF : n > 16 ? (1u << (n - 16)) - 1 : 0);
-    for (int r = 0; r < MR512; r++) {
-        if (accumulate && r < m) {
-            acc[r][0] = _mm512_maskz_loadu_ps(mask0, C + r * ldc);
-            acc[r][1] = _mm512_maskz_loadu_ps(mask1, C + r * ldc + 16);
-        } else {
-            acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-        }
+// One body for three row counts: the 12-row tile, and 8- and 4-row tiles for the last rows of a block (M = 32 is
+// 12 + 12 + 8 rows, M = 64 is 5 × 12 + 4: a 12-row tile there would run a third or two thirds of its FMAs on rows
+// that do not exist). Every element is the same chain in every variant, so the bits do not change.
+#define LSTMK_TILE_AVX512(NAME, ROWS)                                                                               \
+    __attribute__((target("avx512f")))                                                                              \
+    static void NAME(ptrdiff_t K, const float *a, ptrdiff_t astride, const float *p0, const float *p1, float *C,    \
+                     ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, int accumulate) {                                     \
+        __m512 acc[ROWS][2];                                                                                        \
+        const __mmask16 mask0 = (__mmask16)(n >= 16 ? 0xFFFF : (1u << n) - 1);                                     \
+        const __mmask16 mask1 = (__mmask16)(n >= 32 ? 0xFFFF : n > 16 ? (1u << (n - 16)) - 1 : 0);                 \
+        for (int r = 0; r < ROWS; r++) {                                                                            \
+            if (accumulate && r < m) {                                                                              \
+                acc[r][0] = _mm512_maskz_loadu_ps(mask0, C + r * ldc);                                              \
+                acc[r][1] = _mm512_maskz_loadu_ps(mask1, C + r * ldc + 16);                                         \
+            } else {                                                                                                \
+                acc[r][0] = acc[r][1] = _mm512_setzero_ps();                                                        \
+            }                                                                                                       \
+        }                                                                                                           \
+        for (ptrdiff_t k = 0; k < K; k++) {                                                                         \
+            const __m512 b0 = _mm512_loadu_ps(p0 + k * NR), b1 = _mm512_loadu_ps(p1 + k * NR);                     \
+            const float *ak = a + k * astride;                                                                      \
+            for (int r = 0; r < ROWS; r++) {                                                                        \
+                const __m512 av = _mm512_set1_ps(ak[r]);                                                            \
+                acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);                                                     \
+                acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);                                                     \
+            }                                                                                                       \
+        }                                                                                                           \
+        for (int r = 0; r < ROWS; r++) {                                                                            \
+            if (r >= m) break;                                                                                      \
+            _mm512_mask_storeu_ps(C + r * ldc, mask0, acc[r][0]);                                                   \
+            _mm512_mask_storeu_ps(C + r * ldc + 16, mask1, acc[r][1]);                                              \
+        }                                                                                                           \
     }
-    for (ptrdiff_t k = 0; k < K; k++) {
-        const __m512 b0 = _mm512_loadu_ps(p0 + k * NR), b1 = _mm512_loadu_ps(p1 + k * NR);
-        const float *ak = a + k * astride;
-        for (int r = 0; r < MR512; r++) {
-            const __m512 av = _mm512_set1_ps(ak[r]);
-            acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
-        }
-    }
-    for (int r = 0; r < MR512; r++) {
-        if (r >= m) break;
-        _mm512_mask_storeu_ps(C + r * ldc, mask0, acc[r][0]);
-        _mm512_mask_storeu_ps(C + r * ldc + 16, mask1, acc[r][1]);
-    }
-}
+LSTMK_TILE_AVX512(tile_avx512, MR512)
+LSTMK_TILE_AVX512(tile_avx512_8, 8)
+LSTMK_TILE_AVX512(tile_avx512_4, 4)
 #endif
 
 #ifdef LSTMK_NEON
@@ -396,7 +403,10 @@ static void multiply_block(int level, const float *apacked, ptrdiff_t astride, p
 #ifdef LSTMK_X86
             if (level == 3) {
                 // The second panel exists only past 16 columns; otherwise its (masked-off) loads read the first.
-                tile_avx512(kc, a, astride, panel, n > NR ? panel + NR * kc : panel, c, ldc, m, n, start_from_c);
+                const float *p1 = n > NR ? panel + NR * kc : panel;
+                if (m <= 4) tile_avx512_4(kc, a, astride, panel, p1, c, ldc, m, n, start_from_c);
+                else if (m <= 8) tile_avx512_8(kc, a, astride, panel, p1, c, ldc, m, n, start_from_c);
+                else tile_avx512(kc, a, astride, panel, p1, c, ldc, m, n, start_from_c);
                 continue;
             }
             if (level == 2) { tile_avx2(kc, a, astride, panel, c, ldc, m, n, start_from_c); continue; }

@@ -96,13 +96,15 @@ struct ThreadingTests {
     }
 }
 
-/// The C kernel (`_LSTMKernels`) on shapes that are not multiples of its 6×16 tile, against the fma reference
+/// The C kernel (`_LSTMKernels`) on shapes that are not multiples of its 6×16 and 12×32 tiles, against the fma reference
 /// and against its own portable path, bit for bit.
 struct FloatKernelTests {
     static let shapes: [(Int, Int, Int)] = [(1, 1, 1), (3, 17, 1), (17, 3, 255), (255, 17, 3), (7, 255, 33),
                                             (1, 1023, 5), (37, 40, 1023), (6, 16, 1024), (13, 33, 1100),
                                             // across the row block (MC = 144) and the column block (NC = 4096)
-                                            (151, 20, 300), (2, 4113, 3)]
+                                            (151, 20, 300), (2, 4113, 3),
+                                            // the AVX-512 kernel's 4- and 8-row tiles for the last rows (M mod 12)
+                                            (4, 31, 65), (8, 40, 70), (20, 17, 9), (32, 50, 129), (64, 33, 200)]
 
     @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
     func cKernelMatchesReference(transposeA: Bool, transposeB: Bool) {
