@@ -23,8 +23,6 @@ static int (*p_get_library_version)(char *, int *);
 static int (*p_alltoallv)(const void *, const int *, const int *, handle_t, void *, const int *, const int *,
                           handle_t, handle_t);
 static int (*p_allgatherv)(const void *, int, handle_t, void *, const int *, const int *, handle_t, handle_t);
-static int (*p_bcast)(void *, int, handle_t, int, handle_t);
-static int (*p_barrier)(handle_t);
 
 static handle_t comm_world;
 static handle_t byte_type;
@@ -79,8 +77,6 @@ int lstmkit_mpi_start(const char *library, char *error, int error_size) {
     LOOK_UP(p_get_library_version, "MPI_Get_library_version");
     LOOK_UP(p_alltoallv, "MPI_Alltoallv");
     LOOK_UP(p_allgatherv, "MPI_Allgatherv");
-    LOOK_UP(p_bcast, "MPI_Bcast");
-    LOOK_UP(p_barrier, "MPI_Barrier");
 
     int length = 0;
     char text[8192];  // MPI_MAX_LIBRARY_VERSION_STRING: 256 in Open MPI, 8192 in MPICH
@@ -154,9 +150,3 @@ int lstmkit_mpi_allgatherv(const void *send, int send_count,
 int lstmkit_mpi_allgatherv_in_place(void *receive, const int *receive_counts, const int *receive_offsets) {
     return p_allgatherv(in_place, 0, byte_type, receive, receive_counts, receive_offsets, byte_type, comm_world);
 }
-
-int lstmkit_mpi_broadcast(void *buffer, int count, int root) {
-    return p_bcast(buffer, count, byte_type, root, comm_world);
-}
-
-int lstmkit_mpi_barrier(void) { return p_barrier(comm_world); }

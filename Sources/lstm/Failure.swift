@@ -12,15 +12,9 @@ struct Failure: Error {
 func reportingFailures(_ body: () throws -> Void) throws {
     do {
         try body()
-    } catch let failure as Failure {
-        if !isSecondaryProcess { FileHandle.standardError.write(Data("lstm: error: \(failure.message)\n".utf8)) }
-        throw ExitCode(failure.code)
-    } catch let error as LSTMKitError {
-        if !isSecondaryProcess { FileHandle.standardError.write(Data("lstm: error: \(flagged(error.description))\n".utf8)) }
-        throw ExitCode(1)
-    } catch let error as SafeTensorsError {
-        if !isSecondaryProcess { FileHandle.standardError.write(Data("lstm: error: \(error.description)\n".utf8)) }
-        throw ExitCode(1)
+    } catch where error is Failure || error is LSTMKitError || error is SafeTensorsError {
+        if !isSecondaryProcess { FileHandle.standardError.write(Data("lstm: error: \(describe(error))\n".utf8)) }
+        throw ExitCode((error as? Failure)?.code ?? 1)
     }
 }
 

@@ -21,12 +21,8 @@ struct LSTMCommand: ParsableCommand {
             var command = try parseAsRoot()
             try command.run()
             ProcessGroup.finish()
-        } catch let failure as Failure {
-            fail(failure.message, code: failure.code)
-        } catch let error as LSTMKitError {
-            fail(flagged(error.description), code: 1)
-        } catch let error as SafeTensorsError {
-            fail(error.description, code: 1)
+        } catch where error is Failure || error is LSTMKitError || error is SafeTensorsError {
+            fail(describe(error), code: (error as? Failure)?.code ?? 1)
         } catch {
             let code = exitCode(for: error)
             if error is ExitCode || code == .success { ProcessGroup.finish(); exit(withError: error) }

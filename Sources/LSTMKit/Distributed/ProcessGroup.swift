@@ -185,9 +185,4 @@ public final class ProcessGroup: @unchecked Sendable {
         let text = String(decoding: all[r].dropFirst(), as: UTF8.self)
         return r == 0 ? text : "process \(r): \(text)"
     }
-
-    /// Process 0's `bytes` on every process.
-    public func broadcast(_ bytes: [UInt8]) throws(LSTMKitError) -> [UInt8] {
-        try allGather(rank == 0 ? bytes : [])[0]
-    }
 }

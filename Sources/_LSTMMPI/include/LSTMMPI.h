@@ -1,6 +1,6 @@
 // MPI loaded at run time (dlopen), so that LSTMKit builds and runs where no MPI is installed, and links no MPI
 // header or library at build time. Only what data-parallel training needs: world rank and size, and byte
-// exchanges (alltoallv, allgatherv, broadcast). Every sum is done by LSTMKit in a fixed order, so no MPI
+// exchanges (alltoallv, allgatherv). Every sum is done by LSTMKit in a fixed order, so no MPI
 // reduction (and no MPI datatype but bytes) is used.
 #ifndef LSTMKIT_MPI_H
 #define LSTMKIT_MPI_H
@@ -30,8 +30,6 @@ int lstmkit_mpi_allgatherv(const void *send, int send_count,
                            void *receive, const int *receive_counts, const int *receive_offsets);
 /// MPI_Allgatherv with MPI_IN_PLACE: this process's part is already at its offset in `receive`.
 int lstmkit_mpi_allgatherv_in_place(void *receive, const int *receive_counts, const int *receive_offsets);
-int lstmkit_mpi_broadcast(void *buffer, int count, int root);
-int lstmkit_mpi_barrier(void);
 
 #ifdef __cplusplus
 }
