@@ -148,24 +148,28 @@ static inline __m256 clip_avx2(__m256 s, float clip) {
 // Peepholes (Gers & Schmidhuber), when `peep` (3H: p_i, p_f, p_o) is given: i and f see S_{t-1}, o sees S_t:
 // z_i += p_i ⊙ S_{t-1}, z_f += p_f ⊙ S_{t-1}, z_o += p_o ⊙ S_t (a product, then a sum, in every path).
 __attribute__((target("avx2,fma")))
-static ptrdiff_t forward_row_avx2(float *z, const float *cp, float *cb, float *hb, ptrdiff_t H, int gate, int cell,
-                                  float clip, const float *peep) {
+// `H` units from z (gate q of unit j at z[q·zs + j]), peepholes at peep[q·ps + j]; the activated gates are written
+// back only when `store` (the training stash keeps them; inference does not).
+static ptrdiff_t forward_row_avx2(float *z, ptrdiff_t zs, const float *cp, float *cb, float *hb, ptrdiff_t H, int gate,
+                                  int cell, float clip, const float *peep, ptrdiff_t ps, int store) {
     ptrdiff_t j = 0;
     for (; j + 8 <= H; j += 8) {
         const __m256 cpv = _mm256_loadu_ps(cp + j);
-        __m256 zi = _mm256_loadu_ps(z + j), zf = _mm256_loadu_ps(z + H + j), zo = _mm256_loadu_ps(z + 3 * H + j);
+        __m256 zi = _mm256_loadu_ps(z + j), zf = _mm256_loadu_ps(z + zs + j), zo = _mm256_loadu_ps(z + 3 * zs + j);
         if (peep) {
             zi = _mm256_add_ps(zi, _mm256_mul_ps(_mm256_loadu_ps(peep + j), cpv));
-            zf = _mm256_add_ps(zf, _mm256_mul_ps(_mm256_loadu_ps(peep + H + j), cpv));
+            zf = _mm256_add_ps(zf, _mm256_mul_ps(_mm256_loadu_ps(peep + ps + j), cpv));
         }
         const __m256 i = gate_avx2(zi, gate), f = gate_avx2(zf, gate);
-        const __m256 g = cell_avx2(_mm256_loadu_ps(z + 2 * H + j), cell);
+        const __m256 g = cell_avx2(_mm256_loadu_ps(z + 2 * zs + j), cell);
         __m256 s = _mm256_add_ps(_mm256_mul_ps(f, cpv), _mm256_mul_ps(i, g));
         if (clip > 0.0f) s = clip_avx2(s, clip);
-        if (peep) zo = _mm256_add_ps(zo, _mm256_mul_ps(_mm256_loadu_ps(peep + 2 * H + j), s));
+        if (peep) zo = _mm256_add_ps(zo, _mm256_mul_ps(_mm256_loadu_ps(peep + 2 * ps + j), s));
         const __m256 o = gate_avx2(zo, gate);
-        _mm256_storeu_ps(z + j, i); _mm256_storeu_ps(z + H + j, f);
-        _mm256_storeu_ps(z + 2 * H + j, g); _mm256_storeu_ps(z + 3 * H + j, o);
+        if (store) {
+            _mm256_storeu_ps(z + j, i); _mm256_storeu_ps(z + zs + j, f);
+            _mm256_storeu_ps(z + 2 * zs + j, g); _mm256_storeu_ps(z + 3 * zs + j, o);
+        }
         _mm256_storeu_ps(cb + j, s);
         _mm256_storeu_ps(hb + j, _mm256_mul_ps(o, cell_avx2(s, cell)));
     }
@@ -173,20 +177,20 @@ static ptrdiff_t forward_row_avx2(float *z, const float *cp, float *cb, float *h
 }
 #endif
 
-static void forward_row_portable(float *z, const float *cp, float *cb, float *hb, ptrdiff_t from, ptrdiff_t H,
-                                 int gate, int cell, float clip, const float *peep) {
+static void forward_row_portable(float *z, ptrdiff_t zs, const float *cp, float *cb, float *hb, ptrdiff_t from,
+                                 ptrdiff_t H, int gate, int cell, float clip, const float *peep, ptrdiff_t ps, int store) {
     for (ptrdiff_t j = from; j < H; j++) {
-        float zi = z[j], zf = z[H + j], zo = z[3 * H + j];
+        float zi = z[j], zf = z[zs + j], zo = z[3 * zs + j];
         if (peep) {
             zi = zi + peep[j] * cp[j];
-            zf = zf + peep[H + j] * cp[j];
+            zf = zf + peep[ps + j] * cp[j];
         }
-        const float i = gate_portable(zi, gate), f = gate_portable(zf, gate), g = cell_portable(z[2 * H + j], cell);
+        const float i = gate_portable(zi, gate), f = gate_portable(zf, gate), g = cell_portable(z[2 * zs + j], cell);
         float s = f * cp[j] + i * g;
         if (clip > 0.0f) s = clip_portable(s, clip);
-        if (peep) zo = zo + peep[2 * H + j] * s;
+        if (peep) zo = zo + peep[2 * ps + j] * s;
         const float o = gate_portable(zo, gate);
-        z[j] = i; z[H + j] = f; z[2 * H + j] = g; z[3 * H + j] = o;
+        if (store) { z[j] = i; z[zs + j] = f; z[2 * zs + j] = g; z[3 * zs + j] = o; }
         cb[j] = s;
         hb[j] = o * cell_portable(s, cell);
     }
@@ -199,11 +203,21 @@ void lstmk_pointwise_forward(float *gates, const float *cprev, float *c, float *
         const float *cp = cprev + b * H;
         ptrdiff_t from = 0;
 #ifdef LSTMK_X86
-        if (!portable && lstmk_sgemm_level() >= 2) from = forward_row_avx2(z, cp, cb, hb, H, gate, cell, clip, peep);
+        if (!portable && lstmk_sgemm_level() >= 2) from = forward_row_avx2(z, H, cp, cb, hb, H, gate, cell, clip, peep, H, 1);
 #endif
-        forward_row_portable(z, cp, cb, hb, from, H, gate, cell, clip, peep);
+        forward_row_portable(z, H, cp, cb, hb, from, H, gate, cell, clip, peep, H, 1);
     }
     (void)portable;
+}
+
+void lstmk_pointwise_forward_units(float *z, ptrdiff_t zs, const float *cprev, float *c, float *h, ptrdiff_t units,
+                                   int gate, int cell, float clip, const float *peep, ptrdiff_t ps, int portable) {
+    ptrdiff_t from = 0;
+#ifdef LSTMK_X86
+    if (!portable && lstmk_sgemm_level() >= 2) from = forward_row_avx2(z, zs, cprev, c, h, units, gate, cell, clip, peep, ps, 0);
+#endif
+    (void)portable;
+    forward_row_portable(z, zs, cprev, c, h, from, units, gate, cell, clip, peep, ps, 0);
 }
 
 #ifdef LSTMK_X86

@@ -124,6 +124,42 @@ static void tile_avx2(ptrdiff_t K, const float *a, ptrdiff_t astride, const floa
         for (ptrdiff_t c = 0; c < n; c++) C[r * ldc + c] = edge[r][c];
 }
 
+// The last rows of a block when there are at most 4 (M = 64 is 10 × 6 + 4 rows; M = 32 ends in 2): 8 accumulators,
+// still enough to cover the FMA latency on two pipes, instead of the 6-row tile running a third or two thirds of
+// its FMAs on rows that do not exist. `a` is a 6-row packed tile (or the source); only its first 4 rows are read.
+// The same chains as the other kernels, so the same bits.
+__attribute__((target("avx2,fma")))
+static void tile_avx2_4(ptrdiff_t K, const float *a, ptrdiff_t astride, const float *panel,
+                        float *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, int accumulate) {
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31;
+    float edge[4][NR];
+    for (ptrdiff_t r = 0; r < 4; r++)
+        for (ptrdiff_t c = 0; c < NR; c++) edge[r][c] = (accumulate && r < m && c < n) ? C[r * ldc + c] : 0.0f;
+    c00 = _mm256_loadu_ps(edge[0]); c01 = _mm256_loadu_ps(edge[0] + 8);
+    c10 = _mm256_loadu_ps(edge[1]); c11 = _mm256_loadu_ps(edge[1] + 8);
+    c20 = _mm256_loadu_ps(edge[2]); c21 = _mm256_loadu_ps(edge[2] + 8);
+    c30 = _mm256_loadu_ps(edge[3]); c31 = _mm256_loadu_ps(edge[3] + 8);
+    for (ptrdiff_t k = 0; k < K; k++) {
+        const __m256 b0 = _mm256_loadu_ps(panel + k * NR);
+        const __m256 b1 = _mm256_loadu_ps(panel + k * NR + 8);
+        const float *ak = a + k * astride;
+        __m256 av = _mm256_broadcast_ss(ak);
+        c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
+        av = _mm256_broadcast_ss(ak + 1);
+        c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
+        av = _mm256_broadcast_ss(ak + 2);
+        c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
+        av = _mm256_broadcast_ss(ak + 3);
+        c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
+    }
+    _mm256_storeu_ps(edge[0], c00); _mm256_storeu_ps(edge[0] + 8, c01);
+    _mm256_storeu_ps(edge[1], c10); _mm256_storeu_ps(edge[1] + 8, c11);
+    _mm256_storeu_ps(edge[2], c20); _mm256_storeu_ps(edge[2] + 8, c21);
+    _mm256_storeu_ps(edge[3], c30); _mm256_storeu_ps(edge[3] + 8, c31);
+    for (ptrdiff_t r = 0; r < m; r++)
+        for (ptrdiff_t c = 0; c < n; c++) C[r * ldc + c] = edge[r][c];
+}
+
 // AVX-512: a 12×32 tile (24 zmm accumulators) over two adjacent 16-column panels, 2 loads + 12 broadcasts per 24
 // FMAs; `a` is a 12-row tile (stride `astride` per k). The same chains as the other kernels, so the same bits. On
 // Zen 4 a zmm FMA is two ymm halves (no more FLOP/s than AVX2), but the tile halves the loads and the traffic from
@@ -409,7 +445,11 @@ static void multiply_block(int level, const float *apacked, ptrdiff_t astride, p
                 else tile_avx512(kc, a, astride, panel, p1, c, ldc, m, n, start_from_c);
                 continue;
             }
-            if (level == 2) { tile_avx2(kc, a, astride, panel, c, ldc, m, n, start_from_c); continue; }
+            if (level == 2) {
+                if (m <= 4) tile_avx2_4(kc, a, astride, panel, c, ldc, m, n, start_from_c);
+                else tile_avx2(kc, a, astride, panel, c, ldc, m, n, start_from_c);
+                continue;
+            }
 #endif
 #ifdef LSTMK_NEON
             if (level == 1) { tile_neon(kc, a, astride, panel, c, ldc, m, n, start_from_c); continue; }
@@ -667,4 +707,74 @@ void lstmk_sgemm_prepacked_at_level(int level, ptrdiff_t M, ptrdiff_t j0, ptrdif
                                     const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
                                     float *C, ptrdiff_t ldc, int accumulate) {
     sgemm_prepacked(clamp_level(level), M, j0, j1, N, K, A, rsa, csa, packed, C, ldc, accumulate);
+}
+
+// ---- The stash-free inference step: the recurrent product and the element-wise pass, fused ----
+
+void lstmk_sgemm_pack_b_gates(ptrdiff_t H, ptrdiff_t K, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *packed) {
+    const ptrdiff_t groups = (H + NR - 1) / NR, npad = 4 * groups * NR;
+    for (ptrdiff_t pc = 0; pc < K; pc += KC) {
+        const ptrdiff_t kc = K - pc < KC ? K - pc : KC;
+        for (ptrdiff_t g = 0; g < groups; g++) {
+            const ptrdiff_t n = H - g * NR < NR ? H - g * NR : NR;
+            for (ptrdiff_t q = 0; q < 4; q++)
+                pack_panel(kc, n, B + pc * rsb + (q * H + g * NR) * csb, rsb, csb,
+                           packed + pc * npad + (4 * g + q) * NR * kc);
+        }
+    }
+}
+
+// Columns from..<to of Z (rows of the A block) += A block · the KC-row block of packed panels at `panels`.
+static void step_columns(int level, ptrdiff_t n, const float *a, ptrdiff_t astride, ptrdiff_t tstride, ptrdiff_t kc,
+                         const float *panels, ptrdiff_t from, ptrdiff_t to, float *Z, ptrdiff_t ldz) {
+    if (n == 1) {
+#ifdef LSTMK_X86
+        if (level >= 2) { row_prepacked_avx2(from, to, kc, a, panels, Z, 1); return; }
+#endif
+#ifdef LSTMK_NEON
+        if (level == 1) { row_prepacked_neon(from, to, kc, a, panels, Z, 1); return; }
+#endif
+        row_prepacked_portable(from, to, kc, a, panels, Z, 1);
+        return;
+    }
+    multiply_block(level, a, astride, tstride, n, kc, panels, 0, from, to, Z, ldz, 1);
+}
+
+void lstmk_lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff_t H, ptrdiff_t K, const float *A,
+                     ptrdiff_t lda, const float *packed, float *Z, ptrdiff_t ldz, float *c, float *h, ptrdiff_t ldh,
+                     int gate, int cell, float clip, const float *peep) {
+    level = level < 0 ? lstmk_sgemm_level() : clamp_level(level);
+    if (n <= 0 || g1 <= g0) return;
+    const ptrdiff_t groups = (H + NR - 1) / NR, npad = 4 * groups * NR, G = 4 * NR;
+    workspace *w = thread_workspace(0);
+    // Rows in blocks of MC (one block up to 144 rows); each block's KC-row blocks of the product, the last one group
+    // by group, each group's element-wise pass right after its 64 columns.
+    for (ptrdiff_t ic = 0; ic < n; ic += MC) {
+        const ptrdiff_t mc = n - ic < MC ? n - ic : MC;
+        float *Zb = Z + ic * ldz;
+        for (ptrdiff_t pc = 0; pc < K; pc += KC) {
+            const ptrdiff_t kc = K - pc < KC ? K - pc : KC;
+            ptrdiff_t astride = 1, tstride = 0;
+            const float *a;
+            if (mc == 1) {
+                a = A + ic * lda + pc;   // one contiguous row
+            } else {
+                a = a_block(level, n, A, lda, 1, ic, mc, pc, kc, w->a, &astride, &tstride);
+            }
+            const float *panels = packed + pc * npad;
+            if (pc + kc < K) {
+                step_columns(level, mc, a, astride, tstride, kc, panels, g0 * G, g1 * G, Zb, ldz);
+                continue;
+            }
+            for (ptrdiff_t g = g0; g < g1; g++) {
+                step_columns(level, mc, a, astride, tstride, kc, panels, g * G, (g + 1) * G, Zb, ldz);
+                const ptrdiff_t units = H - g * NR < NR ? H - g * NR : NR;
+                for (ptrdiff_t r = 0; r < mc; r++) {
+                    float *cr = c + (ic + r) * H + g * NR;
+                    lstmk_pointwise_forward_units(Zb + r * ldz + g * G, NR, cr, cr, h + (ic + r) * ldh + g * NR, units,
+                                                  gate, cell, clip, peep ? peep + g * NR : NULL, H, level < 2);
+                }
+            }
+        }
+    }
 }

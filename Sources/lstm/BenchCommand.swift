@@ -68,7 +68,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Memory-lean BPTT: the checkpoint interval for the 'lean' configuration (default √T).")
     var checkpointInterval: Int?
     @Option(help: .hidden) var leanChild: Int?
-    @Option(help: "Inference runs the LSTM in windows of this many steps, as SequenceModel.predict does (0: the whole sequence at once, keeping every step's activations).")
+    @Option(name: .customLong("inference"), help: "The inference pass timed: 'infer' (LSTM.infer, the stash-free pass SequenceModel.predict runs) or 'forward' (LSTM.forward in windows of --inference-window steps, writing the training stash).")
+    var inferencePath = "infer"
+    @Option(help: "With --inference forward: windows of this many steps (0: the whole sequence at once, keeping every step's activations).")
     var inferenceWindow = 32
     @Flag(help: "Time the per-step gradient reduction of data-parallel training (run under mpirun -np N) or, alone, a step's compute beside the reduction projected onto 8 and 64 machines.")
     var allreduce = false
@@ -78,6 +80,9 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         try reportingFailures {
             guard repeats >= 1, streamSteps >= 1 else { throw Failure(message: "--repeats and --stream-steps must be at least 1") }
+            guard ["infer", "forward"].contains(inferencePath) else {
+                throw Failure(message: "--inference must be 'infer' or 'forward', got '\(inferencePath)'")
+            }
             var chosen: [BenchConfiguration] = []
             for name in configs.split(separator: ",").map({ String($0).trimmingCharacters(in: .whitespaces) }) {
                 guard let c = BenchConfiguration.all.first(where: { $0.name == name }) else {
@@ -255,7 +260,11 @@ struct BenchCommand: ParsableCommand {
             let windowed = inferenceWindow > 0 && !c.bidirectional ? try! lstm.withCheckpointInterval(inferenceWindow) : lstm
             let inferenceStash = LSTMStash<Float>(threads: threads)
             func inference() {
-                _ = windowed.forward(x, steps: T, batch: B, lengths: lengths, parameters: parameters, stash: inferenceStash)
+                if inferencePath == "infer" {
+                    _ = lstm.infer(x, steps: T, batch: B, lengths: lengths, parameters: parameters, stash: inferenceStash)
+                } else {
+                    _ = windowed.forward(x, steps: T, batch: B, lengths: lengths, parameters: parameters, stash: inferenceStash)
+                }
             }
             func time(_ body: () -> Void) -> Double {
                 body()

@@ -2,8 +2,8 @@ import Foundation
 import Testing
 @testable import LSTMKit
 
-/// `predict` and `evaluate` run the LSTM window by window: the same bits as the plain pass, a fraction of its
-/// memory, and nothing more allocated by a model in training.
+/// `predict` and `evaluate` run the stash-free pass (`LSTM.infer`): the same bits as the plain pass, a fraction of
+/// its memory, and next to nothing more allocated by a model in training.
 struct InferencePathTests {
     @Test(arguments: [false, true])
     func predictionsAreTheBitsOfThePlainPass(everyStep: Bool) throws {
@@ -13,7 +13,6 @@ struct InferencePathTests {
                                              head: everyStep ? .everyStep(outputs: 3) : .lastStep(outputs: 3), loss: .meanSquaredError,
                                              seed: 3)
         let batch = try SequenceBatch(sequences: series)
-        #expect(batch.steps > 2 * SequenceModel<Float>.inferenceWindow)
         let fast = try model.predict(batch)
         // The plain pass, by hand: the whole sequence on a stash of its own.
         guard case .features(let x) = batch.values else { Issue.record("features expected"); return }
@@ -24,7 +23,6 @@ struct InferencePathTests {
             let plain = model.head.forward(out.output, rows: batch.steps * batch.batch, parameters: model.parameters)
             #expect(fast.outputs == plain)
         }
-        #expect(model.inferenceLSTM.checkpointInterval == SequenceModel<Float>.inferenceWindow)
     }
 
     @Test func inferenceKeepsAFractionOfTheTrainingStash() throws {
@@ -41,10 +39,90 @@ struct InferencePathTests {
         #expect(prediction.final.hidden == trained.final.hidden)
         let trainingBytes = training.stashBytes
         _ = try training.predict(batch)
-        // Only the (h, c) where windows meet is new: T/32 × B × (P + H) values, here 26 KB.
+        // Only each row's final h is new: L·D × B × P values.
         #expect(training.stashBytes - trainingBytes < trainingBytes / 100,
                 "validating in training allocated \(training.stashBytes - trainingBytes) bytes more")
         #expect(predicting.stashBytes * 4 < trainingBytes, "inference \(predicting.stashBytes) bytes, training \(trainingBytes)")
         print("T = 400, B = 8, H = 32: the training stash holds \(trainingBytes) bytes, a predicting model's \(predicting.stashBytes)")
+    }
+
+    /// `LSTM.infer` (no stash, the recurrent product and the element-wise pass fused) gives bitwise the outputs and
+    /// final states of `forward`, for every structural variant it runs, on 1–3 threads and every kernel level —
+    /// shapes with H not a multiple of 16, more rows than one 144-row block, B = 1, chunks cut mid-sequence.
+    @Test(arguments: 0..<9)
+    func inferIsTheBitsOfForward(variant: Int) throws {
+        var random = RandomSource(seed: UInt64(100 + variant))
+        let (I, T, B) = [(3, 7, 5), (5, 40, 3), (4, 9, 150), (2, 33, 1), (6, 12, 7), (3, 20, 4), (5, 11, 9), (4, 30, 6),
+                         (3, 8, 13)][variant]
+        let standard = LSTMActivations.standard
+        let configurations = [
+            LSTMConfiguration(inputSize: I, hiddenSize: 20),
+            LSTMConfiguration(inputSize: I, hiddenSize: 16, layers: 3),
+            LSTMConfiguration(inputSize: I, hiddenSize: 7, layers: 2),
+            LSTMConfiguration(inputSize: I, hiddenSize: 37),
+            LSTMConfiguration(inputSize: I, hiddenSize: 18, layers: 2, bidirectional: true),
+            LSTMConfiguration(inputSize: I, hiddenSize: 24, layers: 2, projectionSize: 9),
+            LSTMConfiguration(inputSize: I, hiddenSize: 12, activations: [LSTMActivations(gate: .hardSigmoid, cellClip: 0.5, peepholes: true)]),
+            LSTMConfiguration(inputSize: I, hiddenSize: 33, layers: 2, activations: [standard, LSTMActivations(cell: .identity, peepholes: true)],
+                              bidirectional: true, projectionSize: 10),
+            LSTMConfiguration(inputSize: I, hiddenSize: 17, bidirectional: true),
+        ]
+        var layout = ParameterLayout()
+        let lstm = try LSTM(configurations[variant], layout: &layout)
+        var parameters = ParameterBuffer<Float>(layout: layout)
+        lstm.initialize(&parameters, random: &random)
+        let x = (0..<(T * B * I)).map { _ in Float(random.uniform(-2, 2)) }
+        // Variable lengths in the odd variants (a row of full length among them), an initial state in some.
+        let lengths: [Int]? = variant % 2 == 1 ? (0..<B).map { $0 == B / 2 ? T : 1 + random.index(below: T) } : nil
+        let U = lstm.stateCount, P = lstm.outputSize, H = lstm.hiddenSize
+        let initial: LSTMState<Float>? = variant % 3 == 2 ? LSTMState(
+            hidden: (0..<(U * B * P)).map { _ in Float(random.uniform(-1, 1)) },
+            cell: (0..<(U * B * H)).map { _ in Float(random.uniform(-1, 1)) }, layers: U, batch: B, hiddenSize: P,
+            cellSize: H) : nil
+        let layout2: SequenceLayout = variant % 4 == 3 ? .batchFirst : .timeMajor
+        let plain = lstm.forward(x, steps: T, batch: B, lengths: lengths, initial: initial, layout: layout2,
+                                 parameters: parameters, stash: LSTMStash())
+        #expect(lstm.hasStashFreeInference(Float.self))
+        for threads in [1, 2, 3] {
+            let out = lstm.infer(x, steps: T, batch: B, lengths: lengths, initial: initial, layout: layout2,
+                                 parameters: parameters, stash: LSTMStash(threads: threads))
+            #expect(out.output == plain.output, "threads \(threads): outputs")
+            #expect(out.final == plain.final, "threads \(threads): final state")
+        }
+        for level in GEMM.floatKernelLevels {
+            // Chunks of 1 and 3 steps: the state carried from chunk to chunk (and layer to layer, unidirectional).
+            for chunk in [1, 3] {
+                let out = lstm.inferFloat(x, steps: T, batch: B, lengths: lengths, initial: initial, layout: layout2,
+                                          parameters: parameters, stash: LSTMStash(threads: 2), level: Int32(level),
+                                          chunk: chunk)
+                #expect(out.output == plain.output && out.final == plain.final, "kernel level \(level), chunks of \(chunk)")
+            }
+        }
+    }
+
+    /// A stash that trained keeps its buffers for `infer`, and `infer` then `forward`/`backward` on the same stash
+    /// still gives the gradients of a fresh one.
+    @Test func inferSharesATrainingStash() throws {
+        var random = RandomSource(seed: 7)
+        var layout = ParameterLayout()
+        let lstm = try LSTM(LSTMConfiguration(inputSize: 3, hiddenSize: 16, layers: 2), layout: &layout)
+        var parameters = ParameterBuffer<Float>(layout: layout)
+        lstm.initialize(&parameters, random: &random)
+        let (T, B) = (60, 4)
+        let x = (0..<(T * B * 3)).map { _ in Float(random.uniform(-1, 1)) }
+        let dy = (0..<(T * B * 16)).map { _ in Float(random.uniform(-1, 1)) }
+        func gradients(_ stash: LSTMStash<Float>) -> [Float] {
+            var g = ParameterBuffer<Float>(layout: layout)
+            _ = lstm.forward(x, steps: T, batch: B, parameters: parameters, stash: stash)
+            _ = lstm.backward(dOutput: dy, parameters: parameters, stash: stash, gradients: &g)
+            return g.storage
+        }
+        let stash = LSTMStash<Float>(threads: 2)
+        let before = gradients(stash)
+        let bytes = stash.allocatedBytes
+        let inferred = lstm.infer(x, steps: T, batch: B, parameters: parameters, stash: stash)
+        #expect(stash.allocatedBytes - bytes <= 2 * B * 16 * 4 * 4, "infer grew a training stash by \(stash.allocatedBytes - bytes) bytes")
+        #expect(inferred.output == lstm.forward(x, steps: T, batch: B, parameters: parameters, stash: LSTMStash()).output)
+        #expect(gradients(stash) == before)
     }
 }

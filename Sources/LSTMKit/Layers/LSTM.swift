@@ -559,6 +559,7 @@ public final class LSTMStash<Scalar: LSTMScalar> {
     let dBelow = AlignedBuffer<Scalar>()         // (N, max(I, D·P)) δ of a layer's input
     let dAboveSplit = AlignedBuffer<Scalar>()    // (2, N, P)     δ of each direction's output, bidirectional
     let biasSum = AlignedBuffer<Scalar>()        // (D, 4H)       b_ih + b_hh of each direction
+    let finalHidden = AlignedBuffer<Scalar>()    // (L·D, B, P)   `infer`: each row's h after its last step
     var dropoutActive = false
     let dropoutMasks = AlignedBuffer<Scalar>()   // (L−1, N, D·P) 0 or 1/(1−p), when dropout is active
     let droppedHiddens = AlignedBuffer<Scalar>() // (L−1, Nw, D·P) layer output ⊙ mask: the input of the layer above
@@ -589,7 +590,7 @@ public final class LSTMStash<Scalar: LSTMScalar> {
         let buffers = [input, initialHidden, initialCell, checkpoints, gates, cells, hiddens, cellOutputs, layerOutputs,
                        previousHidden, previousCell, dGates, dHiddenCarry, dCellCarry, biasSums, dCellOutput, dHiddens,
                        dAbove, dBelow, dAboveSplit, biasSum, dropoutMasks, droppedHiddens, recurrentMasks,
-                       recurrentInput, normalizedInput,
+                       recurrentInput, normalizedInput, finalHidden,
                        normalizedRecurrent, normalizedCell, inverseDeviations, recurrentGates, normalizedScratch,
                        dRecurrent] + packedWeights.flatMap { $0 }
         return buffers.reduce(0) { $0 + $1.capacity } * MemoryLayout<Scalar>.stride

@@ -122,22 +122,14 @@ public final class SequenceModel<Scalar: LSTMScalar> {
     }
     private var gradientStorage: ParameterBuffer<Scalar>?
     let stash: LSTMStash<Scalar>
-    /// What `predict` and `evaluate` run: the LSTM in windows of `inferenceWindow` steps, keeping only each window's
-    /// activations and the (h, c) where windows meet. Bitwise the outputs of the plain pass (the memory-lean forward
-    /// is); a bidirectional LSTM needs the whole sequence and runs as it is. It shares `stash`: a model that only
-    /// predicts holds a window's buffers, and a model in training validates in the buffers it already has.
-    let inferenceLSTM: LSTM
-    /// Steps per window of the inference pass.
-    static var inferenceWindow: Int { 32 }
-
     /// Threads for the matrix products; any count gives bitwise the same results.
     public var threads: Int {
         get { stash.threads }
         set { stash.threads = max(1, newValue) }
     }
 
-    /// Bytes the model holds in the LSTM's buffers (activations, scratch, packed weights): a window's worth for a
-    /// model that only predicts, the whole sequence's for one in training.
+    /// Bytes the model holds in the LSTM's buffers (activations, scratch, packed weights): the state and a chunk of
+    /// steps' gates for a model that only predicts (`LSTM.infer`), the whole sequence's for one in training.
     public var stashBytes: Int { stash.allocatedBytes }
 
     /// A model with PyTorch's initialisation of every module (embedding N(0, 1), LSTM and head U(±1/√fan)), drawn
@@ -171,8 +163,6 @@ public final class SequenceModel<Scalar: LSTMScalar> {
             self.parameters = ParameterBuffer(layout: layout)
         }
         stash = LSTMStash()
-        let windowed = lstm.bidirectional || lstm.checkpointInterval > 0 ? nil : try? lstm.withCheckpointInterval(Self.inferenceWindow)
-        inferenceLSTM = windowed ?? lstm
     }
 
     /// The modules and the tensor layout `configuration` describes, validated, with nothing allocated.
@@ -339,9 +329,13 @@ public final class SequenceModel<Scalar: LSTMScalar> {
         case .tokens: x = embedding!.forward(tokens, parameters: parameters)    // (T, B, E)
         case .features(let values): x = values                                  // (T, B, F)
         }
-        let out = (inference ? inferenceLSTM : lstm).forward(
-            x, steps: T, batch: B, lengths: batch.lengths, initial: initial, layout: batch.layout,
-            parameters: parameters, stash: stash, dropoutSeed: dropoutSeed)
+        // `predict` and `evaluate` run the stash-free pass (`LSTM.infer`, the same bits) in the buffers the stash
+        // already has: a model that only predicts holds a chunk's worth, one in training validates in its own.
+        let out = inference
+            ? lstm.infer(x, steps: T, batch: B, lengths: batch.lengths, initial: initial, layout: batch.layout,
+                         parameters: parameters, stash: stash)
+            : lstm.forward(x, steps: T, batch: B, lengths: batch.lengths, initial: initial, layout: batch.layout,
+                           parameters: parameters, stash: stash, dropoutSeed: dropoutSeed)
         let rows = readsLastStep ? B : T * B
         let headInput = readsLastStep ? lastStates(out.final, batch: B) : out.output
         let outputs = head.forward(headInput, rows: rows, parameters: parameters, threads: stash.threads)

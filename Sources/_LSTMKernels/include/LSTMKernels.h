@@ -55,6 +55,26 @@ void lstmk_sgemm_prepacked_portable(ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptr
                                     const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
                                     float *C, ptrdiff_t ldc, int accumulate);
 
+/// The element-wise pass of `units` units of one row, inference: gate q of unit j at z[q·zs + j], peepholes (when
+/// given) at peep[q·ps + j]; writes c (S_t, may be cprev) and h, not the activated gates. The same operations as
+/// lstmk_pointwise_forward, so the same bits. `portable` != 0 forces the portable code (the caller checks the CPU).
+void lstmk_pointwise_forward_units(float *z, ptrdiff_t zs, const float *cprev, float *c, float *h, ptrdiff_t units,
+                                   int gate, int cell, float clip, const float *peep, ptrdiff_t ps, int portable);
+
+/// Packs W (4H, K) (row j of gate q at B[(q·H + j)·csb + k·rsb]) for lstmk_sgemm_prepacked with its columns in the
+/// gate-interleaved order: for each group of 16 units, the 16 columns of i, then f, g, o (zero past H), N = 4·Hpad,
+/// Hpad = H rounded up to 16. A product against it gives each element the chain of the plain product, so the same
+/// bits, at column 64·(j/16) + 16·q + j%16.
+void lstmk_sgemm_pack_b_gates(ptrdiff_t H, ptrdiff_t K, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *packed);
+
+/// One step of the stash-free inference pass for the unit groups g0..<g1 (16 units each) of a gate-interleaved
+/// layout: Z (n rows, stride ldz) += A (n, K, stride lda)·W_hhᵀ (packed by lstmk_sgemm_pack_b_gates), each group's
+/// element-wise pass applied as soon as its columns are done (while they are in L1): c (n, H) updated in place,
+/// h (n rows, stride ldh) written for those units. level: as lstmk_sgemm_at_level (-1: this CPU's best).
+void lstmk_lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff_t H, ptrdiff_t K, const float *A,
+                     ptrdiff_t lda, const float *packed, float *Z, ptrdiff_t ldz, float *c, float *h, ptrdiff_t ldh,
+                     int gate, int cell, float clip, const float *peep);
+
 /// One forward step of the LSTM element-wise pass for B rows of width H (see LSTMPointwise.swift for the equations):
 /// gates (B, 4H) pre-activations in, activated i, f, g, o out; c (B, H) = S_t; h (B, H) = h_t. `cprev` may equal
 /// `c`. gate: 0 σ, 1 hard σ, 2 identity; cell: 0 tanh, 1 identity. clip > 0 limits S_t to [−clip, clip] (0: off).

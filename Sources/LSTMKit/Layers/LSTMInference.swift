@@ -1,0 +1,277 @@
+import _LSTMKernels
+
+/// `LSTM.infer`: the forward pass when no backward pass follows, keeping nothing per step.
+///
+/// Per layer and direction it holds the state (h, S) of its B rows, updated in place, and per chunk of steps the
+/// gate pre-activations Z of those steps; the outputs of a layer feed the layer above chunk by chunk
+/// (unidirectional) or once the whole layer is done (bidirectional: the reverse direction starts from the end).
+/// Each step is one pass over the worker pool: every thread takes the same groups of 16 units at every step (so
+/// its slice of W_hh stays in its own cache), adds h_{t−1}·W_hhᵀ into those units' Z and applies the element-wise
+/// pass to them while they are still in L1 (`lstmk_lstm_step`). The weights are packed gate-interleaved — for each
+/// 16 units the columns of i, f, g and o side by side — so a thread's columns hold whole units.
+///
+/// Every value is computed by the same operations in the same order as in `forward`: Z = x·W_ihᵀ (one fma chain
+/// per element from 0), + (b_ih + b_hh), then the chain of h_{t−1}·W_hhᵀ continued from Z, then the element-wise
+/// pass of the same kernel. So the outputs and final states are bitwise those of `forward`, on any thread count
+/// and any kernel level (`InferencePathTests`).
+extension LSTM {
+    /// Whether `infer` runs the stash-free pass for this LSTM and scalar (Float, no layer normalization); otherwise
+    /// it runs `forward` window by window.
+    func hasStashFreeInference<S: LSTMScalar>(_: S.Type) -> Bool {
+        S.self == Float.self && !layers.contains { $0.layerNormGates != nil || $0.layerNormCell != nil }
+    }
+
+    /// The forward pass for inference: the outputs and final states of `forward`, bitwise, without keeping
+    /// anything for a backward pass.
+    ///
+    /// Memory beyond the returned arrays: per layer and direction one (B, H) cell state, and per chunk of steps
+    /// the gate pre-activations of those steps; the stash holds these buffers (and the packed weights) for the
+    /// next call. A stash used for training keeps its buffers and reuses them here. A `backward` pass cannot
+    /// follow this call: run `forward` for that.
+    ///
+    /// Layer normalization and Double run `forward` window by window (a bounded stash, the same bits).
+    /// - Parameters: as `forward(_:steps:batch:lengths:initial:layout:parameters:stash:dropoutSeed:)`, without
+    ///   dropout.
+    public func infer<S: LSTMScalar>(
+        _ x: [S], steps T: Int, batch B: Int, lengths: [Int]? = nil, initial: LSTMState<S>? = nil,
+        layout sequenceLayout: SequenceLayout = .timeMajor, parameters: ParameterBuffer<S>, stash: LSTMStash<S>
+    ) -> LSTMOutput<S> {
+        guard hasStashFreeInference(S.self) else {
+            let windowed = bidirectional || checkpointInterval > 0 ? self
+                : ((try? withCheckpointInterval(LSTM.inferenceWindow)) ?? self)
+            return windowed.forward(x, steps: T, batch: B, lengths: lengths, initial: initial, layout: sequenceLayout,
+                                    parameters: parameters, stash: stash)
+        }
+        let floatX = unsafeBitCast(x, to: [Float].self)
+        let floatInitial = initial.map { unsafeBitCast($0, to: LSTMState<Float>.self) }
+        let floatParameters = unsafeBitCast(parameters, to: ParameterBuffer<Float>.self)
+        let floatStash = unsafeBitCast(stash, to: LSTMStash<Float>.self)
+        let out = inferFloat(floatX, steps: T, batch: B, lengths: lengths, initial: floatInitial, layout: sequenceLayout,
+                             parameters: floatParameters, stash: floatStash, level: -1, chunk: nil)
+        return unsafeBitCast(out, to: LSTMOutput<S>.self)
+    }
+
+    /// Steps per window when inference falls back to `forward` (layer normalization, Double).
+    static var inferenceWindow: Int { 32 }
+
+    /// Gate pre-activations held per chunk of steps, in floats (per direction): at most about 8 MB and 32 steps, at
+    /// least 128 rows, so that a chunk's input product has hundreds of rows while Z stays in the last-level cache.
+    static var inferenceChunkFloats: Int { 1 << 21 }
+
+    /// The stash-free pass; `level` picks the kernels as `GEMM.floatGEMM(level:…)` (−1: this CPU's best), `chunk`
+    /// the steps per chunk (nil: from `inferenceChunkFloats`; tests cut short chunks).
+    func inferFloat(
+        _ x: [Float], steps T: Int, batch B: Int, lengths: [Int]?, initial: LSTMState<Float>?,
+        layout sequenceLayout: SequenceLayout, parameters: ParameterBuffer<Float>, stash: LSTMStash<Float>, level: Int32,
+        chunk chunkSteps: Int?
+    ) -> LSTMOutput<Float> {
+        let L = layerCount, D = directions, U = stateCount, H = hiddenSize, P = outputSize, I = inputSize
+        require(T >= 0 && B >= 1, "LSTM.infer: need steps ≥ 0 and batch ≥ 1")
+        require(x.count == T * B * I, "LSTM.infer: x has \(x.count) values, expected T·B·I = \(T * B * I)")
+        require(parameters.layout.count >= parameterEnd, "LSTM.infer: parameter buffer does not hold this LSTM's tensors")
+        if let lengths {
+            require(lengths.count == B, "LSTM.infer: \(lengths.count) lengths for a batch of \(B)")
+            require(lengths.allSatisfy { $0 >= 1 && $0 <= T }, "LSTM.infer: every length must be in 1...\(T)")
+        }
+        if let initial {
+            require(initial.layers == U && initial.batch == B && initial.hiddenSize == P && initial.cellSize == H,
+                    "LSTM.infer: initial state must be (L·D, B, P) = (\(U), \(B), \(P)) and cells (\(U), \(B), \(H))")
+        }
+        let groups = (H + 15) / 16, width = 4 * groups * 16, ldz = width + 16
+        // Unidirectional: the sequence in chunks, each through every layer; bidirectional: each layer over the
+        // whole sequence (the reverse direction needs the layer below's last step first), Z still in chunks.
+        let chunk = max(1, min(T, chunkSteps ?? max((128 + B - 1) / B, min(32, LSTM.inferenceChunkFloats / (B * ldz)))))
+        let schedule = SequenceSchedule(steps: T, batch: B, lengths: lengths, window: D == 1 ? chunk : 0)
+        let N = schedule.rows
+        stash.schedule = schedule
+        stash.sequenceLayout = sequenceLayout
+        let segmentRows = schedule.windowRows, chunkRows = D == 1 ? segmentRows : chunk * B
+        stash.input.reserve(N * I)
+        stash.gates.reserve(D * chunkRows * ldz)
+        let outputs = D == 2 ? stash.layerOutputs : stash.hiddens   // (min(L, 2), segment rows, D·P): layer l in l % 2
+        outputs.reserve(min(L, 2) * segmentRows * D * P)
+        stash.initialHidden.reserve(U * B * P)
+        stash.initialCell.reserve(U * B * H)
+        stash.finalHidden.reserve(U * B * P)
+        stash.previousHidden.reserve(D * B * P)
+        if projectionSize > 0 { stash.cellOutputs.reserve(D * B * H) }
+        stash.biasSum.reserve(D * width)
+
+        x.withUnsafeBufferPointer { xs in
+            schedule.pack(xs.baseAddress!, stash.input.pointer, width: I, layout: sequenceLayout, window: schedule.whole)
+        }
+        // The state (h, S) of every layer and direction, sorted rows: (h0, c0), updated in place.
+        let hState = stash.initialHidden.pointer, cState = stash.initialCell.pointer
+        if let initial {
+            initial.hidden.withUnsafeBufferPointer { schedule.sortRows($0.baseAddress!, hState, units: U, width: P, toSorted: true) }
+            initial.cell.withUnsafeBufferPointer { schedule.sortRows($0.baseAddress!, cState, units: U, width: H, toSorted: true) }
+        } else {
+            hState.update(repeating: 0, count: U * B * P)
+            cState.update(repeating: 0, count: U * B * H)
+        }
+        // Each row's h after its last step (forward direction) or after t = 0 (reverse), sorted rows.
+        let finalHidden = stash.finalHidden.pointer
+        for u in 0..<U { (finalHidden + u * B * P).update(from: hState + u * B * P, count: B * P) }
+
+        var output = [Float](repeating: 0, count: T * B * D * P)
+        parameters.storage.withUnsafeBufferPointer { pb in
+            let p = pb.baseAddress!
+            prepareInferenceWeights(parameters: p, stash: stash)
+            output.withUnsafeMutableBufferPointer { out in
+                for segment in schedule.windows {
+                    for l in 0..<L {
+                        let below = outputs.pointer + ((l + 1) % 2) * segmentRows * D * P
+                        let input = l == 0 ? UnsafePointer(stash.input.pointer + segment.rowBase * I) : UnsafePointer(below)
+                        let inputWidth = l == 0 ? I : D * P
+                        let above = outputs.pointer + (l % 2) * segmentRows * D * P
+                        if D == 2 && stash.threads >= 2 {
+                            let threads = stash.threads / 2
+                            WorkerPool.shared(threads: 2).run(parts: 2) { d in
+                                inferDirection(l * D + d, input: input, inputWidth: inputWidth, output: above,
+                                               segment: segment, chunk: chunk, ldz: ldz, parameters: p, stash: stash,
+                                               threads: threads, level: level)
+                            }
+                        } else {
+                            for d in 0..<D {
+                                inferDirection(l * D + d, input: input, inputWidth: inputWidth, output: above,
+                                               segment: segment, chunk: chunk, ldz: ldz, parameters: p, stash: stash,
+                                               threads: stash.threads, level: level)
+                            }
+                        }
+                    }
+                    let top = outputs.pointer + ((L - 1) % 2) * segmentRows * D * P
+                    schedule.unpack(top, out.baseAddress!, width: D * P, layout: sequenceLayout, window: segment)
+                }
+            }
+        }
+        var final = LSTMState<Float>(for: self, batch: B)
+        final.hidden.withUnsafeMutableBufferPointer {
+            schedule.sortRows(finalHidden, $0.baseAddress!, units: U, width: P, toSorted: false)
+        }
+        final.cell.withUnsafeMutableBufferPointer {
+            schedule.sortRows(cState, $0.baseAddress!, units: U, width: H, toSorted: false)
+        }
+        return LSTMOutput(output: output, final: final)
+    }
+
+    /// Packs every direction's W_ihᵀ and W_hhᵀ gate-interleaved (in the buffers `forward` packs them into, which
+    /// it packs again on its next call) and W_hrᵀ as `forward` does.
+    func prepareInferenceWeights(parameters p: UnsafePointer<Float>, stash: LSTMStash<Float>) {
+        let H = hiddenSize, P = outputSize, width = 4 * ((H + 15) / 16 * 16)
+        while stash.packedWeights.count < layers.count {
+            stash.packedWeights.append(WeightSlot.allCases.map { _ in AlignedBuffer<Float>() })
+            stash.weights.append([GEMM.PreparedOperand<Float>?](repeating: nil, count: WeightSlot.allCases.count))
+        }
+        for (u, layer) in layers.enumerated() {
+            let buffers = stash.packedWeights[u]
+            func packGates(_ slot: WeightSlot, _ offset: Int, K: Int) {
+                let buffer = buffers[slot.rawValue]
+                buffer.reserve(lstmk_sgemm_packed_size(width, K))
+                lstmk_sgemm_pack_b_gates(H, K, p + offset, 1, K, buffer.pointer)
+                stash.weights[u][slot.rawValue] = GEMM.PreparedOperand(
+                    source: UnsafePointer(buffer.pointer), transposed: false, ld: width, K: K, N: width,
+                    packed: UnsafePointer(buffer.pointer))
+            }
+            packGates(.inputTransposed, layer.weightIH.offset, K: layer.inputSize)
+            packGates(.recurrentTransposed, layer.weightHH.offset, K: P)
+            stash.weights[u][WeightSlot.projectionTransposed.rawValue] = layer.weightHR.map {
+                GEMM.prepare(transposeB: true, K: H, N: P, p + $0.offset, ldb: H, buffer: buffers[WeightSlot.projectionTransposed.rawValue])
+            }
+        }
+    }
+
+    /// One direction of one layer over a segment's steps: Z chunk by chunk, then the fused steps.
+    func inferDirection(_ u: Int, input: UnsafePointer<Float>, inputWidth: Int, output: UnsafeMutablePointer<Float>,
+                        segment: StepWindow, chunk: Int, ldz: Int, parameters p: UnsafePointer<Float>,
+                        stash: LSTMStash<Float>, threads: Int, level: Int32) {
+        let layer = layers[u], d = layer.reverse ? 1 : 0
+        let s = stash.schedule, B = s.batch, H = hiddenSize, P = outputSize, D = directions, ld = D * P
+        let groups = (H + 15) / 16, width = 4 * groups * 16
+        let chunkRows = D == 1 ? s.windowRows : chunk * B
+        let Z = stash.gates.pointer + d * chunkRows * ldz
+        let weightIH = stash.weights[u][WeightSlot.inputTransposed.rawValue]!
+        let recurrent = stash.weights[u][WeightSlot.recurrentTransposed.rawValue]!.packed!
+        let weightHR = stash.weights[u][WeightSlot.projectionTransposed.rawValue]
+        let hState = stash.initialHidden.pointer + u * B * P, cState = stash.initialCell.pointer + u * B * H
+        let finalHidden = stash.finalHidden.pointer + u * B * P
+        let out = output + d * P   // this direction's columns of the layer's output, row stride D·P
+        // b_ih + b_hh, gate-interleaved (zero for the padding units).
+        let bias = stash.biasSum.pointer + d * width
+        bias.update(repeating: 0, count: width)
+        for q in 0..<4 {
+            for j in 0..<H { bias[(j / 16) * 64 + q * 16 + j % 16] = p[layer.biasIH.offset + q * H + j] + p[layer.biasHH.offset + q * H + j] }
+        }
+        let peep = layer.peephole.map { p + $0.offset }
+        let (gate, cell, clip) = (layer.activations.gate.kernelCode, layer.activations.cell.kernelCode,
+                                  Float(layer.activations.cellClip ?? 0))
+        let m = stash.cellOutputs.pointer + d * B * H   // m_t, with a projection
+        func row(_ t: Int) -> Int { s.offsets[t] - segment.rowBase }
+
+        var starts = Array(stride(from: segment.first, to: segment.end, by: chunk))
+        if layer.reverse { starts.reverse() }
+        for first in starts {
+            let end = min(segment.end, first + chunk), rows = s.offsets[end] - s.offsets[first]
+            // Z = x·W_ihᵀ for the chunk's rows, then + (b_ih + b_hh).
+            GEMM.gemm(transposeA: false, M: rows, input + row(first) * inputWidth, lda: inputWidth,
+                      weightIH, Z, ldc: ldz, accumulate: false, threads: threads)
+            for r in 0..<rows {
+                let z = Z + r * ldz
+                for j in 0..<width { z[j] += bias[j] }
+            }
+            for t in layer.reverse ? Array((first..<end).reversed()) : Array(first..<end) {
+                let n = s.batchSizes[t]
+                let hPrev: UnsafePointer<Float>, lda: Int
+                if !layer.reverse {
+                    (hPrev, lda) = t == segment.first ? (UnsafePointer(hState), P) : (UnsafePointer(out + row(t - 1) * ld), ld)
+                } else if t == s.steps - 1 {
+                    (hPrev, lda) = (UnsafePointer(hState), P)
+                } else if s.batchSizes[t + 1] == n {
+                    (hPrev, lda) = (UnsafePointer(out + row(t + 1) * ld), ld)
+                } else {
+                    // Rows starting at t take h0; the others step t + 1's h.
+                    let assembled = stash.previousHidden.pointer + d * B * P, running = s.batchSizes[t + 1]
+                    for r in 0..<running { (assembled + r * P).update(from: out + (row(t + 1) + r) * ld, count: P) }
+                    (assembled + running * P).update(from: hState + running * P, count: (n - running) * P)
+                    (hPrev, lda) = (UnsafePointer(assembled), P)
+                }
+                let zt = Z + (s.offsets[t] - s.offsets[first]) * ldz
+                let (h, ldh) = weightHR == nil ? (out + row(t) * ld, ld) : (m, H)
+                LSTM.inferenceStep(level: level, rows: n, groups: groups, H: H, K: P, hPrev, lda: lda, recurrent,
+                                   zt, ldz: ldz, cell: cState, h, ldh: ldh, gate: gate, cellActivation: cell, clip: clip,
+                                   peepholes: peep, threads: threads)
+                if let weightHR {
+                    GEMM.gemm(transposeA: false, M: n, UnsafePointer(m), lda: H, weightHR, out + row(t) * ld, ldc: ld,
+                              accumulate: false, threads: threads)
+                }
+                // Rows whose last step this is (forward) keep their h; the reverse direction ends at t = 0.
+                let ending = layer.reverse ? (t == 0 ? 0 : n) : (t + 1 < s.steps ? s.batchSizes[t + 1] : 0)
+                for r in ending..<n { (finalHidden + r * P).update(from: out + (row(t) + r) * ld, count: P) }
+            }
+        }
+        if !layer.reverse && segment.end < s.steps {
+            // The next segment starts from this one's last step (the rows still running there).
+            let last = segment.end - 1
+            for r in 0..<s.batchSizes[last] { (hState + r * P).update(from: out + (row(last) + r) * ld, count: P) }
+        }
+    }
+
+    /// One fused step over the pool: the unit groups split into contiguous blocks, the same blocks every step.
+    static func inferenceStep(level: Int32, rows n: Int, groups: Int, H: Int, K: Int, _ hPrev: UnsafePointer<Float>,
+                              lda: Int, _ packed: UnsafePointer<Float>, _ Z: UnsafeMutablePointer<Float>, ldz: Int,
+                              cell: UnsafeMutablePointer<Float>, _ h: UnsafeMutablePointer<Float>, ldh: Int,
+                              gate: Int32, cellActivation: Int32, clip: Float, peepholes: UnsafePointer<Float>?,
+                              threads: Int) {
+        // Below ~64k multiply-adds a dispatch costs more than it saves (as in GEMM).
+        let parts = n * 64 * groups * K >= 1 << 16 ? max(1, min(threads, groups)) : 1
+        if parts == 1 {
+            lstmk_lstm_step(level, n, 0, groups, H, K, hPrev, lda, packed, Z, ldz, cell, h, ldh, gate, cellActivation,
+                            clip, peepholes)
+            return
+        }
+        nonisolated(unsafe) let (a, b, z, c, hh, peep) = (hPrev, packed, Z, cell, h, peepholes)
+        WorkerPool.shared(threads: parts).run(parts: parts) { part in
+            lstmk_lstm_step(level, n, part * groups / parts, (part + 1) * groups / parts, H, K, a, lda, b, z, ldz, c,
+                            hh, ldh, gate, cellActivation, clip, peep)
+        }
+    }
+}
