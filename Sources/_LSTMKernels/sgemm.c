@@ -769,11 +769,8 @@ void lstmk_lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff
             for (ptrdiff_t g = g0; g < g1; g++) {
                 step_columns(level, mc, a, astride, tstride, kc, panels, g * G, (g + 1) * G, Zb, ldz);
                 const ptrdiff_t units = H - g * NR < NR ? H - g * NR : NR;
-                for (ptrdiff_t r = 0; r < mc; r++) {
-                    float *cr = c + (ic + r) * H + g * NR;
-                    lstmk_pointwise_forward_units(Zb + r * ldz + g * G, NR, cr, cr, h + (ic + r) * ldh + g * NR, units,
-                                                  gate, cell, clip, peep ? peep + g * NR : NULL, H, level < 2);
-                }
+                lstmk_pointwise_forward_units(Zb + g * G, ldz, NR, c + ic * H + g * NR, H, h + ic * ldh + g * NR, ldh,
+                                              mc, units, gate, cell, clip, peep ? peep + g * NR : NULL, H, level < 2);
             }
         }
     }

@@ -55,11 +55,13 @@ void lstmk_sgemm_prepacked_portable(ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptr
                                     const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
                                     float *C, ptrdiff_t ldc, int accumulate);
 
-/// The element-wise pass of `units` units of one row, inference: gate q of unit j at z[q·zs + j], peepholes (when
-/// given) at peep[q·ps + j]; writes c (S_t, may be cprev) and h, not the activated gates. The same operations as
-/// lstmk_pointwise_forward, so the same bits. `portable` != 0 forces the portable code (the caller checks the CPU).
-void lstmk_pointwise_forward_units(float *z, ptrdiff_t zs, const float *cprev, float *c, float *h, ptrdiff_t units,
-                                   int gate, int cell, float clip, const float *peep, ptrdiff_t ps, int portable);
+/// The element-wise pass of `units` units of `rows` rows, inference: gate q of unit j of row r at
+/// z[r·ldz + q·zs + j], peepholes (when given) at peep[q·ps + j]; S updated in place in c (row stride ldc), h
+/// written (row stride ldh), the activated gates not kept. The same operations as lstmk_pointwise_forward, so the
+/// same bits. `portable` != 0 forces the portable code.
+void lstmk_pointwise_forward_units(float *z, ptrdiff_t ldz, ptrdiff_t zs, float *c, ptrdiff_t ldc, float *h,
+                                   ptrdiff_t ldh, ptrdiff_t rows, ptrdiff_t units, int gate, int cell, float clip,
+                                   const float *peep, ptrdiff_t ps, int portable);
 
 /// Packs W (4H, K) (row j of gate q at B[(q·H + j)·csb + k·rsb]) for lstmk_sgemm_prepacked with its columns in the
 /// gate-interleaved order: for each group of 16 units, the 16 columns of i, then f, g, o (zero past H), N = 4·Hpad,
