@@ -52,7 +52,7 @@ struct InferencePathTests {
     @Test(arguments: 0..<9)
     func inferIsTheBitsOfForward(variant: Int) throws {
         var random = RandomSource(seed: UInt64(100 + variant))
-        let (I, T, B) = [(3, 7, 5), (5, 40, 3), (4, 9, 150), (2, 33, 1), (6, 12, 7), (3, 20, 4), (5, 11, 9), (4, 30, 6),
+        let (I, T, B) = [(3, 7, 5), (5, 40, 3), (4, 9, 150), (2, 33, 1), (6, 12, 7), (3, 20, 16), (5, 11, 14), (4, 30, 6),
                          (3, 8, 13)][variant]
         let standard = LSTMActivations.standard
         let configurations = [
@@ -83,6 +83,12 @@ struct InferencePathTests {
         let plain = lstm.forward(x, steps: T, batch: B, lengths: lengths, initial: initial, layout: layout2,
                                  parameters: parameters, stash: LSTMStash())
         #expect(lstm.hasStashFreeInference(Float.self))
+        // forward itself on more threads (a small W_hh splits a step by rows: product and element-wise pass at once).
+        for threads in [2, 3] {
+            let again = lstm.forward(x, steps: T, batch: B, lengths: lengths, initial: initial, layout: layout2,
+                                     parameters: parameters, stash: LSTMStash(threads: threads))
+            #expect(again.output == plain.output && again.final == plain.final, "forward on \(threads) threads")
+        }
         for threads in [1, 2, 3] {
             let out = lstm.infer(x, steps: T, batch: B, lengths: lengths, initial: initial, layout: layout2,
                                  parameters: parameters, stash: LSTMStash(threads: threads))

@@ -318,6 +318,9 @@ extension LSTM {
                 hPrev = UnsafePointer(masked)
             }
             let Zt = Z + base * 4 * H
+            let m = weightHR == nil ? hiddens + base * P : cellOutputs + base * H
+            let fusedRows = norm == nil && cellNorm == nil && S.self == Float.self && P * 4 * H <= 1 << 16
+                && threads >= 2 && n >= 12
             if let norm {
                 // Z_t += LN(h_{t-1}·W_hhᵀ; γ_h, β_h)
                 let product = stash.recurrentGates.pointer + d * B * 4 * H
@@ -326,15 +329,32 @@ extension LSTM {
                 LayerNorm.forward(product, rows: n, width: 4 * H, gamma: norm + 8 * H, beta: norm + 12 * H,
                                   normalized: normalizedRecurrent + base * 4 * H, inverseDeviation: inverse + N + base,
                                   output: Zt, replace: false)
+            } else if fusedRows {
+                // A W_hh of at most 256 KB fits each core's L2 whole: split the step by rows instead of columns, each
+                // part its rows' product and then their element-wise pass — one dispatch per step instead of two.
+                // Rows are independent in both, so the bits are those of the two passes.
+                let parts = min(threads, n / 6), chunk = ((n + parts - 1) / parts + 5) / 6 * 6
+                let c = cells + base * H, peepholes = layer.peephole.map { p + $0.offset }
+                WorkerPool.shared(threads: parts).run(parts: parts) { part in
+                    let r0 = part * chunk, r1 = min(n, r0 + chunk)
+                    guard r0 < r1 else { return }
+                    GEMM.gemm(transposeA: false, M: r1 - r0, hPrev + r0 * P, lda: P, weightHH, Zt + r0 * 4 * H,
+                              ldc: 4 * H, accumulate: true, threads: 1)
+                    LSTMPointwise.forward(gates: Zt + r0 * 4 * H, previousCell: cPrev + r0 * H, cell: c + r0 * H,
+                                          hidden: m + r0 * H, batch: r1 - r0, hidden: H, gate: layer.activations.gate,
+                                          cellActivation: layer.activations.cell, cellClip: layer.activations.cellClip,
+                                          peepholes: peepholes, threads: 1)
+                }
             } else {
                 GEMM.gemm(transposeA: false, M: n, hPrev, lda: P, weightHH, Zt, ldc: 4 * H, accumulate: true,
                           threads: threads)
             }
-            let m = weightHR == nil ? hiddens + base * P : cellOutputs + base * H
-            LSTMPointwise.forward(gates: Zt, previousCell: cPrev, cell: cells + base * H, hidden: m, batch: n, hidden: H,
-                                  gate: layer.activations.gate, cellActivation: layer.activations.cell,
-                                  cellClip: layer.activations.cellClip,
-                                  peepholes: layer.peephole.map { p + $0.offset }, threads: threads)
+            if !fusedRows {
+                LSTMPointwise.forward(gates: Zt, previousCell: cPrev, cell: cells + base * H, hidden: m, batch: n,
+                                      hidden: H, gate: layer.activations.gate, cellActivation: layer.activations.cell,
+                                      cellClip: layer.activations.cellClip,
+                                      peepholes: layer.peephole.map { p + $0.offset }, threads: threads)
+            }
             if let cellNorm {
                 // m_t = o ⊙ cellAct(LN(S_t; γ_c, β_c)), replacing the plain pass's o ⊙ cellAct(S_t).
                 LSTMPointwise.normalizedCellForward(
