@@ -83,11 +83,25 @@ struct InferencePathTests {
         let plain = lstm.forward(x, steps: T, batch: B, lengths: lengths, initial: initial, layout: layout2,
                                  parameters: parameters, stash: LSTMStash())
         #expect(lstm.hasStashFreeInference(Float.self))
-        // forward itself on more threads (a small W_hh splits a step by rows: product and element-wise pass at once).
+        // forward and backward themselves on more threads (a small W_hh splits a step by rows: product and
+        // element-wise pass in one dispatch).
+        let dy = (0..<plain.output.count).map { _ in Float(random.uniform(-1, 1)) }
+        func gradients(_ stash: LSTMStash<Float>) -> ([Float], [Float]) {
+            var g = ParameterBuffer<Float>(layout: layout)
+            let dx = lstm.backward(dOutput: dy, parameters: parameters, stash: stash, gradients: &g)
+            return (g.storage, dx.input)
+        }
+        let single = LSTMStash<Float>()
+        _ = lstm.forward(x, steps: T, batch: B, lengths: lengths, initial: initial, layout: layout2,
+                         parameters: parameters, stash: single)
+        let reference = gradients(single)
         for threads in [2, 3] {
+            let stash = LSTMStash<Float>(threads: threads)
             let again = lstm.forward(x, steps: T, batch: B, lengths: lengths, initial: initial, layout: layout2,
-                                     parameters: parameters, stash: LSTMStash(threads: threads))
+                                     parameters: parameters, stash: stash)
             #expect(again.output == plain.output && again.final == plain.final, "forward on \(threads) threads")
+            let g = gradients(stash)
+            #expect(g.0 == reference.0 && g.1 == reference.1, "backward on \(threads) threads")
         }
         for threads in [1, 2, 3] {
             let out = lstm.infer(x, steps: T, batch: B, lengths: lengths, initial: initial, layout: layout2,

@@ -548,6 +548,8 @@ extension LSTM {
                 }
             }
             let dZt = dZ + base * 4 * H
+            let fusedRows = norm == nil && cellNorm == nil && weightHR == nil && S.self == Float.self
+                && P * 4 * H <= 1 << 16 && threads >= 2 && n >= 12
             // δh_t = δ(from above) + carry, kept for δW_hr with a projection; δm_t = δh_t (·W_hr).
             var dm = UnsafePointer(dh)
             var above = dAbove.map { $0 + base * P }
@@ -574,6 +576,22 @@ extension LSTM {
                     dGamma: dCellNorm, dBeta: dCellNorm + H, scratch: stash.normalizedScratch.pointer + d * B * H,
                     batch: n, hidden: H, gate: A.gate, cellActivation: A.cell, cellClip: A.cellClip,
                     peepholes: layer.peephole.map { p + $0.offset })
+            } else if fusedRows {
+                // As in forward: a W_hh of at most 256 KB splits the step by rows, each part its rows' element-wise
+                // pass and then their δh_prev = δZ_t·W_hh (which reads and overwrites only those rows of the carry).
+                let parts = min(threads, n / 6), chunk = ((n + parts - 1) / parts + 5) / 6 * 6
+                let peepholes = layer.peephole.map { p + $0.offset }
+                WorkerPool.shared(threads: parts).run(parts: parts) { part in
+                    let r0 = part * chunk, r1 = min(n, r0 + chunk)
+                    guard r0 < r1 else { return }
+                    LSTMPointwise.backward(
+                        gates: gates + (base + r0) * 4 * H, previousCell: cPrev + r0 * H, cell: cells + (base + r0) * H,
+                        dOutput: above.map { $0 + r0 * P }, dHiddenCarry: dm + r0 * P, dCellCarry: dc + r0 * H,
+                        dGates: dZt + r0 * 4 * H, batch: r1 - r0, hidden: H, gate: A.gate, cellActivation: A.cell,
+                        cellClip: A.cellClip, peepholes: peepholes, threads: 1)
+                    GEMM.gemm(transposeA: false, M: r1 - r0, UnsafePointer(dZt + r0 * 4 * H), lda: 4 * H, weightHH,
+                              dh + r0 * P, ldc: P, accumulate: false, threads: 1)
+                }
             } else {
                 LSTMPointwise.backward(
                     gates: gates + base * 4 * H, previousCell: cPrev, cell: cells + base * H, dOutput: above,
@@ -589,8 +607,10 @@ extension LSTM {
                                    descending: false)
             }
             // δh_prev = δ(product) · W_hh   (B_t, 4H)·(4H, P)
-            GEMM.gemm(transposeA: false, M: n, UnsafePointer(dProduct + base * 4 * H), lda: 4 * H, weightHH, dh, ldc: P,
-                      accumulate: false, threads: threads)
+            if !fusedRows {
+                GEMM.gemm(transposeA: false, M: n, UnsafePointer(dProduct + base * 4 * H), lda: 4 * H, weightHH, dh,
+                          ldc: P, accumulate: false, threads: threads)
+            }
             if stash.recurrentDropoutActive {
                 // … through the recurrent dropout: ⊙ m.
                 for k in 0..<(n * P) { dh[k] *= mask[k] }
