@@ -741,12 +741,18 @@ static void step_columns(int level, ptrdiff_t n, const float *a, ptrdiff_t astri
 }
 
 void lstmk_lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff_t H, ptrdiff_t K, const float *A,
-                     ptrdiff_t lda, const float *packed, float *Z, ptrdiff_t ldz, float *c, float *h, ptrdiff_t ldh,
-                     int gate, int cell, float clip, const float *peep) {
+                     ptrdiff_t lda, const float *packed, const float *bias, float *Z, ptrdiff_t ldz, float *c, float *h,
+                     ptrdiff_t ldh, int gate, int cell, float clip, const float *peep) {
     level = level < 0 ? lstmk_sgemm_level() : clamp_level(level);
     if (n <= 0 || g1 <= g0) return;
     const ptrdiff_t groups = (H + NR - 1) / NR, npad = 4 * groups * NR, G = 4 * NR;
     workspace *w = thread_workspace(0);
+    if (bias)
+        // Z += b on this part's columns, just before its product reads them (one add, as a separate pass would).
+        for (ptrdiff_t r = 0; r < n; r++) {
+            float *z = Z + r * ldz;
+            for (ptrdiff_t j = g0 * G; j < g1 * G; j++) z[j] = z[j] + bias[j];
+        }
     // Rows in blocks of MC (one block up to 144 rows); each block's KC-row blocks of the product, the last one group
     // by group, each group's element-wise pass right after its 64 columns.
     for (ptrdiff_t ic = 0; ic < n; ic += MC) {

@@ -114,6 +114,7 @@ extension LSTM {
         for u in 0..<U { (finalHidden + u * B * P).update(from: hState + u * B * P, count: B * P) }
 
         var output = [Float](repeating: 0, count: T * B * D * P)
+        let direct = schedule.uniform && sequenceLayout == .timeMajor
         parameters.storage.withUnsafeBufferPointer { pb in
             let p = pb.baseAddress!
             prepareInferenceWeights(parameters: p, stash: stash)
@@ -123,7 +124,9 @@ extension LSTM {
                         let below = outputs.pointer + ((l + 1) % 2) * segmentRows * D * P
                         let input = l == 0 ? UnsafePointer(stash.input.pointer + segment.rowBase * I) : UnsafePointer(below)
                         let inputWidth = l == 0 ? I : D * P
-                        let above = outputs.pointer + (l % 2) * segmentRows * D * P
+                        // The top layer of a plain time-major batch writes straight into the returned array.
+                        let above = l == L - 1 && direct ? out.baseAddress! + segment.rowBase * D * P
+                                                         : outputs.pointer + (l % 2) * segmentRows * D * P
                         if D == 2 && stash.threads >= 2 {
                             let threads = stash.threads / 2
                             WorkerPool.shared(threads: 2).run(parts: 2) { d in
@@ -139,8 +142,10 @@ extension LSTM {
                             }
                         }
                     }
-                    let top = outputs.pointer + ((L - 1) % 2) * segmentRows * D * P
-                    schedule.unpack(top, out.baseAddress!, width: D * P, layout: sequenceLayout, window: segment)
+                    if !direct {
+                        let top = outputs.pointer + ((L - 1) % 2) * segmentRows * D * P
+                        schedule.unpack(top, out.baseAddress!, width: D * P, layout: sequenceLayout, window: segment)
+                    }
                 }
             }
         }
@@ -211,13 +216,9 @@ extension LSTM {
         if layer.reverse { starts.reverse() }
         for first in starts {
             let end = min(segment.end, first + chunk), rows = s.offsets[end] - s.offsets[first]
-            // Z = x·W_ihᵀ for the chunk's rows, then + (b_ih + b_hh).
+            // Z = x·W_ihᵀ for the chunk's rows; each step adds b_ih + b_hh to its rows just before its product.
             GEMM.gemm(transposeA: false, M: rows, input + row(first) * inputWidth, lda: inputWidth,
                       weightIH, Z, ldc: ldz, accumulate: false, threads: threads)
-            for r in 0..<rows {
-                let z = Z + r * ldz
-                for j in 0..<width { z[j] += bias[j] }
-            }
             for t in layer.reverse ? Array((first..<end).reversed()) : Array(first..<end) {
                 let n = s.batchSizes[t]
                 let hPrev: UnsafePointer<Float>, lda: Int
@@ -237,7 +238,7 @@ extension LSTM {
                 let zt = Z + (s.offsets[t] - s.offsets[first]) * ldz
                 let (h, ldh) = weightHR == nil ? (out + row(t) * ld, ld) : (m, H)
                 LSTM.inferenceStep(level: level, rows: n, groups: groups, H: H, K: P, hPrev, lda: lda, recurrent,
-                                   zt, ldz: ldz, cell: cState, h, ldh: ldh, gate: gate, cellActivation: cell, clip: clip,
+                                   bias: bias, zt, ldz: ldz, cell: cState, h, ldh: ldh, gate: gate, cellActivation: cell, clip: clip,
                                    peepholes: peep, threads: threads)
                 if let weightHR {
                     GEMM.gemm(transposeA: false, M: n, UnsafePointer(m), lda: H, weightHR, out + row(t) * ld, ldc: ld,
@@ -257,21 +258,22 @@ extension LSTM {
 
     /// One fused step over the pool: the unit groups split into contiguous blocks, the same blocks every step.
     static func inferenceStep(level: Int32, rows n: Int, groups: Int, H: Int, K: Int, _ hPrev: UnsafePointer<Float>,
-                              lda: Int, _ packed: UnsafePointer<Float>, _ Z: UnsafeMutablePointer<Float>, ldz: Int,
+                              lda: Int, _ packed: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+                              _ Z: UnsafeMutablePointer<Float>, ldz: Int,
                               cell: UnsafeMutablePointer<Float>, _ h: UnsafeMutablePointer<Float>, ldh: Int,
                               gate: Int32, cellActivation: Int32, clip: Float, peepholes: UnsafePointer<Float>?,
                               threads: Int) {
         // Below ~64k multiply-adds a dispatch costs more than it saves (as in GEMM).
         let parts = n * 64 * groups * K >= 1 << 16 ? max(1, min(threads, groups)) : 1
         if parts == 1 {
-            lstmk_lstm_step(level, n, 0, groups, H, K, hPrev, lda, packed, Z, ldz, cell, h, ldh, gate, cellActivation,
-                            clip, peepholes)
+            lstmk_lstm_step(level, n, 0, groups, H, K, hPrev, lda, packed, bias, Z, ldz, cell, h, ldh, gate,
+                            cellActivation, clip, peepholes)
             return
         }
-        nonisolated(unsafe) let (a, b, z, c, hh, peep) = (hPrev, packed, Z, cell, h, peepholes)
+        nonisolated(unsafe) let (a, b, z, c, hh, peep, bb) = (hPrev, packed, Z, cell, h, peepholes, bias)
         WorkerPool.shared(threads: parts).run(parts: parts) { part in
-            lstmk_lstm_step(level, n, part * groups / parts, (part + 1) * groups / parts, H, K, a, lda, b, z, ldz, c,
-                            hh, ldh, gate, cellActivation, clip, peep)
+            lstmk_lstm_step(level, n, part * groups / parts, (part + 1) * groups / parts, H, K, a, lda, b, bb, z, ldz,
+                            c, hh, ldh, gate, cellActivation, clip, peep)
         }
     }
 }

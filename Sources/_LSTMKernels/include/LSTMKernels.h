@@ -70,12 +70,13 @@ void lstmk_pointwise_forward_units(float *z, ptrdiff_t ldz, ptrdiff_t zs, float 
 void lstmk_sgemm_pack_b_gates(ptrdiff_t H, ptrdiff_t K, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *packed);
 
 /// One step of the stash-free inference pass for the unit groups g0..<g1 (16 units each) of a gate-interleaved
-/// layout: Z (n rows, stride ldz) += A (n, K, stride lda)·W_hhᵀ (packed by lstmk_sgemm_pack_b_gates), each group's
-/// element-wise pass applied as soon as its columns are done (while they are in L1): c (n, H) updated in place,
-/// h (n rows, stride ldh) written for those units. level: as lstmk_sgemm_at_level (-1: this CPU's best).
+/// layout: Z (n rows, stride ldz) += bias (when given: one add per element), then Z += A (n, K, stride lda)·W_hhᵀ
+/// (packed by lstmk_sgemm_pack_b_gates), each group's element-wise pass applied as soon as its columns are done
+/// (while they are in L1): c (n, H) updated in place, h (n rows, stride ldh) written for those units. level: as
+/// lstmk_sgemm_at_level (-1: this CPU's best).
 void lstmk_lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff_t H, ptrdiff_t K, const float *A,
-                     ptrdiff_t lda, const float *packed, float *Z, ptrdiff_t ldz, float *c, float *h, ptrdiff_t ldh,
-                     int gate, int cell, float clip, const float *peep);
+                     ptrdiff_t lda, const float *packed, const float *bias, float *Z, ptrdiff_t ldz, float *c, float *h,
+                     ptrdiff_t ldh, int gate, int cell, float clip, const float *peep);
 
 /// One forward step of the LSTM element-wise pass for B rows of width H (see LSTMPointwise.swift for the equations):
 /// gates (B, 4H) pre-activations in, activated i, f, g, o out; c (B, H) = S_t; h (B, H) = h_t. `cprev` may equal
