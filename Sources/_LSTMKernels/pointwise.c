@@ -84,88 +84,27 @@ static inline float gate_portable(float z, int kind) {
 static inline float cell_portable(float z, int kind) { return kind == 0 ? tanh_portable(z) : z; }
 
 #ifdef LSTMK_X86
-__attribute__((target("avx2,fma")))
-static inline __m256 exp_avx2(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(EXP_LO)), _mm256_set1_ps(EXP_HI));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), x);
-    r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_LO), r);
-    __m256 p = _mm256_set1_ps(P0);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P1));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P2));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P4));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P5));
-    const __m256 z = _mm256_mul_ps(r, r);
-    const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, z, r), _mm256_set1_ps(1.0f));
-    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(bits));
-}
-
-__attribute__((target("avx2,fma")))
-static inline __m256 sigmoid_avx2(__m256 z) {
-    const __m256 one = _mm256_set1_ps(1.0f);
-    return _mm256_div_ps(one, _mm256_add_ps(one, exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), z))));
-}
-
-__attribute__((target("avx2,fma")))
-static inline __m256 tanh_avx2(__m256 x) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    const __m256 ax = _mm256_andnot_ps(sign, x);
-    const __m256 z = _mm256_mul_ps(x, x);
-    __m256 p = _mm256_set1_ps(T0);
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(T1));
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(T2));
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(T3));
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(T4));
-    const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
-    const __m256 e = exp_avx2(_mm256_mul_ps(_mm256_set1_ps(2.0f), _mm256_min_ps(ax, _mm256_set1_ps(44.0f))));
-    const __m256 y = _mm256_sub_ps(_mm256_set1_ps(1.0f), _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
-    const __m256 large = _mm256_or_ps(y, _mm256_and_ps(sign, x));
-    return _mm256_blendv_ps(large, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
-}
-
-__attribute__((target("avx2,fma")))
-static inline __m256 gate_avx2(__m256 z, int kind) {
-    switch (kind) {
-    case 0: return sigmoid_avx2(z);
-    case 1: return _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(_mm256_div_ps(z, _mm256_set1_ps(6.0f)), _mm256_set1_ps(0.5f)),
-                                               _mm256_setzero_ps()), _mm256_set1_ps(1.0f));
-    default: return z;
-    }
-}
-
-__attribute__((target("avx2,fma")))
-static inline __m256 cell_avx2(__m256 z, int kind) { return kind == 0 ? tanh_avx2(z) : z; }
-
-__attribute__((target("avx2,fma")))
-static inline __m256 clip_avx2(__m256 s, float clip) {
-    const __m256 hi = _mm256_set1_ps(clip), lo = _mm256_set1_ps(-clip);
-    s = _mm256_blendv_ps(s, lo, _mm256_cmp_ps(s, lo, _CMP_LT_OQ));
-    return _mm256_blendv_ps(s, hi, _mm256_cmp_ps(s, hi, _CMP_GT_OQ));
-}
-
-// Peepholes (Gers & Schmidhuber), when `peep` (3H: p_i, p_f, p_o) is given: i and f see S_{t-1}, o sees S_t:
-// z_i += p_i ⊙ S_{t-1}, z_f += p_f ⊙ S_{t-1}, z_o += p_o ⊙ S_t (a product, then a sum, in every path).
-// Four independent vectors of 8 units at once, each step of every function written for the four side by side: one
-// vector's pass is a chain of ~150 cycles of latency (five exp/divide chains, one after the other), so one at a
-// time leaves the FMA pipes mostly idle; four interleaved fill them. Per element the operations are exactly those
-// of the one-vector code (and of the portable code), so the bits are the same.
+// The AVX2 functions work on n independent vectors of 8 at once (n = 1…4, a constant at every call): each step is
+// written for the n side by side. One vector's pass through the forward step is a chain of ~150 cycles of latency
+// (five exp/divide chains, one after the other), so one at a time leaves the FMA pipes mostly idle; four
+// interleaved fill them. Per element the operations are the same for every n (and those of the portable code), so
+// the bits are the same.
 #define NV 4
-__attribute__((target("avx2,fma")))
-static inline void exp_avx2_x4(__m256 *x) {
+#define AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) static inline
+
+AVX2_INLINE void exp_avx2_n(__m256 *x, const int nv) {
     __m256 n[NV], r[NV], p[NV];
-    for (int v = 0; v < NV; v++) x[v] = _mm256_min_ps(_mm256_max_ps(x[v], _mm256_set1_ps(EXP_LO)), _mm256_set1_ps(EXP_HI));
-    for (int v = 0; v < NV; v++)
+    for (int v = 0; v < nv; v++) x[v] = _mm256_min_ps(_mm256_max_ps(x[v], _mm256_set1_ps(EXP_LO)), _mm256_set1_ps(EXP_HI));
+    for (int v = 0; v < nv; v++)
         n[v] = _mm256_round_ps(_mm256_mul_ps(x[v], _mm256_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    for (int v = 0; v < NV; v++) r[v] = _mm256_fmadd_ps(n[v], _mm256_set1_ps(-LN2_HI), x[v]);
-    for (int v = 0; v < NV; v++) r[v] = _mm256_fmadd_ps(n[v], _mm256_set1_ps(-LN2_LO), r[v]);
-    for (int v = 0; v < NV; v++) p[v] = _mm256_fmadd_ps(_mm256_set1_ps(P0), r[v], _mm256_set1_ps(P1));
-    for (int v = 0; v < NV; v++) p[v] = _mm256_fmadd_ps(p[v], r[v], _mm256_set1_ps(P2));
-    for (int v = 0; v < NV; v++) p[v] = _mm256_fmadd_ps(p[v], r[v], _mm256_set1_ps(P3));
-    for (int v = 0; v < NV; v++) p[v] = _mm256_fmadd_ps(p[v], r[v], _mm256_set1_ps(P4));
-    for (int v = 0; v < NV; v++) p[v] = _mm256_fmadd_ps(p[v], r[v], _mm256_set1_ps(P5));
-    for (int v = 0; v < NV; v++) {
+    for (int v = 0; v < nv; v++) r[v] = _mm256_fmadd_ps(n[v], _mm256_set1_ps(-LN2_HI), x[v]);
+    for (int v = 0; v < nv; v++) r[v] = _mm256_fmadd_ps(n[v], _mm256_set1_ps(-LN2_LO), r[v]);
+    for (int v = 0; v < nv; v++) p[v] = _mm256_fmadd_ps(_mm256_set1_ps(P0), r[v], _mm256_set1_ps(P1));
+    for (int v = 0; v < nv; v++) p[v] = _mm256_fmadd_ps(p[v], r[v], _mm256_set1_ps(P2));
+    for (int v = 0; v < nv; v++) p[v] = _mm256_fmadd_ps(p[v], r[v], _mm256_set1_ps(P3));
+    for (int v = 0; v < nv; v++) p[v] = _mm256_fmadd_ps(p[v], r[v], _mm256_set1_ps(P4));
+    for (int v = 0; v < nv; v++) p[v] = _mm256_fmadd_ps(p[v], r[v], _mm256_set1_ps(P5));
+    for (int v = 0; v < nv; v++) {
         const __m256 z = _mm256_mul_ps(r[v], r[v]);
         const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p[v], z, r[v]), _mm256_set1_ps(1.0f));
         const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n[v]), _mm256_set1_epi32(127)), 23);
@@ -173,31 +112,22 @@ static inline void exp_avx2_x4(__m256 *x) {
     }
 }
 
-__attribute__((target("avx2,fma")))
-static inline void gate_avx2_x4(__m256 *z, int kind) {
-    if (kind != 0) {
-        for (int v = 0; v < NV; v++) z[v] = gate_avx2(z[v], kind);
-        return;
-    }
+AVX2_INLINE void sigmoid_avx2_n(__m256 *z, const int nv) {
     const __m256 one = _mm256_set1_ps(1.0f);
     __m256 e[NV];
-    for (int v = 0; v < NV; v++) e[v] = _mm256_sub_ps(_mm256_setzero_ps(), z[v]);
-    exp_avx2_x4(e);
-    for (int v = 0; v < NV; v++) z[v] = _mm256_div_ps(one, _mm256_add_ps(one, e[v]));
+    for (int v = 0; v < nv; v++) e[v] = _mm256_sub_ps(_mm256_setzero_ps(), z[v]);
+    exp_avx2_n(e, nv);
+    for (int v = 0; v < nv; v++) z[v] = _mm256_div_ps(one, _mm256_add_ps(one, e[v]));
 }
 
-__attribute__((target("avx2,fma")))
-static inline void cell_avx2_x4(const __m256 *x, __m256 *y, int kind) {
-    if (kind != 0) {
-        for (int v = 0; v < NV; v++) y[v] = x[v];
-        return;
-    }
+// y[v] = tanh(x[v]); y may be x.
+AVX2_INLINE void tanh_avx2_n(const __m256 *x, __m256 *y, const int nv) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 e[NV];
-    for (int v = 0; v < NV; v++)
+    for (int v = 0; v < nv; v++)
         e[v] = _mm256_mul_ps(_mm256_set1_ps(2.0f), _mm256_min_ps(_mm256_andnot_ps(sign, x[v]), _mm256_set1_ps(44.0f)));
-    exp_avx2_x4(e);
-    for (int v = 0; v < NV; v++) {
+    exp_avx2_n(e, nv);
+    for (int v = 0; v < nv; v++) {
         const __m256 ax = _mm256_andnot_ps(sign, x[v]);
         const __m256 z = _mm256_mul_ps(x[v], x[v]);
         __m256 p = _mm256_set1_ps(T0);
@@ -212,14 +142,44 @@ static inline void cell_avx2_x4(const __m256 *x, __m256 *y, int kind) {
     }
 }
 
-// The forward element-wise pass of four vectors of 8 units: vector v's gates at z[v] + q·zs, its S_{t−1}, S_t and h
-// at cp[v], cb[v], hb[v], its peepholes (when peep) at peep[v] + q·ps.
-__attribute__((target("avx2,fma")))
-static inline void forward_x4_avx2(float *const *z, ptrdiff_t zs, const float *const *cp, float *const *cb,
-                                   float *const *hb, int gate, int cell, float clip, const float *const *peep,
-                                   ptrdiff_t ps, int store) {
+AVX2_INLINE __m256 sigmoid_avx2(__m256 z) { sigmoid_avx2_n(&z, 1); return z; }
+
+AVX2_INLINE __m256 tanh_avx2(__m256 x) { tanh_avx2_n(&x, &x, 1); return x; }
+
+AVX2_INLINE void gate_avx2_n(__m256 *z, const int nv, int kind) {
+    switch (kind) {
+    case 0: sigmoid_avx2_n(z, nv); return;
+    case 1:
+        for (int v = 0; v < nv; v++)
+            z[v] = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(_mm256_div_ps(z[v], _mm256_set1_ps(6.0f)), _mm256_set1_ps(0.5f)),
+                                               _mm256_setzero_ps()), _mm256_set1_ps(1.0f));
+        return;
+    default: return;
+    }
+}
+
+// y[v] = the cell activation of x[v]; y may be x.
+AVX2_INLINE void cell_avx2_n(const __m256 *x, __m256 *y, const int nv, int kind) {
+    if (kind == 0) { tanh_avx2_n(x, y, nv); return; }
+    for (int v = 0; v < nv; v++) y[v] = x[v];
+}
+
+AVX2_INLINE __m256 clip_avx2(__m256 s, float clip) {
+    const __m256 hi = _mm256_set1_ps(clip), lo = _mm256_set1_ps(-clip);
+    s = _mm256_blendv_ps(s, lo, _mm256_cmp_ps(s, lo, _CMP_LT_OQ));
+    return _mm256_blendv_ps(s, hi, _mm256_cmp_ps(s, hi, _CMP_GT_OQ));
+}
+
+// The forward element-wise pass of nv vectors of 8 units: vector v's gates at z[v] + q·zs, its S_{t−1}, S_t and h
+// at cp[v], cb[v], hb[v], its peepholes (when peep) at peep[v] + q·ps; the activated gates written back only when
+// `store` (the training stash keeps them; inference does not).
+// Peepholes (Gers & Schmidhuber): i and f see S_{t-1}, o sees S_t: z_i += p_i ⊙ S_{t-1}, z_f += p_f ⊙ S_{t-1},
+// z_o += p_o ⊙ S_t (a product, then a sum, in every path).
+AVX2_INLINE void forward_avx2_n(float *const *z, ptrdiff_t zs, const float *const *cp, float *const *cb,
+                                float *const *hb, const int nv, int gate, int cell, float clip,
+                                const float *const *peep, ptrdiff_t ps, int store) {
     __m256 c[NV], i[NV], f[NV], g[NV], o[NV], s[NV], t[NV];
-    for (int v = 0; v < NV; v++) {
+    for (int v = 0; v < nv; v++) {
         c[v] = _mm256_loadu_ps(cp[v]);
         i[v] = _mm256_loadu_ps(z[v]); f[v] = _mm256_loadu_ps(z[v] + zs);
         g[v] = _mm256_loadu_ps(z[v] + 2 * zs); o[v] = _mm256_loadu_ps(z[v] + 3 * zs);
@@ -228,17 +188,17 @@ static inline void forward_x4_avx2(float *const *z, ptrdiff_t zs, const float *c
             f[v] = _mm256_add_ps(f[v], _mm256_mul_ps(_mm256_loadu_ps(peep[v] + ps), c[v]));
         }
     }
-    gate_avx2_x4(i, gate);
-    gate_avx2_x4(f, gate);
-    cell_avx2_x4(g, g, cell);
-    for (int v = 0; v < NV; v++) {
+    gate_avx2_n(i, nv, gate);
+    gate_avx2_n(f, nv, gate);
+    cell_avx2_n(g, g, nv, cell);
+    for (int v = 0; v < nv; v++) {
         s[v] = _mm256_add_ps(_mm256_mul_ps(f[v], c[v]), _mm256_mul_ps(i[v], g[v]));
         if (clip > 0.0f) s[v] = clip_avx2(s[v], clip);
         if (peep) o[v] = _mm256_add_ps(o[v], _mm256_mul_ps(_mm256_loadu_ps(peep[v] + 2 * ps), s[v]));
     }
-    gate_avx2_x4(o, gate);
-    cell_avx2_x4(s, t, cell);
-    for (int v = 0; v < NV; v++) {
+    gate_avx2_n(o, nv, gate);
+    cell_avx2_n(s, t, nv, cell);
+    for (int v = 0; v < nv; v++) {
         if (store) {
             _mm256_storeu_ps(z[v], i[v]); _mm256_storeu_ps(z[v] + zs, f[v]);
             _mm256_storeu_ps(z[v] + 2 * zs, g[v]); _mm256_storeu_ps(z[v] + 3 * zs, o[v]);
@@ -248,40 +208,23 @@ static inline void forward_x4_avx2(float *const *z, ptrdiff_t zs, const float *c
     }
 }
 
-// `H` units from z (gate q of unit j at z[q·zs + j]), peepholes at peep[q·ps + j]; the activated gates are written
-// back only when `store` (the training stash keeps them; inference does not).
+// `H` units from z (gate q of unit j at z[q·zs + j]), peepholes at peep[q·ps + j]: 32 units at a time, then 8; the
+// rest (returned: where the portable code takes over) is left.
 __attribute__((target("avx2,fma")))
 static ptrdiff_t forward_row_avx2(float *z, ptrdiff_t zs, const float *cp, float *cb, float *hb, ptrdiff_t H, int gate,
                                   int cell, float clip, const float *peep, ptrdiff_t ps, int store) {
     ptrdiff_t j = 0;
-    for (; j + 32 <= H; j += 32) {
-        float *zv[NV], *cbv[NV], *hbv[NV];
-        const float *cpv[NV], *pv[NV];
-        for (int v = 0; v < NV; v++) {
+    float *zv[NV], *cbv[NV], *hbv[NV];
+    const float *cpv[NV], *pv[NV];
+    for (; j + 8 <= H; ) {
+        const int nv = j + 32 <= H ? 4 : 1;
+        for (int v = 0; v < nv; v++) {
             zv[v] = z + j + 8 * v; cpv[v] = cp + j + 8 * v; cbv[v] = cb + j + 8 * v; hbv[v] = hb + j + 8 * v;
             pv[v] = peep ? peep + j + 8 * v : NULL;
         }
-        forward_x4_avx2(zv, zs, cpv, cbv, hbv, gate, cell, clip, peep ? pv : NULL, ps, store);
-    }
-    for (; j + 8 <= H; j += 8) {
-        const __m256 cpv = _mm256_loadu_ps(cp + j);
-        __m256 zi = _mm256_loadu_ps(z + j), zf = _mm256_loadu_ps(z + zs + j), zo = _mm256_loadu_ps(z + 3 * zs + j);
-        if (peep) {
-            zi = _mm256_add_ps(zi, _mm256_mul_ps(_mm256_loadu_ps(peep + j), cpv));
-            zf = _mm256_add_ps(zf, _mm256_mul_ps(_mm256_loadu_ps(peep + ps + j), cpv));
-        }
-        const __m256 i = gate_avx2(zi, gate), f = gate_avx2(zf, gate);
-        const __m256 g = cell_avx2(_mm256_loadu_ps(z + 2 * zs + j), cell);
-        __m256 s = _mm256_add_ps(_mm256_mul_ps(f, cpv), _mm256_mul_ps(i, g));
-        if (clip > 0.0f) s = clip_avx2(s, clip);
-        if (peep) zo = _mm256_add_ps(zo, _mm256_mul_ps(_mm256_loadu_ps(peep + 2 * ps + j), s));
-        const __m256 o = gate_avx2(zo, gate);
-        if (store) {
-            _mm256_storeu_ps(z + j, i); _mm256_storeu_ps(z + zs + j, f);
-            _mm256_storeu_ps(z + 2 * zs + j, g); _mm256_storeu_ps(z + 3 * zs + j, o);
-        }
-        _mm256_storeu_ps(cb + j, s);
-        _mm256_storeu_ps(hb + j, _mm256_mul_ps(o, cell_avx2(s, cell)));
+        if (nv == 4) forward_avx2_n(zv, zs, cpv, cbv, hbv, 4, gate, cell, clip, peep ? pv : NULL, ps, store);
+        else forward_avx2_n(zv, zs, cpv, cbv, hbv, 1, gate, cell, clip, peep ? pv : NULL, ps, store);
+        j += 8 * nv;
     }
     return j;
 }
@@ -306,48 +249,55 @@ static void forward_row_portable(float *z, ptrdiff_t zs, const float *cp, float 
     }
 }
 
-void lstmk_pointwise_forward(float *gates, const float *cprev, float *c, float *h, ptrdiff_t B, ptrdiff_t H,
-                             int gate, int cell, float clip, const float *peep, int portable) {
-    for (ptrdiff_t b = 0; b < B; b++) {
-        float *z = gates + b * 4 * H, *cb = c + b * H, *hb = h + b * H;
-        const float *cp = cprev + b * H;
-        ptrdiff_t from = 0;
+// One row of units: AVX2 for whole vectors (unless portable), the portable loop for the rest.
+static void forward_row(float *z, ptrdiff_t zs, const float *cp, float *cb, float *hb, ptrdiff_t units, int gate,
+                        int cell, float clip, const float *peep, ptrdiff_t ps, int store, int portable) {
+    ptrdiff_t from = 0;
 #ifdef LSTMK_X86
-        if (!portable && lstmk_sgemm_level() >= 2) from = forward_row_avx2(z, H, cp, cb, hb, H, gate, cell, clip, peep, H, 1);
+    if (!portable && lstmk_sgemm_level() >= 2) from = forward_row_avx2(z, zs, cp, cb, hb, units, gate, cell, clip, peep, ps, store);
 #endif
-        forward_row_portable(z, H, cp, cb, hb, from, H, gate, cell, clip, peep, H, 1);
-    }
+    forward_row_portable(z, zs, cp, cb, hb, from, units, gate, cell, clip, peep, ps, store);
     (void)portable;
 }
+
+void lstmk_pointwise_forward(float *gates, const float *cprev, float *c, float *h, ptrdiff_t B, ptrdiff_t H,
+                             int gate, int cell, float clip, const float *peep, int portable) {
+    for (ptrdiff_t b = 0; b < B; b++)
+        forward_row(gates + b * 4 * H, H, cprev + b * H, c + b * H, h + b * H, H, gate, cell, clip, peep, H, 1, portable);
+}
+
+#ifdef LSTMK_X86
+// Rows of 16 units (a group of the gate-interleaved layout), two at a time: four independent vectors. Returns the
+// rows done (all but an odd last one).
+__attribute__((target("avx2,fma")))
+static ptrdiff_t forward_pairs_avx2(float *z, ptrdiff_t ldz, ptrdiff_t zs, float *c, ptrdiff_t ldc, float *h,
+                                    ptrdiff_t ldh, ptrdiff_t rows, int gate, int cell, float clip, const float *peep,
+                                    ptrdiff_t ps) {
+    ptrdiff_t r = 0;
+    for (; r + 2 <= rows; r += 2) {
+        float *zv[NV], *cbv[NV], *hbv[NV];
+        const float *cpv[NV], *pv[NV];
+        for (int v = 0; v < NV; v++) {
+            const ptrdiff_t row = r + v / 2, j = 8 * (v % 2);
+            zv[v] = z + row * ldz + j; cbv[v] = c + row * ldc + j; cpv[v] = cbv[v]; hbv[v] = h + row * ldh + j;
+            pv[v] = peep ? peep + j : NULL;
+        }
+        forward_avx2_n(zv, zs, cpv, cbv, hbv, 4, gate, cell, clip, peep ? pv : NULL, ps, 0);
+    }
+    return r;
+}
+#endif
 
 void lstmk_pointwise_forward_units(float *z, ptrdiff_t ldz, ptrdiff_t zs, float *c, ptrdiff_t ldc, float *h,
                                    ptrdiff_t ldh, ptrdiff_t rows, ptrdiff_t units, int gate, int cell, float clip,
                                    const float *peep, ptrdiff_t ps, int portable) {
     ptrdiff_t r = 0;
 #ifdef LSTMK_X86
-    if (!portable && lstmk_sgemm_level() >= 2 && units == 16) {
-        // Two rows of 16 units: four independent vectors.
-        for (; r + 2 <= rows; r += 2) {
-            float *zv[NV], *cbv[NV], *hbv[NV];
-            const float *cpv[NV], *pv[NV];
-            for (int v = 0; v < NV; v++) {
-                const ptrdiff_t row = r + v / 2, j = 8 * (v % 2);
-                zv[v] = z + row * ldz + j; cbv[v] = c + row * ldc + j; cpv[v] = cbv[v]; hbv[v] = h + row * ldh + j;
-                pv[v] = peep ? peep + j : NULL;
-            }
-            forward_x4_avx2(zv, zs, cpv, cbv, hbv, gate, cell, clip, peep ? pv : NULL, ps, 0);
-        }
-    }
+    if (!portable && lstmk_sgemm_level() >= 2 && units == 16)
+        r = forward_pairs_avx2(z, ldz, zs, c, ldc, h, ldh, rows, gate, cell, clip, peep, ps);
 #endif
-    for (; r < rows; r++) {
-        float *zr = z + r * ldz, *cr = c + r * ldc, *hr = h + r * ldh;
-        ptrdiff_t from = 0;
-#ifdef LSTMK_X86
-        if (!portable && lstmk_sgemm_level() >= 2) from = forward_row_avx2(zr, zs, cr, cr, hr, units, gate, cell, clip, peep, ps, 0);
-#endif
-        forward_row_portable(zr, zs, cr, cr, hr, from, units, gate, cell, clip, peep, ps, 0);
-    }
-    (void)portable;
+    for (; r < rows; r++)
+        forward_row(z + r * ldz, zs, c + r * ldc, c + r * ldc, h + r * ldh, units, gate, cell, clip, peep, ps, 0, portable);
 }
 
 #ifdef LSTMK_X86

@@ -63,102 +63,59 @@ static void tile_portable(ptrdiff_t K, const float *a, ptrdiff_t astride, const 
 }
 
 #ifdef LSTMK_X86
-__attribute__((target("avx2,fma")))
-static void tile_avx2(ptrdiff_t K, const float *a, ptrdiff_t astride, const float *panel,
-                      float *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, int accumulate) {
-    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
-    float edge[MR][NR];
-    if (accumulate && m == MR && n == NR) {
-        c00 = _mm256_loadu_ps(C + 0 * ldc); c01 = _mm256_loadu_ps(C + 0 * ldc + 8);
-        c10 = _mm256_loadu_ps(C + 1 * ldc); c11 = _mm256_loadu_ps(C + 1 * ldc + 8);
-        c20 = _mm256_loadu_ps(C + 2 * ldc); c21 = _mm256_loadu_ps(C + 2 * ldc + 8);
-        c30 = _mm256_loadu_ps(C + 3 * ldc); c31 = _mm256_loadu_ps(C + 3 * ldc + 8);
-        c40 = _mm256_loadu_ps(C + 4 * ldc); c41 = _mm256_loadu_ps(C + 4 * ldc + 8);
-        c50 = _mm256_loadu_ps(C + 5 * ldc); c51 = _mm256_loadu_ps(C + 5 * ldc + 8);
-    } else if (accumulate) {
-        // Start every chain from C (a zero for rows and columns outside the tile, never stored).
-        for (ptrdiff_t r = 0; r < MR; r++)
-            for (ptrdiff_t c = 0; c < NR; c++) edge[r][c] = (r < m && c < n) ? C[r * ldc + c] : 0.0f;
-        c00 = _mm256_loadu_ps(edge[0]); c01 = _mm256_loadu_ps(edge[0] + 8);
-        c10 = _mm256_loadu_ps(edge[1]); c11 = _mm256_loadu_ps(edge[1] + 8);
-        c20 = _mm256_loadu_ps(edge[2]); c21 = _mm256_loadu_ps(edge[2] + 8);
-        c30 = _mm256_loadu_ps(edge[3]); c31 = _mm256_loadu_ps(edge[3] + 8);
-        c40 = _mm256_loadu_ps(edge[4]); c41 = _mm256_loadu_ps(edge[4] + 8);
-        c50 = _mm256_loadu_ps(edge[5]); c51 = _mm256_loadu_ps(edge[5] + 8);
-    } else {
-        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+// AVX2: a ROWS×16 tile, 2·ROWS accumulators, 2 loads + ROWS broadcasts per 2·ROWS FMAs. One body for two row
+// counts: the 6-row tile (12 accumulators), and a 4-row one for the last rows of a block when there are at most 4
+// (M = 64 is 10 × 6 + 4; M = 32 ends in 2): 8 accumulators still cover the FMA latency on two pipes, where the 6-row
+// tile would run a third or two thirds of its FMAs on rows that do not exist. `a` holds 6 rows per k (packed, or the
+// source); the 4-row tile reads the first 4. Every element is the same chain in both, so the bits do not change.
+#define LSTMK_TILE_AVX2(NAME, ROWS)                                                                                 \
+    __attribute__((target("avx2,fma")))                                                                             \
+    static void NAME(ptrdiff_t K, const float *a, ptrdiff_t astride, const float *panel, float *C, ptrdiff_t ldc,  \
+                     ptrdiff_t m, ptrdiff_t n, int accumulate) {                                                    \
+        __m256 acc[ROWS][2];                                                                                        \
+        float edge[ROWS][NR];                                                                                       \
+        const int full = m == ROWS && n == NR;                                                                      \
+        if (!accumulate) {                                                                                          \
+            for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();                             \
+        } else if (full) {                                                                                          \
+            for (int r = 0; r < ROWS; r++) {                                                                        \
+                acc[r][0] = _mm256_loadu_ps(C + r * ldc);                                                           \
+                acc[r][1] = _mm256_loadu_ps(C + r * ldc + 8);                                                       \
+            }                                                                                                       \
+        } else {                                                                                                    \
+            /* Every chain starts from C (a zero for rows and columns outside the tile, never stored). */          \
+            for (int r = 0; r < ROWS; r++)                                                                          \
+                for (int c = 0; c < NR; c++) edge[r][c] = (r < m && c < n) ? C[r * ldc + c] : 0.0f;                 \
+            for (int r = 0; r < ROWS; r++) {                                                                        \
+                acc[r][0] = _mm256_loadu_ps(edge[r]);                                                               \
+                acc[r][1] = _mm256_loadu_ps(edge[r] + 8);                                                           \
+            }                                                                                                       \
+        }                                                                                                           \
+        for (ptrdiff_t k = 0; k < K; k++) {                                                                         \
+            const __m256 b0 = _mm256_loadu_ps(panel + k * NR), b1 = _mm256_loadu_ps(panel + k * NR + 8);          \
+            const float *ak = a + k * astride;                                                                      \
+            for (int r = 0; r < ROWS; r++) {                                                                        \
+                const __m256 av = _mm256_broadcast_ss(ak + r);                                                      \
+                acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);                                                     \
+                acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);                                                     \
+            }                                                                                                       \
+        }                                                                                                           \
+        if (full) {                                                                                                 \
+            for (int r = 0; r < ROWS; r++) {                                                                        \
+                _mm256_storeu_ps(C + r * ldc, acc[r][0]);                                                           \
+                _mm256_storeu_ps(C + r * ldc + 8, acc[r][1]);                                                       \
+            }                                                                                                       \
+            return;                                                                                                 \
+        }                                                                                                           \
+        for (int r = 0; r < ROWS; r++) {                                                                            \
+            _mm256_storeu_ps(edge[r], acc[r][0]);                                                                   \
+            _mm256_storeu_ps(edge[r] + 8, acc[r][1]);                                                               \
+        }                                                                                                           \
+        for (ptrdiff_t r = 0; r < m; r++)                                                                           \
+            for (ptrdiff_t c = 0; c < n; c++) C[r * ldc + c] = edge[r][c];                                          \
     }
-    for (ptrdiff_t k = 0; k < K; k++) {
-        const __m256 b0 = _mm256_loadu_ps(panel + k * NR);
-        const __m256 b1 = _mm256_loadu_ps(panel + k * NR + 8);
-        const float *ak = a + k * astride;
-        __m256 av = _mm256_broadcast_ss(ak);
-        c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
-        av = _mm256_broadcast_ss(ak + 1);
-        c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
-        av = _mm256_broadcast_ss(ak + 2);
-        c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
-        av = _mm256_broadcast_ss(ak + 3);
-        c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
-        av = _mm256_broadcast_ss(ak + 4);
-        c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41);
-        av = _mm256_broadcast_ss(ak + 5);
-        c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
-    }
-    if (m == MR && n == NR) {
-        _mm256_storeu_ps(C + 0 * ldc, c00); _mm256_storeu_ps(C + 0 * ldc + 8, c01);
-        _mm256_storeu_ps(C + 1 * ldc, c10); _mm256_storeu_ps(C + 1 * ldc + 8, c11);
-        _mm256_storeu_ps(C + 2 * ldc, c20); _mm256_storeu_ps(C + 2 * ldc + 8, c21);
-        _mm256_storeu_ps(C + 3 * ldc, c30); _mm256_storeu_ps(C + 3 * ldc + 8, c31);
-        _mm256_storeu_ps(C + 4 * ldc, c40); _mm256_storeu_ps(C + 4 * ldc + 8, c41);
-        _mm256_storeu_ps(C + 5 * ldc, c50); _mm256_storeu_ps(C + 5 * ldc + 8, c51);
-        return;
-    }
-    _mm256_storeu_ps(edge[0], c00); _mm256_storeu_ps(edge[0] + 8, c01);
-    _mm256_storeu_ps(edge[1], c10); _mm256_storeu_ps(edge[1] + 8, c11);
-    _mm256_storeu_ps(edge[2], c20); _mm256_storeu_ps(edge[2] + 8, c21);
-    _mm256_storeu_ps(edge[3], c30); _mm256_storeu_ps(edge[3] + 8, c31);
-    _mm256_storeu_ps(edge[4], c40); _mm256_storeu_ps(edge[4] + 8, c41);
-    _mm256_storeu_ps(edge[5], c50); _mm256_storeu_ps(edge[5] + 8, c51);
-    for (ptrdiff_t r = 0; r < m; r++)
-        for (ptrdiff_t c = 0; c < n; c++) C[r * ldc + c] = edge[r][c];
-}
-
-// The last rows of a block when there are at most 4 (M = 64 is 10 × 6 + 4 rows; M = 32 ends in 2): 8 accumulators,
-// still enough to cover the FMA latency on two pipes, instead of the 6-row tile running a third or two thirds of
-// its FMAs on rows that do not exist. `a` is a 6-row packed tile (or the source); only its first 4 rows are read.
-// The same chains as the other kernels, so the same bits.
-__attribute__((target("avx2,fma")))
-static void tile_avx2_4(ptrdiff_t K, const float *a, ptrdiff_t astride, const float *panel,
-                        float *C, ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, int accumulate) {
-    __m256 c00, c01, c10, c11, c20, c21, c30, c31;
-    float edge[4][NR];
-    for (ptrdiff_t r = 0; r < 4; r++)
-        for (ptrdiff_t c = 0; c < NR; c++) edge[r][c] = (accumulate && r < m && c < n) ? C[r * ldc + c] : 0.0f;
-    c00 = _mm256_loadu_ps(edge[0]); c01 = _mm256_loadu_ps(edge[0] + 8);
-    c10 = _mm256_loadu_ps(edge[1]); c11 = _mm256_loadu_ps(edge[1] + 8);
-    c20 = _mm256_loadu_ps(edge[2]); c21 = _mm256_loadu_ps(edge[2] + 8);
-    c30 = _mm256_loadu_ps(edge[3]); c31 = _mm256_loadu_ps(edge[3] + 8);
-    for (ptrdiff_t k = 0; k < K; k++) {
-        const __m256 b0 = _mm256_loadu_ps(panel + k * NR);
-        const __m256 b1 = _mm256_loadu_ps(panel + k * NR + 8);
-        const float *ak = a + k * astride;
-        __m256 av = _mm256_broadcast_ss(ak);
-        c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
-        av = _mm256_broadcast_ss(ak + 1);
-        c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
-        av = _mm256_broadcast_ss(ak + 2);
-        c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
-        av = _mm256_broadcast_ss(ak + 3);
-        c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
-    }
-    _mm256_storeu_ps(edge[0], c00); _mm256_storeu_ps(edge[0] + 8, c01);
-    _mm256_storeu_ps(edge[1], c10); _mm256_storeu_ps(edge[1] + 8, c11);
-    _mm256_storeu_ps(edge[2], c20); _mm256_storeu_ps(edge[2] + 8, c21);
-    _mm256_storeu_ps(edge[3], c30); _mm256_storeu_ps(edge[3] + 8, c31);
-    for (ptrdiff_t r = 0; r < m; r++)
-        for (ptrdiff_t c = 0; c < n; c++) C[r * ldc + c] = edge[r][c];
-}
+LSTMK_TILE_AVX2(tile_avx2, MR)
+LSTMK_TILE_AVX2(tile_avx2_4, 4)
 
 // AVX-512: a 12×32 tile (24 zmm accumulators) over two adjacent 16-column panels, 2 loads + 12 broadcasts per 24
 // FMAs; `a` is a 12-row tile (stride `astride` per k). The same chains as the other kernels, so the same bits. On

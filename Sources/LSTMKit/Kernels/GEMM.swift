@@ -99,17 +99,23 @@ public enum GEMM {
     private static func splitOverPool(M: Int, N: Int, parts: Int, byRows: Bool,
                                       _ body: (Int, Int, Int, Int) -> Void) {
         if byRows {
-            let chunk = ((M + parts - 1) / parts + 5) / 6 * 6
-            WorkerPool.shared(threads: parts).run(parts: parts) { part in
-                let i0 = part * chunk, i1 = min(M, i0 + chunk)
-                if i0 < i1 { body(i0, i1, 0, N) }
-            }
+            rowBlocks(M, parts: parts) { i0, i1 in body(i0, i1, 0, N) }
         } else {
             let chunk = ((N + parts - 1) / parts + 15) / 16 * 16
             WorkerPool.shared(threads: parts).run(parts: parts) { part in
                 let j0 = part * chunk, j1 = min(N, j0 + chunk)
                 if j0 < j1 { body(0, M, j0, j1) }
             }
+        }
+    }
+
+    /// Runs `body(i0, i1)` on the worker pool for `parts` blocks of rows 0..<M, each of whole 6-row tiles (the last
+    /// takes what is left; a part with no rows does not run).
+    static func rowBlocks(_ M: Int, parts: Int, _ body: (Int, Int) -> Void) {
+        let chunk = ((M + parts - 1) / parts + 5) / 6 * 6
+        WorkerPool.shared(threads: parts).run(parts: parts) { part in
+            let i0 = part * chunk, i1 = min(M, i0 + chunk)
+            if i0 < i1 { body(i0, i1) }
         }
     }
 

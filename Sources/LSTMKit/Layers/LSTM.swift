@@ -500,6 +500,18 @@ struct SequenceSchedule: Sendable, Equatable {
         }
     }
 
+    /// A state (or its gradient) in batch order into sorted rows, (units, B, P) and (units, B, H); zeros without one.
+    func sortState<S: LSTMScalar>(_ state: LSTMState<S>?, hidden: UnsafeMutablePointer<S>, cell: UnsafeMutablePointer<S>,
+                                  units: Int, hiddenWidth P: Int, cellWidth H: Int) {
+        guard let state else {
+            hidden.update(repeating: 0, count: units * batch * P)
+            cell.update(repeating: 0, count: units * batch * H)
+            return
+        }
+        state.hidden.withUnsafeBufferPointer { sortRows($0.baseAddress!, hidden, units: units, width: P, toSorted: true) }
+        state.cell.withUnsafeBufferPointer { sortRows($0.baseAddress!, cell, units: units, width: H, toSorted: true) }
+    }
+
     /// (units, B, F) in batch order ↔ sorted order.
     func sortRows<S>(_ source: UnsafePointer<S>, _ destination: UnsafeMutablePointer<S>, units: Int, width F: Int,
                      toSorted: Bool) {

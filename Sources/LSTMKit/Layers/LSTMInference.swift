@@ -45,7 +45,7 @@ extension LSTM {
         let floatX = unsafeBitCast(x, to: [Float].self)
         let floatInitial = initial.map { unsafeBitCast($0, to: LSTMState<Float>.self) }
         let floatParameters = unsafeBitCast(parameters, to: ParameterBuffer<Float>.self)
-        let floatStash = unsafeBitCast(stash, to: LSTMStash<Float>.self)
+        let floatStash = unsafeDowncast(stash, to: LSTMStash<Float>.self)
         let out = inferFloat(floatX, steps: T, batch: B, lengths: lengths, initial: floatInitial, layout: sequenceLayout,
                              parameters: floatParameters, stash: floatStash, level: -1, chunk: nil)
         return unsafeBitCast(out, to: LSTMOutput<S>.self)
@@ -66,17 +66,8 @@ extension LSTM {
         chunk chunkSteps: Int?
     ) -> LSTMOutput<Float> {
         let L = layerCount, D = directions, U = stateCount, H = hiddenSize, P = outputSize, I = inputSize
-        require(T >= 0 && B >= 1, "LSTM.infer: need steps ≥ 0 and batch ≥ 1")
-        require(x.count == T * B * I, "LSTM.infer: x has \(x.count) values, expected T·B·I = \(T * B * I)")
-        require(parameters.layout.count >= parameterEnd, "LSTM.infer: parameter buffer does not hold this LSTM's tensors")
-        if let lengths {
-            require(lengths.count == B, "LSTM.infer: \(lengths.count) lengths for a batch of \(B)")
-            require(lengths.allSatisfy { $0 >= 1 && $0 <= T }, "LSTM.infer: every length must be in 1...\(T)")
-        }
-        if let initial {
-            require(initial.layers == U && initial.batch == B && initial.hiddenSize == P && initial.cellSize == H,
-                    "LSTM.infer: initial state must be (L·D, B, P) = (\(U), \(B), \(P)) and cells (\(U), \(B), \(H))")
-        }
+        checkArguments("LSTM.infer", x.count, steps: T, batch: B, lengths: lengths, initial: initial,
+                       parameters: parameters)
         let groups = (H + 15) / 16, width = 4 * groups * 16, ldz = width + 16
         // Unidirectional: the sequence in chunks, each through every layer; bidirectional: each layer over the
         // whole sequence (the reverse direction needs the layer below's last step first), Z still in chunks.
@@ -102,13 +93,7 @@ extension LSTM {
         }
         // The state (h, S) of every layer and direction, sorted rows: (h0, c0), updated in place.
         let hState = stash.initialHidden.pointer, cState = stash.initialCell.pointer
-        if let initial {
-            initial.hidden.withUnsafeBufferPointer { schedule.sortRows($0.baseAddress!, hState, units: U, width: P, toSorted: true) }
-            initial.cell.withUnsafeBufferPointer { schedule.sortRows($0.baseAddress!, cState, units: U, width: H, toSorted: true) }
-        } else {
-            hState.update(repeating: 0, count: U * B * P)
-            cState.update(repeating: 0, count: U * B * H)
-        }
+        schedule.sortState(initial, hidden: hState, cell: cState, units: U, hiddenWidth: P, cellWidth: H)
         // Each row's h after its last step (forward direction) or after t = 0 (reverse), sorted rows.
         let finalHidden = stash.finalHidden.pointer
         for u in 0..<U { (finalHidden + u * B * P).update(from: hState + u * B * P, count: B * P) }

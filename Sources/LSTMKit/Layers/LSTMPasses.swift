@@ -40,18 +40,8 @@ extension LSTM {
         parameters: ParameterBuffer<S>, stash: LSTMStash<S>, dropoutSeed: UInt64? = nil
     ) -> LSTMOutput<S> {
         let L = layerCount, D = directions, U = stateCount, H = hiddenSize, P = outputSize, I = inputSize
-        require(T >= 0 && B >= 1, "LSTM.forward: need steps ≥ 0 and batch ≥ 1")
-        require(x.count == T * B * I, "LSTM.forward: x has \(x.count) values, expected T·B·I = \(T * B * I)")
-        require(parameters.layout.count >= parameterEnd,
-                     "LSTM.forward: parameter buffer does not hold this LSTM's tensors")
-        if let lengths {
-            require(lengths.count == B, "LSTM.forward: \(lengths.count) lengths for a batch of \(B)")
-            require(lengths.allSatisfy { $0 >= 1 && $0 <= T }, "LSTM.forward: every length must be in 1...\(T)")
-        }
-        if let initial {
-            require(initial.layers == U && initial.batch == B && initial.hiddenSize == P && initial.cellSize == H,
-                         "LSTM.forward: initial state must be (L·D, B, P) = (\(U), \(B), \(P)) and cells (\(U), \(B), \(H))")
-        }
+        checkArguments("LSTM.forward", x.count, steps: T, batch: B, lengths: lengths, initial: initial,
+                       parameters: parameters)
         let schedule = SequenceSchedule(steps: T, batch: B, lengths: lengths, window: checkpointInterval)
         let N = schedule.rows
         stash.prepare(self, schedule: schedule)
@@ -83,17 +73,7 @@ extension LSTM {
         // (h0, c0), sorted rows: the first window's starting state (with checkpoints, checkpoint 0).
         let h0 = stash.checkpointing ? stash.checkpoints.pointer : stash.initialHidden.pointer
         let c0 = stash.checkpointing ? stash.checkpoints.pointer + U * B * P : stash.initialCell.pointer
-        if let initial {
-            initial.hidden.withUnsafeBufferPointer {
-                schedule.sortRows($0.baseAddress!, h0, units: U, width: P, toSorted: true)
-            }
-            initial.cell.withUnsafeBufferPointer {
-                schedule.sortRows($0.baseAddress!, c0, units: U, width: H, toSorted: true)
-            }
-        } else {
-            h0.update(repeating: 0, count: U * B * P)
-            c0.update(repeating: 0, count: U * B * H)
-        }
+        schedule.sortState(initial, hidden: h0, cell: c0, units: U, hiddenWidth: P, cellWidth: H)
 
         var final = LSTMState<S>(for: self, batch: B)
         var output = [S](repeating: 0, count: T * B * D * P)
@@ -144,6 +124,31 @@ extension LSTM {
             }
         }
         return LSTMOutput(output: output, final: final)
+    }
+
+    /// Whether a step (of B_t = `rows` rows) runs as one dispatch over blocks of rows, each part its rows' product
+    /// and element-wise pass, instead of the product split by columns and then the element-wise pass split by rows:
+    /// when W_hh (at most 256 KB) fits each core's L2 whole, so that every part reading all of it costs nothing.
+    /// Rows are independent in both passes, so the bits are the same either way.
+    func splitsStepsByRows<S>(_: S.Type, rows n: Int, threads: Int) -> Bool {
+        S.self == Float.self && outputSize * 4 * hiddenSize <= 1 << 16 && threads >= 2 && n >= 12
+    }
+
+    /// The checks `forward` and `infer` make of their arguments (a message naming `caller` when one fails).
+    func checkArguments<S>(_ caller: String, _ count: Int, steps T: Int, batch B: Int, lengths: [Int]?,
+                           initial: LSTMState<S>?, parameters: ParameterBuffer<S>) {
+        let U = stateCount, H = hiddenSize, P = outputSize, I = inputSize
+        require(T >= 0 && B >= 1, "\(caller): need steps ≥ 0 and batch ≥ 1")
+        require(count == T * B * I, "\(caller): x has \(count) values, expected T·B·I = \(T * B * I)")
+        require(parameters.layout.count >= parameterEnd, "\(caller): parameter buffer does not hold this LSTM's tensors")
+        if let lengths {
+            require(lengths.count == B, "\(caller): \(lengths.count) lengths for a batch of \(B)")
+            require(lengths.allSatisfy { $0 >= 1 && $0 <= T }, "\(caller): every length must be in 1...\(T)")
+        }
+        if let initial {
+            require(initial.layers == U && initial.batch == B && initial.hiddenSize == P && initial.cellSize == H,
+                    "\(caller): initial state must be (L·D, B, P) = (\(U), \(B), \(P)) and cells (\(U), \(B), \(H))")
+        }
     }
 
     /// Where each direction's prepared weights sit in `LSTMStash.weights`.
@@ -319,8 +324,7 @@ extension LSTM {
             }
             let Zt = Z + base * 4 * H
             let m = weightHR == nil ? hiddens + base * P : cellOutputs + base * H
-            let fusedRows = norm == nil && cellNorm == nil && S.self == Float.self && P * 4 * H <= 1 << 16
-                && threads >= 2 && n >= 12
+            let fusedRows = norm == nil && cellNorm == nil && splitsStepsByRows(S.self, rows: n, threads: threads)
             if let norm {
                 // Z_t += LN(h_{t-1}·W_hhᵀ; γ_h, β_h)
                 let product = stash.recurrentGates.pointer + d * B * 4 * H
@@ -330,14 +334,9 @@ extension LSTM {
                                   normalized: normalizedRecurrent + base * 4 * H, inverseDeviation: inverse + N + base,
                                   output: Zt, replace: false)
             } else if fusedRows {
-                // A W_hh of at most 256 KB fits each core's L2 whole: split the step by rows instead of columns, each
-                // part its rows' product and then their element-wise pass — one dispatch per step instead of two.
-                // Rows are independent in both, so the bits are those of the two passes.
-                let parts = min(threads, n / 6), chunk = ((n + parts - 1) / parts + 5) / 6 * 6
+                // Each part its rows' product, then their element-wise pass (splitsStepsByRows).
                 let c = cells + base * H, peepholes = layer.peephole.map { p + $0.offset }
-                WorkerPool.shared(threads: parts).run(parts: parts) { part in
-                    let r0 = part * chunk, r1 = min(n, r0 + chunk)
-                    guard r0 < r1 else { return }
+                GEMM.rowBlocks(n, parts: min(threads, n / 6)) { r0, r1 in
                     GEMM.gemm(transposeA: false, M: r1 - r0, hPrev + r0 * P, lda: P, weightHH, Zt + r0 * 4 * H,
                               ldc: 4 * H, accumulate: true, threads: 1)
                     LSTMPointwise.forward(gates: Zt + r0 * 4 * H, previousCell: cPrev + r0 * H, cell: c + r0 * H,
@@ -398,13 +397,7 @@ extension LSTM {
         require(parameters.layout.count >= parameterEnd, "LSTM.backward: parameter buffer does not hold this LSTM's tensors")
         // δ(h_n, c_n) in sorted rows: the carries of every direction, (L·D, B, P) and (L·D, B, H).
         let dh = stash.dHiddenCarry.pointer, dc = stash.dCellCarry.pointer
-        if let dFinal {
-            dFinal.hidden.withUnsafeBufferPointer { s.sortRows($0.baseAddress!, dh, units: U, width: P, toSorted: true) }
-            dFinal.cell.withUnsafeBufferPointer { s.sortRows($0.baseAddress!, dc, units: U, width: H, toSorted: true) }
-        } else {
-            dh.update(repeating: 0, count: U * B * P)
-            dc.update(repeating: 0, count: U * B * H)
-        }
+        s.sortState(dFinal, hidden: dh, cell: dc, units: U, hiddenWidth: P, cellWidth: H)
         // Σ δZ over all rows per direction, added to both biases at the end (one chain across windows).
         stash.biasSums.zero(U * 4 * H)
         var dInput = [S](repeating: 0, count: T * B * I)
@@ -548,8 +541,8 @@ extension LSTM {
                 }
             }
             let dZt = dZ + base * 4 * H
-            let fusedRows = norm == nil && cellNorm == nil && weightHR == nil && S.self == Float.self
-                && P * 4 * H <= 1 << 16 && threads >= 2 && n >= 12
+            let fusedRows = norm == nil && cellNorm == nil && weightHR == nil
+                && splitsStepsByRows(S.self, rows: n, threads: threads)
             // δh_t = δ(from above) + carry, kept for δW_hr with a projection; δm_t = δh_t (·W_hr).
             var dm = UnsafePointer(dh)
             var above = dAbove.map { $0 + base * P }
@@ -577,13 +570,10 @@ extension LSTM {
                     batch: n, hidden: H, gate: A.gate, cellActivation: A.cell, cellClip: A.cellClip,
                     peepholes: layer.peephole.map { p + $0.offset })
             } else if fusedRows {
-                // As in forward: a W_hh of at most 256 KB splits the step by rows, each part its rows' element-wise
-                // pass and then their δh_prev = δZ_t·W_hh (which reads and overwrites only those rows of the carry).
-                let parts = min(threads, n / 6), chunk = ((n + parts - 1) / parts + 5) / 6 * 6
+                // Each part its rows' element-wise pass, then their δh_prev = δZ_t·W_hh, which reads and overwrites
+                // only those rows of the carry (splitsStepsByRows).
                 let peepholes = layer.peephole.map { p + $0.offset }
-                WorkerPool.shared(threads: parts).run(parts: parts) { part in
-                    let r0 = part * chunk, r1 = min(n, r0 + chunk)
-                    guard r0 < r1 else { return }
+                GEMM.rowBlocks(n, parts: min(threads, n / 6)) { r0, r1 in
                     LSTMPointwise.backward(
                         gates: gates + (base + r0) * 4 * H, previousCell: cPrev + r0 * H, cell: cells + (base + r0) * H,
                         dOutput: above.map { $0 + r0 * P }, dHiddenCarry: dm + r0 * P, dCellCarry: dc + r0 * H,
