@@ -331,6 +331,31 @@ static workspace *thread_workspace(int with_b) {
     return w;
 }
 
+// Rows of A per tile for a kernel level.
+static ptrdiff_t tile_rows(int level) { return level == 3 ? MR512 : MR; }
+
+// How a block of mc rows is cut into tiles: tiles of mr rows, except that with 6-row tiles a block that would end
+// in a tile of 1 or 2 rows ends in two tiles of 4 (M = 32: 6 + 6 + 6 + 6 + 4 + 4 rows, 32 computed, instead of
+// 5 × 6 + a 4-row tile holding 2, 34 computed); the 4-row kernel keeps both FMA pipes busy with its 8 chains. Each
+// element's chain is the same in every tile shape, so the cut does not change the bits.
+typedef struct { ptrdiff_t tiles, wide; } tile_plan;
+
+static tile_plan plan_tiles(ptrdiff_t mc, ptrdiff_t mr) {
+    const ptrdiff_t whole = (mc + mr - 1) / mr;
+    if (mr == MR && mc > MR && (mc % MR == 1 || mc % MR == 2)) return (tile_plan){whole, whole - 2};
+    return (tile_plan){whole, whole};
+}
+
+// Tile i of a plan: its first row and its row count (at most mr).
+static inline ptrdiff_t plan_start(tile_plan p, ptrdiff_t mr, ptrdiff_t i) {
+    return i <= p.wide ? i * mr : p.wide * mr + (i - p.wide) * 4;
+}
+
+static inline ptrdiff_t plan_rows(tile_plan p, ptrdiff_t mr, ptrdiff_t mc, ptrdiff_t i) {
+    const ptrdiff_t rows = mc - plan_start(p, mr, i), most = i < p.wide ? mr : (p.wide < p.tiles ? 4 : mr);
+    return rows < most ? rows : most;
+}
+
 // Copies rows ic..<ic+mc, columns pc..<pc+kc of op(A) into mr-row tiles (6 for the AVX2 and portable kernels, 12
 // for AVX-512), each k-major (mr floats per k): one contiguous stream for the kernel instead of mr rows (or, for a
 // transposed A such as δZᵀ in δW = δZᵀ·X, a new cache line every k), which at the large row strides of these
@@ -338,22 +363,26 @@ static workspace *thread_workspace(int with_b) {
 static inline __attribute__((always_inline)) void pack_a_tiles(ptrdiff_t M, const float *A, ptrdiff_t rsa,
                                                                ptrdiff_t csa, ptrdiff_t ic, ptrdiff_t mc, ptrdiff_t pc,
                                                                ptrdiff_t kc, float *dst, const ptrdiff_t mr) {
+    // Tile i (rows from plan_start) at dst + i·mr·kc, mr rows per k whatever its row count.
+    const tile_plan plan = plan_tiles(mc, mr);
     if (rsa == 1 && ic + (mc + mr - 1) / mr * mr <= M) {
         // A transposed (stored K × M): row k of the stored matrix holds op(A)[ic.., k] contiguously, so read it
         // once and scatter it over the tiles.
         for (ptrdiff_t k = 0; k < kc; k++) {
             const float *src = A + (pc + k) * csa + ic;
-            for (ptrdiff_t t = 0; t < mc; t += mr) {
-                float *d = dst + t * kc + k * mr;
+            for (ptrdiff_t i = 0; i < plan.tiles; i++) {
+                const ptrdiff_t t = plan_start(plan, mr, i);
+                float *d = dst + i * mr * kc + k * mr;
                 for (ptrdiff_t r = 0; r < mr; r++) d[r] = src[t + r];
             }
         }
         return;
     }
-    for (ptrdiff_t t = 0; t < mc; t += mr) {
+    for (ptrdiff_t i = 0; i < plan.tiles; i++) {
+        const ptrdiff_t t = plan_start(plan, mr, i);
         const float *a[MR512];
         for (ptrdiff_t r = 0; r < mr; r++) a[r] = row_pointer(A, rsa, ic + t + r, M - 1) + pc * csa;
-        float *d = dst + t * kc;
+        float *d = dst + i * mr * kc;
         if (csa == 1) {
             for (ptrdiff_t k = 0; k < kc; k++)
                 for (ptrdiff_t r = 0; r < mr; r++) d[k * mr + r] = a[r][k];
@@ -370,29 +399,27 @@ static void pack_a(ptrdiff_t M, const float *A, ptrdiff_t rsa, ptrdiff_t csa, pt
     else pack_a_tiles(M, A, rsa, csa, ic, mc, pc, kc, dst, MR);
 }
 
-// Rows of A per tile for a kernel level.
-static ptrdiff_t tile_rows(int level) { return level == 3 ? MR512 : MR; }
-
-// The packed A block (mc rows from row ic of C, tiles of tile_rows(level) rows: tile t at apacked + t·tstride,
+// The A block (mc rows from row ic of C, cut by plan_tiles: tile i at apacked + i·tstride + (its first row)·rstride,
 // stride astride per k) against the 16-column panels for columns from..<to; the panel for column j starts at
 // panels + (j − j_base)·kc.
-static void multiply_block(int level, const float *apacked, ptrdiff_t astride, ptrdiff_t tstride, ptrdiff_t mc,
-                           ptrdiff_t kc, const float *panels, ptrdiff_t j_base, ptrdiff_t from, ptrdiff_t to, float *C,
-                           ptrdiff_t ldc, int start_from_c) {
+static void multiply_block(int level, const float *apacked, ptrdiff_t astride, ptrdiff_t tstride, ptrdiff_t rstride,
+                           ptrdiff_t mc, ptrdiff_t kc, const float *panels, ptrdiff_t j_base, ptrdiff_t from,
+                           ptrdiff_t to, float *C, ptrdiff_t ldc, int start_from_c) {
     const ptrdiff_t mr = tile_rows(level), nr = level == 3 ? 2 * NR : NR;
+    const tile_plan plan = plan_tiles(mc, mr);
     for (ptrdiff_t j = from; j < to; j += nr) {
         const ptrdiff_t n = to - j < nr ? to - j : nr;
         const float *panel = panels + (j - j_base) * kc;
-        for (ptrdiff_t t = 0; t < mc; t += mr) {
-            const ptrdiff_t m = mc - t < mr ? mc - t : mr;
+        for (ptrdiff_t i = 0; i < plan.tiles; i++) {
+            const ptrdiff_t t = plan_start(plan, mr, i), m = plan_rows(plan, mr, mc, i);
             float *c = C + t * ldc + j;
             // The next tile's rows of C are fetched while this tile runs: its chains start from them, and a C far
             // larger than the caches would otherwise stall every tile on its loads.
-            for (ptrdiff_t r = t + mr; r < t + 2 * mr && r < mc; r++) {
+            for (ptrdiff_t r = t + m; r < t + m + mr && r < mc; r++) {
                 __builtin_prefetch(C + r * ldc + j, 1, 3);
                 __builtin_prefetch(C + r * ldc + j + n - 1, 1, 3);
             }
-            const float *a = apacked + (t / mr) * tstride;
+            const float *a = apacked + i * tstride + t * rstride;
 #ifdef LSTMK_X86
             if (level == 3) {
                 // The second panel exists only past 16 columns; otherwise its (masked-off) loads read the first.
@@ -424,17 +451,19 @@ static void multiply_block(int level, const float *apacked, ptrdiff_t astride, p
 // 2048×65×6400 −15 %).
 static const float *a_block(int level, ptrdiff_t M, const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t ic,
                             ptrdiff_t mc, ptrdiff_t pc, ptrdiff_t kc, float *work, ptrdiff_t *astride,
-                            ptrdiff_t *tstride) {
+                            ptrdiff_t *tstride, ptrdiff_t *rstride) {
     const ptrdiff_t mr = tile_rows(level);
     // |csa|: the δW products run their rows last to first (negative strides, see LSTMPasses.swift).
     if (rsa == 1 && (csa < 0 ? -csa : csa) <= 512 && ic + (mc + mr - 1) / mr * mr <= M) {
         *astride = csa;
-        *tstride = mr;
+        *tstride = 0;
+        *rstride = 1;
         return A + pc * csa + ic;
     }
     pack_a(M, A, rsa, csa, ic, mc, pc, kc, work, mr);
     *astride = mr;
     *tstride = mr * kc;
+    *rstride = 0;
     return work;
 }
 
@@ -468,9 +497,9 @@ static void sgemm(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
             }
             for (ptrdiff_t ic = 0; ic < M; ic += MC) {
                 const ptrdiff_t mc = M - ic < MC ? M - ic : MC;
-                ptrdiff_t astride, tstride;
-                const float *a = a_block(level, M, A, rsa, csa, ic, mc, pc, kc, w->a, &astride, &tstride);
-                multiply_block(level, a, astride, tstride, mc, kc, w->b, jc, jc, jc + nc, C + ic * ldc, ldc,
+                ptrdiff_t astride, tstride, rstride;
+                const float *a = a_block(level, M, A, rsa, csa, ic, mc, pc, kc, w->a, &astride, &tstride, &rstride);
+                multiply_block(level, a, astride, tstride, rstride, mc, kc, w->b, jc, jc, jc + nc, C + ic * ldc, ldc,
                                start_from_c);
             }
         }
@@ -634,9 +663,9 @@ static void sgemm_prepacked(int level, ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, 
         const int start_from_c = accumulate || pc > 0;
         for (ptrdiff_t ic = 0; ic < M; ic += MC) {
             const ptrdiff_t mc = M - ic < MC ? M - ic : MC;
-            ptrdiff_t astride, tstride;
-            const float *a = a_block(level, M, A, rsa, csa, ic, mc, pc, kc, w->a, &astride, &tstride);
-            multiply_block(level, a, astride, tstride, mc, kc, packed + pc * npad, 0, j0, j1, C + ic * ldc, ldc,
+            ptrdiff_t astride, tstride, rstride;
+            const float *a = a_block(level, M, A, rsa, csa, ic, mc, pc, kc, w->a, &astride, &tstride, &rstride);
+            multiply_block(level, a, astride, tstride, rstride, mc, kc, packed + pc * npad, 0, j0, j1, C + ic * ldc, ldc,
                            start_from_c);
         }
     }
@@ -682,8 +711,9 @@ void lstmk_sgemm_pack_b_gates(ptrdiff_t H, ptrdiff_t K, const float *B, ptrdiff_
 }
 
 // Columns from..<to of Z (rows of the A block) += A block · the KC-row block of packed panels at `panels`.
-static void step_columns(int level, ptrdiff_t n, const float *a, ptrdiff_t astride, ptrdiff_t tstride, ptrdiff_t kc,
-                         const float *panels, ptrdiff_t from, ptrdiff_t to, float *Z, ptrdiff_t ldz) {
+static void step_columns(int level, ptrdiff_t n, const float *a, ptrdiff_t astride, ptrdiff_t tstride,
+                         ptrdiff_t rstride, ptrdiff_t kc, const float *panels, ptrdiff_t from, ptrdiff_t to, float *Z,
+                         ptrdiff_t ldz) {
     if (n == 1) {
 #ifdef LSTMK_X86
         if (level >= 2) { row_prepacked_avx2(from, to, kc, a, panels, Z, 1); return; }
@@ -694,7 +724,7 @@ static void step_columns(int level, ptrdiff_t n, const float *a, ptrdiff_t astri
         row_prepacked_portable(from, to, kc, a, panels, Z, 1);
         return;
     }
-    multiply_block(level, a, astride, tstride, n, kc, panels, 0, from, to, Z, ldz, 1);
+    multiply_block(level, a, astride, tstride, rstride, n, kc, panels, 0, from, to, Z, ldz, 1);
 }
 
 void lstmk_lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff_t H, ptrdiff_t K, const float *A,
@@ -717,20 +747,20 @@ void lstmk_lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff
         float *Zb = Z + ic * ldz;
         for (ptrdiff_t pc = 0; pc < K; pc += KC) {
             const ptrdiff_t kc = K - pc < KC ? K - pc : KC;
-            ptrdiff_t astride = 1, tstride = 0;
+            ptrdiff_t astride = 1, tstride = 0, rstride = 0;
             const float *a;
             if (mc == 1) {
                 a = A + ic * lda + pc;   // one contiguous row
             } else {
-                a = a_block(level, n, A, lda, 1, ic, mc, pc, kc, w->a, &astride, &tstride);
+                a = a_block(level, n, A, lda, 1, ic, mc, pc, kc, w->a, &astride, &tstride, &rstride);
             }
             const float *panels = packed + pc * npad;
             if (pc + kc < K) {
-                step_columns(level, mc, a, astride, tstride, kc, panels, g0 * G, g1 * G, Zb, ldz);
+                step_columns(level, mc, a, astride, tstride, rstride, kc, panels, g0 * G, g1 * G, Zb, ldz);
                 continue;
             }
             for (ptrdiff_t g = g0; g < g1; g++) {
-                step_columns(level, mc, a, astride, tstride, kc, panels, g * G, (g + 1) * G, Zb, ldz);
+                step_columns(level, mc, a, astride, tstride, rstride, kc, panels, g * G, (g + 1) * G, Zb, ldz);
                 const ptrdiff_t units = H - g * NR < NR ? H - g * NR : NR;
                 lstmk_pointwise_forward_units(Zb + g * G, ldz, NR, c + ic * H + g * NR, H, h + ic * ldh + g * NR, ldh,
                                               mc, units, gate, cell, clip, peep ? peep + g * NR : NULL, H, level < 2);

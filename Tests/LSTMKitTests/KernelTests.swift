@@ -104,7 +104,10 @@ struct FloatKernelTests {
                                             // across the row block (MC = 144) and the column block (NC = 4096)
                                             (151, 20, 300), (2, 4113, 3),
                                             // the AVX-512 kernel's 4- and 8-row tiles for the last rows (M mod 12)
-                                            (4, 31, 65), (8, 40, 70), (20, 17, 9), (32, 50, 129), (64, 33, 200)]
+                                            (4, 31, 65), (8, 40, 70), (20, 17, 9), (32, 50, 129), (64, 33, 200),
+                                            // the 6-row kernels' blocks ending in two 4-row tiles (M mod 6 = 1 or 2;
+                                            // also 7, 8, 13, 20, 32, 37 and 151 = 144 + 7 above)
+                                            (25, 47, 130), (26, 64, 31)]
 
     @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
     func cKernelMatchesReference(transposeA: Bool, transposeB: Bool) {
