@@ -98,8 +98,8 @@ struct ReadmeModelExampleTests {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         // The example writes a relative path; nothing else in the suite reads or writes relative paths.
         let previous = FileManager.default.currentDirectoryPath
-        FileManager.default.changeCurrentDirectoryPath(folder.path)
-        defer { FileManager.default.changeCurrentDirectoryPath(previous) }
+        try #require(FileManager.default.changeCurrentDirectoryPath(folder.path), "cannot enter \(folder.path)")
+        defer { _ = FileManager.default.changeCurrentDirectoryPath(previous) }
         // GettingStarted.md regressor begin
         // A sine regressor: from 20 steps of a sine wave, predict the next value. Saved, loaded, used.
         let waves = (0..<320).map { s in (0...20).map { t in Float(sin(Double(s) * 0.37 + Double(t) * 0.3)) } }

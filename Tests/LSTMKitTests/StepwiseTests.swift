@@ -91,19 +91,22 @@ struct StepwiseTests {
     }
 }
 
-/// The batch-1 stream gives exactly the whole-sequence forward pass, step by step and chunk by chunk.
+/// The batch-1 stream gives exactly the whole-sequence forward pass, step by step and chunk by chunk, on any number
+/// of threads (H = 130: 9 groups of 16 units, enough work per step for the fused step to split them over threads).
 struct StreamTests {
-    @Test(arguments: [LSTMActivations.standard, .linear, LSTMActivations(cellClip: 0.5, peepholes: true)])
-    func streamEqualsForward(activations: LSTMActivations) throws {
+    @Test(arguments: [LSTMActivations.standard, .linear, LSTMActivations(cellClip: 0.5, peepholes: true)],
+          [(37, 1), (130, 1), (130, 2), (130, 3)])
+    func streamEqualsForward(activations: LSTMActivations, shape: (hidden: Int, threads: Int)) throws {
         var layout = ParameterLayout()
-        let lstm = try LSTM(inputSize: 5, hiddenSize: 37, layers: 2, activations: [activations], layout: &layout)
+        let H = shape.hidden
+        let lstm = try LSTM(inputSize: 5, hiddenSize: H, layers: 2, activations: [activations], layout: &layout)
         var random = RandomSource(seed: 12)
         var parameters = ParameterBuffer<Float>(layout: layout)
         lstm.initialize(&parameters, random: &random)
         let T = 9
         let x = (0..<(T * 5)).map { _ in Float(random.uniform(-1, 1)) }
         let whole = lstm.forward(x, steps: T, batch: 1, parameters: parameters, stash: LSTMStash())
-        let stream = LSTMStream(lstm: lstm, parameters: parameters)
+        let stream = LSTMStream(lstm: lstm, parameters: parameters, threads: shape.threads)
         var stepped: [Float] = []
         for t in 0..<T { stepped += stream.step(Array(x[(t * 5)..<((t + 1) * 5)])) }
         #expect(stepped == whole.output)
@@ -113,6 +116,6 @@ struct StreamTests {
         // A state set from outside continues exactly.
         let first = lstm.forward(Array(x[0..<20]), steps: 4, batch: 1, parameters: parameters, stash: LSTMStash())
         stream.state = first.final
-        #expect(stream.feed(Array(x[20...]), steps: 5) == Array(whole.output[(4 * 37)...]))
+        #expect(stream.feed(Array(x[20...]), steps: 5) == Array(whole.output[(4 * H)...]))
     }
 }

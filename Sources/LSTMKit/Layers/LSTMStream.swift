@@ -1,10 +1,14 @@
+import _LSTMKernels
+
 /// Batch-1 streaming inference: feed one step (or a chunk) at a time, the state carried inside.
 ///
 /// The weights are packed once, when the stream is made (W_ihᵀ (I, 4H) and W_hhᵀ (H, 4H) into the GEMM kernel's
-/// 16-column panels, read as sequential streams at every step; b = b_ih + b_hh), and every buffer is allocated then: `step(_:output:)` allocates nothing. Each step runs, per layer, the same
-/// operations in the same order as `LSTM.forward` (Z = x·W_ihᵀ, + b, += h·W_hhᵀ, then the element-wise pass), so a
-/// stream gives exactly the bits of the whole-sequence forward pass (tested). Weights are copied: change the model's
-/// parameters, then make a new stream.
+/// 16-column panels, read as sequential streams at every step; b = b_ih + b_hh), and every buffer is allocated then:
+/// `step(_:output:)` allocates nothing. Each step runs, per layer, the same operations in the same order as
+/// `LSTM.forward` (Z = x·W_ihᵀ, + b, += h·W_hhᵀ, then the element-wise pass), so a stream gives exactly the bits of
+/// the whole-sequence forward pass (tested). Without layer normalization the panels are gate-interleaved (as in
+/// `LSTM.infer`): each thread takes whole groups of 16 units, both products and the element-wise pass of its units,
+/// one pool dispatch per layer and step. Weights are copied: change the model's parameters, then make a new stream.
 public final class LSTMStream {
     /// The unidirectional LSTM this stream runs (its tensors were copied from the parameters when the stream was made).
     public let lstm: LSTM
@@ -14,7 +18,10 @@ public final class LSTMStream {
     private let packedHH: [AlignedBuffer<Float>]    // per layer W_hhᵀ (H, 4H), packed
     private let weightIHT: [GEMM.PreparedOperand<Float>]
     private let weightHHT: [GEMM.PreparedOperand<Float>]
-    private let bias: [AlignedBuffer<Float>]        // per layer (4H)
+    private let bias: [AlignedBuffer<Float>]        // per layer (4H), gate-interleaved (width) when fused
+    private let fused: [Bool]                       // per layer: no layer normalization, gate-interleaved panels
+    private let width: Int                          // 4·⌈H/16⌉·16, the gate-interleaved row of Z
+    private let nextHidden = AlignedBuffer<Float>() // (P) a fused step's h (the parts still read h_{t−1})
     private let peepholes: [AlignedBuffer<Float>?]  // per layer (3H) p_i, p_f, p_o, with peepholes
     private let norms: [AlignedBuffer<Float>?]      // per layer (4·4H + 2H) γ_x, β_x, γ_h, β_h, γ_c, β_c, with LN
     private let normalized = AlignedBuffer<Float>() // (4H) x̂ scratch, with LN (the stream keeps nothing for backward)
@@ -36,22 +43,41 @@ public final class LSTMStream {
         var ih: [GEMM.PreparedOperand<Float>] = [], hh: [GEMM.PreparedOperand<Float>] = []
         var phr: [AlignedBuffer<Float>] = [], hr: [GEMM.PreparedOperand<Float>] = []
         var peeps: [AlignedBuffer<Float>?] = [], lns: [AlignedBuffer<Float>?] = []
+        let width = 4 * ((H + 15) / 16 * 16)
         parameters.storage.withUnsafeBufferPointer { p in
             let p = p.baseAddress!
             for layer in lstm.layers {
                 let wi = AlignedBuffer<Float>(), wh = AlignedBuffer<Float>()
-                // op(B) = W_ihᵀ: W_ih (4H, I) read transposed; the packed copy is all the stream keeps.
-                ih.append(GEMM.prepare(transposeB: true, K: layer.inputSize, N: 4 * H, p + layer.weightIH.offset,
-                                       ldb: layer.inputSize, buffer: wi).detached)
-                hh.append(GEMM.prepare(transposeB: true, K: P, N: 4 * H, p + layer.weightHH.offset, ldb: P,
-                                       buffer: wh).detached)
+                if layer.layerNormGates == nil {
+                    // Gate-interleaved: 16 units' i, f, g, o columns side by side, so a thread's columns hold whole units.
+                    func packGates(_ offset: Int, K: Int, _ buffer: AlignedBuffer<Float>) -> GEMM.PreparedOperand<Float> {
+                        buffer.reserve(lstmk_sgemm_packed_size(width, K))
+                        lstmk_sgemm_pack_b_gates(H, K, p + offset, 1, K, buffer.pointer)
+                        return GEMM.PreparedOperand(source: UnsafePointer(buffer.pointer), transposed: false, ld: width,
+                                                    K: K, N: width, packed: UnsafePointer(buffer.pointer))
+                    }
+                    ih.append(packGates(layer.weightIH.offset, K: layer.inputSize, wi))
+                    hh.append(packGates(layer.weightHH.offset, K: P, wh))
+                } else {
+                    // op(B) = W_ihᵀ: W_ih (4H, I) read transposed; the packed copy is all the stream keeps.
+                    ih.append(GEMM.prepare(transposeB: true, K: layer.inputSize, N: 4 * H, p + layer.weightIH.offset,
+                                           ldb: layer.inputSize, buffer: wi).detached)
+                    hh.append(GEMM.prepare(transposeB: true, K: P, N: 4 * H, p + layer.weightHH.offset, ldb: P,
+                                           buffer: wh).detached)
+                }
                 if let spec = layer.weightHR {
                     let w = AlignedBuffer<Float>()
                     hr.append(GEMM.prepare(transposeB: true, K: H, N: P, p + spec.offset, ldb: H, buffer: w).detached)
                     phr.append(w)
                 }
-                let bs = AlignedBuffer<Float>(capacity: 4 * H)
-                for j in 0..<(4 * H) { bs.pointer[j] = p[layer.biasIH.offset + j] + p[layer.biasHH.offset + j] }
+                let bs = AlignedBuffer<Float>(capacity: width)
+                bs.zero(width)
+                for q in 0..<4 {
+                    for j in 0..<H {
+                        let to = layer.layerNormGates == nil ? (j / 16) * 64 + q * 16 + j % 16 : q * H + j
+                        bs.pointer[to] = p[layer.biasIH.offset + q * H + j] + p[layer.biasHH.offset + q * H + j]
+                    }
+                }
                 pih.append(wi); phh.append(wh); b.append(bs)
                 lns.append(layer.layerNormGates.map { gates in
                     let buffer = AlignedBuffer<Float>(capacity: 16 * H + 2 * H)
@@ -67,6 +93,9 @@ public final class LSTMStream {
             }
         }
         packedIH = pih
+        fused = lstm.layers.map { $0.layerNormGates == nil }
+        self.width = width
+        nextHidden.reserve(P)
         packedHH = phh
         weightIHT = ih
         weightHHT = hh
@@ -80,7 +109,7 @@ public final class LSTMStream {
         hidden.reserve(L * P)
         cell.reserve(L * H)
         cellOutput.reserve(H)
-        gates.reserve(4 * H)
+        gates.reserve(width)
         reset()
     }
 
@@ -114,6 +143,11 @@ public final class LSTMStream {
             let In = layer.inputSize
             let h = hidden.pointer + l * P, c = cell.pointer + l * H
             let z = gates.pointer
+            if fused[l] {
+                fusedStep(l, layer, x: source, h: h, c: c)
+                source = UnsafePointer(h)
+                continue
+            }
             GEMM.gemm(transposeA: false, M: 1, source, lda: In, weightIHT[l], z, ldc: 4 * H, accumulate: false,
                       threads: threads)
             // The same operations as LSTM.forward's, in its order (with layer normalization: LN, + b, + LN(h·W_hhᵀ)).
@@ -152,6 +186,38 @@ public final class LSTMStream {
             source = UnsafePointer(h)
         }
         output.update(from: source, count: P)
+    }
+
+    /// One layer's step on gate-interleaved panels: each part takes a block of 16-unit groups, computes their columns
+    /// of Z = x·W_ihᵀ, then (lstmk_lstm_step) + b, += h·W_hhᵀ and their element-wise pass; one pool dispatch. The new
+    /// h goes to a scratch row (or m_t, with a projection) while other parts still read h_{t−1}, and is copied back
+    /// after.
+    private func fusedStep(_ l: Int, _ layer: LSTM.Layer, x: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>,
+                           c: UnsafeMutablePointer<Float>) {
+        let H = lstm.hiddenSize, P = lstm.outputSize, In = layer.inputSize, groups = (H + 15) / 16
+        let projected = layer.weightHR != nil
+        let target = projected ? cellOutput.pointer : nextHidden.pointer, ldh = projected ? H : P
+        let (gate, cellCode, clip) = (layer.activations.gate.kernelCode, layer.activations.cell.kernelCode,
+                                      Float(layer.activations.cellClip ?? 0))
+        // Below ~64k multiply-adds a dispatch costs more than it saves (as in GEMM).
+        let parts = 64 * groups * (In + P) >= 1 << 16 ? max(1, min(threads, groups)) : 1
+        nonisolated(unsafe) let (z, input, previous, cells, out) = (gates.pointer, x, UnsafePointer(h), c, target)
+        nonisolated(unsafe) let (wih, whh, b) = (packedIH[l].pointer, packedHH[l].pointer, bias[l].pointer)
+        nonisolated(unsafe) let peep = peepholes[l].map { UnsafePointer($0.pointer) }
+        let width = width
+        func part(_ part: Int) {
+            let g0 = part * groups / parts, g1 = (part + 1) * groups / parts
+            lstmk_sgemm_prepacked(1, 64 * g0, 64 * g1, width, In, input, In, 1, wih, z, width, 0)
+            lstmk_lstm_step(-1, 1, g0, g1, H, P, previous, P, whh, b, z, width, cells, out, ldh, gate, cellCode, clip,
+                            peep)
+        }
+        if parts == 1 { part(0) } else { WorkerPool.shared(threads: parts).run(parts: parts) { part($0) } }
+        if projected {
+            GEMM.gemm(transposeA: false, M: 1, UnsafePointer(cellOutput.pointer), lda: H, weightHRT[l], h, ldc: P,
+                      accumulate: false, threads: threads)
+        } else {
+            h.update(from: nextHidden.pointer, count: P)
+        }
     }
 
     /// One step with arrays: x (I) in, h (P) out.
