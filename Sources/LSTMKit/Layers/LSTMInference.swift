@@ -86,7 +86,7 @@ extension LSTM {
         stash.finalHidden.reserve(U * B * P)
         stash.previousHidden.reserve(D * B * P)
         if projectionSize > 0 { stash.cellOutputs.reserve(D * B * H) }
-        stash.biasSum.reserve(D * width)
+        stash.biasSum.reserve(U * width)
 
         x.withUnsafeBufferPointer { xs in
             schedule.pack(xs.baseAddress!, stash.input.pointer, width: I, layout: sequenceLayout, window: schedule.whole)
@@ -145,7 +145,8 @@ extension LSTM {
     }
 
     /// Packs every direction's W_ihᵀ and W_hhᵀ gate-interleaved (in the buffers `forward` packs them into, which
-    /// it packs again on its next call) and W_hrᵀ as `forward` does.
+    /// it packs again on its next call) and W_hrᵀ as `forward` does, and writes each direction's b_ih + b_hh,
+    /// gate-interleaved, at `stash.biasSum` + u·width (once per call, not once per chunk).
     func prepareInferenceWeights(parameters p: UnsafePointer<Float>, stash: LSTMStash<Float>) {
         let H = hiddenSize, P = outputSize, width = 4 * ((H + 15) / 16 * 16)
         while stash.packedWeights.count < layers.count {
@@ -155,17 +156,37 @@ extension LSTM {
         for (u, layer) in layers.enumerated() {
             let buffers = stash.packedWeights[u]
             func packGates(_ slot: WeightSlot, _ offset: Int, K: Int) {
-                let buffer = buffers[slot.rawValue]
-                buffer.reserve(lstmk_sgemm_packed_size(width, K))
-                lstmk_sgemm_pack_b_gates(H, K, p + offset, 1, K, buffer.pointer)
-                stash.weights[u][slot.rawValue] = GEMM.PreparedOperand(
-                    source: UnsafePointer(buffer.pointer), transposed: false, ld: width, K: K, N: width,
-                    packed: UnsafePointer(buffer.pointer))
+                stash.weights[u][slot.rawValue] = LSTM.packGateInterleaved(p + offset, hidden: H, K: K,
+                                                                           into: buffers[slot.rawValue])
             }
             packGates(.inputTransposed, layer.weightIH.offset, K: layer.inputSize)
             packGates(.recurrentTransposed, layer.weightHH.offset, K: P)
+            LSTM.gateInterleavedBias(layer, hidden: H, parameters: p, into: stash.biasSum.pointer + u * width)
             stash.weights[u][WeightSlot.projectionTransposed.rawValue] = layer.weightHR.map {
                 GEMM.prepare(transposeB: true, K: H, N: P, p + $0.offset, ldb: H, buffer: buffers[WeightSlot.projectionTransposed.rawValue])
+            }
+        }
+    }
+
+    /// W (4H, K), row q·H + j for gate q of unit j, packed gate-interleaved (every 16 units' i, f, g, o columns side
+    /// by side, padded to whole groups) into `buffer`: the operand of Z = x·Wᵀ for `lstmk_lstm_step`.
+    static func packGateInterleaved(_ w: UnsafePointer<Float>, hidden H: Int, K: Int,
+                                    into buffer: AlignedBuffer<Float>) -> GEMM.PreparedOperand<Float> {
+        let width = 4 * ((H + 15) / 16 * 16)
+        buffer.reserve(lstmk_sgemm_packed_size(width, K))
+        lstmk_sgemm_pack_b_gates(H, K, w, 1, K, buffer.pointer)
+        return GEMM.PreparedOperand(source: UnsafePointer(buffer.pointer), transposed: false, ld: width, K: K, N: width,
+                                    packed: UnsafePointer(buffer.pointer))
+    }
+
+    /// b_ih + b_hh of `layer` in the gate-interleaved column order (zero for the padding units), 4·⌈H/16⌉·16 floats.
+    static func gateInterleavedBias(_ layer: Layer, hidden H: Int, parameters p: UnsafePointer<Float>,
+                                    into bias: UnsafeMutablePointer<Float>) {
+        bias.update(repeating: 0, count: 4 * ((H + 15) / 16 * 16))
+        for q in 0..<4 {
+            for j in 0..<H {
+                bias[(j / 16) * 64 + q * 16 + j % 16] =
+                    p[layer.biasIH.offset + q * H + j] + p[layer.biasHH.offset + q * H + j]
             }
         }
     }
@@ -185,12 +206,7 @@ extension LSTM {
         let hState = stash.initialHidden.pointer + u * B * P, cState = stash.initialCell.pointer + u * B * H
         let finalHidden = stash.finalHidden.pointer + u * B * P
         let out = output + d * P   // this direction's columns of the layer's output, row stride D·P
-        // b_ih + b_hh, gate-interleaved (zero for the padding units).
-        let bias = stash.biasSum.pointer + d * width
-        bias.update(repeating: 0, count: width)
-        for q in 0..<4 {
-            for j in 0..<H { bias[(j / 16) * 64 + q * 16 + j % 16] = p[layer.biasIH.offset + q * H + j] + p[layer.biasHH.offset + q * H + j] }
-        }
+        let bias = UnsafePointer(stash.biasSum.pointer + u * width)   // b_ih + b_hh, gate-interleaved
         let peep = layer.peephole.map { p + $0.offset }
         let (gate, cell, clip) = (layer.activations.gate.kernelCode, layer.activations.cell.kernelCode,
                                   Float(layer.activations.cellClip ?? 0))
@@ -204,7 +220,9 @@ extension LSTM {
             // Z = x·W_ihᵀ for the chunk's rows; each step adds b_ih + b_hh to its rows just before its product.
             GEMM.gemm(transposeA: false, M: rows, input + row(first) * inputWidth, lda: inputWidth,
                       weightIH, Z, ldc: ldz, accumulate: false, threads: threads)
-            for t in layer.reverse ? Array((first..<end).reversed()) : Array(first..<end) {
+            // The chunk's steps in this direction's order (a stride: nothing allocated per chunk).
+            let (from, past, by) = layer.reverse ? (end - 1, first - 1, -1) : (first, end, 1)
+            for t in stride(from: from, to: past, by: by) {
                 let n = s.batchSizes[t]
                 let hPrev: UnsafePointer<Float>, lda: Int
                 if !layer.reverse {

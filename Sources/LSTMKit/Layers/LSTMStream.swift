@@ -48,35 +48,25 @@ public final class LSTMStream {
             let p = p.baseAddress!
             for layer in lstm.layers {
                 let wi = AlignedBuffer<Float>(), wh = AlignedBuffer<Float>()
+                let bs = AlignedBuffer<Float>(capacity: width)
                 if layer.layerNormGates == nil {
                     // Gate-interleaved: 16 units' i, f, g, o columns side by side, so a thread's columns hold whole units.
-                    func packGates(_ offset: Int, K: Int, _ buffer: AlignedBuffer<Float>) -> GEMM.PreparedOperand<Float> {
-                        buffer.reserve(lstmk_sgemm_packed_size(width, K))
-                        lstmk_sgemm_pack_b_gates(H, K, p + offset, 1, K, buffer.pointer)
-                        return GEMM.PreparedOperand(source: UnsafePointer(buffer.pointer), transposed: false, ld: width,
-                                                    K: K, N: width, packed: UnsafePointer(buffer.pointer))
-                    }
-                    ih.append(packGates(layer.weightIH.offset, K: layer.inputSize, wi))
-                    hh.append(packGates(layer.weightHH.offset, K: P, wh))
+                    ih.append(LSTM.packGateInterleaved(p + layer.weightIH.offset, hidden: H, K: layer.inputSize,
+                                                       into: wi))
+                    hh.append(LSTM.packGateInterleaved(p + layer.weightHH.offset, hidden: H, K: P, into: wh))
+                    LSTM.gateInterleavedBias(layer, hidden: H, parameters: p, into: bs.pointer)
                 } else {
                     // op(B) = W_ihᵀ: W_ih (4H, I) read transposed; the packed copy is all the stream keeps.
                     ih.append(GEMM.prepare(transposeB: true, K: layer.inputSize, N: 4 * H, p + layer.weightIH.offset,
                                            ldb: layer.inputSize, buffer: wi).detached)
                     hh.append(GEMM.prepare(transposeB: true, K: P, N: 4 * H, p + layer.weightHH.offset, ldb: P,
                                            buffer: wh).detached)
+                    for j in 0..<(4 * H) { bs.pointer[j] = p[layer.biasIH.offset + j] + p[layer.biasHH.offset + j] }
                 }
                 if let spec = layer.weightHR {
                     let w = AlignedBuffer<Float>()
                     hr.append(GEMM.prepare(transposeB: true, K: H, N: P, p + spec.offset, ldb: H, buffer: w).detached)
                     phr.append(w)
-                }
-                let bs = AlignedBuffer<Float>(capacity: width)
-                bs.zero(width)
-                for q in 0..<4 {
-                    for j in 0..<H {
-                        let to = layer.layerNormGates == nil ? (j / 16) * 64 + q * 16 + j % 16 : q * H + j
-                        bs.pointer[to] = p[layer.biasIH.offset + q * H + j] + p[layer.biasHH.offset + q * H + j]
-                    }
                 }
                 pih.append(wi); phh.append(wh); b.append(bs)
                 lns.append(layer.layerNormGates.map { gates in
