@@ -50,9 +50,11 @@ struct BenchCommand: ParsableCommand {
         abstract: "Time training steps and inference on the standard configurations (DESIGN.md §4).",
         discussion: """
         A training step is forward + backward + Adam update of an LSTM with a Linear head (H → I) and MSE loss \
-        against random targets; inference is the LSTM forward pass; streaming configurations time one step of \
-        batch 1 with the state carried. Reports medians, tokens/s, GFLOP/s (24·H·(I+H) per token per layer for \
-        training, 8·H·(I+H) for inference) and the percentage of this machine's FMA peak, measured in the same run.
+        against random targets (x is data, so its δ is not computed: LSTM.backward's inputGradient: false); \
+        inference is the LSTM forward pass; streaming configurations time one step of batch 1 with the state \
+        carried. Reports medians, tokens/s, GFLOP/s (24·H·(I+H) per token per layer for training, the full step's \
+        count with δx, 8·H·(I+H) for inference) and the percentage of this machine's FMA peak, measured in the same \
+        run.
         """
     )
 
@@ -254,7 +256,9 @@ struct BenchCommand: ParsableCommand {
                     for (k, r) in real.enumerated() { for j in 0..<W { dPadded[r * W + j] = dRows[k * W + j] } }
                     dh = dPadded
                 }
-                _ = lstm.backward(dOutput: dh, parameters: parameters, stash: stash, gradients: &gradients)
+                // x is data: its δ is not needed (oneDNN computes it whether or not x requires a gradient).
+                _ = lstm.backward(dOutput: dh, parameters: parameters, stash: stash, gradients: &gradients,
+                                  inputGradient: false)
                 optimizer.step(&parameters, gradients: gradients, learningRate: 1e-3)
             }
             let windowed = inferenceWindow > 0 && !c.bidirectional ? try! lstm.withCheckpointInterval(inferenceWindow) : lstm
@@ -351,7 +355,8 @@ struct BenchCommand: ParsableCommand {
             let start = now()
             _ = lstm.forward(x, steps: T, batch: B, parameters: parameters, stash: stash)
             forwardTimes.append(now() - start)
-            _ = lstm.backward(dOutput: dOutput, parameters: parameters, stash: stash, gradients: &gradients)
+            _ = lstm.backward(dOutput: dOutput, parameters: parameters, stash: stash, gradients: &gradients,
+                              inputGradient: false)
             times.append(now() - start)
         }
         var usage = rusage()

@@ -74,7 +74,7 @@ struct MemoryLeanTests {
         configuration.lengths = lengths
         let problem = try GradientCheck.Problem(configuration, seed: 17)
         let seed: UInt64? = dropout > 0 || recurrentDropout > 0 ? 3 : nil
-        func run<S: LSTMScalar>(_: S.Type, interval: Int, threads: Int) throws -> [[S]] {
+        func run<S: LSTMScalar>(_: S.Type, interval: Int, threads: Int, inputGradient: Bool = true) throws -> [[S]] {
             let lstm = try problem.lstm.withCheckpointInterval(interval)
             let p = ParameterBuffer<S>(converting: problem.parameters)
             let c = { (a: [Double]) in a.map { S($0) } }
@@ -89,13 +89,22 @@ struct MemoryLeanTests {
             let d = lstm.backward(dOutput: c(problem.dOutput),
                                   dFinal: LSTMState(hidden: c(f.hidden), cell: c(f.cell), layers: f.layers, batch: 4,
                                                     hiddenSize: f.hiddenSize, cellSize: f.cellSize),
-                                  parameters: p, stash: stash, gradients: &g)
+                                  parameters: p, stash: stash, gradients: &g, inputGradient: inputGradient)
             return [out.output, out.final.hidden, out.final.cell, g.storage, d.input, d.initial.hidden, d.initial.cell]
         }
         let fullF = try run(Float.self, interval: 0, threads: 2), fullD = try run(Double.self, interval: 0, threads: 1)
         for k in [1, 2, 3, 4, 8, 9, 20] {
             #expect(try run(Float.self, interval: k, threads: 2) == fullF, "\(name): Float, checkpoint every \(k)")
             #expect(try run(Double.self, interval: k, threads: 1) == fullD, "\(name): Double, checkpoint every \(k)")
+        }
+        // Without δx (inputGradient: false): an empty δx, everything else the same bits.
+        for k in [0, 3] {
+            var float = try run(Float.self, interval: k, threads: 2, inputGradient: false)
+            var double = try run(Double.self, interval: k, threads: 1, inputGradient: false)
+            #expect(float[4].isEmpty && double[4].isEmpty, "\(name): δx computed")
+            float[4] = fullF[4]
+            double[4] = fullD[4]
+            #expect(float == fullF && double == fullD, "\(name): without δx, checkpoint every \(k)")
         }
     }
 

@@ -99,6 +99,13 @@ struct StructuralVariantTests {
             var g = ParameterBuffer<Float>(layout: layout)
             let d = lstm.backward(dOutput: dy, parameters: parameters, stash: stash, gradients: &g)
             results.append(out.output + out.final.hidden + out.final.cell + g.storage + d.input + d.initial.hidden)
+            // Without δx: none returned, and the same parameter gradients and δh0.
+            _ = lstm.forward(x, steps: T, batch: B, lengths: [4, 9, 1, 6, 9], parameters: parameters, stash: stash,
+                             dropoutSeed: 5)
+            var g2 = ParameterBuffer<Float>(layout: layout)
+            let d2 = lstm.backward(dOutput: dy, parameters: parameters, stash: stash, gradients: &g2, inputGradient: false)
+            #expect(d2.input.isEmpty && g2.storage == g.storage && d2.initial.hidden == d.initial.hidden,
+                    "threads \(threads): without δx")
         }
         #expect(results[0] == results[1] && results[0] == results[2])
     }

@@ -113,7 +113,7 @@ extension Trainer {
                 return r.next()
             }
             let r = try model.lossAndGradients(part, targets: targets, initial: carry?.rows(rows), dropoutSeed: seed,
-                                               normalizer: N)
+                                               normalizer: N, inputGradient: false)
             local.append(model.gradients.storage)
             sums.append(r.loss * Double(r.count))
             final?.replaceRows(from: rows.lowerBound, with: r.final)

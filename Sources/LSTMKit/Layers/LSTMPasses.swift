@@ -377,12 +377,16 @@ extension LSTM {
     ///     nil means zero.
     /// - `dFinal`: δ of the final (h, c) of every layer and direction; nil means zero (truncated BPTT windows pass nil).
     /// - `gradients`: parameter gradients are *added* here, so several backward calls accumulate.
+    /// - `inputGradient`: false skips δx — the first layer's δZ·W_ih, (rows, 4H)·(4H, I), about I / (3(I + H)) of a
+    ///     one-layer training step's arithmetic — when nothing reads it (x is data, not an embedding's output); the
+    ///     returned `input` is then empty. The parameter gradients are the same bits either way.
     /// Returns δx (zero at padding) and δ(h0, c0).
     @_specialize(where S == Float)
     @_specialize(where S == Double)
     public func backward<S: LSTMScalar>(
         dOutput: [S]?, dFinal: LSTMState<S>? = nil,
-        parameters: ParameterBuffer<S>, stash: LSTMStash<S>, gradients: inout ParameterBuffer<S>
+        parameters: ParameterBuffer<S>, stash: LSTMStash<S>, gradients: inout ParameterBuffer<S>,
+        inputGradient: Bool = true
     ) -> LSTMInputGradients<S> {
         let D = directions, U = stateCount, H = hiddenSize, P = outputSize, I = inputSize
         let s = stash.schedule, T = s.steps, B = s.batch
@@ -400,7 +404,7 @@ extension LSTM {
         s.sortState(dFinal, hidden: dh, cell: dc, units: U, hiddenWidth: P, cellWidth: H)
         // Σ δZ over all rows per direction, added to both biases at the end (one chain across windows).
         stash.biasSums.zero(U * 4 * H)
-        var dInput = [S](repeating: 0, count: T * B * I)
+        var dInput = [S](repeating: 0, count: inputGradient ? T * B * I : 0)
 
         parameters.storage.withUnsafeBufferPointer { p in
             gradients.storage.withUnsafeMutableBufferPointer { g in
@@ -417,9 +421,12 @@ extension LSTM {
                         }
                         stash.window = window
                         stash.windowIndex = w
-                        backwardWindow(dOutput: dOutput, parameters: p, gradients: g, stash: stash)
-                        s.unpack(stash.dAbove.pointer, dx.baseAddress!, width: I, layout: stash.sequenceLayout,
-                                 window: window)
+                        backwardWindow(dOutput: dOutput, inputGradient: inputGradient, parameters: p, gradients: g,
+                                       stash: stash)
+                        if inputGradient {
+                            s.unpack(stash.dAbove.pointer, dx.baseAddress!, width: I, layout: stash.sequenceLayout,
+                                     window: window)
+                        }
                     }
                     for (u, layer) in layers.enumerated() {
                         let sum = stash.biasSums.pointer + u * 4 * H
@@ -437,9 +444,10 @@ extension LSTM {
         return LSTMInputGradients(input: dInput, initial: dInitial)
     }
 
-    /// All layers backward over the current window, top down; leaves δ of the window's input rows in `dAbove`.
-    func backwardWindow<S: LSTMScalar>(dOutput: [S]?, parameters p: UnsafePointer<S>, gradients g: UnsafeMutablePointer<S>,
-                                       stash: LSTMStash<S>) {
+    /// All layers backward over the current window, top down; leaves δ of the window's input rows in `dAbove`
+    /// (when `inputGradient`).
+    func backwardWindow<S: LSTMScalar>(dOutput: [S]?, inputGradient: Bool, parameters p: UnsafePointer<S>,
+                                       gradients g: UnsafeMutablePointer<S>, stash: LSTMStash<S>) {
         let L = layerCount, D = directions, P = outputSize, H = hiddenSize
         let s = stash.schedule, w = stash.window, Nw = w.rows, N = s.rows
         var dAbove = stash.dAbove, dBelow = stash.dBelow
@@ -476,6 +484,7 @@ extension LSTM {
                 }
             }
             // δ of the layer's input: Σ_d δZ_d · W_ih,d   (Nw, 4H)·(4H, In), the directions in turn.
+            if l == 0 && !inputGradient { break }
             for (d, layer) in layers[(l * D)..<(l * D + D)].enumerated() {
                 GEMM.gemm(transposeA: false, transposeB: false, M: Nw, N: layer.inputSize, K: 4 * H,
                           stash.dGates.pointer + d * Nw * 4 * H, lda: 4 * H, p + layer.weightIH.offset, ldb: layer.inputSize,
@@ -489,7 +498,7 @@ extension LSTM {
             swap(&dAbove, &dBelow)
             hasAbove = true
         }
-        if dAbove !== stash.dAbove {
+        if inputGradient && dAbove !== stash.dAbove {
             // An odd number of layers left the δ of the input in the other buffer.
             stash.dAbove.pointer.update(from: dAbove.pointer, count: Nw * inputSize)
         }

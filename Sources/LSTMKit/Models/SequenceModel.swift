@@ -267,16 +267,21 @@ public final class SequenceModel<Scalar: LSTMScalar> {
     /// `zeroGradients()` first for a fresh step).
     ///
     /// `dropoutSeed`: draws the dropout masks (a model with dropout and no seed runs without it).
+    /// `inputGradient`: false leaves `Gradients.input` empty and skips its product, δZ·W_ih of the first layer
+    /// (about I / (3(I + H)) of a one-layer step's arithmetic), for a loop that does not read δ of the features —
+    /// `Trainer` passes false. The parameter gradients are the same bits either way.
     @discardableResult
     public func lossAndGradients(_ batch: SequenceBatch<Scalar>, targets: SequenceTargets<Scalar>,
-                                 initial: LSTMState<Scalar>? = nil, dropoutSeed: UInt64? = nil) throws(LSTMKitError) -> Gradients {
-        try lossAndGradients(batch, targets: targets, initial: initial, dropoutSeed: dropoutSeed, normalizer: nil)
+                                 initial: LSTMState<Scalar>? = nil, dropoutSeed: UInt64? = nil,
+                                 inputGradient: Bool = true) throws(LSTMKitError) -> Gradients {
+        try lossAndGradients(batch, targets: targets, initial: initial, dropoutSeed: dropoutSeed, normalizer: nil,
+                             inputGradient: inputGradient)
     }
 
     /// `lossAndGradients`, with the gradient of the loss summed over this batch and divided by `normalizer` (the
     /// target count of the whole batch this one is a shard of) instead of by its own count.
     func lossAndGradients(_ batch: SequenceBatch<Scalar>, targets: SequenceTargets<Scalar>, initial: LSTMState<Scalar>?,
-                          dropoutSeed: UInt64?, normalizer: Int?) throws(LSTMKitError) -> Gradients {
+                          dropoutSeed: UInt64?, normalizer: Int?, inputGradient: Bool) throws(LSTMKitError) -> Gradients {
         try check(batch, initial: initial)
         try check(targets, for: batch)
         let (prediction, headInput, tokens) = forward(batch, initial: initial, dropoutSeed: dropoutSeed)
@@ -291,9 +296,11 @@ public final class SequenceModel<Scalar: LSTMScalar> {
         let back: LSTMInputGradients<Scalar>
         if readsLastStep {
             back = lstm.backward(dOutput: nil, dFinal: finalStateGradient(dHeadInput, batch: B),
-                                 parameters: parameters, stash: stash, gradients: &gradients)
+                                 parameters: parameters, stash: stash, gradients: &gradients,
+                                 inputGradient: inputGradient || embedding != nil)
         } else {
-            back = lstm.backward(dOutput: dHeadInput, parameters: parameters, stash: stash, gradients: &gradients)
+            back = lstm.backward(dOutput: dHeadInput, parameters: parameters, stash: stash, gradients: &gradients,
+                                 inputGradient: inputGradient || embedding != nil)
         }
         if let embedding {
             embedding.backward(dOutput: back.input, tokens: tokens, gradients: &gradients)

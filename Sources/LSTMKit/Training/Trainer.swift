@@ -114,7 +114,8 @@ public final class Trainer<Source: TrainingSource> {
         let dropoutSeed: UInt64? = dropping ? maskSource.next() : nil
         let loss: Double, final: LSTMState<Float>?
         if shards == 1 {
-            let result = try model.lossAndGradients(batch.input, targets: batch.targets, initial: carry, dropoutSeed: dropoutSeed)
+            let result = try model.lossAndGradients(batch.input, targets: batch.targets, initial: carry, dropoutSeed: dropoutSeed,
+                                                inputGradient: false)
             (loss, final) = (result.loss, result.final)
         } else {
             (loss, final) = try shardedLossAndGradients(batch, dropoutSeed: dropoutSeed)
