@@ -259,7 +259,7 @@ struct BenchCommand: ParsableCommand {
                 // x is data: its δ is not needed (oneDNN computes it whether or not x requires a gradient).
                 _ = lstm.backward(dOutput: dh, parameters: parameters, stash: stash, gradients: &gradients,
                                   inputGradient: false)
-                optimizer.step(&parameters, gradients: gradients, learningRate: 1e-3)
+                optimizer.step(&parameters, gradients: gradients, learningRate: 1e-3, threads: threads)
             }
             let windowed = inferenceWindow > 0 && !c.bidirectional ? try! lstm.withCheckpointInterval(inferenceWindow) : lstm
             let inferenceStash = LSTMStash<Float>(threads: threads)

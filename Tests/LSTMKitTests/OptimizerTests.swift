@@ -78,6 +78,30 @@ struct OptimizerTests {
         #expect(parameters.storage != reference.initial)
     }
 
+    /// Adam and AdamW over blocks of parameters on 1, 2 and 3 threads: the same bits (300,001 parameters, so every
+    /// count splits them, and unevenly), three steps with weight decay.
+    @Test func adamIsThreadIndependent() {
+        var layout = ParameterLayout()
+        _ = layout.add("w", shape: [300_001])
+        var random = RandomSource(seed: 8)
+        var start = ParameterBuffer<Float>(layout: layout), gradients = ParameterBuffer<Float>(layout: layout)
+        for k in 0..<layout.count {
+            start.storage[k] = Float(random.uniform(-1, 1))
+            gradients.storage[k] = Float(random.uniform(-1, 1))
+        }
+        for configuration in [OptimizerConfiguration.adam(weightDecay: 0.01), .adamW()] {
+            var results: [[Float]] = []
+            for threads in [1, 2, 3] {
+                var optimizer = Optimizer<Float>(configuration, parameterCount: layout.count)
+                var parameters = start
+                for _ in 0..<3 { optimizer.step(&parameters, gradients: gradients, learningRate: 1e-2, threads: threads) }
+                results.append(parameters.storage + optimizer.states.joined())
+            }
+            #expect(results[0] != start.storage + [Float](repeating: 0, count: 2 * layout.count))
+            #expect(results[1] == results[0] && results[2] == results[0], "\(configuration.name)")
+        }
+    }
+
     @Test func clipNormMatchesTorch() {
         var layout = ParameterLayout()
         _ = layout.add("a", shape: [3, 4])

@@ -72,10 +72,13 @@ public struct Optimizer<Scalar: LSTMScalar>: Sendable {
     }
 
     /// Updates `parameters` in place from `gradients` with learning rate `learningRate`.
+    ///
+    /// `threads`: Adam and AdamW split the parameters into that many contiguous blocks updated at once (every
+    /// parameter's update is its own, so any count gives the same bits); the other rules run on one thread.
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public mutating func step(_ parameters: inout ParameterBuffer<Scalar>, gradients: ParameterBuffer<Scalar>,
-                              learningRate: Double) {
+                              learningRate: Double, threads: Int = 1) {
         require(parameters.storage.count == gradients.storage.count, "Optimizer.step: gradients do not match parameters")
         require(states.allSatisfy { $0.count == parameters.storage.count }, "Optimizer.step: state does not match parameters")
         stepCount += 1
@@ -113,16 +116,26 @@ public struct Optimizer<Scalar: LSTMScalar>: Sendable {
                 gradients.storage.withUnsafeBufferPointer { gs in
                     first.withUnsafeMutableBufferPointer { ms in
                         second.withUnsafeMutableBufferPointer { vs in
-                            for k in 0..<n {
-                                var p = ps[k]
-                                var g = gs[k]
-                                if decoupled { p = p * shrink } else if weightDecay != 0 { g = g + wd * p }
-                                let m = ms[k] + b1 * (g - ms[k])
-                                let v = vs[k] * b2 + b2c * g * g
-                                ms[k] = m
-                                vs[k] = v
-                                let denom = Scalar.squareRoot(v) / correction2Root + eps
-                                ps[k] = p - stepSize * (m / denom)
+                            nonisolated(unsafe) let (ps, gs, ms, vs) = (ps, gs, ms, vs)
+                            func update(_ range: Range<Int>) {
+                                for k in range {
+                                    var p = ps[k]
+                                    var g = gs[k]
+                                    if decoupled { p = p * shrink } else if weightDecay != 0 { g = g + wd * p }
+                                    let m = ms[k] + b1 * (g - ms[k])
+                                    let v = vs[k] * b2 + b2c * g * g
+                                    ms[k] = m
+                                    vs[k] = v
+                                    let denom = Scalar.squareRoot(v) / correction2Root + eps
+                                    ps[k] = p - stepSize * (m / denom)
+                                }
+                            }
+                            // Blocks of at least 64 K parameters: below that a dispatch costs more than it saves.
+                            let parts = max(1, min(threads, n / (1 << 16)))
+                            if parts == 1 { update(0..<n) } else {
+                                WorkerPool.shared(threads: parts).run(parts: parts) { part in
+                                    update((part * n / parts)..<((part + 1) * n / parts))
+                                }
                             }
                         }
                     }

@@ -90,6 +90,8 @@ public struct ParameterBuffer<Scalar: LSTMScalar>: Sendable {
     }
 
     /// Sets every scalar to zero.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public mutating func zero() {
         storage.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
     }

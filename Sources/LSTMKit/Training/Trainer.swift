@@ -129,7 +129,8 @@ public final class Trainer<Source: TrainingSource> {
         }
         if options.clip > 0 { GradientClipping.clipNorm(&model.gradients, maxNorm: options.clip, norm: norm) }
         let learningRate = (schedule ?? options.schedule).learningRate(base: options.learningRate, step: step)
-        optimizer.step(&model.parameters, gradients: model.gradients, learningRate: learningRate)
+        optimizer.step(&model.parameters, gradients: model.gradients, learningRate: learningRate,
+                       threads: model.threads)
         if let tensor = firstNonFinite(model.parameters) {
             throw .diverged("step \(step + 1): the update made \(tensor) non-finite (is the learning rate too high?)")
         }
