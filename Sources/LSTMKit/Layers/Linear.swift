@@ -52,7 +52,10 @@ public struct Linear: Sendable, Hashable {
                               y.baseAddress!, ldc: Out, accumulate: false, threads: threads)
                     if let bias {
                         let b = p.baseAddress! + bias.offset
-                        for r in 0..<N { for j in 0..<Out { y[r * Out + j] += b[j] } }
+                        for r in 0..<N {
+                            let row = y.baseAddress! + r * Out
+                            for j in 0..<Out { row[j] += b[j] }
+                        }
                     }
                 }
             }
@@ -81,7 +84,17 @@ public struct Linear: Sendable, Hashable {
                                       dy.baseAddress!, lda: Out, x.baseAddress!, ldb: In,
                                       g.baseAddress! + weight.offset, ldc: In, accumulate: true, threads: threads)
                             if let bias {
-                                for r in 0..<N { for j in 0..<Out { g[bias.offset + j] += dy[r * Out + j] } }
+                                // Σ_rows δY, rows ascending for every column, summed in a row of its own (which
+                                // vectorizes) and then stored: the same chain per column as adding into g directly.
+                                let sums = UnsafeMutablePointer<S>.allocate(capacity: Out)
+                                defer { sums.deallocate() }
+                                let gb = g.baseAddress! + bias.offset
+                                sums.update(from: gb, count: Out)
+                                for r in 0..<N {
+                                    let row = dy.baseAddress! + r * Out
+                                    for j in 0..<Out { sums[j] += row[j] }
+                                }
+                                gb.update(from: sums, count: Out)
                             }
                             GEMM.gemm(transposeA: false, transposeB: false, M: N, N: In, K: Out,
                                       dy.baseAddress!, lda: Out, p.baseAddress! + weight.offset, ldb: In,
