@@ -120,7 +120,8 @@ struct BenchCommand: ParsableCommand {
     }
 
     /// The products of one layer's training step (first layer's input size), each timed alone (best of
-    /// `repeats` after a warm-up) on 1 thread and on `threads`.
+    /// `repeats` after a warm-up) on 1 thread and on `threads`. δZ·W_ih is δ of the layer's input: a step on data
+    /// skips it for the first layer (`inputGradient: false`), the layers above run it.
     private func productRates(_ c: BenchConfiguration) {
         let (T, B, I, H) = (c.steps, c.batch, c.input, c.hidden)
         var random = RandomSource(seed: 1)

@@ -32,7 +32,9 @@ struct ReadmeExampleTests {
             gradients.zero()
             let dh = head.backward(dOutput: dPrediction, input: h, rows: T * B,
                                    parameters: parameters, gradients: &gradients)
-            _ = lstm.backward(dOutput: dh, parameters: parameters, stash: stash, gradients: &gradients)
+            // x is data: skip its δ (inputGradient: false), the first layer's δZ·W_ih.
+            _ = lstm.backward(dOutput: dh, parameters: parameters, stash: stash, gradients: &gradients,
+                              inputGradient: false)
             GradientClipping.clipNorm(&gradients, maxNorm: 1)
             optimizer.step(&parameters, gradients: gradients, learningRate: 0.01)
             losses.append(loss)
