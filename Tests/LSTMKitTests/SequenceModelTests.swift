@@ -135,6 +135,34 @@ struct SequenceModelTests {
         }
     }
 
+    /// `inputGradient: false` skips δ of the features and nothing else: the same parameter gradients and δ(h0, c0),
+    /// bit for bit, an empty `input`; a token model still feeds its embedding (its table's gradient unchanged).
+    @Test func withoutTheInputGradient() throws {
+        let features = try SequenceModel<Float>(input: .features(3), lstm: .init(hiddenSize: 5, layers: 2),
+                                                head: .everyStep(outputs: 2), loss: .meanSquaredError, seed: 4)
+        let tokens = try SequenceModel<Float>(input: .tokens(vocabularySize: 5, embedding: 3),
+                                              lstm: .init(hiddenSize: 5), head: .everyStep(outputs: 5),
+                                              loss: .crossEntropy, seed: 4)
+        var random = RandomSource(seed: 9)
+        let x = (0..<(4 * 3 * 3)).map { _ in Float(random.uniform(-1, 1)) }
+        let featureBatch = try SequenceBatch<Float>(features: x, steps: 4, batch: 3, features: 3, lengths: [4, 2, 3])
+        let values = SequenceTargets<Float>.values((0..<(12 * 2)).map { _ in Float(random.uniform(-1, 1)) })
+        let tokenBatch = try SequenceBatch<Float>(tokens: (0..<12).map { Int32($0 % 5) }, steps: 4, batch: 3)
+        let classes = SequenceTargets<Float>.classes((0..<12).map { Int32(($0 * 3) % 5) })
+        for (model, batch, targets) in [(features, featureBatch, values), (tokens, tokenBatch, classes)] {
+            var runs: [(SequenceModel<Float>.Gradients, [Float])] = []
+            for inputGradient in [true, false] {
+                model.zeroGradients()
+                let r = try model.lossAndGradients(batch, targets: targets, inputGradient: inputGradient)
+                runs.append((r, model.gradients.storage))
+            }
+            #expect(runs[1].1 == runs[0].1 && runs[1].0.initial.hidden == runs[0].0.initial.hidden
+                    && runs[1].0.initial.cell == runs[0].0.initial.cell && runs[1].0.loss == runs[0].0.loss)
+            #expect(runs[1].0.input.isEmpty)
+            if model === features { #expect(runs[0].0.input.count == x.count && runs[0].0.input.contains { $0 != 0 }) }
+        }
+    }
+
     /// Token input: the embedding's gradient (rows of repeated tokens add up) and every other tensor, batch-first
     /// with lengths, for both heads; padding holds out-of-vocabulary ids, which must never be read.
     @Test("gradient check of a token model", arguments: [SequenceModelConfiguration.Head.everyStep(outputs: 5), .lastStep(outputs: 3)])
