@@ -427,3 +427,59 @@ void lstmk_pointwise_backward(const float *gates, const float *cprev, const floa
         backward_row_portable(a, cp, s, d_out, dc_in, d_c, d_z, from, H, gate, cell, clip, peep);
     }
 }
+
+// ---- Adam / AdamW (Optimizer.step's loop in Swift, the same operations in the same order) ----
+//
+// p ← p·shrink (AdamW) or g ← g + wd·p (Adam with weight decay); m ← m + b1·(g − m); v ← v·b2 + (b2c·g)·g;
+// p ← p − step·(m / (√v / c2 + eps)). No fused multiply-adds (FP_CONTRACT OFF above); the square root and the
+// divisions are correctly rounded in both paths, so both give the bits of the Swift loop. Swift's Float.squareRoot
+// on Linux calls sqrtf for negative inputs (errno), which kept that loop from vectorizing.
+
+static void adam_portable(float *p, const float *g, float *m, float *v, ptrdiff_t from, ptrdiff_t n,
+                          const float *k, int mode) {
+    const float shrink = k[0], wd = k[1], b1 = k[2], b2 = k[3], b2c = k[4], c2 = k[5], eps = k[6], step = k[7];
+    for (ptrdiff_t i = from; i < n; i++) {
+        float pi = p[i], gi = g[i];
+        if (mode == 1) pi = pi * shrink;
+        else if (mode == 2) gi = gi + wd * pi;
+        const float mi = m[i] + b1 * (gi - m[i]);
+        const float vi = v[i] * b2 + b2c * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        const float denom = sqrtf(vi) / c2 + eps;
+        p[i] = pi - step * (mi / denom);
+    }
+}
+
+#ifdef LSTMK_X86
+__attribute__((target("avx2")))
+static ptrdiff_t adam_avx2(float *p, const float *g, float *m, float *v, ptrdiff_t n, const float *k, int mode) {
+    const __m256 shrink = _mm256_set1_ps(k[0]), wd = _mm256_set1_ps(k[1]), b1 = _mm256_set1_ps(k[2]),
+                 b2 = _mm256_set1_ps(k[3]), b2c = _mm256_set1_ps(k[4]), c2 = _mm256_set1_ps(k[5]),
+                 eps = _mm256_set1_ps(k[6]), step = _mm256_set1_ps(k[7]);
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 pi = _mm256_loadu_ps(p + i), gi = _mm256_loadu_ps(g + i);
+        if (mode == 1) pi = _mm256_mul_ps(pi, shrink);
+        else if (mode == 2) gi = _mm256_add_ps(gi, _mm256_mul_ps(wd, pi));
+        const __m256 m0 = _mm256_loadu_ps(m + i);
+        const __m256 mi = _mm256_add_ps(m0, _mm256_mul_ps(b1, _mm256_sub_ps(gi, m0)));
+        const __m256 vi = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + i), b2), _mm256_mul_ps(_mm256_mul_ps(b2c, gi), gi));
+        _mm256_storeu_ps(m + i, mi);
+        _mm256_storeu_ps(v + i, vi);
+        const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), c2), eps);
+        _mm256_storeu_ps(p + i, _mm256_sub_ps(pi, _mm256_mul_ps(step, _mm256_div_ps(mi, denom))));
+    }
+    return i;
+}
+#endif
+
+void lstmk_adam(float *p, const float *g, float *m, float *v, ptrdiff_t n, const float *constants, int mode,
+                int portable) {
+    ptrdiff_t i = 0;
+#ifdef LSTMK_X86
+    if (!portable && lstmk_sgemm_level() >= 2) i = adam_avx2(p, g, m, v, n, constants, mode);
+#endif
+    (void)portable;
+    adam_portable(p, g, m, v, i, n, constants, mode);
+}

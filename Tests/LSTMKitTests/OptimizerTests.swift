@@ -102,6 +102,54 @@ struct OptimizerTests {
         }
     }
 
+    /// Float Adam and AdamW run in C (AVX2 and its portable path): bit for bit the Swift loop written out here (the
+    /// operations of `Optimizer.step`), over 1,003 values (a tail after the 8-wide blocks) with zero, tiny (squares
+    /// below the normal range) and huge gradients, three steps.
+    @Test func floatAdamKernelMatchesTheLoop() {
+        let n = 1003
+        var layout = ParameterLayout()
+        _ = layout.add("w", shape: [n])
+        var random = RandomSource(seed: 5)
+        var start = ParameterBuffer<Float>(layout: layout), gradients = ParameterBuffer<Float>(layout: layout)
+        for k in 0..<n {
+            start.storage[k] = Float(random.uniform(-2, 2))
+            let scale: Float = k % 7 == 0 ? 1e-20 : k % 11 == 0 ? 1e15 : 1
+            gradients.storage[k] = k % 13 == 0 ? 0 : Float(random.uniform(-1, 1)) * scale
+        }
+        let lr = 1e-2
+        for configuration in [OptimizerConfiguration.adam(), .adam(weightDecay: 0.1), .adamW(weightDecay: 0.05)] {
+            let (beta1, beta2, epsilon, weightDecay, decoupled): (Double, Double, Double, Double, Bool)
+            switch configuration {
+            case let .adam(b1, b2, e, w): (beta1, beta2, epsilon, weightDecay, decoupled) = (b1, b2, e, w, false)
+            case let .adamW(b1, b2, e, w): (beta1, beta2, epsilon, weightDecay, decoupled) = (b1, b2, e, w, true)
+            default: Issue.record("not Adam"); return
+            }
+            var p = start.storage, m = [Float](repeating: 0, count: n), v = m
+            for t in 1...3 {
+                let b1 = Float(1 - beta1), b2 = Float(beta2), b2c = Float(1 - beta2), wd = Float(weightDecay)
+                let stepSize = Float(lr / (1 - pow(beta1, Double(t))))
+                let correction2Root = Float((1 - pow(beta2, Double(t))).squareRoot())
+                let eps = Float(epsilon), shrink = Float(1 - lr * weightDecay)
+                for k in 0..<n {
+                    var pk = p[k], g = gradients.storage[k]
+                    if decoupled { pk = pk * shrink } else if weightDecay != 0 { g = g + wd * pk }
+                    m[k] = m[k] + b1 * (g - m[k])
+                    v[k] = v[k] * b2 + b2c * g * g
+                    p[k] = pk - stepSize * (m[k] / (v[k].squareRoot() / correction2Root + eps))
+                }
+            }
+            #expect(p != start.storage)
+            for portable in [false, true] {
+                var optimizer = Optimizer<Float>(configuration, parameterCount: n)
+                optimizer.portableKernel = portable
+                var parameters = start
+                for _ in 0..<3 { optimizer.step(&parameters, gradients: gradients, learningRate: lr, threads: 2) }
+                #expect(parameters.storage == p && optimizer.states[0] == m && optimizer.states[1] == v,
+                        "\(configuration.name), portable: \(portable)")
+            }
+        }
+    }
+
     @Test func clipNormMatchesTorch() {
         var layout = ParameterLayout()
         _ = layout.add("a", shape: [3, 4])

@@ -1,3 +1,4 @@
+import _LSTMKernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -71,10 +72,14 @@ public struct Optimizer<Scalar: LSTMScalar>: Sendable {
         self.states = states
     }
 
+    /// Float Adam runs the C kernel's scalar path instead of its AVX2 one (tests: both give the same bits).
+    var portableKernel = false
+
     /// Updates `parameters` in place from `gradients` with learning rate `learningRate`.
     ///
     /// `threads`: Adam and AdamW split the parameters into that many contiguous blocks updated at once (every
-    /// parameter's update is its own, so any count gives the same bits); the other rules run on one thread.
+    /// parameter's update is its own, so any count gives the same bits); the other rules run on one thread. Float
+    /// Adam and AdamW run vectorized in `_LSTMKernels` (`lstmk_adam`: the same operations in the same order).
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public mutating func step(_ parameters: inout ParameterBuffer<Scalar>, gradients: ParameterBuffer<Scalar>,
@@ -117,7 +122,22 @@ public struct Optimizer<Scalar: LSTMScalar>: Sendable {
                     first.withUnsafeMutableBufferPointer { ms in
                         second.withUnsafeMutableBufferPointer { vs in
                             nonisolated(unsafe) let (ps, gs, ms, vs) = (ps, gs, ms, vs)
+                            let floatConstants: [Float] = [shrink, wd, b1, b2, b2c, correction2Root, eps, stepSize]
+                                .map { Float($0) }
+                            let mode: Int32 = decoupled ? 1 : weightDecay != 0 ? 2 : 0
                             func update(_ range: Range<Int>) {
+                                if Scalar.self == Float.self {
+                                    // The same operations vectorized in C (see lstmk_adam), the same bits.
+                                    func float<T>(_ b: UnsafeMutableBufferPointer<T>) -> UnsafeMutablePointer<Float> {
+                                        UnsafeMutableRawPointer(b.baseAddress! + range.lowerBound)
+                                            .assumingMemoryBound(to: Float.self)
+                                    }
+                                    let g = UnsafeRawPointer(gs.baseAddress! + range.lowerBound)
+                                        .assumingMemoryBound(to: Float.self)
+                                    lstmk_adam(float(ps), g, float(ms), float(vs), range.count, floatConstants, mode,
+                                               portableKernel ? 1 : 0)
+                                    return
+                                }
                                 for k in range {
                                     var p = ps[k]
                                     var g = gs[k]

@@ -96,6 +96,13 @@ void lstmk_pointwise_backward(const float *gates, const float *cprev, const floa
 /// y = σ(x) (function 0) or tanh(x) (function 1), elementwise, with the kernels' approximations.
 void lstmk_activation(int function, const float *x, float *y, ptrdiff_t n, int portable);
 
+/// One Adam/AdamW update of n parameters in place (p, m, v; g read): the operations of Optimizer.step, same order,
+/// same bits. constants: shrink, wd, b1 (1 − β1), β2, 1 − β2, √(1 − β2ᵗ), ε, the step size lr / (1 − β1ᵗ).
+/// mode 1: p ← p·shrink first (AdamW); 2: g ← g + wd·p first (Adam with weight decay); 0: neither.
+/// portable != 0 runs the scalar path whatever the CPU (tests).
+void lstmk_adam(float *p, const float *g, float *m, float *v, ptrdiff_t n, const float *constants, int mode,
+                int portable);
+
 /// tanh with the kernels' approximation (the backward pass recomputes tanh(S_t) with it).
 float lstmk_tanh(float x);
 
