@@ -14,8 +14,8 @@ public final class LSTMStream {
     public let lstm: LSTM
     /// Threads for the matrix products of each step (at least 1 when the stream is made).
     public var threads: Int
-    private let packedIH: [AlignedBuffer<Float>]    // per layer W_ihᵀ (I_l, 4H), packed
-    private let packedHH: [AlignedBuffer<Float>]    // per layer W_hhᵀ (H, 4H), packed
+    private let packedIH: [AlignedBuffer<Float>]    // per layer W_ihᵀ (I_l, 4H), packed (kept alive for weightIHT)
+    private let packedHH: [AlignedBuffer<Float>]    // per layer W_hhᵀ (H, 4H), packed (kept alive for weightHHT)
     private let weightIHT: [GEMM.PreparedOperand<Float>]
     private let weightHHT: [GEMM.PreparedOperand<Float>]
     private let bias: [AlignedBuffer<Float>]        // per layer (4H), gate-interleaved (width) when fused
@@ -192,7 +192,7 @@ public final class LSTMStream {
         // Below ~64k multiply-adds a dispatch costs more than it saves (as in GEMM).
         let parts = 64 * groups * (In + P) >= 1 << 16 ? max(1, min(threads, groups)) : 1
         nonisolated(unsafe) let (z, input, previous, cells, out) = (gates.pointer, x, UnsafePointer(h), c, target)
-        nonisolated(unsafe) let (wih, whh, b) = (packedIH[l].pointer, packedHH[l].pointer, bias[l].pointer)
+        nonisolated(unsafe) let (wih, whh, b) = (weightIHT[l].packed!, weightHHT[l].packed!, bias[l].pointer)
         nonisolated(unsafe) let peep = peepholes[l].map { UnsafePointer($0.pointer) }
         let width = width
         func part(_ part: Int) {
