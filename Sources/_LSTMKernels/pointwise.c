@@ -1,5 +1,6 @@
-// The LSTM's per-step element-wise pass for Float, vectorized with AVX2 and with a portable twin that performs
-// the same operations in the same order (so both give the same bits; see Tests/LSTMKitTests/KernelTests.swift).
+// The LSTM's per-step element-wise pass for Float, vectorized with AVX-512 and AVX2 (one body for both widths,
+// pointwise_simd.h) and with a portable twin that performs the same operations in the same order (so all give the
+// same bits; see Tests/LSTMKitTests/KernelTests.swift).
 //
 // exp(x): Cephes expf. n = round(x·log2 e), r = x − n·ln2 (two-part ln2, by fma), e^r by a degree-6 polynomial,
 // times 2^n built in the exponent bits. x is clamped to [−87, 88] so 2^n stays a normal float.
@@ -84,150 +85,97 @@ static inline float gate_portable(float z, int kind) {
 static inline float cell_portable(float z, int kind) { return kind == 0 ? tanh_portable(z) : z; }
 
 #ifdef LSTMK_X86
-// The AVX2 functions work on n independent vectors of 8 at once (n = 1…4, a constant at every call): each step is
-// written for the n side by side. One vector's pass through the forward step is a chain of ~150 cycles of latency
-// (five exp/divide chains, one after the other), so one at a time leaves the FMA pipes mostly idle; four
-// interleaved fill them. Per element the operations are the same for every n (and those of the portable code), so
-// the bits are the same.
 #define NV 4
-#define AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) static inline
 
-AVX2_INLINE void exp_avx2_n(__m256 *x, const int nv) {
-    __m256 n[NV], r[NV], p[NV];
-    for (int v = 0; v < nv; v++) x[v] = _mm256_min_ps(_mm256_max_ps(x[v], _mm256_set1_ps(EXP_LO)), _mm256_set1_ps(EXP_HI));
-    for (int v = 0; v < nv; v++)
-        n[v] = _mm256_round_ps(_mm256_mul_ps(x[v], _mm256_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    for (int v = 0; v < nv; v++) r[v] = _mm256_fmadd_ps(n[v], _mm256_set1_ps(-LN2_HI), x[v]);
-    for (int v = 0; v < nv; v++) r[v] = _mm256_fmadd_ps(n[v], _mm256_set1_ps(-LN2_LO), r[v]);
-    for (int v = 0; v < nv; v++) p[v] = _mm256_fmadd_ps(_mm256_set1_ps(P0), r[v], _mm256_set1_ps(P1));
-    for (int v = 0; v < nv; v++) p[v] = _mm256_fmadd_ps(p[v], r[v], _mm256_set1_ps(P2));
-    for (int v = 0; v < nv; v++) p[v] = _mm256_fmadd_ps(p[v], r[v], _mm256_set1_ps(P3));
-    for (int v = 0; v < nv; v++) p[v] = _mm256_fmadd_ps(p[v], r[v], _mm256_set1_ps(P4));
-    for (int v = 0; v < nv; v++) p[v] = _mm256_fmadd_ps(p[v], r[v], _mm256_set1_ps(P5));
-    for (int v = 0; v < nv; v++) {
-        const __m256 z = _mm256_mul_ps(r[v], r[v]);
-        const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p[v], z, r[v]), _mm256_set1_ps(1.0f));
-        const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n[v]), _mm256_set1_epi32(127)), 23);
-        x[v] = _mm256_mul_ps(y, _mm256_castsi256_ps(bits));
-    }
-}
+// AVX2: 8 lanes.
+#define V __m256
+#define VW 8
+#define SFX _avx2
+#define SIMD_INLINE __attribute__((target("avx2,fma"), always_inline)) static inline
+#define SIMD_FN __attribute__((target("avx2,fma"))) static
+#define LOADU _mm256_loadu_ps
+#define STOREU _mm256_storeu_ps
+#define SET1 _mm256_set1_ps
+#define ZERO _mm256_setzero_ps
+#define ADD _mm256_add_ps
+#define SUB _mm256_sub_ps
+#define MUL _mm256_mul_ps
+#define DIV _mm256_div_ps
+#define MIN _mm256_min_ps
+#define MAX _mm256_max_ps
+#define FMADD _mm256_fmadd_ps
+#define ROUND_NEAREST(x) _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define POW2N(n) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23))
+#define ABS(x) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x)
+#define COPYSIGN(t, x) _mm256_or_ps(t, _mm256_and_ps(_mm256_set1_ps(-0.0f), x))
+#define CMP_LT(a, b) _mm256_cmp_ps(a, b, _CMP_LT_OQ)
+#define CMP_GT(a, b) _mm256_cmp_ps(a, b, _CMP_GT_OQ)
+#define CMP_LE(a, b) _mm256_cmp_ps(a, b, _CMP_LE_OQ)
+#define CMP_GE(a, b) _mm256_cmp_ps(a, b, _CMP_GE_OQ)
+#define MASK_AND _mm256_and_ps
+#define MASK_OR _mm256_or_ps
+#define SELECT(m, t, f) _mm256_blendv_ps(f, t, m)
+#include "pointwise_simd.h"
+#undef V
+#undef VW
+#undef SFX
+#undef SIMD_INLINE
+#undef SIMD_FN
+#undef LOADU
+#undef STOREU
+#undef SET1
+#undef ZERO
+#undef ADD
+#undef SUB
+#undef MUL
+#undef DIV
+#undef MIN
+#undef MAX
+#undef FMADD
+#undef ROUND_NEAREST
+#undef POW2N
+#undef ABS
+#undef COPYSIGN
+#undef CMP_LT
+#undef CMP_GT
+#undef CMP_LE
+#undef CMP_GE
+#undef MASK_AND
+#undef MASK_OR
+#undef SELECT
 
-AVX2_INLINE void sigmoid_avx2_n(__m256 *z, const int nv) {
-    const __m256 one = _mm256_set1_ps(1.0f);
-    __m256 e[NV];
-    for (int v = 0; v < nv; v++) e[v] = _mm256_sub_ps(_mm256_setzero_ps(), z[v]);
-    exp_avx2_n(e, nv);
-    for (int v = 0; v < nv; v++) z[v] = _mm256_div_ps(one, _mm256_add_ps(one, e[v]));
-}
-
-// y[v] = tanh(x[v]); y may be x.
-AVX2_INLINE void tanh_avx2_n(const __m256 *x, __m256 *y, const int nv) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 e[NV];
-    for (int v = 0; v < nv; v++)
-        e[v] = _mm256_mul_ps(_mm256_set1_ps(2.0f), _mm256_min_ps(_mm256_andnot_ps(sign, x[v]), _mm256_set1_ps(44.0f)));
-    exp_avx2_n(e, nv);
-    for (int v = 0; v < nv; v++) {
-        const __m256 ax = _mm256_andnot_ps(sign, x[v]);
-        const __m256 z = _mm256_mul_ps(x[v], x[v]);
-        __m256 p = _mm256_set1_ps(T0);
-        p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(T1));
-        p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(T2));
-        p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(T3));
-        p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(T4));
-        const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x[v], x[v]);
-        const __m256 t = _mm256_sub_ps(_mm256_set1_ps(1.0f), _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e[v], _mm256_set1_ps(1.0f))));
-        const __m256 large = _mm256_or_ps(t, _mm256_and_ps(sign, x[v]));
-        y[v] = _mm256_blendv_ps(large, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
-    }
-}
-
-AVX2_INLINE __m256 sigmoid_avx2(__m256 z) { sigmoid_avx2_n(&z, 1); return z; }
-
-AVX2_INLINE __m256 tanh_avx2(__m256 x) { tanh_avx2_n(&x, &x, 1); return x; }
-
-AVX2_INLINE void gate_avx2_n(__m256 *z, const int nv, int kind) {
-    switch (kind) {
-    case 0: sigmoid_avx2_n(z, nv); return;
-    case 1:
-        for (int v = 0; v < nv; v++)
-            z[v] = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(_mm256_div_ps(z[v], _mm256_set1_ps(6.0f)), _mm256_set1_ps(0.5f)),
-                                               _mm256_setzero_ps()), _mm256_set1_ps(1.0f));
-        return;
-    default: return;
-    }
-}
-
-// y[v] = the cell activation of x[v]; y may be x.
-AVX2_INLINE void cell_avx2_n(const __m256 *x, __m256 *y, const int nv, int kind) {
-    if (kind == 0) { tanh_avx2_n(x, y, nv); return; }
-    for (int v = 0; v < nv; v++) y[v] = x[v];
-}
-
-AVX2_INLINE __m256 clip_avx2(__m256 s, float clip) {
-    const __m256 hi = _mm256_set1_ps(clip), lo = _mm256_set1_ps(-clip);
-    s = _mm256_blendv_ps(s, lo, _mm256_cmp_ps(s, lo, _CMP_LT_OQ));
-    return _mm256_blendv_ps(s, hi, _mm256_cmp_ps(s, hi, _CMP_GT_OQ));
-}
-
-// The forward element-wise pass of nv vectors of 8 units: vector v's gates at z[v] + q·zs, its S_{t−1}, S_t and h
-// at cp[v], cb[v], hb[v], its peepholes (when peep) at peep[v] + q·ps; the activated gates written back only when
-// `store` (the training stash keeps them; inference does not).
-// Peepholes (Gers & Schmidhuber): i and f see S_{t-1}, o sees S_t: z_i += p_i ⊙ S_{t-1}, z_f += p_f ⊙ S_{t-1},
-// z_o += p_o ⊙ S_t (a product, then a sum, in every path).
-AVX2_INLINE void forward_avx2_n(float *const *z, ptrdiff_t zs, const float *const *cp, float *const *cb,
-                                float *const *hb, const int nv, int gate, int cell, float clip,
-                                const float *const *peep, ptrdiff_t ps, int store) {
-    __m256 c[NV], i[NV], f[NV], g[NV], o[NV], s[NV], t[NV];
-    for (int v = 0; v < nv; v++) {
-        c[v] = _mm256_loadu_ps(cp[v]);
-        i[v] = _mm256_loadu_ps(z[v]); f[v] = _mm256_loadu_ps(z[v] + zs);
-        g[v] = _mm256_loadu_ps(z[v] + 2 * zs); o[v] = _mm256_loadu_ps(z[v] + 3 * zs);
-        if (peep) {
-            i[v] = _mm256_add_ps(i[v], _mm256_mul_ps(_mm256_loadu_ps(peep[v]), c[v]));
-            f[v] = _mm256_add_ps(f[v], _mm256_mul_ps(_mm256_loadu_ps(peep[v] + ps), c[v]));
-        }
-    }
-    gate_avx2_n(i, nv, gate);
-    gate_avx2_n(f, nv, gate);
-    cell_avx2_n(g, g, nv, cell);
-    for (int v = 0; v < nv; v++) {
-        s[v] = _mm256_add_ps(_mm256_mul_ps(f[v], c[v]), _mm256_mul_ps(i[v], g[v]));
-        if (clip > 0.0f) s[v] = clip_avx2(s[v], clip);
-        if (peep) o[v] = _mm256_add_ps(o[v], _mm256_mul_ps(_mm256_loadu_ps(peep[v] + 2 * ps), s[v]));
-    }
-    gate_avx2_n(o, nv, gate);
-    cell_avx2_n(s, t, nv, cell);
-    for (int v = 0; v < nv; v++) {
-        if (store) {
-            _mm256_storeu_ps(z[v], i[v]); _mm256_storeu_ps(z[v] + zs, f[v]);
-            _mm256_storeu_ps(z[v] + 2 * zs, g[v]); _mm256_storeu_ps(z[v] + 3 * zs, o[v]);
-        }
-        _mm256_storeu_ps(cb[v], s[v]);
-        _mm256_storeu_ps(hb[v], _mm256_mul_ps(o[v], t[v]));
-    }
-}
-
-// `H` units from z (gate q of unit j at z[q·zs + j]), peepholes at peep[q·ps + j]: 32 units at a time, then 8; the
-// rest (returned: where the portable code takes over) is left.
-__attribute__((target("avx2,fma")))
-static ptrdiff_t forward_row_avx2(float *z, ptrdiff_t zs, const float *cp, float *cb, float *hb, ptrdiff_t H, int gate,
-                                  int cell, float clip, const float *peep, ptrdiff_t ps, int store) {
-    ptrdiff_t j = 0;
-    float *zv[NV], *cbv[NV], *hbv[NV];
-    const float *cpv[NV], *pv[NV];
-    for (; j + 8 <= H; ) {
-        const int nv = j + 32 <= H ? 4 : 1;
-        for (int v = 0; v < nv; v++) {
-            zv[v] = z + j + 8 * v; cpv[v] = cp + j + 8 * v; cbv[v] = cb + j + 8 * v; hbv[v] = hb + j + 8 * v;
-            pv[v] = peep ? peep + j + 8 * v : NULL;
-        }
-        if (nv == 4) forward_avx2_n(zv, zs, cpv, cbv, hbv, 4, gate, cell, clip, peep ? pv : NULL, ps, store);
-        else forward_avx2_n(zv, zs, cpv, cbv, hbv, 1, gate, cell, clip, peep ? pv : NULL, ps, store);
-        j += 8 * nv;
-    }
-    return j;
-}
+// AVX-512 (AVX512F only): 16 lanes; comparisons give mask registers, bit operations go through the integer
+// instructions (the float ones need AVX512DQ). min, max, the rounding and the conversion behave as the AVX2 ones
+// on every input, NaN included.
+#define V __m512
+#define VW 16
+#define SFX _avx512
+#define SIMD_INLINE __attribute__((target("avx512f"), always_inline)) static inline
+#define SIMD_FN __attribute__((target("avx512f"))) static
+#define LOADU _mm512_loadu_ps
+#define STOREU _mm512_storeu_ps
+#define SET1 _mm512_set1_ps
+#define ZERO _mm512_setzero_ps
+#define ADD _mm512_add_ps
+#define SUB _mm512_sub_ps
+#define MUL _mm512_mul_ps
+#define DIV _mm512_div_ps
+#define MIN _mm512_min_ps
+#define MAX _mm512_max_ps
+#define FMADD _mm512_fmadd_ps
+#define ROUND_NEAREST(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define POW2N(n) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23))
+#define SIGN_BITS _mm512_castps_si512(_mm512_set1_ps(-0.0f))
+#define ABS(x) _mm512_castsi512_ps(_mm512_andnot_si512(SIGN_BITS, _mm512_castps_si512(x)))
+#define COPYSIGN(t, x) _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), _mm512_and_si512(SIGN_BITS, _mm512_castps_si512(x))))
+#define CMP_LT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ)
+#define CMP_GT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ)
+#define CMP_LE(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ)
+#define CMP_GE(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ)
+#define MASK_AND(a, b) ((__mmask16)((a) & (b)))
+#define MASK_OR(a, b) ((__mmask16)((a) | (b)))
+#define SELECT(m, t, f) _mm512_mask_blend_ps(m, f, t)
+#include "pointwise_simd.h"
 #endif
 
 static void forward_row_portable(float *z, ptrdiff_t zs, const float *cp, float *cb, float *hb, ptrdiff_t from,
@@ -249,15 +197,26 @@ static void forward_row_portable(float *z, ptrdiff_t zs, const float *cp, float 
     }
 }
 
-// One row of units: AVX2 for whole vectors (unless portable), the portable loop for the rest.
+#ifdef LSTMK_X86
+// The widest vector path a caller allows: `cap` 0 = this CPU's best, 1 = portable, 2 = at most AVX2 (tests compare
+// every width against the portable code).
+static int pointwise_level(int cap) {
+    const int best = lstmk_sgemm_level();
+    return cap == 1 ? 0 : (cap == 2 && best > 2 ? 2 : best);
+}
+#endif
+
+// One row of units: AVX-512 and then AVX2 for whole vectors (as the level allows), the portable loop for the rest.
 static void forward_row(float *z, ptrdiff_t zs, const float *cp, float *cb, float *hb, ptrdiff_t units, int gate,
-                        int cell, float clip, const float *peep, ptrdiff_t ps, int store, int portable) {
+                        int cell, float clip, const float *peep, ptrdiff_t ps, int store, int cap) {
     ptrdiff_t from = 0;
 #ifdef LSTMK_X86
-    if (!portable && lstmk_sgemm_level() >= 2) from = forward_row_avx2(z, zs, cp, cb, hb, units, gate, cell, clip, peep, ps, store);
+    const int level = pointwise_level(cap);
+    if (level >= 3) from = forward_row_avx512(z, zs, cp, cb, hb, from, units, gate, cell, clip, peep, ps, store);
+    if (level >= 2) from = forward_row_avx2(z, zs, cp, cb, hb, from, units, gate, cell, clip, peep, ps, store);
 #endif
     forward_row_portable(z, zs, cp, cb, hb, from, units, gate, cell, clip, peep, ps, store);
-    (void)portable;
+    (void)cap;
 }
 
 void lstmk_pointwise_forward(float *gates, const float *cprev, float *c, float *h, ptrdiff_t B, ptrdiff_t H,
@@ -266,56 +225,27 @@ void lstmk_pointwise_forward(float *gates, const float *cprev, float *c, float *
         forward_row(gates + b * 4 * H, H, cprev + b * H, c + b * H, h + b * H, H, gate, cell, clip, peep, H, 1, portable);
 }
 
-#ifdef LSTMK_X86
-// Rows of 16 units (a group of the gate-interleaved layout), two at a time: four independent vectors. Returns the
-// rows done (all but an odd last one).
-__attribute__((target("avx2,fma")))
-static ptrdiff_t forward_pairs_avx2(float *z, ptrdiff_t ldz, ptrdiff_t zs, float *c, ptrdiff_t ldc, float *h,
-                                    ptrdiff_t ldh, ptrdiff_t rows, int gate, int cell, float clip, const float *peep,
-                                    ptrdiff_t ps) {
-    ptrdiff_t r = 0;
-    for (; r + 2 <= rows; r += 2) {
-        float *zv[NV], *cbv[NV], *hbv[NV];
-        const float *cpv[NV], *pv[NV];
-        for (int v = 0; v < NV; v++) {
-            const ptrdiff_t row = r + v / 2, j = 8 * (v % 2);
-            zv[v] = z + row * ldz + j; cbv[v] = c + row * ldc + j; cpv[v] = cbv[v]; hbv[v] = h + row * ldh + j;
-            pv[v] = peep ? peep + j : NULL;
-        }
-        forward_avx2_n(zv, zs, cpv, cbv, hbv, 4, gate, cell, clip, peep ? pv : NULL, ps, 0);
-    }
-    return r;
-}
-#endif
-
 void lstmk_pointwise_forward_units(float *z, ptrdiff_t ldz, ptrdiff_t zs, float *c, ptrdiff_t ldc, float *h,
                                    ptrdiff_t ldh, ptrdiff_t rows, ptrdiff_t units, int gate, int cell, float clip,
                                    const float *peep, ptrdiff_t ps, int portable) {
     ptrdiff_t r = 0;
 #ifdef LSTMK_X86
-    if (!portable && lstmk_sgemm_level() >= 2 && units == 16)
-        r = forward_pairs_avx2(z, ldz, zs, c, ldc, h, ldh, rows, gate, cell, clip, peep, ps);
+    const int level = pointwise_level(portable);
+    if (level >= 3 && units == 16)
+        r = forward_group_rows_avx512(z, ldz, zs, c, ldc, h, ldh, r, rows, gate, cell, clip, peep, ps);
+    if (level >= 2 && units == 16)
+        r = forward_group_rows_avx2(z, ldz, zs, c, ldc, h, ldh, r, rows, gate, cell, clip, peep, ps);
 #endif
     for (; r < rows; r++)
         forward_row(z + r * ldz, zs, c + r * ldc, c + r * ldc, h + r * ldh, units, gate, cell, clip, peep, ps, 0, portable);
 }
 
-#ifdef LSTMK_X86
-__attribute__((target("avx2,fma")))
-static ptrdiff_t activation_avx2(int function, const float *x, float *y, ptrdiff_t n) {
-    ptrdiff_t k = 0;
-    for (; k + 8 <= n; k += 8) {
-        const __m256 v = _mm256_loadu_ps(x + k);
-        _mm256_storeu_ps(y + k, function == 0 ? sigmoid_avx2(v) : tanh_avx2(v));
-    }
-    return k;
-}
-#endif
-
 void lstmk_activation(int function, const float *x, float *y, ptrdiff_t n, int portable) {
     ptrdiff_t k = 0;
 #ifdef LSTMK_X86
-    if (!portable && lstmk_sgemm_level() >= 2) k = activation_avx2(function, x, y, n);
+    const int level = pointwise_level(portable);
+    if (level >= 3) k = activation_avx512(function, x, y, k, n);
+    if (level >= 2) k = activation_avx2(function, x, y, k, n);
 #endif
     (void)portable;
     for (; k < n; k++) y[k] = function == 0 ? sigmoid_portable(x[k]) : tanh_portable(x[k]);
@@ -357,62 +287,6 @@ static void backward_row_portable(const float *a, const float *cprev, const floa
     }
 }
 
-#ifdef LSTMK_X86
-__attribute__((target("avx2,fma")))
-static inline __m256 gate_derivative_avx2(__m256 a, int kind) {
-    switch (kind) {
-    case 0: return _mm256_mul_ps(a, _mm256_sub_ps(_mm256_set1_ps(1.0f), a));
-    case 1: {
-        const __m256 inside = _mm256_and_ps(_mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_GT_OQ),
-                                            _mm256_cmp_ps(a, _mm256_set1_ps(1.0f), _CMP_LT_OQ));
-        return _mm256_and_ps(inside, _mm256_set1_ps(1.0f / 6.0f));
-    }
-    default: return _mm256_set1_ps(1.0f);
-    }
-}
-
-__attribute__((target("avx2,fma")))
-static ptrdiff_t backward_row_avx2(const float *a, const float *cprev, const float *c, const float *dout,
-                                   const float *dcarry, float *dc, float *dz, ptrdiff_t H, int gate, int cell,
-                                   float clip, const float *peep) {
-    const __m256 one = _mm256_set1_ps(1.0f);
-    ptrdiff_t j = 0;
-    for (; j + 8 <= H; j += 8) {
-        const __m256 i = _mm256_loadu_ps(a + j), f = _mm256_loadu_ps(a + H + j);
-        const __m256 g = _mm256_loadu_ps(a + 2 * H + j), o = _mm256_loadu_ps(a + 3 * H + j);
-        __m256 dh = _mm256_loadu_ps(dcarry + j);
-        if (dout) dh = _mm256_add_ps(_mm256_loadu_ps(dout + j), dh);
-        const __m256 s = _mm256_loadu_ps(c + j);
-        const __m256 tc = cell == 0 ? tanh_avx2(s) : s;
-        const __m256 dzo = _mm256_mul_ps(_mm256_mul_ps(dh, tc), gate_derivative_avx2(o, gate));
-        __m256 dho = _mm256_mul_ps(dh, o);
-        if (cell == 0) dho = _mm256_mul_ps(dho, _mm256_sub_ps(one, _mm256_mul_ps(tc, tc)));
-        __m256 dS = _mm256_add_ps(dho, _mm256_loadu_ps(dc + j));
-        if (peep) dS = _mm256_add_ps(dS, _mm256_mul_ps(dzo, _mm256_loadu_ps(peep + 2 * H + j)));
-        if (clip > 0.0f) {
-            const __m256 held = _mm256_or_ps(_mm256_cmp_ps(s, _mm256_set1_ps(-clip), _CMP_LE_OQ),
-                                             _mm256_cmp_ps(s, _mm256_set1_ps(clip), _CMP_GE_OQ));
-            dS = _mm256_andnot_ps(held, dS);
-        }
-        const __m256 dzi = _mm256_mul_ps(_mm256_mul_ps(dS, g), gate_derivative_avx2(i, gate));
-        const __m256 dzf = _mm256_mul_ps(_mm256_mul_ps(dS, _mm256_loadu_ps(cprev + j)), gate_derivative_avx2(f, gate));
-        _mm256_storeu_ps(dz + j, dzi);
-        _mm256_storeu_ps(dz + H + j, dzf);
-        __m256 dg = _mm256_mul_ps(dS, i);
-        if (cell == 0) dg = _mm256_mul_ps(dg, _mm256_sub_ps(one, _mm256_mul_ps(g, g)));
-        _mm256_storeu_ps(dz + 2 * H + j, dg);
-        _mm256_storeu_ps(dz + 3 * H + j, dzo);
-        __m256 carry = _mm256_mul_ps(dS, f);
-        if (peep) {
-            carry = _mm256_add_ps(carry, _mm256_mul_ps(dzi, _mm256_loadu_ps(peep + j)));
-            carry = _mm256_add_ps(carry, _mm256_mul_ps(dzf, _mm256_loadu_ps(peep + H + j)));
-        }
-        _mm256_storeu_ps(dc + j, carry);
-    }
-    return j;
-}
-#endif
-
 void lstmk_pointwise_backward(const float *gates, const float *cprev, const float *c, const float *dout,
                               const float *dcarry, float *dc, float *dz, ptrdiff_t B, ptrdiff_t H, int gate, int cell,
                               float clip, const float *peep, int portable) {
@@ -422,7 +296,9 @@ void lstmk_pointwise_backward(const float *gates, const float *cprev, const floa
         float *d_c = dc + b * H, *d_z = dz + b * 4 * H;
         ptrdiff_t from = 0;
 #ifdef LSTMK_X86
-        if (!portable && lstmk_sgemm_level() >= 2) from = backward_row_avx2(a, cp, s, d_out, dc_in, d_c, d_z, H, gate, cell, clip, peep);
+        const int level = pointwise_level(portable);
+        if (level >= 3) from = backward_row_avx512(a, cp, s, d_out, dc_in, d_c, d_z, from, H, gate, cell, clip, peep);
+        if (level >= 2) from = backward_row_avx2(a, cp, s, d_out, dc_in, d_c, d_z, from, H, gate, cell, clip, peep);
 #endif
         backward_row_portable(a, cp, s, d_out, dc_in, d_c, d_z, from, H, gate, cell, clip, peep);
     }

@@ -763,7 +763,8 @@ void lstmk_lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff
                 step_columns(level, mc, a, astride, tstride, rstride, kc, panels, g * G, (g + 1) * G, Zb, ldz);
                 const ptrdiff_t units = H - g * NR < NR ? H - g * NR : NR;
                 lstmk_pointwise_forward_units(Zb + g * G, ldz, NR, c + ic * H + g * NR, H, h + ic * ldh + g * NR, ldh,
-                                              mc, units, gate, cell, clip, peep ? peep + g * NR : NULL, H, level < 2);
+                                              mc, units, gate, cell, clip, peep ? peep + g * NR : NULL, H,
+                                              level < 2 ? 1 : level == 2 ? 2 : 0);
             }
         }
     }

@@ -142,7 +142,8 @@ struct FloatKernelTests {
     }
 }
 
-/// The Float element-wise kernels: accuracy against libm in Double, and the AVX2 path equal to the portable one.
+/// The Float element-wise kernels: accuracy against libm in Double, and every vector path (AVX-512, AVX2) equal to
+/// the portable one.
 struct ActivationKernelTests {
     /// A dense grid over the range that matters, the branch points of tanh (±0.625) and tiny and huge values.
     static let grid: [Float] = {
@@ -174,19 +175,29 @@ struct ActivationKernelTests {
         #expect(sigmoid.allSatisfy { $0 >= 0 && $0 <= 1 } && tanh.allSatisfy { $0 >= -1 && $0 <= 1 })
     }
 
+    /// Every vector width this CPU has (kernel 0: the widest, AVX-512 where there is one; 2: at most AVX2) against the
+    /// portable code (kernel 1).
     @Test func vectorPathEqualsPortablePath() {
         let x = Self.grid
         for function in [0, 1] {
-            #expect(LSTMPointwise.floatActivation(function, x) == LSTMPointwise.floatActivation(function, x, portable: true))
+            let portable = LSTMPointwise.floatActivation(function, x, portable: true)
+            for kernel: Int32 in [0, 2] {
+                #expect(LSTMPointwise.floatActivation(function, x, kernel: kernel) == portable, "kernel \(kernel)")
+            }
         }
         var random = RandomSource(seed: 3)
-        let (B, H) = (3, 45)  // 32 units four vectors at once, then one vector of 8, then a scalar tail of 5
+        // AVX-512: 64 units four vectors at once, one vector of 16, then AVX2's 8, then a scalar tail of 5; AVX2: two
+        // times 32 units four vectors at once, three vectors of 8, the tail of 5.
+        let (B, H) = (3, 93)
         for gate in GateActivation.allCases {
             for cellActivation in CellActivation.allCases {
                 let z = (0..<(B * 4 * H)).map { _ in Float(random.uniform(-6, 6)) }
                 let cPrev = (0..<(B * H)).map { _ in Float(random.uniform(-2, 2)) }
                 var g1 = z, c1 = [Float](repeating: 0, count: B * H), h1 = c1
                 var g2 = z, c2 = c1, h2 = c1
+                var g3 = z, c3 = c1, h3 = c1
+                LSTMPointwise.floatForward(gates: &g3, previousCell: cPrev, cell: &c3, hidden: &h3, batch: B, hidden: H,
+                                           gate: gate, cellActivation: cellActivation, kernel: 2)
                 z.withUnsafeBufferPointer { _ in
                     g1.withUnsafeMutableBufferPointer { g in
                         c1.withUnsafeMutableBufferPointer { c in
@@ -203,17 +214,18 @@ struct ActivationKernelTests {
                 LSTMPointwise.portableFloatForward(gates: &g2, previousCell: cPrev, cell: &c2, hidden: &h2, batch: B,
                                                    hidden: H, gate: gate, cellActivation: cellActivation)
                 #expect(g1 == g2 && c1 == c2 && h1 == h2, "\(gate) \(cellActivation)")
+                #expect(g3 == g2 && c3 == c2 && h3 == h2, "\(gate) \(cellActivation) at most AVX2")
             }
         }
     }
 }
 
-/// The Float backward element-wise pass in C (AVX2 and portable) against the Swift loop it replaces, bit for bit,
-/// for every activation mode, with and without δh from above, and saturated gates (hard σ at 0 and 1).
+/// The Float backward element-wise pass in C (AVX-512, AVX2 and portable) against the Swift loop it replaces, bit for
+/// bit, for every activation mode, with and without δh from above, and saturated gates (hard σ at 0 and 1).
 struct BackwardPointwiseTests {
     @Test func cBackwardEqualsSwiftLoop() {
         var random = RandomSource(seed: 5)
-        let (B, H) = (3, 45)  // 32 units four vectors at once, then one vector of 8, then a scalar tail of 5
+        let (B, H) = (3, 93)  // AVX-512: 5 vectors of 16, AVX2's 8, a scalar tail of 5; AVX2: 11 vectors of 8, the tail
         for gate in GateActivation.allCases {
             for cellActivation in CellActivation.allCases {
                 for (withOutput, clip, peep) in [(false, nil, false), (true, nil, false), (true, 0.75, false),
@@ -257,13 +269,13 @@ struct BackwardPointwiseTests {
                             }
                         }
                     }
-                    for portable in [false, true] {
+                    for kernel: Int32 in [0, 2, 1] {  // the widest vectors, at most AVX2, portable
                         var dc = dc0, dz = [Float](repeating: 0, count: B * 4 * H)
                         LSTMPointwise.floatBackward(gates: z, previousCell: cPrev, cell: c, dOutput: dOut,
                                                     dHiddenCarry: dCarry, dCellCarry: &dc, dGates: &dz, batch: B,
                                                     hidden: H, gate: gate, cellActivation: cellActivation,
-                                                    cellClip: clip, peepholes: peepholes, portable: portable)
-                        #expect(dc == dcSwift && dz == dzSwift, "\(gate) \(cellActivation) output=\(withOutput) clip=\(String(describing: clip)) peep=\(peep) portable=\(portable)")
+                                                    cellClip: clip, peepholes: peepholes, kernel: kernel)
+                        #expect(dc == dcSwift && dz == dzSwift, "\(gate) \(cellActivation) output=\(withOutput) clip=\(String(describing: clip)) peep=\(peep) kernel=\(kernel)")
                     }
                 }
             }

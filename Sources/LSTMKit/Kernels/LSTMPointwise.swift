@@ -254,30 +254,37 @@ public enum LSTMPointwise {
     /// σ (`function` 0) or tanh (1) of every element with the Float kernels' approximations; `portable` forces the
     /// portable path (tests compare the two).
     public static func floatActivation(_ function: Int, _ x: [Float], portable: Bool = false) -> [Float] {
+        floatActivation(function, x, kernel: portable ? 1 : 0)
+    }
+
+    /// As `floatActivation(_:_:portable:)` with the kernel chosen: 0 this CPU's widest vectors, 1 portable, 2 at
+    /// most AVX2 (tests compare every width).
+    static func floatActivation(_ function: Int, _ x: [Float], kernel: Int32) -> [Float] {
         var y = [Float](repeating: 0, count: x.count)
         x.withUnsafeBufferPointer { xs in
             y.withUnsafeMutableBufferPointer { ys in
-                lstmk_activation(Int32(function), xs.baseAddress!, ys.baseAddress!, x.count, portable ? 1 : 0)
+                lstmk_activation(Int32(function), xs.baseAddress!, ys.baseAddress!, x.count, kernel)
             }
         }
         return y
     }
 
-    /// The Float backward pass with the C kernel (`portable`: its portable path whatever the CPU); tests.
+    /// The Float backward pass with the C kernel (`kernel`: 0 this CPU's widest vectors, 1 portable, 2 at most
+    /// AVX2); tests.
     static func floatBackward(gates: [Float], previousCell: [Float], cell: [Float], dOutput: [Float]?,
                               dHiddenCarry: [Float], dCellCarry: inout [Float], dGates: inout [Float], batch B: Int,
                               hidden H: Int, gate: GateActivation, cellActivation: CellActivation,
-                              cellClip: Double? = nil, peepholes: [Float]? = nil, portable: Bool) {
+                              cellClip: Double? = nil, peepholes: [Float]? = nil, kernel: Int32) {
         let clip = Float(cellClip ?? 0)
         let peep = peepholes ?? [0]
         peep.withUnsafeBufferPointer { p in
             let pp = peepholes == nil ? nil : p.baseAddress
             if let dOutput {
                 lstmk_pointwise_backward(gates, previousCell, cell, dOutput, dHiddenCarry, &dCellCarry, &dGates, B, H,
-                                         gate.kernelCode, cellActivation.kernelCode, clip, pp, portable ? 1 : 0)
+                                         gate.kernelCode, cellActivation.kernelCode, clip, pp, kernel)
             } else {
                 lstmk_pointwise_backward(gates, previousCell, cell, nil, dHiddenCarry, &dCellCarry, &dGates, B, H,
-                                         gate.kernelCode, cellActivation.kernelCode, clip, pp, portable ? 1 : 0)
+                                         gate.kernelCode, cellActivation.kernelCode, clip, pp, kernel)
             }
         }
     }
@@ -287,10 +294,20 @@ public enum LSTMPointwise {
                                             hidden: inout [Float], batch B: Int, hidden H: Int,
                                             gate: GateActivation, cellActivation: CellActivation,
                                             cellClip: Double? = nil, peepholes: [Float]? = nil) {
+        floatForward(gates: &gates, previousCell: previousCell, cell: &cell, hidden: &hidden, batch: B, hidden: H,
+                     gate: gate, cellActivation: cellActivation, cellClip: cellClip, peepholes: peepholes, kernel: 1)
+    }
+
+    /// The Float forward pass with the kernel chosen: 0 this CPU's widest vectors, 1 portable, 2 at most AVX2
+    /// (tests).
+    static func floatForward(gates: inout [Float], previousCell: [Float], cell: inout [Float], hidden: inout [Float],
+                             batch B: Int, hidden H: Int, gate: GateActivation, cellActivation: CellActivation,
+                             cellClip: Double? = nil, peepholes: [Float]? = nil, kernel: Int32) {
         let peep = peepholes ?? [0]
         peep.withUnsafeBufferPointer { p in
             lstmk_pointwise_forward(&gates, previousCell, &cell, &hidden, B, H, gate.kernelCode,
-                                    cellActivation.kernelCode, Float(cellClip ?? 0), peepholes == nil ? nil : p.baseAddress, 1)
+                                    cellActivation.kernelCode, Float(cellClip ?? 0), peepholes == nil ? nil : p.baseAddress,
+                                    kernel)
         }
     }
 }

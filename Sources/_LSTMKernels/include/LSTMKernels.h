@@ -58,7 +58,8 @@ void lstmk_sgemm_prepacked_portable(ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptr
 /// The element-wise pass of `units` units of `rows` rows, inference: gate q of unit j of row r at
 /// z[r·ldz + q·zs + j], peepholes (when given) at peep[q·ps + j]; S updated in place in c (row stride ldc), h
 /// written (row stride ldh), the activated gates not kept. The same operations as lstmk_pointwise_forward, so the
-/// same bits. `portable` != 0 forces the portable code.
+/// same bits. `portable`: 0 this CPU's widest vectors, 1 the portable code, 2 at most AVX2 (every width gives the same
+/// bits; tests compare them).
 void lstmk_pointwise_forward_units(float *z, ptrdiff_t ldz, ptrdiff_t zs, float *c, ptrdiff_t ldc, float *h,
                                    ptrdiff_t ldh, ptrdiff_t rows, ptrdiff_t units, int gate, int cell, float clip,
                                    const float *peep, ptrdiff_t ps, int portable);
@@ -81,19 +82,21 @@ void lstmk_lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff
 /// One forward step of the LSTM element-wise pass for B rows of width H (see LSTMPointwise.swift for the equations):
 /// gates (B, 4H) pre-activations in, activated i, f, g, o out; c (B, H) = S_t; h (B, H) = h_t. `cprev` may equal
 /// `c`. gate: 0 σ, 1 hard σ, 2 identity; cell: 0 tanh, 1 identity. clip > 0 limits S_t to [−clip, clip] (0: off).
-/// peep (3H: p_i, p_f, p_o) adds peepholes, NULL: none. portable != 0 forces the portable path.
+/// peep (3H: p_i, p_f, p_o) adds peepholes, NULL: none. portable: 0 this CPU's widest vectors (AVX-512, AVX2), 1 the
+/// portable path, 2 at most AVX2; every one gives the same bits.
 void lstmk_pointwise_forward(float *gates, const float *cprev, float *c, float *h, ptrdiff_t B, ptrdiff_t H,
                              int gate, int cell, float clip, const float *peep, int portable);
 
 /// One backward step of the element-wise pass (LSTMPointwise.swift): gates = activated i, f, g, o (B, 4H); cprev =
 /// S_{t-1}, c = S_t (B, H); dout = δh_t from above (NULL: zero); dcarry = δh_t from step t+1; dc = δS_{t+1}⊙f_{t+1}
 /// in, δS_t⊙f_t out; dz = δZ_t (B, 4H) out; clip as in the forward pass (δS is 0 where S_t is held at ±clip). The
-/// same operations in the same order as the Swift pass.
+/// same operations in the same order as the Swift pass. portable: as in lstmk_pointwise_forward.
 void lstmk_pointwise_backward(const float *gates, const float *cprev, const float *c, const float *dout,
                               const float *dcarry, float *dc, float *dz, ptrdiff_t B, ptrdiff_t H, int gate, int cell,
                               float clip, const float *peep, int portable);
 
-/// y = σ(x) (function 0) or tanh(x) (function 1), elementwise, with the kernels' approximations.
+/// y = σ(x) (function 0) or tanh(x) (function 1), elementwise, with the kernels' approximations. portable: as in
+/// lstmk_pointwise_forward.
 void lstmk_activation(int function, const float *x, float *y, ptrdiff_t n, int portable);
 
 /// One Adam/AdamW update of n parameters in place (p, m, v; g read): the operations of Optimizer.step, same order,
