@@ -290,13 +290,16 @@ static void backward_row_portable(const float *a, const float *cprev, const floa
 void lstmk_pointwise_backward(const float *gates, const float *cprev, const float *c, const float *dout,
                               const float *dcarry, float *dc, float *dz, ptrdiff_t B, ptrdiff_t H, int gate, int cell,
                               float clip, const float *peep, int portable) {
+#ifdef LSTMK_X86
+    const int level = pointwise_level(portable);
+#endif
+    (void)portable;
     for (ptrdiff_t b = 0; b < B; b++) {
         const float *a = gates + b * 4 * H, *cp = cprev + b * H, *s = c + b * H, *dc_in = dcarry + b * H;
         const float *d_out = dout ? dout + b * H : NULL;
         float *d_c = dc + b * H, *d_z = dz + b * 4 * H;
         ptrdiff_t from = 0;
 #ifdef LSTMK_X86
-        const int level = pointwise_level(portable);
         if (level >= 3) from = backward_row_avx512(a, cp, s, d_out, dc_in, d_c, d_z, from, H, gate, cell, clip, peep);
         if (level >= 2) from = backward_row_avx2(a, cp, s, d_out, dc_in, d_c, d_z, from, H, gate, cell, clip, peep);
 #endif
