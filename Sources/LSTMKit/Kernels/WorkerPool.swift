@@ -11,9 +11,11 @@ import _LSTMKernels
 ///
 /// A job is a number of independent parts; the calling thread takes parts too. After a job the workers spin for
 /// `spinMicroseconds` (a recurrence issues its next product a few microseconds later, and a parked thread takes
-/// tens of microseconds to wake) and then park, so an idle library burns no CPU. Which thread runs which part is
-/// arbitrary; LSTMKit's parts are column or row blocks with fixed chains, so the results are the same bits whatever the
-/// thread count.
+/// tens of microseconds to wake) and then park, so an idle library burns no CPU. Each thread has a home part (the
+/// caller part 0, the workers 1, 2, …) that it takes first, so on a hot pool part p of every step runs on the same
+/// core and finds the same weights in its cache; a thread that is late has its part taken by another, so which
+/// thread runs a part is not guaranteed. LSTMKit's parts are column or row blocks with fixed chains, so the results
+/// are the same bits whatever thread runs them and whatever the thread count.
 ///
 /// The number of threads used by a product is the `threads` its caller passes (`LSTMStash.threads`,
 /// `LSTMStream.threads`, `lstm --threads`); the shared pool grows to the largest count asked for.

@@ -125,8 +125,9 @@ int lstmk_pool_workers(const lstmk_pool *pool);
 void lstmk_pool_set_spin(lstmk_pool *pool, long nanoseconds);
 /// Stops and joins the workers; no job may be running.
 void lstmk_pool_destroy(lstmk_pool *pool);
-/// Runs fn(context, part) for part = 0 ..< parts on the caller and the workers and returns when all are done. If the
-/// pool is busy with another caller's job (or this is a nested call), the parts run on the caller, in order.
+/// Runs fn(context, part) for part = 0 ..< parts on the caller and the workers and returns when all are done; each
+/// thread takes its home part first (the caller 0, worker w part w + 1). If the pool is busy with another caller's
+/// job (or this is a nested call), the parts run on the caller, in order.
 void lstmk_pool_run(lstmk_pool *pool, ptrdiff_t parts, lstmk_task_fn fn, void *context);
 
 #ifdef __cplusplus
