@@ -109,12 +109,22 @@ struct InferencePathTests {
             #expect(out.output == plain.output, "threads \(threads): outputs")
             #expect(out.final == plain.final, "threads \(threads): final state")
         }
+        // A unidirectional pass split by units (one dispatch per step) and by rows (each thread its rows through
+        // every step of a chunk), whichever `splitsSequenceByRows` would pick.
+        for threads in [2, 3] {
+            for rowSplit in [false, true] {
+                let out = lstm.inferFloat(x, steps: T, batch: B, lengths: lengths, initial: initial, layout: layout2,
+                                          parameters: parameters, stash: LSTMStash(threads: threads), level: -1,
+                                          chunk: nil, rowSplit: rowSplit)
+                #expect(out.output == plain.output && out.final == plain.final, "threads \(threads), rows split \(rowSplit)")
+            }
+        }
         for level in GEMM.floatKernelLevels {
             // Chunks of 1 and 3 steps: the state carried from chunk to chunk (and layer to layer, unidirectional).
             for chunk in [1, 3] {
                 let out = lstm.inferFloat(x, steps: T, batch: B, lengths: lengths, initial: initial, layout: layout2,
                                           parameters: parameters, stash: LSTMStash(threads: 2), level: Int32(level),
-                                          chunk: chunk)
+                                          chunk: chunk, rowSplit: chunk == 3)
                 #expect(out.output == plain.output && out.final == plain.final, "kernel level \(level), chunks of \(chunk)")
             }
         }

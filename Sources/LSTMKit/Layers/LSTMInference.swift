@@ -7,7 +7,8 @@ import _LSTMKernels
 /// (unidirectional) or once the whole layer is done (bidirectional: the reverse direction starts from the end).
 /// Each step is one pass over the worker pool: every thread takes the same groups of 16 units at every step (so
 /// its slice of W_hh stays in its own cache), adds h_{t−1}·W_hhᵀ into those units' Z and applies the element-wise
-/// pass to them while they are still in L1 (`lstmk_lstm_step`). The weights are packed gate-interleaved — for each
+/// pass to them while they are still in L1 (`lstmk_lstm_step`). A small unidirectional LSTM splits the batch
+/// instead (`splitsSequenceByRows`): each thread takes its rows through all the steps of a chunk in one pass. The weights are packed gate-interleaved — for each
 /// 16 units the columns of i, f, g and o side by side — so a thread's columns hold whole units.
 ///
 /// Every value is computed by the same operations in the same order as in `forward`: Z = x·W_ihᵀ (one fma chain
@@ -58,12 +59,22 @@ extension LSTM {
     /// least 128 rows, so that a chunk's input product has hundreds of rows while Z stays in the last-level cache.
     static var inferenceChunkFloats: Int { 1 << 21 }
 
+    /// Whether a unidirectional pass splits the batch instead of the units: each thread takes a block of rows
+    /// through every step of a chunk (one dispatch per chunk and layer instead of one per step, and no thread reads
+    /// the h another wrote), the whole W_hh read by every thread. As for training (`splitsStepsByRows`): when W_hh
+    /// (at most 256 KB) fits each core's L2 whole, and with at least 4 rows per thread. Rows are independent, so
+    /// the bits are the same either way.
+    func splitsSequenceByRows(batch B: Int, threads: Int) -> Bool {
+        directions == 1 && outputSize * 4 * hiddenSize <= 1 << 16 && threads >= 2 && B >= 8
+    }
+
     /// The stash-free pass; `level` picks the kernels as `GEMM.floatGEMM(level:…)` (−1: this CPU's best), `chunk`
-    /// the steps per chunk (nil: from `inferenceChunkFloats`; tests cut short chunks).
+    /// the steps per chunk (nil: from `inferenceChunkFloats`; tests cut short chunks), `rowSplit` whether a
+    /// unidirectional pass splits its rows over the threads (nil: `splitsSequenceByRows`; tests force both).
     func inferFloat(
         _ x: [Float], steps T: Int, batch B: Int, lengths: [Int]?, initial: LSTMState<Float>?,
         layout sequenceLayout: SequenceLayout, parameters: ParameterBuffer<Float>, stash: LSTMStash<Float>, level: Int32,
-        chunk chunkSteps: Int?
+        chunk chunkSteps: Int?, rowSplit: Bool? = nil
     ) -> LSTMOutput<Float> {
         let L = layerCount, D = directions, U = stateCount, H = hiddenSize, P = outputSize, I = inputSize
         checkArguments("LSTM.infer", x.count, steps: T, batch: B, lengths: lengths, initial: initial,
@@ -98,6 +109,8 @@ extension LSTM {
         let finalHidden = stash.finalHidden.pointer
         for u in 0..<U { (finalHidden + u * B * P).update(from: hState + u * B * P, count: B * P) }
 
+        let byRows = D == 1 && (rowSplit ?? splitsSequenceByRows(batch: B, threads: stash.threads))
+        let rowParts = byRows ? max(1, min(stash.threads, B / 4)) : 1
         var output = [Float](repeating: 0, count: T * B * D * P)
         let direct = schedule.uniform && sequenceLayout == .timeMajor
         parameters.storage.withUnsafeBufferPointer { pb in
@@ -117,13 +130,13 @@ extension LSTM {
                             WorkerPool.shared(threads: 2).run(parts: 2) { d in
                                 inferDirection(l * D + d, input: input, inputWidth: inputWidth, output: above,
                                                segment: segment, chunk: chunk, ldz: ldz, parameters: p, stash: stash,
-                                               threads: threads, level: level)
+                                               threads: threads, level: level, rowParts: 1)
                             }
                         } else {
                             for d in 0..<D {
                                 inferDirection(l * D + d, input: input, inputWidth: inputWidth, output: above,
                                                segment: segment, chunk: chunk, ldz: ldz, parameters: p, stash: stash,
-                                               threads: stash.threads, level: level)
+                                               threads: stash.threads, level: level, rowParts: rowParts)
                             }
                         }
                     }
@@ -191,10 +204,11 @@ extension LSTM {
         }
     }
 
-    /// One direction of one layer over a segment's steps: Z chunk by chunk, then the fused steps.
+    /// One direction of one layer over a segment's steps: Z chunk by chunk, then the fused steps — each step split
+    /// by units over `threads`, or, with `rowParts` > 1, each part a block of rows through all of a chunk's steps.
     func inferDirection(_ u: Int, input: UnsafePointer<Float>, inputWidth: Int, output: UnsafeMutablePointer<Float>,
                         segment: StepWindow, chunk: Int, ldz: Int, parameters p: UnsafePointer<Float>,
-                        stash: LSTMStash<Float>, threads: Int, level: Int32) {
+                        stash: LSTMStash<Float>, threads: Int, level: Int32, rowParts: Int) {
         let layer = layers[u], d = layer.reverse ? 1 : 0
         let s = stash.schedule, B = s.batch, H = hiddenSize, P = outputSize, D = directions, ld = D * P
         let groups = (H + 15) / 16, width = 4 * groups * 16
@@ -213,6 +227,39 @@ extension LSTM {
         let m = stash.cellOutputs.pointer + d * B * H   // m_t, with a projection
         func row(_ t: Int) -> Int { s.offsets[t] - segment.rowBase }
 
+        // Rows r0..<r1 of step t (those of them still running), Z of the chunk starting at step `first`.
+        func step(_ t: Int, chunkFirst first: Int, rows r0: Int, _ r1: Int, threads: Int) {
+            let n = s.batchSizes[t], rows = min(r1, n) - r0
+            guard rows > 0 else { return }
+            let hPrev: UnsafePointer<Float>, lda: Int
+            if !layer.reverse {
+                (hPrev, lda) = t == segment.first ? (UnsafePointer(hState), P) : (UnsafePointer(out + row(t - 1) * ld), ld)
+            } else if t == s.steps - 1 {
+                (hPrev, lda) = (UnsafePointer(hState), P)
+            } else if s.batchSizes[t + 1] == n {
+                (hPrev, lda) = (UnsafePointer(out + row(t + 1) * ld), ld)
+            } else {
+                // Rows starting at t take h0; the others step t + 1's h.
+                let assembled = stash.previousHidden.pointer + d * B * P, running = s.batchSizes[t + 1]
+                for r in r0..<(r0 + rows) {
+                    (assembled + r * P).update(from: r < running ? out + (row(t + 1) + r) * ld : hState + r * P, count: P)
+                }
+                (hPrev, lda) = (UnsafePointer(assembled), P)
+            }
+            let zt = Z + (s.offsets[t] - s.offsets[first] + r0) * ldz
+            let (h, ldh) = weightHR == nil ? (out + (row(t) + r0) * ld, ld) : (m + r0 * H, H)
+            LSTM.inferenceStep(level: level, rows: rows, groups: groups, H: H, K: P, hPrev + r0 * lda, lda: lda,
+                               recurrent, bias: bias, zt, ldz: ldz, cell: cState + r0 * H, h, ldh: ldh, gate: gate,
+                               cellActivation: cell, clip: clip, peepholes: peep, threads: threads)
+            if let weightHR {
+                GEMM.gemm(transposeA: false, M: rows, UnsafePointer(h), lda: H, weightHR, out + (row(t) + r0) * ld,
+                          ldc: ld, accumulate: false, threads: threads)
+            }
+            // Rows whose last step this is (forward) keep their h; the reverse direction ends at t = 0.
+            let ending = layer.reverse ? (t == 0 ? 0 : n) : (t + 1 < s.steps ? s.batchSizes[t + 1] : 0)
+            for r in r0..<(r0 + rows) where r >= ending { (finalHidden + r * P).update(from: out + (row(t) + r) * ld, count: P) }
+        }
+
         var starts = Array(stride(from: segment.first, to: segment.end, by: chunk))
         if layer.reverse { starts.reverse() }
         for first in starts {
@@ -222,34 +269,16 @@ extension LSTM {
                       weightIH, Z, ldc: ldz, accumulate: false, threads: threads)
             // The chunk's steps in this direction's order (a stride: nothing allocated per chunk).
             let (from, past, by) = layer.reverse ? (end - 1, first - 1, -1) : (first, end, 1)
-            for t in stride(from: from, to: past, by: by) {
-                let n = s.batchSizes[t]
-                let hPrev: UnsafePointer<Float>, lda: Int
-                if !layer.reverse {
-                    (hPrev, lda) = t == segment.first ? (UnsafePointer(hState), P) : (UnsafePointer(out + row(t - 1) * ld), ld)
-                } else if t == s.steps - 1 {
-                    (hPrev, lda) = (UnsafePointer(hState), P)
-                } else if s.batchSizes[t + 1] == n {
-                    (hPrev, lda) = (UnsafePointer(out + row(t + 1) * ld), ld)
-                } else {
-                    // Rows starting at t take h0; the others step t + 1's h.
-                    let assembled = stash.previousHidden.pointer + d * B * P, running = s.batchSizes[t + 1]
-                    for r in 0..<running { (assembled + r * P).update(from: out + (row(t + 1) + r) * ld, count: P) }
-                    (assembled + running * P).update(from: hState + running * P, count: (n - running) * P)
-                    (hPrev, lda) = (UnsafePointer(assembled), P)
+            if rowParts > 1 {
+                // Each part its block of rows through every step of the chunk: one dispatch per chunk.
+                let per = ((B + rowParts - 1) / rowParts + 3) / 4 * 4
+                WorkerPool.shared(threads: rowParts).run(parts: rowParts) { part in
+                    for t in stride(from: from, to: past, by: by) {
+                        step(t, chunkFirst: first, rows: part * per, min(B, (part + 1) * per), threads: 1)
+                    }
                 }
-                let zt = Z + (s.offsets[t] - s.offsets[first]) * ldz
-                let (h, ldh) = weightHR == nil ? (out + row(t) * ld, ld) : (m, H)
-                LSTM.inferenceStep(level: level, rows: n, groups: groups, H: H, K: P, hPrev, lda: lda, recurrent,
-                                   bias: bias, zt, ldz: ldz, cell: cState, h, ldh: ldh, gate: gate, cellActivation: cell, clip: clip,
-                                   peepholes: peep, threads: threads)
-                if let weightHR {
-                    GEMM.gemm(transposeA: false, M: n, UnsafePointer(m), lda: H, weightHR, out + row(t) * ld, ldc: ld,
-                              accumulate: false, threads: threads)
-                }
-                // Rows whose last step this is (forward) keep their h; the reverse direction ends at t = 0.
-                let ending = layer.reverse ? (t == 0 ? 0 : n) : (t + 1 < s.steps ? s.batchSizes[t + 1] : 0)
-                for r in ending..<n { (finalHidden + r * P).update(from: out + (row(t) + r) * ld, count: P) }
+            } else {
+                for t in stride(from: from, to: past, by: by) { step(t, chunkFirst: first, rows: 0, B, threads: threads) }
             }
         }
         if !layer.reverse && segment.end < s.steps {
