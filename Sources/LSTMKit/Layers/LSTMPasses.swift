@@ -313,7 +313,31 @@ extension LSTM {
             for j in 0..<(4 * H) { row[j] += bias[j] }
         }
         let mask = stash.recurrentMasks.pointer + u * B * P
-        for t in forwardSteps(u, stash) {
+        // A window of a small unidirectional LSTM whose every step splits by rows (a uniform batch): each part takes
+        // its rows through all the steps in one dispatch instead of one per step.
+        let byRows = norm == nil && cellNorm == nil && !layer.reverse && !stash.recurrentDropoutActive && s.uniform
+            && splitsStepsByRows(S.self, rows: B, threads: threads)
+        if byRows {
+            let steps = forwardSteps(u, stash), peepholes = layer.peephole.map { p + $0.offset }
+            GEMM.rowBlocks(B, parts: min(threads, B / 6)) { r0, r1 in
+                for t in steps {
+                    let base = s.offsets[t] - w.rowBase, (hPrev, cPrev) = previousState(u, step: t, stash)
+                    let Zt = Z + (base + r0) * 4 * H, m = weightHR == nil ? hiddens + base * P : cellOutputs + base * H
+                    GEMM.gemm(transposeA: false, M: r1 - r0, hPrev + r0 * P, lda: P, weightHH, Zt, ldc: 4 * H,
+                              accumulate: true, threads: 1)
+                    LSTMPointwise.forward(gates: Zt, previousCell: cPrev + r0 * H, cell: cells + (base + r0) * H,
+                                          hidden: m + r0 * H, batch: r1 - r0, hidden: H, gate: layer.activations.gate,
+                                          cellActivation: layer.activations.cell, cellClip: layer.activations.cellClip,
+                                          peepholes: peepholes, threads: 1)
+                    if let weightHR {
+                        GEMM.gemm(transposeA: false, M: r1 - r0, UnsafePointer(m + r0 * H), lda: H, weightHR,
+                                  hiddens + (base + r0) * P, ldc: P, accumulate: false, threads: 1)
+                    }
+                }
+            }
+        }
+        // The window step by step (no steps left when it ran by rows above).
+        for t in byRows ? [] : forwardSteps(u, stash) {
             let n = s.batchSizes[t], base = s.offsets[t] - w.rowBase
             var (hPrev, cPrev) = previousState(u, step: t, stash)
             if stash.recurrentDropoutActive {
@@ -539,7 +563,29 @@ extension LSTM {
         // In the plain layout δW_hh reads h_prev in place (below); otherwise each step's h_prev (⊙ m) is gathered here.
         let gathersPrevious = !(s.uniform && !stash.recurrentDropoutActive)
         let previous = stash.recurrentInput.pointer + d * max(N, B) * P   // (Nw, P), when gathered
-        for t in forwardSteps(u, stash).reversed() {
+        // As in the forward pass: a small unidirectional LSTM's uniform window, with no peepholes (their gradients
+        // sum over the rows in one order) and no projection, in one dispatch, each part its rows through all steps:
+        // the element-wise pass, then δh_prev = δZ_t·W_hh on those rows of the carry.
+        let byRows = norm == nil && cellNorm == nil && weightHR == nil && layer.peephole == nil && !layer.reverse
+            && !stash.recurrentDropoutActive && s.uniform && splitsStepsByRows(S.self, rows: B, threads: threads)
+        if byRows {
+            let steps = forwardSteps(u, stash).reversed()
+            GEMM.rowBlocks(B, parts: min(threads, B / 6)) { r0, r1 in
+                for t in steps {
+                    let base = s.offsets[t] - w.rowBase, cPrev = previousState(u, step: t, stash).cell
+                    let dZt = dZ + (base + r0) * 4 * H
+                    LSTMPointwise.backward(
+                        gates: gates + (base + r0) * 4 * H, previousCell: cPrev + r0 * H, cell: cells + (base + r0) * H,
+                        dOutput: dAbove.map { $0 + (base + r0) * P }, dHiddenCarry: dh + r0 * P, dCellCarry: dc + r0 * H,
+                        dGates: dZt, batch: r1 - r0, hidden: H, gate: A.gate, cellActivation: A.cell,
+                        cellClip: A.cellClip, peepholes: nil, threads: 1)
+                    GEMM.gemm(transposeA: false, M: r1 - r0, UnsafePointer(dZt), lda: 4 * H, weightHH, dh + r0 * P,
+                              ldc: P, accumulate: false, threads: 1)
+                }
+            }
+        }
+        // The window step by step (no steps left when it ran by rows above).
+        for t in byRows ? [] : Array(forwardSteps(u, stash).reversed()) {
             let n = s.batchSizes[t], base = s.offsets[t] - w.rowBase
             let (hPrev, cPrev) = previousState(u, step: t, stash)
             if gathersPrevious {
