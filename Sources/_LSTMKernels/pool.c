@@ -137,7 +137,7 @@ lstmk_pool *lstmk_pool_create(int workers) {
     atomic_init(&pool->ticket, 0);
     atomic_init(&pool->parked, 0);
     atomic_init(&pool->stop, 0);
-    atomic_init(&pool->spin_ns, 200000);
+    atomic_init(&pool->spin_ns, 1000000);
     atomic_init(&pool->finished, 0);
     atomic_init(&pool->started, 0);
     atomic_init(&pool->job_parts, 0);

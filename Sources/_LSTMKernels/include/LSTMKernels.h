@@ -121,7 +121,7 @@ typedef void (*lstmk_task_fn)(void *context, ptrdiff_t part);
 lstmk_pool *lstmk_pool_create(int workers);
 /// Threads actually started.
 int lstmk_pool_workers(const lstmk_pool *pool);
-/// How long an idle worker spins before it parks (default 200 µs).
+/// How long an idle worker spins before it parks (default 1 ms).
 void lstmk_pool_set_spin(lstmk_pool *pool, long nanoseconds);
 /// Stops and joins the workers; no job may be running.
 void lstmk_pool_destroy(lstmk_pool *pool);
