@@ -29,7 +29,27 @@ static inline const float *row_pointer(const float *A, ptrdiff_t rsa, ptrdiff_t 
 
 // Copies op(B)[:, j0..j0+15] into a K×16 panel, zero-padding columns past N.
 static void pack_panel(ptrdiff_t K, ptrdiff_t n, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *panel) {
-    for (ptrdiff_t k = 0; k < K; k++) {
+    ptrdiff_t k0 = 0;
+#ifdef LSTMK_X86
+    if (rsb == 1 && n == NR) {
+        // B transposed (the weights W (4H, K) as Wᵀ): column j of the panel is row j of W, contiguous in k. Four
+        // rows and four k at a time as SSE 4×4 transposes instead of one strided float at a time.
+        k0 = K / 4 * 4;
+        for (ptrdiff_t j = 0; j < NR; j += 4) {
+            const float *b0 = B + j * csb, *b1 = b0 + csb, *b2 = b1 + csb, *b3 = b2 + csb;
+            for (ptrdiff_t k = 0; k < k0; k += 4) {
+                __m128 x0 = _mm_loadu_ps(b0 + k), x1 = _mm_loadu_ps(b1 + k), x2 = _mm_loadu_ps(b2 + k),
+                       x3 = _mm_loadu_ps(b3 + k);
+                _MM_TRANSPOSE4_PS(x0, x1, x2, x3);
+                _mm_storeu_ps(panel + k * NR + j, x0);
+                _mm_storeu_ps(panel + (k + 1) * NR + j, x1);
+                _mm_storeu_ps(panel + (k + 2) * NR + j, x2);
+                _mm_storeu_ps(panel + (k + 3) * NR + j, x3);
+            }
+        }
+    }
+#endif
+    for (ptrdiff_t k = k0; k < K; k++) {
         const float *src = B + k * rsb;
         float *dst = panel + k * NR;
         if (csb == 1 && n == NR) {
