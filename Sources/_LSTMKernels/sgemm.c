@@ -27,26 +27,32 @@ static inline const float *row_pointer(const float *A, ptrdiff_t rsa, ptrdiff_t 
     return A + (i <= last ? i : last) * rsa;
 }
 
+#ifdef LSTMK_X86
+// Four rows s0..s3, contiguous in k, into columns 0..3 of a k-major block d (ld floats per k), k = 0 ..< k4 (a
+// multiple of 4): SSE 4×4 transposes (every x86-64 CPU). Packing both operands uses it.
+static inline void transpose_rows4(const float *s0, const float *s1, const float *s2, const float *s3, ptrdiff_t k4,
+                                   float *d, ptrdiff_t ld) {
+    for (ptrdiff_t k = 0; k < k4; k += 4) {
+        __m128 x0 = _mm_loadu_ps(s0 + k), x1 = _mm_loadu_ps(s1 + k), x2 = _mm_loadu_ps(s2 + k), x3 = _mm_loadu_ps(s3 + k);
+        _MM_TRANSPOSE4_PS(x0, x1, x2, x3);
+        _mm_storeu_ps(d + k * ld, x0);
+        _mm_storeu_ps(d + (k + 1) * ld, x1);
+        _mm_storeu_ps(d + (k + 2) * ld, x2);
+        _mm_storeu_ps(d + (k + 3) * ld, x3);
+    }
+}
+#endif
+
 // Copies op(B)[:, j0..j0+15] into a K×16 panel, zero-padding columns past N.
 static void pack_panel(ptrdiff_t K, ptrdiff_t n, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *panel) {
     ptrdiff_t k0 = 0;
 #ifdef LSTMK_X86
     if (rsb == 1 && n == NR) {
         // B transposed (the weights W (4H, K) as Wᵀ): column j of the panel is row j of W, contiguous in k. Four
-        // rows and four k at a time as SSE 4×4 transposes instead of one strided float at a time.
+        // rows and four k at a time instead of one strided float at a time.
         k0 = K / 4 * 4;
-        for (ptrdiff_t j = 0; j < NR; j += 4) {
-            const float *b0 = B + j * csb, *b1 = b0 + csb, *b2 = b1 + csb, *b3 = b2 + csb;
-            for (ptrdiff_t k = 0; k < k0; k += 4) {
-                __m128 x0 = _mm_loadu_ps(b0 + k), x1 = _mm_loadu_ps(b1 + k), x2 = _mm_loadu_ps(b2 + k),
-                       x3 = _mm_loadu_ps(b3 + k);
-                _MM_TRANSPOSE4_PS(x0, x1, x2, x3);
-                _mm_storeu_ps(panel + k * NR + j, x0);
-                _mm_storeu_ps(panel + (k + 1) * NR + j, x1);
-                _mm_storeu_ps(panel + (k + 2) * NR + j, x2);
-                _mm_storeu_ps(panel + (k + 3) * NR + j, x3);
-            }
-        }
+        for (ptrdiff_t j = 0; j < NR; j += 4)
+            transpose_rows4(B + j * csb, B + (j + 1) * csb, B + (j + 2) * csb, B + (j + 3) * csb, k0, panel + j, NR);
     }
 #endif
     for (ptrdiff_t k = k0; k < K; k++) {
@@ -407,20 +413,10 @@ static inline __attribute__((always_inline)) void pack_a_tiles(ptrdiff_t M, cons
         if (csa == 1) {
             ptrdiff_t r0 = 0;
 #ifdef LSTMK_X86
-            // Rows in fours, 4 k at a time, as 4×4 transposes (SSE, every x86-64 CPU): a quarter of the stores of
-            // moving one float at a time.
+            // Rows in fours, 4 k at a time: a quarter of the stores of moving one float at a time.
             const ptrdiff_t k4 = kc / 4 * 4;
             for (; r0 + 4 <= mr; r0 += 4) {
-                const float *a0 = a[r0], *a1 = a[r0 + 1], *a2 = a[r0 + 2], *a3 = a[r0 + 3];
-                for (ptrdiff_t k = 0; k < k4; k += 4) {
-                    __m128 x0 = _mm_loadu_ps(a0 + k), x1 = _mm_loadu_ps(a1 + k), x2 = _mm_loadu_ps(a2 + k),
-                           x3 = _mm_loadu_ps(a3 + k);
-                    _MM_TRANSPOSE4_PS(x0, x1, x2, x3);
-                    _mm_storeu_ps(d + k * mr + r0, x0);
-                    _mm_storeu_ps(d + (k + 1) * mr + r0, x1);
-                    _mm_storeu_ps(d + (k + 2) * mr + r0, x2);
-                    _mm_storeu_ps(d + (k + 3) * mr + r0, x3);
-                }
+                transpose_rows4(a[r0], a[r0 + 1], a[r0 + 2], a[r0 + 3], k4, d + r0, mr);
                 for (ptrdiff_t k = k4; k < kc; k++)
                     for (ptrdiff_t r = r0; r < r0 + 4; r++) d[k * mr + r] = a[r][k];
             }

@@ -8,8 +8,9 @@ import _LSTMKernels
 /// Each step is one pass over the worker pool: every thread takes the same groups of 16 units at every step (so
 /// its slice of W_hh stays in its own cache), adds h_{t−1}·W_hhᵀ into those units' Z and applies the element-wise
 /// pass to them while they are still in L1 (`lstmk_lstm_step`). A small unidirectional LSTM splits the batch
-/// instead (`splitsSequenceByRows`): each thread takes its rows through all the steps of a chunk in one pass. The weights are packed gate-interleaved — for each
-/// 16 units the columns of i, f, g and o side by side — so a thread's columns hold whole units.
+/// instead (`splitsSequenceByRows`): each thread takes its rows through all the steps of a chunk in one pass. The
+/// weights are packed gate-interleaved — for each 16 units the columns of i, f, g and o side by side — so a
+/// thread's columns hold whole units.
 ///
 /// Every value is computed by the same operations in the same order as in `forward`: Z = x·W_ihᵀ (one fma chain
 /// per element from 0), + (b_ih + b_hh), then the chain of h_{t−1}·W_hhᵀ continued from Z, then the element-wise
@@ -233,7 +234,8 @@ extension LSTM {
             guard rows > 0 else { return }
             let hPrev: UnsafePointer<Float>, lda: Int
             if !layer.reverse {
-                (hPrev, lda) = t == segment.first ? (UnsafePointer(hState), P) : (UnsafePointer(out + row(t - 1) * ld), ld)
+                (hPrev, lda) = t == segment.first ? (UnsafePointer(hState), P)
+                                                  : (UnsafePointer(out + row(t - 1) * ld), ld)
             } else if t == s.steps - 1 {
                 (hPrev, lda) = (UnsafePointer(hState), P)
             } else if s.batchSizes[t + 1] == n {
@@ -242,7 +244,8 @@ extension LSTM {
                 // Rows starting at t take h0; the others step t + 1's h.
                 let assembled = stash.previousHidden.pointer + d * B * P, running = s.batchSizes[t + 1]
                 for r in r0..<(r0 + rows) {
-                    (assembled + r * P).update(from: r < running ? out + (row(t + 1) + r) * ld : hState + r * P, count: P)
+                    let source = r < running ? out + (row(t + 1) + r) * ld : hState + r * P
+                    (assembled + r * P).update(from: source, count: P)
                 }
                 (hPrev, lda) = (UnsafePointer(assembled), P)
             }
@@ -257,7 +260,9 @@ extension LSTM {
             }
             // Rows whose last step this is (forward) keep their h; the reverse direction ends at t = 0.
             let ending = layer.reverse ? (t == 0 ? 0 : n) : (t + 1 < s.steps ? s.batchSizes[t + 1] : 0)
-            for r in r0..<(r0 + rows) where r >= ending { (finalHidden + r * P).update(from: out + (row(t) + r) * ld, count: P) }
+            for r in r0..<(r0 + rows) where r >= ending {
+                (finalHidden + r * P).update(from: out + (row(t) + r) * ld, count: P)
+            }
         }
 
         var starts = Array(stride(from: segment.first, to: segment.end, by: chunk))
@@ -278,7 +283,9 @@ extension LSTM {
                     }
                 }
             } else {
-                for t in stride(from: from, to: past, by: by) { step(t, chunkFirst: first, rows: 0, B, threads: threads) }
+                for t in stride(from: from, to: past, by: by) {
+                    step(t, chunkFirst: first, rows: 0, B, threads: threads)
+                }
             }
         }
         if !layer.reverse && segment.end < s.steps {

@@ -576,9 +576,9 @@ extension LSTM {
                     let dZt = dZ + (base + r0) * 4 * H
                     LSTMPointwise.backward(
                         gates: gates + (base + r0) * 4 * H, previousCell: cPrev + r0 * H, cell: cells + (base + r0) * H,
-                        dOutput: dAbove.map { $0 + (base + r0) * P }, dHiddenCarry: dh + r0 * P, dCellCarry: dc + r0 * H,
-                        dGates: dZt, batch: r1 - r0, hidden: H, gate: A.gate, cellActivation: A.cell,
-                        cellClip: A.cellClip, peepholes: nil, threads: 1)
+                        dOutput: dAbove.map { $0 + (base + r0) * P }, dHiddenCarry: dh + r0 * P,
+                        dCellCarry: dc + r0 * H, dGates: dZt, batch: r1 - r0, hidden: H, gate: A.gate,
+                        cellActivation: A.cell, cellClip: A.cellClip, peepholes: nil, threads: 1)
                     GEMM.gemm(transposeA: false, M: r1 - r0, UnsafePointer(dZt), lda: 4 * H, weightHH, dh + r0 * P,
                               ldc: P, accumulate: false, threads: 1)
                 }
