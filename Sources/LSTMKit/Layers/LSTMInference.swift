@@ -269,20 +269,27 @@ extension LSTM {
         if layer.reverse { starts.reverse() }
         for first in starts {
             let end = min(segment.end, first + chunk), rows = s.offsets[end] - s.offsets[first]
-            // Z = x·W_ihᵀ for the chunk's rows; each step adds b_ih + b_hh to its rows just before its product.
-            GEMM.gemm(transposeA: false, M: rows, input + row(first) * inputWidth, lda: inputWidth,
-                      weightIH, Z, ldc: ldz, accumulate: false, threads: threads)
             // The chunk's steps in this direction's order (a stride: nothing allocated per chunk).
             let (from, past, by) = layer.reverse ? (end - 1, first - 1, -1) : (first, end, 1)
             if rowParts > 1 {
-                // Each part its block of rows through every step of the chunk: one dispatch per chunk.
+                // Each part its block of rows through every step of the chunk: one dispatch per chunk, each step's
+                // Z = x_t·W_ihᵀ on the part's rows just before its recurrent product (the same chains as the chunk's
+                // product below, computed where they are read).
                 let per = ((B + rowParts - 1) / rowParts + 3) / 4 * 4
                 WorkerPool.shared(threads: rowParts).run(parts: rowParts) { part in
-                    for t in stride(from: from, to: past, by: by) {
-                        step(t, chunkFirst: first, rows: part * per, min(B, (part + 1) * per), threads: 1)
+                    let r0 = part * per, r1 = min(B, (part + 1) * per)
+                    for t in stride(from: from, to: past, by: by) where min(r1, s.batchSizes[t]) > r0 {
+                        GEMM.gemm(transposeA: false, M: min(r1, s.batchSizes[t]) - r0,
+                                  input + (row(t) + r0) * inputWidth, lda: inputWidth, weightIH,
+                                  Z + (s.offsets[t] - s.offsets[first] + r0) * ldz, ldc: ldz, accumulate: false,
+                                  threads: 1)
+                        step(t, chunkFirst: first, rows: r0, r1, threads: 1)
                     }
                 }
             } else {
+                // Z = x·W_ihᵀ for the chunk's rows; each step adds b_ih + b_hh to its rows just before its product.
+                GEMM.gemm(transposeA: false, M: rows, input + row(first) * inputWidth, lda: inputWidth,
+                          weightIH, Z, ldc: ldz, accumulate: false, threads: threads)
                 for t in stride(from: from, to: past, by: by) {
                     step(t, chunkFirst: first, rows: 0, B, threads: threads)
                 }
