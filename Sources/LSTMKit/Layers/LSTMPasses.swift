@@ -306,22 +306,28 @@ extension LSTM {
                               normalized: stash.normalizedInput.pointer + u * N * 4 * H, inverseDeviation: inverse,
                               output: Z, replace: true)
         }
-        let bias = stash.biasSum.pointer + d * 4 * H
-        for j in 0..<(4 * H) { bias[j] = p[layer.biasIH.offset + j] + p[layer.biasHH.offset + j] }
-        for r in 0..<N {
-            let row = Z + r * 4 * H
-            for j in 0..<(4 * H) { row[j] += bias[j] }
+        let biasSum = stash.biasSum.pointer + d * 4 * H
+        for j in 0..<(4 * H) { biasSum[j] = p[layer.biasIH.offset + j] + p[layer.biasHH.offset + j] }
+        let bias = UnsafePointer(biasSum)
+        func addBias(rows r0: Int, _ r1: Int) {
+            for r in r0..<r1 {
+                let row = Z + r * 4 * H
+                for j in 0..<(4 * H) { row[j] += bias[j] }
+            }
         }
         let mask = stash.recurrentMasks.pointer + u * B * P
         // A window of a small unidirectional LSTM whose every step splits by rows (a uniform batch): each part takes
-        // its rows through all the steps in one dispatch instead of one per step.
+        // its rows through all the steps in one dispatch instead of one per step, adding the bias to its rows of Z
+        // just before their product.
         let byRows = norm == nil && cellNorm == nil && !layer.reverse && !stash.recurrentDropoutActive && s.uniform
             && splitsStepsByRows(S.self, rows: B, threads: threads)
+        if !byRows { addBias(rows: 0, N) }
         if byRows {
             let steps = forwardSteps(u, stash), peepholes = layer.peephole.map { p + $0.offset }
             GEMM.rowBlocks(B, parts: min(threads, B / 6)) { r0, r1 in
                 for t in steps {
                     let base = s.offsets[t] - w.rowBase, (hPrev, cPrev) = previousState(u, step: t, stash)
+                    addBias(rows: base + r0, base + r1)
                     let Zt = Z + (base + r0) * 4 * H, m = weightHR == nil ? hiddens + base * P : cellOutputs + base * H
                     GEMM.gemm(transposeA: false, M: r1 - r0, hPrev + r0 * P, lda: P, weightHH, Zt, ldc: 4 * H,
                               accumulate: true, threads: 1)
