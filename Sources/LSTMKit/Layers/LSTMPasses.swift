@@ -316,31 +316,38 @@ extension LSTM {
             }
         }
         let mask = stash.recurrentMasks.pointer + u * B * P
+        let peepholes = layer.peephole.map { p + $0.offset }
+        // One part's share of a step split by rows (splitsStepsByRows): rows r0..<r1 of the step whose rows start at
+        // `base` get += h_{t-1}·W_hhᵀ, then their element-wise pass, on this thread.
+        func forwardRows(_ base: Int, _ hPrev: UnsafePointer<S>, _ cPrev: UnsafePointer<S>, _ r0: Int, _ r1: Int) {
+            let m = weightHR == nil ? hiddens + base * P : cellOutputs + base * H
+            GEMM.gemm(transposeA: false, M: r1 - r0, hPrev + r0 * P, lda: P, weightHH, Z + (base + r0) * 4 * H,
+                      ldc: 4 * H, accumulate: true, threads: 1)
+            LSTMPointwise.forward(gates: Z + (base + r0) * 4 * H, previousCell: cPrev + r0 * H,
+                                  cell: cells + (base + r0) * H, hidden: m + r0 * H, batch: r1 - r0, hidden: H,
+                                  gate: layer.activations.gate, cellActivation: layer.activations.cell,
+                                  cellClip: layer.activations.cellClip, peepholes: peepholes, threads: 1)
+        }
         // A window of a small unidirectional LSTM whose every step splits by rows (a uniform batch): each part takes
         // its rows through all the steps in one dispatch instead of one per step, adding the bias to its rows of Z
         // just before their product.
         let byRows = norm == nil && cellNorm == nil && !layer.reverse && !stash.recurrentDropoutActive && s.uniform
             && splitsStepsByRows(S.self, rows: B, threads: threads)
-        if !byRows { addBias(rows: 0, N) }
         if byRows {
-            let steps = forwardSteps(u, stash), peepholes = layer.peephole.map { p + $0.offset }
+            let steps = forwardSteps(u, stash)
             GEMM.rowBlocks(B, parts: min(threads, B / 6)) { r0, r1 in
                 for t in steps {
                     let base = s.offsets[t] - w.rowBase, (hPrev, cPrev) = previousState(u, step: t, stash)
                     addBias(rows: base + r0, base + r1)
-                    let Zt = Z + (base + r0) * 4 * H, m = weightHR == nil ? hiddens + base * P : cellOutputs + base * H
-                    GEMM.gemm(transposeA: false, M: r1 - r0, hPrev + r0 * P, lda: P, weightHH, Zt, ldc: 4 * H,
-                              accumulate: true, threads: 1)
-                    LSTMPointwise.forward(gates: Zt, previousCell: cPrev + r0 * H, cell: cells + (base + r0) * H,
-                                          hidden: m + r0 * H, batch: r1 - r0, hidden: H, gate: layer.activations.gate,
-                                          cellActivation: layer.activations.cell, cellClip: layer.activations.cellClip,
-                                          peepholes: peepholes, threads: 1)
+                    forwardRows(base, hPrev, cPrev, r0, r1)
                     if let weightHR {
-                        GEMM.gemm(transposeA: false, M: r1 - r0, UnsafePointer(m + r0 * H), lda: H, weightHR,
-                                  hiddens + (base + r0) * P, ldc: P, accumulate: false, threads: 1)
+                        GEMM.gemm(transposeA: false, M: r1 - r0, UnsafePointer(cellOutputs + (base + r0) * H), lda: H,
+                                  weightHR, hiddens + (base + r0) * P, ldc: P, accumulate: false, threads: 1)
                     }
                 }
             }
+        } else {
+            addBias(rows: 0, N)
         }
         // The window step by step (no steps left when it ran by rows above).
         for t in byRows ? [] : forwardSteps(u, stash) {
@@ -365,15 +372,7 @@ extension LSTM {
                                   output: Zt, replace: false)
             } else if fusedRows {
                 // Each part its rows' product, then their element-wise pass (splitsStepsByRows).
-                let c = cells + base * H, peepholes = layer.peephole.map { p + $0.offset }
-                GEMM.rowBlocks(n, parts: min(threads, n / 6)) { r0, r1 in
-                    GEMM.gemm(transposeA: false, M: r1 - r0, hPrev + r0 * P, lda: P, weightHH, Zt + r0 * 4 * H,
-                              ldc: 4 * H, accumulate: true, threads: 1)
-                    LSTMPointwise.forward(gates: Zt + r0 * 4 * H, previousCell: cPrev + r0 * H, cell: c + r0 * H,
-                                          hidden: m + r0 * H, batch: r1 - r0, hidden: H, gate: layer.activations.gate,
-                                          cellActivation: layer.activations.cell, cellClip: layer.activations.cellClip,
-                                          peepholes: peepholes, threads: 1)
-                }
+                GEMM.rowBlocks(n, parts: min(threads, n / 6)) { r0, r1 in forwardRows(base, hPrev, cPrev, r0, r1) }
             } else {
                 GEMM.gemm(transposeA: false, M: n, hPrev, lda: P, weightHH, Zt, ldc: 4 * H, accumulate: true,
                           threads: threads)
@@ -382,7 +381,7 @@ extension LSTM {
                 LSTMPointwise.forward(gates: Zt, previousCell: cPrev, cell: cells + base * H, hidden: m, batch: n,
                                       hidden: H, gate: layer.activations.gate, cellActivation: layer.activations.cell,
                                       cellClip: layer.activations.cellClip,
-                                      peepholes: layer.peephole.map { p + $0.offset }, threads: threads)
+                                      peepholes: peepholes, threads: threads)
             }
             if let cellNorm {
                 // m_t = o ⊙ cellAct(LN(S_t; γ_c, β_c)), replacing the plain pass's o ⊙ cellAct(S_t).
@@ -574,19 +573,28 @@ extension LSTM {
         // the element-wise pass, then δh_prev = δZ_t·W_hh on those rows of the carry.
         let byRows = norm == nil && cellNorm == nil && weightHR == nil && layer.peephole == nil && !layer.reverse
             && !stash.recurrentDropoutActive && s.uniform && splitsStepsByRows(S.self, rows: B, threads: threads)
+        let peepholes = layer.peephole.map { p + $0.offset }
+        // One part's share of a step split by rows (splitsStepsByRows): rows r0..<r1 of the step whose rows start
+        // at `base` get their element-wise pass, then δh_prev = δZ_t·W_hh, which reads and overwrites only those
+        // rows of the carry.
+        func backwardRows(_ base: Int, _ cPrev: UnsafePointer<S>, _ above: UnsafePointer<S>?, _ dm: UnsafePointer<S>,
+                          _ r0: Int, _ r1: Int) {
+            let dZt = dZ + (base + r0) * 4 * H
+            LSTMPointwise.backward(
+                gates: gates + (base + r0) * 4 * H, previousCell: cPrev + r0 * H, cell: cells + (base + r0) * H,
+                dOutput: above.map { $0 + r0 * P }, dHiddenCarry: dm + r0 * P, dCellCarry: dc + r0 * H, dGates: dZt,
+                batch: r1 - r0, hidden: H, gate: A.gate, cellActivation: A.cell, cellClip: A.cellClip,
+                peepholes: peepholes, threads: 1)
+            GEMM.gemm(transposeA: false, M: r1 - r0, UnsafePointer(dZt), lda: 4 * H, weightHH, dh + r0 * P, ldc: P,
+                      accumulate: false, threads: 1)
+        }
         if byRows {
             let steps = forwardSteps(u, stash).reversed()
             GEMM.rowBlocks(B, parts: min(threads, B / 6)) { r0, r1 in
                 for t in steps {
-                    let base = s.offsets[t] - w.rowBase, cPrev = previousState(u, step: t, stash).cell
-                    let dZt = dZ + (base + r0) * 4 * H
-                    LSTMPointwise.backward(
-                        gates: gates + (base + r0) * 4 * H, previousCell: cPrev + r0 * H, cell: cells + (base + r0) * H,
-                        dOutput: dAbove.map { $0 + (base + r0) * P }, dHiddenCarry: dh + r0 * P,
-                        dCellCarry: dc + r0 * H, dGates: dZt, batch: r1 - r0, hidden: H, gate: A.gate,
-                        cellActivation: A.cell, cellClip: A.cellClip, peepholes: nil, threads: 1)
-                    GEMM.gemm(transposeA: false, M: r1 - r0, UnsafePointer(dZt), lda: 4 * H, weightHH, dh + r0 * P,
-                              ldc: P, accumulate: false, threads: 1)
+                    let base = s.offsets[t] - w.rowBase
+                    backwardRows(base, previousState(u, step: t, stash).cell, dAbove.map { $0 + base * P },
+                                 UnsafePointer(dh), r0, r1)
                 }
             }
         }
@@ -629,26 +637,16 @@ extension LSTM {
                     gamma: cellNorm, beta: cellNorm + H, dHidden: dm, dCellCarry: dc, dGates: dZt,
                     dGamma: dCellNorm, dBeta: dCellNorm + H, scratch: stash.normalizedScratch.pointer + d * B * H,
                     batch: n, hidden: H, gate: A.gate, cellActivation: A.cell, cellClip: A.cellClip,
-                    peepholes: layer.peephole.map { p + $0.offset })
+                    peepholes: peepholes)
             } else if fusedRows {
-                // Each part its rows' element-wise pass, then their δh_prev = δZ_t·W_hh, which reads and overwrites
-                // only those rows of the carry (splitsStepsByRows).
-                let peepholes = layer.peephole.map { p + $0.offset }
-                GEMM.rowBlocks(n, parts: min(threads, n / 6)) { r0, r1 in
-                    LSTMPointwise.backward(
-                        gates: gates + (base + r0) * 4 * H, previousCell: cPrev + r0 * H, cell: cells + (base + r0) * H,
-                        dOutput: above.map { $0 + r0 * P }, dHiddenCarry: dm + r0 * P, dCellCarry: dc + r0 * H,
-                        dGates: dZt + r0 * 4 * H, batch: r1 - r0, hidden: H, gate: A.gate, cellActivation: A.cell,
-                        cellClip: A.cellClip, peepholes: peepholes, threads: 1)
-                    GEMM.gemm(transposeA: false, M: r1 - r0, UnsafePointer(dZt + r0 * 4 * H), lda: 4 * H, weightHH,
-                              dh + r0 * P, ldc: P, accumulate: false, threads: 1)
-                }
+                // Each part its rows (splitsStepsByRows).
+                GEMM.rowBlocks(n, parts: min(threads, n / 6)) { r0, r1 in backwardRows(base, cPrev, above, dm, r0, r1) }
             } else {
                 LSTMPointwise.backward(
                     gates: gates + base * 4 * H, previousCell: cPrev, cell: cells + base * H, dOutput: above,
                     dHiddenCarry: dm, dCellCarry: dc, dGates: dZt,
                     batch: n, hidden: H, gate: A.gate, cellActivation: A.cell, cellClip: A.cellClip,
-                    peepholes: layer.peephole.map { p + $0.offset }, threads: threads)
+                    peepholes: peepholes, threads: threads)
             }
             if let norm, let dNorm {
                 // Through LN(W_hh·h_{t-1}; γ_h, β_h).
