@@ -100,7 +100,9 @@ static void take_parts(lstmk_pool *pool, unsigned long long generation, int home
 static void *worker_main(void *argument) {
     lstmk_pool *pool = (lstmk_pool *)argument;
     const int home = atomic_fetch_add(&pool->started, 1) + 1;
-    unsigned long long seen = generation_of(atomic_load(&pool->ticket));
+    // Generation 0 is the pool's before its first job: a worker that starts after the first job was published
+    // (thread start-up can take longer than a job) still sees that job as new and takes its home part.
+    unsigned long long seen = 0;
     for (;;) {
         // Spin while hot.
         const long deadline = now_ns() + atomic_load_explicit(&pool->spin_ns, memory_order_relaxed);
