@@ -14,6 +14,8 @@ struct LSTMCommand: ParsableCommand {
     /// Every failure is one line on standard error (`lstm: error: …`) and a non-zero exit, argument errors included;
     /// help and exit codes a command chose go through ArgumentParser as usual.
     static func main() {
+        // Freed blocks stay mapped for the next step's (ProcessMemory): no page faults per training step.
+        ProcessMemory.retainFreedMemory()
         // Known before parsing, so that an argument error in an MPI job is printed once, by process 0.
         let environment = ProcessInfo.processInfo.environment
         if let rank = environment["OMPI_COMM_WORLD_RANK"] ?? environment["PMI_RANK"], rank != "0" { isSecondaryProcess = true }

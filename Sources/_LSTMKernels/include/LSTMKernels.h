@@ -125,6 +125,10 @@ int lstmk_pool_workers(const lstmk_pool *pool);
 void lstmk_pool_set_spin(lstmk_pool *pool, long nanoseconds);
 /// Stops and joins the workers; no job may be running.
 void lstmk_pool_destroy(lstmk_pool *pool);
+
+/// glibc only: serves blocks up to 32 MB from the heap and never trims it, so memory a process frees stays mapped
+/// for its next allocation. 1 if both settings took, 0 otherwise (another C library: nothing changed).
+int lstmk_retain_freed_memory(void);
 /// Runs fn(context, part) for part = 0 ..< parts on the caller and the workers and returns when all are done; each
 /// thread takes its home part first (the caller 0, worker w part w + 1). If the pool is busy with another caller's
 /// job (or this is a nested call), the parts run on the caller, in order.
