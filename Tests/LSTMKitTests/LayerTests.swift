@@ -92,6 +92,44 @@ struct LayerTests {
     }
 
     /// Logits of ±1e4 would overflow exp without the max shift; the result must equal the shifted exact value.
+    /// The squared-error sums run in eight lanes: each equals the exact sum (Double reference, in order) to a few
+    /// ulps, the masked loss over every row is the plain one's sum to the bit (lane = index mod 8, however the
+    /// rows come), dropped rows add nothing and get a zero δ, and δ is 2(p − y)/n exactly.
+    @Test func squaredErrorSumsInLanes() {
+        var random = RandomSource(seed: 7)
+        for (rows, width) in [(1, 1), (3, 5), (7, 3), (50, 13), (64, 64)] {
+            let n = rows * width
+            let p = (0..<n).map { _ in Float(random.uniform(-3, 3)) }
+            let y = (0..<n).map { _ in Float(random.uniform(-3, 3)) }
+            var exact = 0.0
+            for k in 0..<n { let e = Double(p[k] - y[k]); exact += e * e }
+            let (loss, d) = MeanSquaredError.forwardBackward(prediction: p, target: y)
+            #expect(abs(loss * Double(n) - exact) <= 1e-13 * exact, "\(rows)×\(width)")
+            #expect(d == (0..<n).map { 2 / Float(n) * (p[$0] - y[$0]) })
+            let all = MaskedSquaredError.forwardBackward(prediction: p, target: y, width: width, keep: nil)
+            let kept = MaskedSquaredError.forwardBackward(prediction: p, target: y, width: width,
+                                                          keep: [Bool](repeating: true, count: rows))
+            #expect(all.sum == loss * Double(n) && kept.sum == all.sum && kept.dPrediction == d)
+            let noGradient = MaskedSquaredError.forwardBackward(prediction: p, target: y, width: width, keep: nil,
+                                                                wantGradient: false)
+            #expect(noGradient.sum == all.sum && noGradient.dPrediction.isEmpty)
+            // Every other row dropped.
+            let keep = (0..<rows).map { $0 % 2 == 0 }
+            let masked = MaskedSquaredError.forwardBackward(prediction: p, target: y, width: width, keep: keep)
+            var partial = 0.0
+            for r in 0..<rows where keep[r] {
+                for k in (r * width)..<((r + 1) * width) { let e = Double(p[k] - y[k]); partial += e * e }
+            }
+            let m = keep.filter { $0 }.count * width
+            #expect(masked.count == m && abs(masked.sum - partial) <= 1e-13 * partial)
+            for r in 0..<rows {
+                for k in (r * width)..<((r + 1) * width) {
+                    #expect(masked.dPrediction[k] == (keep[r] ? 2 / Float(m) * (p[k] - y[k]) : 0))
+                }
+            }
+        }
+    }
+
     @Test func crossEntropyIsStableAndExact() {
         let logits: [Float] = [10_000, 0, -10_000, 1, 2, 3]
         let (loss, d) = SoftmaxCrossEntropy.forwardBackward(logits: logits, targets: [1, 2], classes: 3)

@@ -73,15 +73,61 @@ public enum MeanSquaredError {
         require(prediction.count == target.count, "MeanSquaredError: got \(target.count) target values, expected one per prediction (\(prediction.count))")
         let N = prediction.count
         guard N > 0 else { return (0, []) }
-        var total = 0.0
-        var d = [S](repeating: 0, count: N)
         let scale = 2 / S(N)
-        for k in 0..<N {
-            let e = prediction[k] - target[k]
-            total += Double(e) * Double(e)
-            d[k] = scale * e
+        var lanes = SquareSum()
+        let d = [S](unsafeUninitializedCapacity: N) { buffer, count in
+            prediction.withUnsafeBufferPointer { p in
+                target.withUnsafeBufferPointer { y in
+                    lanes.add(p.baseAddress!, y.baseAddress!, 0..<N, gradient: buffer.baseAddress!, scale: scale)
+                }
+            }
+            count = N
         }
-        return (total / Double(N), d)
+        return (lanes.total / Double(N), d)
+    }
+}
+
+/// Σ (p − y)² in Double in eight lanes — value k goes to lane k mod 8, whatever ranges the values come in — added up
+/// in one fixed order at the end: eight independent chains instead of one, whose 4-cycle add latency made the loss
+/// a serial pass as long as a small model's whole backward product (`small`: 102,400 values, 0.15 ms).
+struct SquareSum {
+    var lanes = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+    /// Adds (p[k] − y[k])² for k in `range`, and writes scale·(p[k] − y[k]) to `gradient[k]` when it is given.
+    @inline(__always)
+    mutating func add<S: LSTMScalar>(_ p: UnsafePointer<S>, _ y: UnsafePointer<S>, _ range: Range<Int>,
+                                     gradient: UnsafeMutablePointer<S>?, scale: S) {
+        var k = range.lowerBound
+        func one(_ k: Int, _ lane: inout Double) {
+            let e = p[k] - y[k]
+            lane += Double(e) * Double(e)
+            gradient?[k] = scale * e
+        }
+        func lane(_ k: Int, _ body: (inout Double) -> Void) {
+            switch k & 7 {
+            case 0: body(&lanes.0)
+            case 1: body(&lanes.1)
+            case 2: body(&lanes.2)
+            case 3: body(&lanes.3)
+            case 4: body(&lanes.4)
+            case 5: body(&lanes.5)
+            case 6: body(&lanes.6)
+            default: body(&lanes.7)
+            }
+        }
+        while k < range.upperBound && k & 7 != 0 { lane(k) { one(k, &$0) }; k += 1 }
+        var (a0, a1, a2, a3, a4, a5, a6, a7) = lanes
+        while k + 8 <= range.upperBound {
+            one(k, &a0); one(k + 1, &a1); one(k + 2, &a2); one(k + 3, &a3)
+            one(k + 4, &a4); one(k + 5, &a5); one(k + 6, &a6); one(k + 7, &a7)
+            k += 8
+        }
+        lanes = (a0, a1, a2, a3, a4, a5, a6, a7)
+        while k < range.upperBound { lane(k) { one(k, &$0) }; k += 1 }
+    }
+
+    var total: Double {
+        ((lanes.0 + lanes.1) + (lanes.2 + lanes.3)) + ((lanes.4 + lanes.5) + (lanes.6 + lanes.7))
     }
 }
 
@@ -100,9 +146,13 @@ public enum MaskedSquaredError {
         require(keep == nil || keep!.count * width == target.count, "MaskedSquaredError: got \(keep?.count ?? 0) row flags, expected one per row of \(width) (\(target.count / max(width, 1)))")
         guard let keep else {
             if !wantGradient {
-                var total = 0.0
-                for k in prediction.indices { let e = Double(prediction[k] - target[k]); total += e * e }
-                return (total, prediction.count, [])
+                var lanes = SquareSum()
+                prediction.withUnsafeBufferPointer { p in
+                    target.withUnsafeBufferPointer { y in
+                        lanes.add(p.baseAddress!, y.baseAddress!, 0..<p.count, gradient: nil, scale: 0)
+                    }
+                }
+                return (lanes.total, prediction.count, [])
             }
             let (loss, d) = MeanSquaredError.forwardBackward(prediction: prediction, target: target)
             return (loss * Double(prediction.count), prediction.count, d)
@@ -111,15 +161,18 @@ public enum MaskedSquaredError {
         var d = [S](repeating: 0, count: wantGradient ? prediction.count : 0)
         guard n > 0 else { return (0, 0, d) }
         let scale = 2 / S(n)
-        var total = 0.0
-        for (r, kept) in keep.enumerated() where kept {
-            for k in (r * width)..<((r + 1) * width) {
-                let e = prediction[k] - target[k]
-                total += Double(e) * Double(e)
-                if wantGradient { d[k] = scale * e }
+        var lanes = SquareSum()
+        prediction.withUnsafeBufferPointer { p in
+            target.withUnsafeBufferPointer { y in
+                d.withUnsafeMutableBufferPointer { dp in
+                    for (r, kept) in keep.enumerated() where kept {
+                        lanes.add(p.baseAddress!, y.baseAddress!, (r * width)..<((r + 1) * width),
+                                  gradient: wantGradient ? dp.baseAddress! : nil, scale: scale)
+                    }
+                }
             }
         }
-        return (total, n, d)
+        return (lanes.total, n, d)
     }
 }
 
