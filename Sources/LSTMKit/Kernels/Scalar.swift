@@ -43,3 +43,18 @@ extension Double: LSTMScalar {
     /// √x, correctly rounded (IEEE 754 square root).
     @inlinable public static func squareRoot(_ x: Double) -> Double { x.squareRoot() }
 }
+
+extension Array where Element: LSTMScalar {
+    /// An array of `count` elements that the caller writes in full before anyone reads it: in release builds no
+    /// zero fill (a training step's outputs are megabytes, written again right away by a product or a copy); in
+    /// debug builds, and so in the tests, every element starts as NaN, so one left unwritten shows.
+    @inline(__always)
+    static func unfilled(_ count: Int) -> [Element] {
+        [Element](unsafeUninitializedCapacity: count) { buffer, initialized in
+            #if DEBUG
+            buffer.initialize(repeating: .nan)
+            #endif
+            initialized = count
+        }
+    }
+}

@@ -76,7 +76,8 @@ extension LSTM {
         schedule.sortState(initial, hidden: h0, cell: c0, units: U, hiddenWidth: P, cellWidth: H)
 
         var final = LSTMState<S>(for: self, batch: B)
-        var output = [S](repeating: 0, count: T * B * D * P)
+        // Every element is written when there is no padding (each window's rows are copied out whole).
+        var output = schedule.uniform ? [S].unfilled(T * B * D * P) : [S](repeating: 0, count: T * B * D * P)
         if T == 0 {
             for u in 0..<U {
                 for r in 0..<B {
@@ -702,10 +703,17 @@ extension LSTM {
                                         g + weightHRSpec.offset, ldc: H, descending: descending, threads: threads)
         }
         // δb_ih and δb_hh both receive Σ δZ over rows (added to the parameters' gradients after the last window).
+        // Split by columns over the threads (each column one chain over the rows, in backward's order, as on one).
         let sum = stash.biasSums.pointer + u * 4 * H
-        for i in 0..<N {
-            let row = dZ + (descending ? N - 1 - i : i) * 4 * H
-            for j in 0..<(4 * H) { sum[j] += row[j] }
+        let sumParts = N * 4 * H >= 1 << 15 ? max(1, min(threads, 4 * H / 16)) : 1
+        let sumChunk = ((4 * H + sumParts - 1) / sumParts + 15) / 16 * 16
+        let deltas = UnsafePointer(dZ)
+        WorkerPool.shared(threads: sumParts).run(parts: sumParts) { part in
+            let j0 = min(4 * H, part * sumChunk), j1 = min(4 * H, j0 + sumChunk)
+            for i in 0..<N {
+                let row = deltas + (descending ? N - 1 - i : i) * 4 * H
+                for j in j0..<j1 { sum[j] += row[j] }
+            }
         }
         if let norm, let dNorm {
             // Through LN(W_ih·x_t; γ_x, β_x), in place: δZ becomes δ(W_ih·x_t).

@@ -41,7 +41,7 @@ public struct Linear: Sendable, Hashable {
     @_specialize(where S == Double)
     public func forward<S: LSTMScalar>(_ x: [S], rows N: Int, parameters: ParameterBuffer<S>, threads: Int = 1) -> [S] {
         require(x.count == N * inputSize, "Linear.forward: got \(x.count) values of x, expected rows × inputSize = \(N) × \(inputSize) = \(N * inputSize)")
-        var y = [S](repeating: 0, count: N * outputSize)
+        var y = [S].unfilled(N * outputSize)  // written whole by the product (accumulate: false)
         let In = inputSize, Out = outputSize
         x.withUnsafeBufferPointer { x in
             parameters.storage.withUnsafeBufferPointer { p in
@@ -73,7 +73,7 @@ public struct Linear: Sendable, Hashable {
         require(dOutput.count == N * outputSize, "Linear.backward: got \(dOutput.count) values of dOutput, expected rows × outputSize = \(N) × \(outputSize) = \(N * outputSize)")
         require(x.count == N * inputSize, "Linear.backward: got \(x.count) values of input, expected rows × inputSize = \(N) × \(inputSize) = \(N * inputSize)")
         let In = inputSize, Out = outputSize
-        var dx = [S](repeating: 0, count: N * In)
+        var dx = [S].unfilled(N * In)  // written whole by δX = δY·W (accumulate: false)
         guard N > 0 else { return dx }
         dOutput.withUnsafeBufferPointer { dy in
             x.withUnsafeBufferPointer { x in
