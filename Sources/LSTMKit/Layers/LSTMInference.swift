@@ -101,7 +101,8 @@ extension LSTM {
         stash.biasSum.reserve(U * width)
 
         x.withUnsafeBufferPointer { xs in
-            schedule.pack(xs.baseAddress!, stash.input.pointer, width: I, layout: sequenceLayout, window: schedule.whole)
+            schedule.pack(xs.baseAddress!, stash.input.pointer, width: I, layout: sequenceLayout, window: schedule.whole,
+                          threads: stash.threads)
         }
         // The state (h, S) of every layer and direction, sorted rows: (h0, c0), updated in place.
         let hState = stash.initialHidden.pointer, cState = stash.initialCell.pointer
@@ -144,7 +145,8 @@ extension LSTM {
                     }
                     if !direct {
                         let top = outputs.pointer + ((L - 1) % 2) * segmentRows * D * P
-                        schedule.unpack(top, out.baseAddress!, width: D * P, layout: sequenceLayout, window: segment)
+                        schedule.unpack(top, out.baseAddress!, width: D * P, layout: sequenceLayout, window: segment,
+                                        threads: stash.threads)
                     }
                 }
             }

@@ -68,7 +68,8 @@ extension LSTM {
             }
         }
         x.withUnsafeBufferPointer { xs in
-            schedule.pack(xs.baseAddress!, stash.input.pointer, width: I, layout: sequenceLayout, window: schedule.whole)
+            schedule.pack(xs.baseAddress!, stash.input.pointer, width: I, layout: sequenceLayout, window: schedule.whole,
+                          threads: stash.threads)
         }
         // (h0, c0), sorted rows: the first window's starting state (with checkpoints, checkpoint 0).
         let h0 = stash.checkpointing ? stash.checkpoints.pointer : stash.initialHidden.pointer
@@ -96,7 +97,8 @@ extension LSTM {
                     stash.windowIndex = w
                     forwardWindow(parameters: p.baseAddress!, stash: stash)
                     let top = layerOutput(L - 1, stash)
-                    schedule.unpack(top, out.baseAddress!, width: D * P, layout: sequenceLayout, window: window)
+                    schedule.unpack(top, out.baseAddress!, width: D * P, layout: sequenceLayout, window: window,
+                                    threads: stash.threads)
                     // Each row's state after its last real step (forward direction) or after t = 0 (reverse).
                     let Nw = window.rows
                     for u in 0..<U {
@@ -455,7 +457,7 @@ extension LSTM {
                                        stash: stash)
                         if inputGradient {
                             s.unpack(stash.dAbove.pointer, dx.baseAddress!, width: I, layout: stash.sequenceLayout,
-                                     window: window)
+                                     window: window, threads: stash.threads)
                         }
                     }
                     for (u, layer) in layers.enumerated() {
@@ -481,36 +483,47 @@ extension LSTM {
         let L = layerCount, D = directions, P = outputSize, H = hiddenSize
         let s = stash.schedule, w = stash.window, Nw = w.rows, N = s.rows
         var dAbove = stash.dAbove, dBelow = stash.dBelow
-        // δ of the top layer's outputs in this window, packed.
-        if let dOutput {
+        // δ of the top layer's outputs in this window: without padding, in time-major order, the caller's rows are
+        // already the packed ones and are read where they are; otherwise packed into dAbove.
+        let direct = dOutput != nil && s.uniform && stash.sequenceLayout == .timeMajor
+        if let dOutput, !direct {
             dOutput.withUnsafeBufferPointer { d in
                 s.pack(d.baseAddress!, dAbove.pointer, width: D * P, layout: stash.sequenceLayout, window: w)
             }
         }
         var hasAbove = dOutput != nil
         for l in stride(from: L - 1, through: 0, by: -1) {
-            if D == 2 && hasAbove {
-                // Each direction's share of δ(output), contiguous.
-                let split = stash.dAboveSplit.pointer
-                for r in 0..<Nw {
-                    (split + r * P).update(from: dAbove.pointer + r * 2 * P, count: P)
-                    (split + Nw * P + r * P).update(from: dAbove.pointer + r * 2 * P + P, count: P)
+            // This layer's δ(output), (Nw, D·P): the caller's array for the top layer when direct.
+            func withAbove(_ body: (UnsafePointer<S>?) -> Void) {
+                if !hasAbove { return body(nil) }
+                if l == L - 1 && direct {
+                    dOutput!.withUnsafeBufferPointer { body($0.baseAddress! + w.rowBase * D * P) }
+                } else {
+                    body(UnsafePointer(dAbove.pointer))
                 }
             }
-            let shares = hasAbove ? (0..<D).map { d in
-                UnsafePointer(D == 1 ? dAbove.pointer : stash.dAboveSplit.pointer + d * Nw * P)
-            } : [UnsafePointer<S>?](repeating: nil, count: D)
-            if D == 2 && stash.threads >= 2 {
-                // The directions are independent (own tensors, carries and scratch): one per core.
-                let threads = stash.threads / 2
-                WorkerPool.shared(threads: 2).run(parts: 2) { d in
-                    backwardDirection(l * D + d, dAbove: shares[d], parameters: p, gradients: g, stash: stash,
-                                      threads: threads)
+            withAbove { above in
+                // A bidirectional layer's directions each take their half of every row, contiguous, copied on the
+                // thread that runs the direction.
+                func share(_ d: Int) -> UnsafePointer<S>? {
+                    guard let above else { return nil }
+                    if D == 1 { return above }
+                    let split = stash.dAboveSplit.pointer + d * Nw * P
+                    for r in 0..<Nw { (split + r * P).update(from: above + r * 2 * P + d * P, count: P) }
+                    return UnsafePointer(split)
                 }
-            } else {
-                for d in 0..<D {
-                    backwardDirection(l * D + d, dAbove: shares[d], parameters: p, gradients: g, stash: stash,
-                                      threads: stash.threads)
+                if D == 2 && stash.threads >= 2 {
+                    // The directions are independent (own tensors, carries and scratch): one per core.
+                    let threads = stash.threads / 2
+                    WorkerPool.shared(threads: 2).run(parts: 2) { d in
+                        backwardDirection(l * D + d, dAbove: share(d), parameters: p, gradients: g, stash: stash,
+                                          threads: threads)
+                    }
+                } else {
+                    for d in 0..<D {
+                        backwardDirection(l * D + d, dAbove: share(d), parameters: p, gradients: g, stash: stash,
+                                          threads: stash.threads)
+                    }
                 }
             }
             // δ of the layer's input: Σ_d δZ_d · W_ih,d   (Nw, 4H)·(4H, In), the directions in turn.
