@@ -153,12 +153,18 @@ LSTMK_TILE_AVX2(tile_avx2_4, 4)
 #define LSTMK_TILE_AVX512(NAME, ROWS)                                                                               \
     __attribute__((target("avx512f")))                                                                              \
     static void NAME(ptrdiff_t K, const float *a, ptrdiff_t astride, const float *p0, const float *p1, float *C,    \
-                     ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, int accumulate) {                                     \
+                     ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, int accumulate, const float *bias) {                  \
         __m512 acc[ROWS][2];                                                                                        \
         const __mmask16 mask0 = (__mmask16)(n >= 16 ? 0xFFFF : (1u << n) - 1);                                     \
         const __mmask16 mask1 = (__mmask16)(n >= 32 ? 0xFFFF : n > 16 ? (1u << (n - 16)) - 1 : 0);                 \
+        const __m512 bias0 = bias ? _mm512_maskz_loadu_ps(mask0, bias) : _mm512_setzero_ps();                      \
+        const __m512 bias1 = bias ? _mm512_maskz_loadu_ps(mask1, bias + 16) : _mm512_setzero_ps();                 \
         for (int r = 0; r < ROWS; r++) {                                                                            \
-            if (accumulate && r < m) {                                                                              \
+            if (accumulate && r < m && bias) {                                                                      \
+                /* C + b rounded once, as the separate pass z[j] + b[j] does: the same chains' start. */           \
+                acc[r][0] = _mm512_add_ps(_mm512_maskz_loadu_ps(mask0, C + r * ldc), bias0);                        \
+                acc[r][1] = _mm512_add_ps(_mm512_maskz_loadu_ps(mask1, C + r * ldc + 16), bias1);                   \
+            } else if (accumulate && r < m) {                                                                       \
                 acc[r][0] = _mm512_maskz_loadu_ps(mask0, C + r * ldc);                                              \
                 acc[r][1] = _mm512_maskz_loadu_ps(mask1, C + r * ldc + 16);                                         \
             } else {                                                                                                \
@@ -441,8 +447,14 @@ static void pack_a(ptrdiff_t M, const float *A, ptrdiff_t rsa, ptrdiff_t csa, pt
 // panels + (j − j_base)·kc.
 static void multiply_block(int level, const float *apacked, ptrdiff_t astride, ptrdiff_t tstride, ptrdiff_t rstride,
                            ptrdiff_t mc, ptrdiff_t kc, const float *panels, ptrdiff_t j_base, ptrdiff_t from,
-                           ptrdiff_t to, float *C, ptrdiff_t ldc, int start_from_c) {
+                           ptrdiff_t to, float *C, ptrdiff_t ldc, int start_from_c, const float *bias) {
     const ptrdiff_t mr = tile_rows(level), nr = level == 3 ? 2 * NR : NR;
+    if (bias && level != 3) {
+        // C += b first (the AVX-512 tile adds it as it loads C, with the same one rounding).
+        for (ptrdiff_t r = 0; r < mc; r++)
+            for (ptrdiff_t j = from; j < to; j++) C[r * ldc + j] = C[r * ldc + j] + bias[j];
+        bias = NULL;
+    }
     const tile_plan plan = plan_tiles(mc, mr);
     for (ptrdiff_t j = from; j < to; j += nr) {
         const ptrdiff_t n = to - j < nr ? to - j : nr;
@@ -461,9 +473,10 @@ static void multiply_block(int level, const float *apacked, ptrdiff_t astride, p
             if (level == 3) {
                 // The second panel exists only past 16 columns; otherwise its (masked-off) loads read the first.
                 const float *p1 = n > NR ? panel + NR * kc : panel;
-                if (m <= 4) tile_avx512_4(kc, a, astride, panel, p1, c, ldc, m, n, start_from_c);
-                else if (m <= 8) tile_avx512_8(kc, a, astride, panel, p1, c, ldc, m, n, start_from_c);
-                else tile_avx512(kc, a, astride, panel, p1, c, ldc, m, n, start_from_c);
+                const float *b = bias ? bias + j : NULL;
+                if (m <= 4) tile_avx512_4(kc, a, astride, panel, p1, c, ldc, m, n, start_from_c, b);
+                else if (m <= 8) tile_avx512_8(kc, a, astride, panel, p1, c, ldc, m, n, start_from_c, b);
+                else tile_avx512(kc, a, astride, panel, p1, c, ldc, m, n, start_from_c, b);
                 continue;
             }
             if (level == 2) {
@@ -537,7 +550,7 @@ static void sgemm(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                 ptrdiff_t astride, tstride, rstride;
                 const float *a = a_block(level, M, A, rsa, csa, ic, mc, pc, kc, w->a, &astride, &tstride, &rstride);
                 multiply_block(level, a, astride, tstride, rstride, mc, kc, w->b, jc, jc, jc + nc, C + ic * ldc, ldc,
-                               start_from_c);
+                               start_from_c, NULL);
             }
         }
     }
@@ -703,7 +716,7 @@ static void sgemm_prepacked(int level, ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, 
             ptrdiff_t astride, tstride, rstride;
             const float *a = a_block(level, M, A, rsa, csa, ic, mc, pc, kc, w->a, &astride, &tstride, &rstride);
             multiply_block(level, a, astride, tstride, rstride, mc, kc, packed + pc * npad, 0, j0, j1, C + ic * ldc, ldc,
-                           start_from_c);
+                           start_from_c, NULL);
         }
     }
 }
@@ -747,11 +760,14 @@ void lstmk_sgemm_pack_b_gates(ptrdiff_t H, ptrdiff_t K, const float *B, ptrdiff_
     }
 }
 
-// Columns from..<to of Z (rows of the A block) += A block · the KC-row block of packed panels at `panels`.
+// Columns from..<to of Z (rows of the A block) += (b, when given, then) A block · the KC-row block of packed panels
+// at `panels`.
 static void step_columns(int level, ptrdiff_t n, const float *a, ptrdiff_t astride, ptrdiff_t tstride,
                          ptrdiff_t rstride, ptrdiff_t kc, const float *panels, ptrdiff_t from, ptrdiff_t to, float *Z,
-                         ptrdiff_t ldz) {
+                         ptrdiff_t ldz, const float *bias) {
     if (n == 1) {
+        if (bias)
+            for (ptrdiff_t j = from; j < to; j++) Z[j] = Z[j] + bias[j];
 #ifdef LSTMK_X86
         if (level >= 2) { row_prepacked_avx2(from, to, kc, a, panels, Z, 1); return; }
 #endif
@@ -761,7 +777,7 @@ static void step_columns(int level, ptrdiff_t n, const float *a, ptrdiff_t astri
         row_prepacked_portable(from, to, kc, a, panels, Z, 1);
         return;
     }
-    multiply_block(level, a, astride, tstride, rstride, n, kc, panels, 0, from, to, Z, ldz, 1);
+    multiply_block(level, a, astride, tstride, rstride, n, kc, panels, 0, from, to, Z, ldz, 1, bias);
 }
 
 void lstmk_lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff_t H, ptrdiff_t K, const float *A,
@@ -770,13 +786,15 @@ void lstmk_lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff
     level = level < 0 ? lstmk_sgemm_level() : clamp_level(level);
     if (n <= 0 || g1 <= g0) return;
     const ptrdiff_t groups = (H + NR - 1) / NR, npad = 4 * groups * NR, G = 4 * NR;
+    if (K <= 0) {
+        if (bias)
+            for (ptrdiff_t r = 0; r < n; r++)
+                for (ptrdiff_t j = g0 * G; j < g1 * G; j++) Z[r * ldz + j] = Z[r * ldz + j] + bias[j];
+        return;
+    }
     workspace *w = thread_workspace(0);
-    if (bias)
-        // Z += b on this part's columns, just before its product reads them (one add, as a separate pass would).
-        for (ptrdiff_t r = 0; r < n; r++) {
-            float *z = Z + r * ldz;
-            for (ptrdiff_t j = g0 * G; j < g1 * G; j++) z[j] = z[j] + bias[j];
-        }
+    // Z += b on this part's columns as the first KC block's tiles load them (one add, as a separate pass would;
+    // a pass of its own stalled on every step's rows of Z coming from L3: 4.6 % of `packed` inference).
     // Rows in blocks of MC (one block up to 144 rows); each block's KC-row blocks of the product, the last one group
     // by group, each group's element-wise pass right after its 64 columns.
     for (ptrdiff_t ic = 0; ic < n; ic += MC) {
@@ -792,12 +810,13 @@ void lstmk_lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff
                 a = a_block(level, n, A, lda, 1, ic, mc, pc, kc, w->a, &astride, &tstride, &rstride);
             }
             const float *panels = packed + pc * npad;
+            const float *b = pc == 0 ? bias : NULL;
             if (pc + kc < K) {
-                step_columns(level, mc, a, astride, tstride, rstride, kc, panels, g0 * G, g1 * G, Zb, ldz);
+                step_columns(level, mc, a, astride, tstride, rstride, kc, panels, g0 * G, g1 * G, Zb, ldz, b);
                 continue;
             }
             for (ptrdiff_t g = g0; g < g1; g++) {
-                step_columns(level, mc, a, astride, tstride, rstride, kc, panels, g * G, (g + 1) * G, Zb, ldz);
+                step_columns(level, mc, a, astride, tstride, rstride, kc, panels, g * G, (g + 1) * G, Zb, ldz, b);
                 const ptrdiff_t units = H - g * NR < NR ? H - g * NR : NR;
                 lstmk_pointwise_forward_units(Zb + g * G, ldz, NR, c + ic * H + g * NR, H, h + ic * ldh + g * NR, ldh,
                                               mc, units, gate, cell, clip, peep ? peep + g * NR : NULL, H,
