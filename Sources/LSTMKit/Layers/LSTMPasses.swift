@@ -349,6 +349,10 @@ extension LSTM {
                     }
                 }
             }
+        } else if N * 4 * H >= 1 << 16 && threads > 1 {
+            // Rows in blocks over the threads (each element the same one add): N × 4H adds, 13 M for a charrnn
+            // layer, were a serial pass while the other core spun.
+            GEMM.rowBlocks(N, parts: min(threads, max(1, N / 4))) { r0, r1 in addBias(rows: r0, r1) }
         } else {
             addBias(rows: 0, N)
         }
