@@ -583,10 +583,16 @@ size_t lstmk_sgemm_packed_size(ptrdiff_t N, ptrdiff_t K) {
 }
 
 void lstmk_sgemm_pack_b(ptrdiff_t N, ptrdiff_t K, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *packed) {
+    lstmk_sgemm_pack_b_columns(N, K, B, rsb, csb, packed, 0, N);
+}
+
+void lstmk_sgemm_pack_b_columns(ptrdiff_t N, ptrdiff_t K, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *packed,
+                                ptrdiff_t j0, ptrdiff_t j1) {
     const ptrdiff_t npad = padded_width(N);
+    if (j1 > N) j1 = N;
     for (ptrdiff_t pc = 0; pc < K; pc += KC) {
         const ptrdiff_t kc = K - pc < KC ? K - pc : KC;
-        for (ptrdiff_t j = 0; j < N; j += NR) {
+        for (ptrdiff_t j = j0; j < j1; j += NR) {
             const ptrdiff_t n = N - j < NR ? N - j : NR;
             pack_panel(kc, n, B + pc * rsb + j * csb, rsb, csb, packed + pc * npad + j * kc);
         }
@@ -748,10 +754,16 @@ void lstmk_sgemm_prepacked_at_level(int level, ptrdiff_t M, ptrdiff_t j0, ptrdif
 // ---- The stash-free inference step: the recurrent product and the element-wise pass, fused ----
 
 void lstmk_sgemm_pack_b_gates(ptrdiff_t H, ptrdiff_t K, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *packed) {
+    lstmk_sgemm_pack_b_gates_groups(H, K, B, rsb, csb, packed, 0, (H + NR - 1) / NR);
+}
+
+void lstmk_sgemm_pack_b_gates_groups(ptrdiff_t H, ptrdiff_t K, const float *B, ptrdiff_t rsb, ptrdiff_t csb,
+                                     float *packed, ptrdiff_t g0, ptrdiff_t g1) {
     const ptrdiff_t groups = (H + NR - 1) / NR, npad = 4 * groups * NR;
+    if (g1 > groups) g1 = groups;
     for (ptrdiff_t pc = 0; pc < K; pc += KC) {
         const ptrdiff_t kc = K - pc < KC ? K - pc : KC;
-        for (ptrdiff_t g = 0; g < groups; g++) {
+        for (ptrdiff_t g = g0; g < g1; g++) {
             const ptrdiff_t n = H - g * NR < NR ? H - g * NR : NR;
             for (ptrdiff_t q = 0; q < 4; q++)
                 pack_panel(kc, n, B + pc * rsb + (q * H + g * NR) * csb, rsb, csb,

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import LSTMKit
+import _LSTMKernels
 
 /// The contiguous-access GEMM against the plain triple loop: bitwise, for every transpose combination, on shapes
 /// that are not multiples of anything, with padded leading dimensions, overwriting and accumulating.
@@ -78,6 +79,37 @@ struct ThreadingTests {
         }
         #expect(results[0] == results[1])
         #expect(results[0] == results[2])
+    }
+
+    /// Weights packed on several threads (each a block of whole panels or unit groups) are the bytes one thread
+    /// packs, on shapes past the 256 K-float threshold where the split happens, with ragged last blocks.
+    @Test func threadedPackingIsTheSame() {
+        var random = RandomSource(seed: 9)
+        for (N, K, transposeB) in [(1000, 300, true), (1000, 300, false), (4 * 300, 230, true)] {
+            let b = (0..<(N * K)).map { _ in Float(random.uniform(-1, 1)) }
+            var packs: [[Float]] = []
+            for threads in [1, 2, 3] {
+                let buffer = AlignedBuffer<Float>()
+                b.withUnsafeBufferPointer { b in
+                    _ = GEMM.prepare(transposeB: transposeB, K: K, N: N, b.baseAddress!, ldb: transposeB ? K : N,
+                                     buffer: buffer, threads: threads)
+                }
+                packs.append(Array(UnsafeBufferPointer(start: buffer.pointer, count: lstmk_sgemm_packed_size(N, K))))
+            }
+            #expect(packs[0] == packs[1] && packs[0] == packs[2], "\(N)×\(K), transposed \(transposeB)")
+        }
+        // Gate-interleaved (inference): H = 300 units, 19 groups of 16, W (4H, K).
+        let (H, K) = (300, 230)
+        let w = (0..<(4 * H * K)).map { _ in Float(random.uniform(-1, 1)) }
+        var packs: [[Float]] = []
+        for threads in [1, 2, 3] {
+            let buffer = AlignedBuffer<Float>()
+            let operand = w.withUnsafeBufferPointer {
+                LSTM.packGateInterleaved($0.baseAddress!, hidden: H, K: K, into: buffer, threads: threads)
+            }
+            packs.append(Array(UnsafeBufferPointer(start: buffer.pointer, count: lstmk_sgemm_packed_size(operand.N, K))))
+        }
+        #expect(packs[0] == packs[1] && packs[0] == packs[2], "gate-interleaved")
     }
 
     @Test func threadedGemmMatchesReference() {

@@ -288,14 +288,22 @@ public enum GEMM {
     @_specialize(where S == Float)
     @_specialize(where S == Double)
     public static func prepare<S: LSTMScalar>(transposeB: Bool, K: Int, N: Int, _ B: UnsafePointer<S>, ldb: Int,
-                                              buffer: AlignedBuffer<S>) -> PreparedOperand<S> {
+                                              buffer: AlignedBuffer<S>, threads: Int = 1) -> PreparedOperand<S> {
         guard S.self == Float.self else {
             return PreparedOperand(source: B, transposed: transposeB, ld: ldb, K: K, N: N, packed: nil)
         }
         buffer.reserve(lstmk_sgemm_packed_size(N, K))
         let packed = UnsafeMutableRawPointer(buffer.pointer).assumingMemoryBound(to: Float.self)
         let (rsb, csb) = transposeB ? (1, ldb) : (ldb, 1)
-        lstmk_sgemm_pack_b(N, K, UnsafeRawPointer(B).assumingMemoryBound(to: Float.self), rsb, csb, packed)
+        let source = UnsafeRawPointer(B).assumingMemoryBound(to: Float.self)
+        // Column blocks of whole panels over the threads from 256 K floats on (a training step repacks every weight
+        // matrix after the update: 4 MB for a charrnn W_hh, serial while the other cores waited).
+        let parts = N * K >= 1 << 18 ? max(1, min(threads, N / 16)) : 1
+        let chunk = ((N + parts - 1) / parts + 15) / 16 * 16
+        WorkerPool.shared(threads: parts).run(parts: parts) { part in
+            let j0 = min(N, part * chunk), j1 = min(N, j0 + chunk)
+            if j0 < j1 { lstmk_sgemm_pack_b_columns(N, K, source, rsb, csb, packed, j0, j1) }
+        }
         return PreparedOperand(source: B, transposed: transposeB, ld: ldb, K: K, N: N, packed: UnsafePointer(packed))
     }
 

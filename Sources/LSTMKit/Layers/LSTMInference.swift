@@ -174,13 +174,15 @@ extension LSTM {
             let buffers = stash.packedWeights[u]
             func packGates(_ slot: WeightSlot, _ offset: Int, K: Int) {
                 stash.weights[u][slot.rawValue] = LSTM.packGateInterleaved(p + offset, hidden: H, K: K,
-                                                                           into: buffers[slot.rawValue])
+                                                                           into: buffers[slot.rawValue],
+                                                                           threads: stash.threads)
             }
             packGates(.inputTransposed, layer.weightIH.offset, K: layer.inputSize)
             packGates(.recurrentTransposed, layer.weightHH.offset, K: P)
             LSTM.gateInterleavedBias(layer, hidden: H, parameters: p, into: stash.biasSum.pointer + u * width)
             stash.weights[u][WeightSlot.projectionTransposed.rawValue] = layer.weightHR.map {
-                GEMM.prepare(transposeB: true, K: H, N: P, p + $0.offset, ldb: H, buffer: buffers[WeightSlot.projectionTransposed.rawValue])
+                GEMM.prepare(transposeB: true, K: H, N: P, p + $0.offset, ldb: H,
+                             buffer: buffers[WeightSlot.projectionTransposed.rawValue], threads: stash.threads)
             }
         }
     }
@@ -188,10 +190,17 @@ extension LSTM {
     /// W (4H, K), row q·H + j for gate q of unit j, packed gate-interleaved (every 16 units' i, f, g, o columns side
     /// by side, padded to whole groups) into `buffer`: the operand of Z = x·Wᵀ for `lstmk_lstm_step`.
     static func packGateInterleaved(_ w: UnsafePointer<Float>, hidden H: Int, K: Int,
-                                    into buffer: AlignedBuffer<Float>) -> GEMM.PreparedOperand<Float> {
+                                    into buffer: AlignedBuffer<Float>, threads: Int = 1) -> GEMM.PreparedOperand<Float> {
         let width = 4 * ((H + 15) / 16 * 16)
         buffer.reserve(lstmk_sgemm_packed_size(width, K))
-        lstmk_sgemm_pack_b_gates(H, K, w, 1, K, buffer.pointer)
+        // Unit groups in blocks over the threads from 256 K floats on (every `infer` call packs its weights).
+        let groups = (H + 15) / 16, packed = buffer.pointer
+        let parts = width * K >= 1 << 18 ? max(1, min(threads, groups)) : 1
+        let chunk = (groups + parts - 1) / parts
+        WorkerPool.shared(threads: parts).run(parts: parts) { part in
+            let g0 = min(groups, part * chunk), g1 = min(groups, g0 + chunk)
+            if g0 < g1 { lstmk_sgemm_pack_b_gates_groups(H, K, w, 1, K, packed, g0, g1) }
+        }
         return GEMM.PreparedOperand(source: UnsafePointer(buffer.pointer), transposed: false, ld: width, K: K, N: width,
                                     packed: UnsafePointer(buffer.pointer))
     }

@@ -173,17 +173,19 @@ extension LSTM {
             func put(_ slot: WeightSlot, _ operand: GEMM.PreparedOperand<S>?) { stash.weights[u][slot.rawValue] = operand }
             if forward {
                 put(.inputTransposed, GEMM.prepare(transposeB: true, K: layer.inputSize, N: 4 * H, p + layer.weightIH.offset,
-                                                   ldb: layer.inputSize, buffer: buffer[0]))
+                                                   ldb: layer.inputSize, buffer: buffer[0], threads: stash.threads))
                 put(.recurrentTransposed, GEMM.prepare(transposeB: true, K: P, N: 4 * H, p + layer.weightHH.offset, ldb: P,
-                                                       buffer: buffer[1]))
+                                                       buffer: buffer[1], threads: stash.threads))
                 put(.projectionTransposed, layer.weightHR.map {
-                    GEMM.prepare(transposeB: true, K: H, N: P, p + $0.offset, ldb: H, buffer: buffer[2])
+                    GEMM.prepare(transposeB: true, K: H, N: P, p + $0.offset, ldb: H, buffer: buffer[2],
+                                 threads: stash.threads)
                 })
             } else {
                 put(.recurrent, GEMM.prepare(transposeB: false, K: 4 * H, N: P, p + layer.weightHH.offset, ldb: P,
-                                             buffer: buffer[3]))
+                                             buffer: buffer[3], threads: stash.threads))
                 put(.projection, layer.weightHR.map {
-                    GEMM.prepare(transposeB: false, K: P, N: H, p + $0.offset, ldb: H, buffer: buffer[4])
+                    GEMM.prepare(transposeB: false, K: P, N: H, p + $0.offset, ldb: H, buffer: buffer[4],
+                                 threads: stash.threads)
                 })
             }
         }

@@ -43,6 +43,9 @@ size_t lstmk_sgemm_packed_size(ptrdiff_t N, ptrdiff_t K);
 
 /// Packs op(B)[k, j] = B[k*rsb + j*csb] (K, N) once, for many lstmk_sgemm_prepacked calls.
 void lstmk_sgemm_pack_b(ptrdiff_t N, ptrdiff_t K, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *packed);
+/// The panels of columns j0..<j1 only (j0 a multiple of 16): disjoint ranges of one packed B on several threads.
+void lstmk_sgemm_pack_b_columns(ptrdiff_t N, ptrdiff_t K, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *packed,
+                                ptrdiff_t j0, ptrdiff_t j1);
 
 /// Columns j0..<j1 (j0 a multiple of 16) of C (M, N) = op(A)·B, or C += …, with B packed by lstmk_sgemm_pack_b;
 /// the same chains, hence the same bits, as lstmk_sgemm.
@@ -69,6 +72,9 @@ void lstmk_pointwise_forward_units(float *z, ptrdiff_t ldz, ptrdiff_t zs, float 
 /// Hpad = H rounded up to 16. A product against it gives each element the chain of the plain product, so the same
 /// bits, at column 64·(j/16) + 16·q + j%16.
 void lstmk_sgemm_pack_b_gates(ptrdiff_t H, ptrdiff_t K, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *packed);
+/// Unit groups g0..<g1 (16 units each) of lstmk_sgemm_pack_b_gates only: disjoint ranges on several threads.
+void lstmk_sgemm_pack_b_gates_groups(ptrdiff_t H, ptrdiff_t K, const float *B, ptrdiff_t rsb, ptrdiff_t csb,
+                                     float *packed, ptrdiff_t g0, ptrdiff_t g1);
 
 /// One step of the stash-free inference pass for the unit groups g0..<g1 (16 units each) of a gate-interleaved
 /// layout: Z (n rows, stride ldz) += bias (when given: one add per element), then Z += A (n, K, stride lda)·W_hhᵀ
