@@ -130,6 +130,39 @@ struct LayerTests {
         }
     }
 
+    /// Cross-entropy on 1, 2 and 3 threads (400 rows of 65 classes, some ignored): the bits of the plain two-pass
+    /// loop — m, Σ exp, then δ = exp / Σ with an exponential of its own, − 1 at the target, · 1/N' — for the loss
+    /// (summed over the rows in order) and every δ.
+    @Test func crossEntropyOnThreadsIsThePlainLoop() {
+        var random = RandomSource(seed: 21)
+        let (N, V) = (400, 65)
+        let logits = (0..<(N * V)).map { _ in Float(random.uniform(-8, 8)) }
+        let targets = (0..<N).map { n in n % 7 == 3 ? Int32(-100) : Int32(random.index(below: V)) }
+        var total = 0.0, count = 0
+        var reference = [Float](repeating: 0, count: N * V)
+        for n in 0..<N where targets[n] != -100 {
+            let row = Array(logits[(n * V)..<((n + 1) * V)])
+            let m = row.max()!
+            var z: Float = 0
+            for v in 0..<V { z += Float.exponential(row[v] - m) }
+            total += Double(Float.logarithm(z) + m - row[Int(targets[n])])
+            count += 1
+            for v in 0..<V { reference[n * V + v] = Float.exponential(row[v] - m) / z }
+            reference[n * V + Int(targets[n])] -= 1
+        }
+        let scale = 1 / Float(count)
+        for k in reference.indices { reference[k] *= scale }
+        for threads in [1, 2, 3] {
+            let (loss, d) = SoftmaxCrossEntropy.forwardBackward(logits: logits, targets: targets, classes: V,
+                                                                threads: threads)
+            #expect(loss == total / Double(count) && d == reference, "threads \(threads)")
+            let summed = SoftmaxCrossEntropy.summedLoss(logits: logits, targets: targets, classes: V, threads: threads)
+            #expect(summed.sum == total && summed.count == count, "threads \(threads): summedLoss")
+        }
+        let empty = SoftmaxCrossEntropy.forwardBackward(logits: [Float](), targets: [], classes: V, threads: 2)
+        #expect(empty.loss == 0 && empty.dLogits.isEmpty)
+    }
+
     @Test func crossEntropyIsStableAndExact() {
         let logits: [Float] = [10_000, 0, -10_000, 1, 2, 3]
         let (loss, d) = SoftmaxCrossEntropy.forwardBackward(logits: logits, targets: [1, 2], classes: 3)

@@ -403,11 +403,12 @@ public final class SequenceModel<Scalar: LSTMScalar> {
             if let keep { for r in keep.indices where !keep[r] { classes[r] = -100 } }
             if wantGradient {
                 let (mean, d) = SoftmaxCrossEntropy.forwardBackward(logits: prediction.outputs, targets: classes,
-                                                                    classes: prediction.width)
+                                                                    classes: prediction.width, threads: stash.threads)
                 let count = classes.reduce(0) { $0 + ($1 == -100 ? 0 : 1) }
                 return (mean * Double(count), count, d)
             }
-            let r = SoftmaxCrossEntropy.summedLoss(logits: prediction.outputs, targets: classes, classes: prediction.width)
+            let r = SoftmaxCrossEntropy.summedLoss(logits: prediction.outputs, targets: classes, classes: prediction.width,
+                                                   threads: stash.threads)
             return (r.sum, r.count, [])
         case (.meanSquaredError, .values(let values)):
             return MaskedSquaredError.forwardBackward(prediction: prediction.outputs, target: values,
