@@ -162,6 +162,21 @@ struct OptimizerTests {
         }
     }
 
+    /// The norm sums in eight lanes: within rounding of the in-order Double sum at every length (lanes and tail).
+    @Test func normInLanesIsTheSum() {
+        var random = RandomSource(seed: 17)
+        for count in [1, 7, 8, 9, 15, 1000, 100_003] {
+            var layout = ParameterLayout()
+            _ = layout.add("g", shape: [count])
+            let g = ParameterBuffer<Float>(layout: layout, storage: (0..<count).map { _ in Float(random.uniform(-2, 2)) })
+            var sum = 0.0
+            for x in g.storage { sum += Double(x) * Double(x) }
+            // Either sum of n positive terms is within n·u of the exact one (u = 2⁻⁵³), so the norms within n·u.
+            let tolerance = Double(count + 8) * 1.2e-16 * sum.squareRoot()
+            #expect(abs(GradientClipping.norm(g) - sum.squareRoot()) <= tolerance, "\(count)")
+        }
+    }
+
     @Test func clipValueClamps() {
         var layout = ParameterLayout()
         _ = layout.add("a", shape: [4])

@@ -160,6 +160,26 @@ struct SquareSum {
         while k < range.upperBound { lane(k) { one(k, &$0) }; k += 1 }
     }
 
+    /// Adds g[k]² for every k in 0..<count (lanes by index, as `add`).
+    mutating func addSquares<S: LSTMScalar>(_ g: UnsafePointer<S>, count: Int) {
+        var (a0, a1, a2, a3, a4, a5, a6, a7) = lanes
+        var k = 0
+        func one(_ k: Int, _ lane: inout Double) { let x = Double(g[k]); lane += x * x }
+        while k + 8 <= count {
+            one(k, &a0); one(k + 1, &a1); one(k + 2, &a2); one(k + 3, &a3)
+            one(k + 4, &a4); one(k + 5, &a5); one(k + 6, &a6); one(k + 7, &a7)
+            k += 8
+        }
+        if k < count { one(k, &a0) }
+        if k + 1 < count { one(k + 1, &a1) }
+        if k + 2 < count { one(k + 2, &a2) }
+        if k + 3 < count { one(k + 3, &a3) }
+        if k + 4 < count { one(k + 4, &a4) }
+        if k + 5 < count { one(k + 5, &a5) }
+        if k + 6 < count { one(k + 6, &a6) }
+        lanes = (a0, a1, a2, a3, a4, a5, a6, a7)
+    }
+
     var total: Double {
         ((lanes.0 + lanes.1) + (lanes.2 + lanes.3)) + ((lanes.4 + lanes.5) + (lanes.6 + lanes.7))
     }

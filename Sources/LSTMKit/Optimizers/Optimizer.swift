@@ -228,13 +228,16 @@ public enum GradientClipping {
         }
     }
 
-    /// ‖g‖₂ over every tensor, summed in Double.
+    /// ‖g‖₂ over every tensor, summed in Double in eight lanes (component k in lane k mod 8, then a fixed order):
+    /// one chain's add latency made this serial pass over every parameter several times longer.
     @_specialize(where S == Float)
     @_specialize(where S == Double)
     public static func norm<S: LSTMScalar>(_ gradients: ParameterBuffer<S>) -> Double {
-        var sum = 0.0
-        for g in gradients.storage { sum += Double(g) * Double(g) }
-        return sum.squareRoot()
+        var sum = SquareSum()
+        gradients.storage.withUnsafeBufferPointer { g in
+            if let base = g.baseAddress, g.count > 0 { sum.addSquares(base, count: g.count) }
+        }
+        return sum.total.squareRoot()
     }
 
     /// PyTorch's `clip_grad_value_`: each component clamped to [−limit, limit].
