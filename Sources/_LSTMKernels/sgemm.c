@@ -153,7 +153,8 @@ LSTMK_TILE_AVX2(tile_avx2_4, 4)
 #define LSTMK_TILE_AVX512(NAME, ROWS)                                                                               \
     __attribute__((target("avx512f")))                                                                              \
     static void NAME(ptrdiff_t K, const float *a, ptrdiff_t astride, const float *p0, const float *p1, float *C,    \
-                     ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, int accumulate, const float *bias) {                  \
+                     ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, int accumulate, const float *bias, const char *pf,    \
+                     ptrdiff_t pf_lines) {                                                                          \
         __m512 acc[ROWS][2];                                                                                        \
         const __mmask16 mask0 = (__mmask16)(n >= 16 ? 0xFFFF : (1u << n) - 1);                                     \
         const __mmask16 mask1 = (__mmask16)(n >= 32 ? 0xFFFF : n > 16 ? (1u << (n - 16)) - 1 : 0);                 \
@@ -172,6 +173,8 @@ LSTMK_TILE_AVX2(tile_avx2_4, 4)
             }                                                                                                       \
         }                                                                                                           \
         for (ptrdiff_t k = 0; k < K; k++) {                                                                         \
+            /* One line of the next panels into L2 every other k (see multiply_block). */                           \
+            if (!(k & 1) && (k >> 1) < pf_lines) _mm_prefetch(pf + (k >> 1) * 64, _MM_HINT_T1);                    \
             const __m512 b0 = _mm512_loadu_ps(p0 + k * NR), b1 = _mm512_loadu_ps(p1 + k * NR);                     \
             const float *ak = a + k * astride;                                                                      \
             for (int r = 0; r < ROWS; r++) {                                                                        \
@@ -447,7 +450,8 @@ static void pack_a(ptrdiff_t M, const float *A, ptrdiff_t rsa, ptrdiff_t csa, pt
 // panels + (j − j_base)·kc.
 static void multiply_block(int level, const float *apacked, ptrdiff_t astride, ptrdiff_t tstride, ptrdiff_t rstride,
                            ptrdiff_t mc, ptrdiff_t kc, const float *panels, ptrdiff_t j_base, ptrdiff_t from,
-                           ptrdiff_t to, float *C, ptrdiff_t ldc, int start_from_c, const float *bias) {
+                           ptrdiff_t to, float *C, ptrdiff_t ldc, int start_from_c, const float *bias,
+                           ptrdiff_t prefetch_to) {
     const ptrdiff_t mr = tile_rows(level), nr = level == 3 ? 2 * NR : NR;
     if (bias && level != 3) {
         // C += b first (the AVX-512 tile adds it as it loads C, with the same one rounding).
@@ -459,6 +463,12 @@ static void multiply_block(int level, const float *apacked, ptrdiff_t astride, p
     for (ptrdiff_t j = from; j < to; j += nr) {
         const ptrdiff_t n = to - j < nr ? to - j : nr;
         const float *panel = panels + (j - j_base) * kc;
+        // Prepacked weights larger than L2 (a charrnn core's half of W_hh is 2 MB) come from L3 panel by panel, and
+        // the first tile on a panel pair needs 128 B per 12 cycles, more than one core's L3 bandwidth: the tiles on
+        // this pair fetch the next pair (columns below prefetch_to) into L2, a share each, one line every other k.
+        const ptrdiff_t next = j + nr < prefetch_to ? (prefetch_to - j - nr < nr ? prefetch_to - j - nr : nr) : 0;
+        const char *next_panel = (const char *)(panel + nr * kc);
+        const ptrdiff_t next_lines = (next + NR - 1) / NR * NR * kc * (ptrdiff_t)sizeof(float) / 64;
         for (ptrdiff_t i = 0; i < plan.tiles; i++) {
             const ptrdiff_t t = plan_start(plan, mr, i), m = plan_rows(plan, mr, mc, i);
             float *c = C + t * ldc + j;
@@ -474,9 +484,11 @@ static void multiply_block(int level, const float *apacked, ptrdiff_t astride, p
                 // The second panel exists only past 16 columns; otherwise its (masked-off) loads read the first.
                 const float *p1 = n > NR ? panel + NR * kc : panel;
                 const float *b = bias ? bias + j : NULL;
-                if (m <= 4) tile_avx512_4(kc, a, astride, panel, p1, c, ldc, m, n, start_from_c, b);
-                else if (m <= 8) tile_avx512_8(kc, a, astride, panel, p1, c, ldc, m, n, start_from_c, b);
-                else tile_avx512(kc, a, astride, panel, p1, c, ldc, m, n, start_from_c, b);
+                const ptrdiff_t l0 = next_lines * i / plan.tiles, l1 = next_lines * (i + 1) / plan.tiles;
+                const char *pf = next_panel + l0 * 64;
+                if (m <= 4) tile_avx512_4(kc, a, astride, panel, p1, c, ldc, m, n, start_from_c, b, pf, l1 - l0);
+                else if (m <= 8) tile_avx512_8(kc, a, astride, panel, p1, c, ldc, m, n, start_from_c, b, pf, l1 - l0);
+                else tile_avx512(kc, a, astride, panel, p1, c, ldc, m, n, start_from_c, b, pf, l1 - l0);
                 continue;
             }
             if (level == 2) {
@@ -550,7 +562,7 @@ static void sgemm(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                 ptrdiff_t astride, tstride, rstride;
                 const float *a = a_block(level, M, A, rsa, csa, ic, mc, pc, kc, w->a, &astride, &tstride, &rstride);
                 multiply_block(level, a, astride, tstride, rstride, mc, kc, w->b, jc, jc, jc + nc, C + ic * ldc, ldc,
-                               start_from_c, NULL);
+                               start_from_c, NULL, 0);
             }
         }
     }
@@ -722,7 +734,7 @@ static void sgemm_prepacked(int level, ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, 
             ptrdiff_t astride, tstride, rstride;
             const float *a = a_block(level, M, A, rsa, csa, ic, mc, pc, kc, w->a, &astride, &tstride, &rstride);
             multiply_block(level, a, astride, tstride, rstride, mc, kc, packed + pc * npad, 0, j0, j1, C + ic * ldc, ldc,
-                           start_from_c, NULL);
+                           start_from_c, NULL, j1);
         }
     }
 }
@@ -776,7 +788,7 @@ void lstmk_sgemm_pack_b_gates_groups(ptrdiff_t H, ptrdiff_t K, const float *B, p
 // at `panels`.
 static void step_columns(int level, ptrdiff_t n, const float *a, ptrdiff_t astride, ptrdiff_t tstride,
                          ptrdiff_t rstride, ptrdiff_t kc, const float *panels, ptrdiff_t from, ptrdiff_t to, float *Z,
-                         ptrdiff_t ldz, const float *bias) {
+                         ptrdiff_t ldz, const float *bias, ptrdiff_t prefetch_to) {
     if (n == 1) {
         if (bias)
             for (ptrdiff_t j = from; j < to; j++) Z[j] = Z[j] + bias[j];
@@ -789,7 +801,7 @@ static void step_columns(int level, ptrdiff_t n, const float *a, ptrdiff_t astri
         row_prepacked_portable(from, to, kc, a, panels, Z, 1);
         return;
     }
-    multiply_block(level, a, astride, tstride, rstride, n, kc, panels, 0, from, to, Z, ldz, 1, bias);
+    multiply_block(level, a, astride, tstride, rstride, n, kc, panels, 0, from, to, Z, ldz, 1, bias, prefetch_to);
 }
 
 void lstmk_lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff_t H, ptrdiff_t K, const float *A,
@@ -824,11 +836,12 @@ void lstmk_lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff
             const float *panels = packed + pc * npad;
             const float *b = pc == 0 ? bias : NULL;
             if (pc + kc < K) {
-                step_columns(level, mc, a, astride, tstride, rstride, kc, panels, g0 * G, g1 * G, Zb, ldz, b);
+                step_columns(level, mc, a, astride, tstride, rstride, kc, panels, g0 * G, g1 * G, Zb, ldz, b, g1 * G);
                 continue;
             }
             for (ptrdiff_t g = g0; g < g1; g++) {
-                step_columns(level, mc, a, astride, tstride, rstride, kc, panels, g * G, (g + 1) * G, Zb, ldz, b);
+                step_columns(level, mc, a, astride, tstride, rstride, kc, panels, g * G, (g + 1) * G, Zb, ldz, b,
+                             g1 * G);
                 const ptrdiff_t units = H - g * NR < NR ? H - g * NR : NR;
                 lstmk_pointwise_forward_units(Zb + g * G, ldz, NR, c + ic * H + g * NR, H, h + ic * ldh + g * NR, ldh,
                                               mc, units, gate, cell, clip, peep ? peep + g * NR : NULL, H,
