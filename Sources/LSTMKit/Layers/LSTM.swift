@@ -467,6 +467,24 @@ struct SequenceSchedule: Sendable, Equatable {
         }
     }
 
+    /// A padded (T, B, F) or (B, T, F) array for a pass's output: zero at the padding, the real steps left for
+    /// `unpack` to write (NaN until then in debug builds) — no zero fill of the whole array (1.9 % of `packed`
+    /// inference).
+    func paddedOutput<S: LSTMScalar>(width F: Int, layout: SequenceLayout) -> [S] {
+        var output = [S].unfilled(steps * batch * F)
+        if uniform || output.isEmpty { return output }
+        output.withUnsafeMutableBufferPointer { out in
+            for r in 0..<batch {
+                let b = order[r]
+                for t in lengths[r]..<steps {
+                    let padded = layout == .timeMajor ? t * batch + b : b * steps + t
+                    (out.baseAddress! + padded * F).update(repeating: 0, count: F)
+                }
+            }
+        }
+        return output
+    }
+
     /// `count` values from `source` to `destination`, in `threads` blocks over the worker pool from 1 MB on (a
     /// training step copies its output and δ of it, 13 MB each for `bidir`; one core copies at about half the rate
     /// two do).

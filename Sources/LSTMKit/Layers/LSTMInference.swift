@@ -113,8 +113,7 @@ extension LSTM {
 
         let byRows = D == 1 && (rowSplit ?? splitsSequenceByRows(batch: B, threads: stash.threads))
         let rowParts = byRows ? max(1, min(stash.threads, B / 4)) : 1
-        // Every element is written when there is no padding.
-        var output = schedule.uniform ? [Float].unfilled(T * B * D * P) : [Float](repeating: 0, count: T * B * D * P)
+        var output: [Float] = schedule.paddedOutput(width: D * P, layout: sequenceLayout)
         let direct = schedule.uniform && sequenceLayout == .timeMajor
         parameters.storage.withUnsafeBufferPointer { pb in
             let p = pb.baseAddress!

@@ -77,8 +77,7 @@ extension LSTM {
         schedule.sortState(initial, hidden: h0, cell: c0, units: U, hiddenWidth: P, cellWidth: H)
 
         var final = LSTMState<S>(for: self, batch: B)
-        // Every element is written when there is no padding (each window's rows are copied out whole).
-        var output = schedule.uniform ? [S].unfilled(T * B * D * P) : [S](repeating: 0, count: T * B * D * P)
+        var output: [S] = schedule.paddedOutput(width: D * P, layout: sequenceLayout)
         if T == 0 {
             for u in 0..<U {
                 for r in 0..<B {
