@@ -441,7 +441,7 @@ extension LSTM {
         s.sortState(dFinal, hidden: dh, cell: dc, units: U, hiddenWidth: P, cellWidth: H)
         // Σ δZ over all rows per direction, added to both biases at the end (one chain across windows).
         stash.biasSums.zero(U * 4 * H)
-        var dInput = [S](repeating: 0, count: inputGradient ? T * B * I : 0)
+        var dInput: [S] = inputGradient ? s.paddedOutput(width: I, layout: stash.sequenceLayout) : []
 
         parameters.storage.withUnsafeBufferPointer { p in
             gradients.storage.withUnsafeMutableBufferPointer { g in
