@@ -101,11 +101,7 @@ public enum GEMM {
         if byRows {
             rowBlocks(M, parts: parts) { i0, i1 in body(i0, i1, 0, N) }
         } else {
-            let chunk = ((N + parts - 1) / parts + 15) / 16 * 16
-            WorkerPool.shared(threads: parts).run(parts: parts) { part in
-                let j0 = part * chunk, j1 = min(N, j0 + chunk)
-                if j0 < j1 { body(0, M, j0, j1) }
-            }
+            WorkerPool.blocks(N, parts: parts, granule: 16) { j0, j1 in body(0, M, j0, j1) }
         }
     }
 
@@ -115,11 +111,7 @@ public enum GEMM {
     /// 16 + 16 rows, where blocks of whole 6-row tiles made it 18 + 14 and the larger part a quarter longer (20 rows
     /// of 12- and 8-row tiles against 16).
     static func rowBlocks(_ M: Int, parts: Int, _ body: (Int, Int) -> Void) {
-        let chunk = ((M + parts - 1) / parts + 3) / 4 * 4
-        WorkerPool.shared(threads: parts).run(parts: parts) { part in
-            let i0 = part * chunk, i1 = min(M, i0 + chunk)
-            if i0 < i1 { body(i0, i1) }
-        }
+        WorkerPool.blocks(M, parts: parts, granule: 4, body)
     }
 
     /// The Float product with the C kernel's portable path whatever the CPU (for tests of the dispatch).
@@ -299,10 +291,8 @@ public enum GEMM {
         // Column blocks of whole panels over the threads from 256 K floats on (a training step repacks every weight
         // matrix after the update: 4 MB for a charrnn W_hh, serial while the other cores waited).
         let parts = N * K >= 1 << 18 ? max(1, min(threads, N / 16)) : 1
-        let chunk = ((N + parts - 1) / parts + 15) / 16 * 16
-        WorkerPool.shared(threads: parts).run(parts: parts) { part in
-            let j0 = min(N, part * chunk), j1 = min(N, j0 + chunk)
-            if j0 < j1 { lstmk_sgemm_pack_b_columns(N, K, source, rsb, csb, packed, j0, j1) }
+        WorkerPool.blocks(N, parts: parts, granule: 16) { j0, j1 in
+            lstmk_sgemm_pack_b_columns(N, K, source, rsb, csb, packed, j0, j1)
         }
         return PreparedOperand(source: B, transposed: transposeB, ld: ldb, K: K, N: N, packed: UnsafePointer(packed))
     }

@@ -90,3 +90,16 @@ final class Mutex: @unchecked Sendable {
         return try body()
     }
 }
+
+extension WorkerPool {
+    /// Runs `body(from, to)` on the shared pool for `parts` blocks of 0..<count, each a whole number of `granule`
+    /// items but the last (which takes what is left; a block with nothing in it does not run): the one split behind
+    /// rows of 4 (`GEMM.rowBlocks`), 16-column panels, unit groups and rows of a loss.
+    static func blocks(_ count: Int, parts: Int, granule: Int = 1, _ body: (Int, Int) -> Void) {
+        let chunk = ((count + parts - 1) / max(parts, 1) + granule - 1) / granule * granule
+        shared(threads: parts).run(parts: parts) { part in
+            let from = min(count, part * chunk), to = min(count, from + chunk)
+            if from < to { body(from, to) }
+        }
+    }
+}

@@ -491,9 +491,7 @@ struct SequenceSchedule: Sendable, Equatable {
     static func copy<S>(_ source: UnsafePointer<S>, to destination: UnsafeMutablePointer<S>, count: Int, threads: Int) {
         let parts = count * MemoryLayout<S>.size >= 1 << 20 ? max(1, threads) : 1
         guard parts > 1 else { return destination.update(from: source, count: count) }
-        let chunk = ((count + parts - 1) / parts + 15) / 16 * 16
-        WorkerPool.shared(threads: parts).run(parts: parts) { part in
-            let from = min(count, part * chunk), to = min(count, from + chunk)
+        WorkerPool.blocks(count, parts: parts, granule: 16) { from, to in
             (destination + from).update(from: source + from, count: to - from)
         }
     }

@@ -195,10 +195,8 @@ extension LSTM {
         // Unit groups in blocks over the threads from 256 K floats on (every `infer` call packs its weights).
         let groups = (H + 15) / 16, packed = buffer.pointer
         let parts = width * K >= 1 << 18 ? max(1, min(threads, groups)) : 1
-        let chunk = (groups + parts - 1) / parts
-        WorkerPool.shared(threads: parts).run(parts: parts) { part in
-            let g0 = min(groups, part * chunk), g1 = min(groups, g0 + chunk)
-            if g0 < g1 { lstmk_sgemm_pack_b_gates_groups(H, K, w, 1, K, packed, g0, g1) }
+        WorkerPool.blocks(groups, parts: parts) { g0, g1 in
+            lstmk_sgemm_pack_b_gates_groups(H, K, w, 1, K, packed, g0, g1)
         }
         return GEMM.PreparedOperand(source: UnsafePointer(buffer.pointer), transposed: false, ld: width, K: K, N: width,
                                     packed: UnsafePointer(buffer.pointer))

@@ -724,10 +724,8 @@ extension LSTM {
         // Split by columns over the threads (each column one chain over the rows, in backward's order, as on one).
         let sum = stash.biasSums.pointer + u * 4 * H
         let sumParts = N * 4 * H >= 1 << 15 ? max(1, min(threads, 4 * H / 16)) : 1
-        let sumChunk = ((4 * H + sumParts - 1) / sumParts + 15) / 16 * 16
         let deltas = UnsafePointer(dZ)
-        WorkerPool.shared(threads: sumParts).run(parts: sumParts) { part in
-            let j0 = min(4 * H, part * sumChunk), j1 = min(4 * H, j0 + sumChunk)
+        WorkerPool.blocks(4 * H, parts: sumParts, granule: 16) { j0, j1 in
             for i in 0..<N {
                 let row = deltas + (descending ? N - 1 - i : i) * 4 * H
                 for j in j0..<j1 { sum[j] += row[j] }

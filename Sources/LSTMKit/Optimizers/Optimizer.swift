@@ -235,7 +235,7 @@ public enum GradientClipping {
     public static func norm<S: LSTMScalar>(_ gradients: ParameterBuffer<S>) -> Double {
         var sum = SquareSum()
         gradients.storage.withUnsafeBufferPointer { g in
-            if let base = g.baseAddress, g.count > 0 { sum.addSquares(base, count: g.count) }
+            if let base = g.baseAddress { sum.add(0..<g.count) { Double(base[$0]) } }
         }
         return sum.total.squareRoot()
     }
