@@ -148,8 +148,9 @@ LSTMK_TILE_AVX2(tile_avx2_4, 4)
 // Zen 4 a zmm FMA is two ymm halves (no more FLOP/s than AVX2), but the tile halves the loads and the traffic from
 // L2 per multiply-add. Edges use masked loads and stores.
 // One body for three row counts: the 12-row tile, and 8- and 4-row tiles for the last rows of a block (M = 32 is
-// 12 + 12 + 8 rows, M = 64 is 5 × 12 + 4: a 12-row tile there would run a third or two thirds of its FMAs on rows
-// that do not exist). Every element is the same chain in every variant, so the bits do not change.
+// 12 + 12 + 8 rows, M = 64 is 4 × 12 + 8 + 8, M = 4 one 4-row tile: a 12-row tile there would run a third or two
+// thirds of its FMAs on rows that do not exist). Every element is the same chain in every variant, so the bits do
+// not change.
 #define LSTMK_TILE_AVX512(NAME, ROWS)                                                                               \
     __attribute__((target("avx512f")))                                                                              \
     static void NAME(ptrdiff_t K, const float *a, ptrdiff_t astride, const float *p0, const float *p1, float *C,    \
@@ -369,25 +370,29 @@ static workspace *thread_workspace(int with_b) {
 // Rows of A per tile for a kernel level.
 static ptrdiff_t tile_rows(int level) { return level == 3 ? MR512 : MR; }
 
-// How a block of mc rows is cut into tiles: tiles of mr rows, except that with 6-row tiles a block that would end
-// in a tile of 1 or 2 rows ends in two tiles of 4 (M = 32: 6 + 6 + 6 + 6 + 4 + 4 rows, 32 computed, instead of
-// 5 × 6 + a 4-row tile holding 2, 34 computed); the 4-row kernel keeps both FMA pipes busy with its 8 chains. Each
-// element's chain is the same in every tile shape, so the cut does not change the bits.
-typedef struct { ptrdiff_t tiles, wide; } tile_plan;
+// How a block of mc rows is cut into tiles: tiles of mr rows, except that a block that would end in a thin tile ends
+// in two narrower ones: with 6-row tiles, a last tile of 1 or 2 rows becomes two tiles of 4 (M = 32: 6 + 6 + 6 + 6 +
+// 4 + 4 rows, 32 computed, instead of 5 × 6 + a 4-row tile holding 2, 34 computed); with 12-row tiles, a last tile
+// of 1 to 4 rows becomes two tiles of 8 (M = 16: 8 + 8, M = 64: 4 × 12 + 8 + 8 instead of 5 × 12 + 4). A 4-row
+// AVX-512 tile reads its 32 columns of panels for 8 FMAs per k, and its 8 chains barely cover the FMA latency;
+// the 8-row tile keeps both FMA pipes busy with 16. Each element's chain is the same in every tile shape, so the
+// cut does not change the bits.
+typedef struct { ptrdiff_t tiles, wide, narrow; } tile_plan;
 
 static tile_plan plan_tiles(ptrdiff_t mc, ptrdiff_t mr) {
     const ptrdiff_t whole = (mc + mr - 1) / mr;
-    if (mr == MR && mc > MR && (mc % MR == 1 || mc % MR == 2)) return (tile_plan){whole, whole - 2};
-    return (tile_plan){whole, whole};
+    if (mr == MR && mc > MR && (mc % MR == 1 || mc % MR == 2)) return (tile_plan){whole, whole - 2, 4};
+    if (mr == MR512 && mc > MR512 && mc % MR512 >= 1 && mc % MR512 <= 4) return (tile_plan){whole, whole - 2, 8};
+    return (tile_plan){whole, whole, mr};
 }
 
 // Tile i of a plan: its first row and its row count (at most mr).
 static inline ptrdiff_t plan_start(tile_plan p, ptrdiff_t mr, ptrdiff_t i) {
-    return i <= p.wide ? i * mr : p.wide * mr + (i - p.wide) * 4;
+    return i <= p.wide ? i * mr : p.wide * mr + (i - p.wide) * p.narrow;
 }
 
 static inline ptrdiff_t plan_rows(tile_plan p, ptrdiff_t mr, ptrdiff_t mc, ptrdiff_t i) {
-    const ptrdiff_t rows = mc - plan_start(p, mr, i), most = i < p.wide ? mr : (p.wide < p.tiles ? 4 : mr);
+    const ptrdiff_t rows = mc - plan_start(p, mr, i), most = i < p.wide ? mr : p.narrow;
     return rows < most ? rows : most;
 }
 

@@ -135,7 +135,7 @@ struct FloatKernelTests {
                                             (1, 1023, 5), (37, 40, 1023), (6, 16, 1024), (13, 33, 1100),
                                             // across the row block (MC = 144) and the column block (NC = 4096)
                                             (151, 20, 300), (2, 4113, 3),
-                                            // the AVX-512 kernel's 4- and 8-row tiles for the last rows (M mod 12)
+                                            // the AVX-512 kernel's 4- and 8-row tiles for the last rows (M mod 12 = 1...4: two of 8)
                                             (4, 31, 65), (8, 40, 70), (20, 17, 9), (32, 50, 129), (64, 33, 200),
                                             // the 6-row kernels' blocks ending in two 4-row tiles (M mod 6 = 1 or 2;
                                             // also 7, 8, 13, 20, 32, 37 and 151 = 144 + 7 above)
