@@ -115,7 +115,9 @@ static inline float cell_portable(float z, int kind) { return kind == 0 ? tanh_p
 #define MASK_AND _mm256_and_ps
 #define MASK_OR _mm256_or_ps
 #define SELECT(m, t, f) _mm256_blendv_ps(f, t, m)
+#define SCALE2N(y, n) _mm256_mul_ps(y, POW2N(n))
 #include "pointwise_simd.h"
+#undef SCALE2N
 #undef V
 #undef VW
 #undef SFX
@@ -175,6 +177,9 @@ static inline float cell_portable(float z, int kind) { return kind == 0 ? tanh_p
 #define MASK_AND(a, b) ((__mmask16)((a) & (b)))
 #define MASK_OR(a, b) ((__mmask16)((a) | (b)))
 #define SELECT(m, t, f) _mm512_mask_blend_ps(m, f, t)
+// y·2^n in one instruction (n integral: scalef multiplies by 2^floor(n)); exact, as the product with 2^n built in
+// the exponent bits is, for the normal results exp's clamp allows — the same bits in a quarter of the operations.
+#define SCALE2N(y, n) _mm512_scalef_ps(y, n)
 #include "pointwise_simd.h"
 #endif
 

@@ -27,7 +27,7 @@ SIMD_INLINE void S(exp_n)(V *x, const int nv) {
     for (int v = 0; v < nv; v++) {
         const V z = MUL(r[v], r[v]);
         const V y = ADD(FMADD(p[v], z, r[v]), SET1(1.0f));
-        x[v] = MUL(y, POW2N(n[v]));
+        x[v] = SCALE2N(y, n[v]);
     }
 }
 
