@@ -110,8 +110,8 @@ public enum GEMM {
     /// rows without padding (12-, 8- and 4-row AVX-512 tiles; 6- and 4-row AVX2 ones): B = 32 on two threads is
     /// 16 + 16 rows, where blocks of whole 6-row tiles made it 18 + 14 and the larger part a quarter longer (20 rows
     /// of 12- and 8-row tiles against 16).
-    static func rowBlocks(_ M: Int, parts: Int, _ body: (Int, Int) -> Void) {
-        WorkerPool.blocks(M, parts: parts, granule: 4, body)
+    static func rowBlocks(_ M: Int, parts: Int, threads: Int? = nil, _ body: (Int, Int) -> Void) {
+        WorkerPool.blocks(M, parts: parts, granule: 4, threads: threads, body)
     }
 
     /// The Float product with the C kernel's portable path whatever the CPU (for tests of the dispatch).

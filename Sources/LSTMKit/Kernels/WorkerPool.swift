@@ -94,10 +94,11 @@ final class Mutex: @unchecked Sendable {
 extension WorkerPool {
     /// Runs `body(from, to)` on the shared pool for `parts` blocks of 0..<count, each a whole number of `granule`
     /// items but the last (which takes what is left; a block with nothing in it does not run): the one split behind
-    /// rows of 4 (`GEMM.rowBlocks`), 16-column panels, unit groups and rows of a loss.
-    static func blocks(_ count: Int, parts: Int, granule: Int = 1, _ body: (Int, Int) -> Void) {
+    /// rows of 4 (`GEMM.rowBlocks`), 16-column panels, unit groups and rows of a loss. `threads`: the pool's size
+    /// when there are more parts than threads (the pool hands the extra parts to whichever thread is free first).
+    static func blocks(_ count: Int, parts: Int, granule: Int = 1, threads: Int? = nil, _ body: (Int, Int) -> Void) {
         let chunk = ((count + parts - 1) / max(parts, 1) + granule - 1) / granule * granule
-        shared(threads: parts).run(parts: parts) { part in
+        shared(threads: min(parts, threads ?? parts)).run(parts: parts) { part in
             let from = min(count, part * chunk), to = min(count, from + chunk)
             if from < to { body(from, to) }
         }

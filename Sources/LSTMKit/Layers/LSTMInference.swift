@@ -112,7 +112,7 @@ extension LSTM {
         for u in 0..<U { (finalHidden + u * B * P).update(from: hState + u * B * P, count: B * P) }
 
         let byRows = D == 1 && (rowSplit ?? splitsSequenceByRows(batch: B, threads: stash.threads))
-        let rowParts = byRows ? max(1, min(stash.threads, B / 4)) : 1
+        let rowParts = byRows ? LSTM.windowRowParts(batch: B, threads: stash.threads, minimumRows: 4) : 1
         var output: [Float] = schedule.paddedOutput(width: D * P, layout: sequenceLayout)
         let direct = schedule.uniform && sequenceLayout == .timeMajor
         parameters.storage.withUnsafeBufferPointer { pb in
@@ -285,7 +285,7 @@ extension LSTM {
                 // Z = x_t·W_ihᵀ on the part's rows just before its recurrent product (the same chains as the chunk's
                 // product below, computed where they are read).
                 let per = ((B + rowParts - 1) / rowParts + 3) / 4 * 4
-                WorkerPool.shared(threads: rowParts).run(parts: rowParts) { part in
+                WorkerPool.shared(threads: min(rowParts, stash.threads)).run(parts: rowParts) { part in
                     let r0 = part * per, r1 = min(B, (part + 1) * per)
                     for t in stride(from: from, to: past, by: by) where min(r1, s.batchSizes[t]) > r0 {
                         GEMM.gemm(transposeA: false, M: min(r1, s.batchSizes[t]) - r0,

@@ -136,6 +136,16 @@ extension LSTM {
         S.self == Float.self && outputSize * 4 * hiddenSize <= 1 << 16 && threads >= 2 && n >= 12
     }
 
+    /// The blocks of rows a window split by rows runs as (each block through all of the window's steps): two per
+    /// thread when each keeps at least 8 rows (a whole AVX-512 tile), so that the pool hands the second ones to
+    /// whichever thread is free first and a core slowed by a neighbour takes fewer rows instead of holding the
+    /// window up (small inference with a busy loop on one core, 8 alternated pairs: median 4.1 -> 3.2 ms; the same
+    /// on a quiet machine, where a thread's 16 rows run as two 8-row tiles either way); otherwise one per thread,
+    /// at least `minimumRows` rows each.
+    static func windowRowParts(batch B: Int, threads: Int, minimumRows: Int) -> Int {
+        B >= 16 * threads ? 2 * threads : max(1, min(threads, B / minimumRows))
+    }
+
     /// The checks `forward` and `infer` make of their arguments (a message naming `caller` when one fails).
     func checkArguments<S>(_ caller: String, _ count: Int, steps T: Int, batch B: Int, lengths: [Int]?,
                            initial: LSTMState<S>?, parameters: ParameterBuffer<S>) {
@@ -339,7 +349,8 @@ extension LSTM {
             && splitsStepsByRows(S.self, rows: B, threads: threads)
         if byRows {
             let steps = forwardSteps(u, stash)
-            GEMM.rowBlocks(B, parts: min(threads, B / 6)) { r0, r1 in
+            GEMM.rowBlocks(B, parts: LSTM.windowRowParts(batch: B, threads: threads, minimumRows: 6),
+                           threads: threads) { r0, r1 in
                 for t in steps {
                     let base = s.offsets[t] - w.rowBase, (hPrev, cPrev) = previousState(u, step: t, stash)
                     addBias(rows: base + r0, base + r1)
@@ -609,7 +620,8 @@ extension LSTM {
         }
         if byRows {
             let steps = forwardSteps(u, stash).reversed()
-            GEMM.rowBlocks(B, parts: min(threads, B / 6)) { r0, r1 in
+            GEMM.rowBlocks(B, parts: LSTM.windowRowParts(batch: B, threads: threads, minimumRows: 6),
+                           threads: threads) { r0, r1 in
                 for t in steps {
                     let base = s.offsets[t] - w.rowBase
                     backwardRows(base, previousState(u, step: t, stash).cell, dAbove.map { $0 + base * P },
