@@ -399,6 +399,18 @@ static inline ptrdiff_t plan_rows(tile_plan p, ptrdiff_t mr, ptrdiff_t mc, ptrdi
     return rows < most ? rows : most;
 }
 
+// Rows of a block of mc rows that its tiles read (from the block's first): the last tile's start plus what its
+// kernel reads — the AVX-512 kernels 4, 8 or 12 rows by the tile's row count, the AVX2 ones 4 or 6, the portable and
+// NEON ones always 6. A transposed A is read in place only when that stays inside its M rows (the last block of
+// δW_hh = δZᵀ·H for H = 128, rows 432..<512, ends in an 8-row tile: read in place instead of copied).
+static ptrdiff_t tile_reach(int level, ptrdiff_t mc) {
+    const ptrdiff_t mr = tile_rows(level);
+    const tile_plan plan = plan_tiles(mc, mr);
+    const ptrdiff_t i = plan.tiles - 1, t = plan_start(plan, mr, i), m = plan_rows(plan, mr, mc, i);
+    const ptrdiff_t read = level == 3 ? (m <= 4 ? 4 : m <= 8 ? 8 : MR512) : level == 2 ? (m <= 4 ? 4 : MR) : MR;
+    return t + read;
+}
+
 // Copies rows ic..<ic+mc, columns pc..<pc+kc of op(A) into mr-row tiles (6 for the AVX2 and portable kernels, 12
 // for AVX-512), each k-major (mr floats per k): one contiguous stream for the kernel instead of mr rows (or, for a
 // transposed A such as δZᵀ in δW = δZᵀ·X, a new cache line every k), which at the large row strides of these
@@ -534,7 +546,7 @@ static const float *a_block(int level, ptrdiff_t M, const float *A, ptrdiff_t rs
                             ptrdiff_t *tstride, ptrdiff_t *rstride) {
     const ptrdiff_t mr = tile_rows(level);
     // |csa|: the δW products run their rows last to first (negative strides, see LSTMPasses.swift).
-    if (rsa == 1 && (csa < 0 ? -csa : csa) <= 512 && ic + (mc + mr - 1) / mr * mr <= M) {
+    if (rsa == 1 && (csa < 0 ? -csa : csa) <= 512 && ic + tile_reach(level, mc) <= M) {
         *astride = csa;
         *tstride = 0;
         *rstride = 1;
