@@ -358,6 +358,42 @@ static ptrdiff_t adam_avx2(float *p, const float *g, float *m, float *v, ptrdiff
 }
 #endif
 
+// Column sums: 16 vectors (256 columns) at a time held in registers over all the rows, then single vectors, the
+// last one masked. Each column is one chain of adds over the rows in order, as in the portable loop.
+#ifdef LSTMK_X86
+__attribute__((target("avx512f")))
+static ptrdiff_t column_sums_avx512(const float *A, ptrdiff_t rows, ptrdiff_t lda, ptrdiff_t cols, float *sum) {
+    ptrdiff_t j = 0;
+    for (; j + 256 <= cols; j += 256) {
+        __m512 acc[16];
+        for (int v = 0; v < 16; v++) acc[v] = _mm512_loadu_ps(sum + j + 16 * v);
+        for (ptrdiff_t i = 0; i < rows; i++) {
+            const float *row = A + i * lda + j;
+            for (int v = 0; v < 16; v++) acc[v] = _mm512_add_ps(acc[v], _mm512_loadu_ps(row + 16 * v));
+        }
+        for (int v = 0; v < 16; v++) _mm512_storeu_ps(sum + j + 16 * v, acc[v]);
+    }
+    for (; j < cols; j += 16) {
+        const __mmask16 mask = (__mmask16)(cols - j >= 16 ? 0xFFFF : (1u << (cols - j)) - 1);
+        __m512 acc = _mm512_maskz_loadu_ps(mask, sum + j);
+        for (ptrdiff_t i = 0; i < rows; i++) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(mask, A + i * lda + j));
+        _mm512_mask_storeu_ps(sum + j, mask, acc);
+    }
+    return cols;
+}
+#endif
+
+void lstmk_column_sums(const float *A, ptrdiff_t rows, ptrdiff_t lda, ptrdiff_t cols, float *sum, int portable) {
+#ifdef LSTMK_X86
+    if (!portable && lstmk_sgemm_level() >= 3) { column_sums_avx512(A, rows, lda, cols, sum); return; }
+#endif
+    (void)portable;
+    for (ptrdiff_t i = 0; i < rows; i++) {
+        const float *row = A + i * lda;
+        for (ptrdiff_t j = 0; j < cols; j++) sum[j] = sum[j] + row[j];
+    }
+}
+
 void lstmk_adam(float *p, const float *g, float *m, float *v, ptrdiff_t n, const float *constants, int mode,
                 int portable) {
     ptrdiff_t i = 0;

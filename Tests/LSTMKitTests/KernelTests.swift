@@ -255,6 +255,32 @@ struct ActivationKernelTests {
 /// The Float backward element-wise pass in C (AVX-512, AVX2 and portable) against the Swift loop it replaces, bit for
 /// bit, for every activation mode, with and without δh from above, and saturated gates (hard σ at 0 and 1).
 struct BackwardPointwiseTests {
+    /// The bias gradients' column sums (`lstmk_column_sums`): every path the same bits as one chain of adds per
+    /// column over the rows in order, rows first to last and last to first (negative stride), across the 256-column
+    /// register blocks, single vectors and a masked tail.
+    @Test func columnSumsAreOneChainPerColumn() {
+        var random = RandomSource(seed: 41)
+        for (rows, cols, ld) in [(1, 1, 1), (7, 15, 17), (33, 256, 256), (50, 300, 301), (9, 529, 600), (0, 20, 20)] {
+            let a = (0..<(max(rows, 1) * ld)).map { _ in Float(random.uniform(-1, 1)) }
+            let start = (0..<cols).map { _ in Float(random.uniform(-1, 1)) }
+            for descending in [false, true] {
+                var expected = start
+                for i in 0..<rows {
+                    let r = descending ? rows - 1 - i : i
+                    for j in 0..<cols { expected[j] += a[r * ld + j] }
+                }
+                for portable: Int32 in [0, 1] {
+                    var sum = start
+                    a.withUnsafeBufferPointer { p in
+                        let first = p.baseAddress! + (descending ? max(rows - 1, 0) * ld : 0)
+                        lstmk_column_sums(first, rows, descending ? -ld : ld, cols, &sum, portable)
+                    }
+                    #expect(sum == expected, "rows \(rows) cols \(cols) descending \(descending) portable \(portable)")
+                }
+            }
+        }
+    }
+
     @Test func cBackwardEqualsSwiftLoop() {
         var random = RandomSource(seed: 5)
         let (B, H) = (3, 93)  // AVX-512: 5 vectors of 16, AVX2's 8, a scalar tail of 5; AVX2: 11 vectors of 8, the tail

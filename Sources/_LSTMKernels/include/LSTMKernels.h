@@ -115,6 +115,11 @@ void lstmk_adam(float *p, const float *g, float *m, float *v, ptrdiff_t n, const
 /// tanh with the kernels' approximation (the backward pass recomputes tanh(S_t) with it).
 float lstmk_tanh(float x);
 
+/// sum[j] += A[i·lda + j] for j < cols, rows i = 0, 1, … in turn (lda may be negative: rows last to first): each
+/// column one chain of adds, the same bits on every path (a bias gradient, Σ over rows of δZ). portable != 0 runs
+/// the scalar loop whatever the CPU (tests).
+void lstmk_column_sums(const float *A, ptrdiff_t rows, ptrdiff_t lda, ptrdiff_t cols, float *sum, int portable);
+
 /// Runs `iterations` rounds of independent FMAs with the best instructions this CPU has; returns the number of
 /// floating-point operations done (2 per FMA). `sink` receives a result so the loop is not optimized away.
 double lstmk_fma_peak_run(long iterations, float *sink);
