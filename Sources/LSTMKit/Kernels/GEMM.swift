@@ -288,9 +288,10 @@ public enum GEMM {
         let packed = UnsafeMutableRawPointer(buffer.pointer).assumingMemoryBound(to: Float.self)
         let (rsb, csb) = transposeB ? (1, ldb) : (ldb, 1)
         let source = UnsafeRawPointer(B).assumingMemoryBound(to: Float.self)
-        // Column blocks of whole panels over the threads from 256 K floats on (a training step repacks every weight
-        // matrix after the update: 4 MB for a charrnn W_hh, serial while the other cores waited).
-        let parts = N * K >= 1 << 18 ? max(1, min(threads, N / 16)) : 1
+        // Column blocks of whole panels over the threads from 32 K floats on (a training step repacks every weight
+        // matrix after the update: 4 MB for a charrnn W_hh, serial while the other cores waited; small's 64 K-float
+        // W_hh and W_hhᵀ twice per step, 1.5 % of its step).
+        let parts = N * K >= 1 << 15 ? max(1, min(threads, N / 16)) : 1
         WorkerPool.blocks(N, parts: parts, granule: 16) { j0, j1 in
             lstmk_sgemm_pack_b_columns(N, K, source, rsb, csb, packed, j0, j1)
         }

@@ -192,9 +192,9 @@ extension LSTM {
                                     into buffer: AlignedBuffer<Float>, threads: Int = 1) -> GEMM.PreparedOperand<Float> {
         let width = 4 * ((H + 15) / 16 * 16)
         buffer.reserve(lstmk_sgemm_packed_size(width, K))
-        // Unit groups in blocks over the threads from 256 K floats on (every `infer` call packs its weights).
+        // Unit groups in blocks over the threads from 32 K floats on (every `infer` call packs its weights).
         let groups = (H + 15) / 16, packed = buffer.pointer
-        let parts = width * K >= 1 << 18 ? max(1, min(threads, groups)) : 1
+        let parts = width * K >= 1 << 15 ? max(1, min(threads, groups)) : 1
         WorkerPool.blocks(groups, parts: parts) { g0, g1 in
             lstmk_sgemm_pack_b_gates_groups(H, K, w, 1, K, packed, g0, g1)
         }
