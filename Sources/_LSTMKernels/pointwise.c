@@ -169,7 +169,8 @@ static inline float cell_portable(float z, int kind) { return kind == 0 ? tanh_p
 #define POW2N(n) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23))
 #define SIGN_BITS _mm512_castps_si512(_mm512_set1_ps(-0.0f))
 #define ABS(x) _mm512_castsi512_ps(_mm512_andnot_si512(SIGN_BITS, _mm512_castps_si512(x)))
-#define COPYSIGN(t, x) _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), _mm512_and_si512(SIGN_BITS, _mm512_castps_si512(x))))
+// t | (x & sign) in one ternary-logic operation (truth table A | (B & C) = 0xF8).
+#define COPYSIGN(t, x) _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(t), _mm512_castps_si512(x), SIGN_BITS, 0xF8))
 #define CMP_LT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ)
 #define CMP_GT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ)
 #define CMP_LE(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ)
