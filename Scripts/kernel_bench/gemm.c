@@ -16,7 +16,7 @@ int main(int argc,char**argv){
   lstmk_sgemm_pack_b(N,K,B,N,1,P);
   double best=1e9;
   for(int r=0;r<reps;r++){double s=now();
-    if(mode==0) lstmk_sgemm_prepacked(M,0,N,N,K,A,K,1,P,C,N+16,1);
+    if(mode==0) lstmk_sgemm_prepacked(M,0,N,N,K,A,K,1,P,C,N+16,1,NULL);
     else lstmk_sgemm(M,N,K,A,K,1,B,N,1,C,N+16,0);
     double e=now()-s; if(e<best)best=e;}
   printf("%ldx%ldx%ld mode %d: %.1f GFLOP/s\n",M,N,K,mode,2.0*M*N*K/best/1e9);

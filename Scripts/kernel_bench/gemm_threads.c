@@ -12,7 +12,7 @@
 static double now(void){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec+t.tv_nsec*1e-9;}
 typedef struct {long M,N,K; float*A,*P,*C; double t[2][4000]; int rep;} ctx_t;
 static void task(void*c, ptrdiff_t part){ ctx_t*x=c; double s=now(); long h=x->N/2;
-  lstmk_sgemm_prepacked(x->M,part*h,(part+1)*h,x->N,x->K,x->A,x->K,1,x->P,x->C,x->N,1); x->t[part][x->rep]=now()-s;}
+  lstmk_sgemm_prepacked(x->M,part*h,(part+1)*h,x->N,x->K,x->A,x->K,1,x->P,x->C,x->N,1,NULL); x->t[part][x->rep]=now()-s;}
 int cmp(const void*a,const void*b){double d=*(double*)a-*(double*)b;return d<0?-1:d>0;}
 int main(int argc,char**argv){
   long M=atol(argv[1]),N=atol(argv[2]),K=atol(argv[3]); int reps=atoi(argv[4]);

@@ -49,7 +49,7 @@ int main(void) {
                     memcpy(P, C0, sizeof(float) * M * ldc);
                     float *packed = malloc(sizeof(float) * lstmk_sgemm_packed_size(N, K));
                     lstmk_sgemm_pack_b(N, K, B, rsb, csb, packed);
-                    lstmk_sgemm_prepacked(M, 0, N, N, K, A, rsa, csa, packed, P, ldc, acc);
+                    lstmk_sgemm_prepacked(M, 0, N, N, K, A, rsa, csa, packed, P, ldc, acc, NULL);
                     checked += 2;
                     if (memcmp(R, F, sizeof(float) * M * ldc) != 0) {
                         failures++;

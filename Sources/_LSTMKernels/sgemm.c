@@ -727,8 +727,14 @@ static void row_prepacked_neon(ptrdiff_t from, ptrdiff_t to, ptrdiff_t kc, const
 
 static void sgemm_prepacked(int level, ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N, ptrdiff_t K,
                             const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
-                            float *C, ptrdiff_t ldc, int accumulate) {
+                            float *C, ptrdiff_t ldc, int accumulate, const float *bias) {
     if (M <= 0 || j1 <= j0) return;
+    if (bias && (M == 1 || K <= 0)) {
+        // C += b first, as the tiles do it (one rounding), on the paths without tiles.
+        for (ptrdiff_t i = 0; i < M; i++)
+            for (ptrdiff_t j = j0; j < j1; j++) C[i * ldc + j] = C[i * ldc + j] + bias[j];
+        bias = NULL;
+    }
     if (K <= 0) {
         if (!accumulate)
             for (ptrdiff_t i = 0; i < M; i++) memset(C + i * ldc + j0, 0, (size_t)(j1 - j0) * sizeof(float));
@@ -764,21 +770,21 @@ static void sgemm_prepacked(int level, ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, 
             ptrdiff_t astride, tstride, rstride;
             const float *a = a_block(level, M, A, rsa, csa, ic, mc, pc, kc, w->a, &astride, &tstride, &rstride);
             multiply_block(level, a, astride, tstride, rstride, mc, kc, packed + pc * npad, 0, j0, j1, C + ic * ldc, ldc,
-                           start_from_c, NULL, j1);
+                           start_from_c, pc == 0 ? bias : NULL, j1);
         }
     }
 }
 
 void lstmk_sgemm_prepacked(ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N, ptrdiff_t K,
                            const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
-                           float *C, ptrdiff_t ldc, int accumulate) {
-    sgemm_prepacked(lstmk_sgemm_level(), M, j0, j1, N, K, A, rsa, csa, packed, C, ldc, accumulate);
+                           float *C, ptrdiff_t ldc, int accumulate, const float *bias) {
+    sgemm_prepacked(lstmk_sgemm_level(), M, j0, j1, N, K, A, rsa, csa, packed, C, ldc, accumulate, bias);
 }
 
 void lstmk_sgemm_prepacked_portable(ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N, ptrdiff_t K,
                                     const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
-                                    float *C, ptrdiff_t ldc, int accumulate) {
-    sgemm_prepacked(0, M, j0, j1, N, K, A, rsa, csa, packed, C, ldc, accumulate);
+                                    float *C, ptrdiff_t ldc, int accumulate, const float *bias) {
+    sgemm_prepacked(0, M, j0, j1, N, K, A, rsa, csa, packed, C, ldc, accumulate, bias);
 }
 
 void lstmk_sgemm_at_level(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t rsa,
@@ -789,8 +795,8 @@ void lstmk_sgemm_at_level(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, cons
 
 void lstmk_sgemm_prepacked_at_level(int level, ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N, ptrdiff_t K,
                                     const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
-                                    float *C, ptrdiff_t ldc, int accumulate) {
-    sgemm_prepacked(clamp_level(level), M, j0, j1, N, K, A, rsa, csa, packed, C, ldc, accumulate);
+                                    float *C, ptrdiff_t ldc, int accumulate, const float *bias) {
+    sgemm_prepacked(clamp_level(level), M, j0, j1, N, K, A, rsa, csa, packed, C, ldc, accumulate, bias);
 }
 
 // ---- The stash-free inference step: the recurrent product and the element-wise pass, fused ----

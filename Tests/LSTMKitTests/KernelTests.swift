@@ -343,6 +343,53 @@ struct BackwardPointwiseTests {
 
 /// B packed once (`GEMM.prepare`) gives the bits of the plain product, for every split of the columns.
 struct PreparedOperandTests {
+    /// A prepared product with a bias: bitwise C += b (or C = b) and then the product, on every level, thread count,
+    /// and the one-row path; for Double too.
+    @Test func preparedWithBiasEqualsBiasThenProduct() {
+        var random = RandomSource(seed: 29)
+        for (M, N, K) in [(1, 40, 30), (8, 512, 128), (13, 100, 600), (64, 33, 70), (150, 64, 20)] {
+            let a = (0..<(M * K)).map { _ in Float(random.uniform(-1, 1)) }
+            let b = (0..<(K * N)).map { _ in Float(random.uniform(-1, 1)) }
+            let bias = (0..<N).map { _ in Float(random.uniform(-1, 1)) }
+            let c0 = (0..<(M * N)).map { _ in Float(random.uniform(-1, 1)) }
+            for accumulate in [false, true] {
+                var expected = accumulate ? c0 : [Float](repeating: 0, count: M * N)
+                for i in 0..<M { for j in 0..<N { expected[i * N + j] += bias[j] } }
+                GEMM.gemm(transposeA: false, transposeB: false, M: M, N: N, K: K, a, lda: K, b, ldb: N, &expected,
+                          ldc: N, accumulate: true)
+                let buffer = AlignedBuffer<Float>()
+                b.withUnsafeBufferPointer { bs in
+                    let prepared = GEMM.prepare(transposeB: false, K: K, N: N, bs.baseAddress!, ldb: N, buffer: buffer)
+                    for threads in [1, 2, 3] {
+                        var fast = c0
+                        GEMM.gemm(transposeA: false, M: M, a, lda: K, prepared, &fast, ldc: N, accumulate: accumulate,
+                                  threads: threads, bias: bias)
+                        #expect(fast == expected, "M=\(M) N=\(N) K=\(K) accumulate=\(accumulate) threads=\(threads)")
+                    }
+                    for level in GEMM.floatKernelLevels where accumulate {
+                        var out = c0
+                        GEMM.floatGEMM(level: level, transposeA: false, M: M, a, lda: K, prepared, &out, ldc: N,
+                                       accumulate: true, bias: bias)
+                        #expect(out == expected, "level \(level) M=\(M) N=\(N) K=\(K)")
+                    }
+                }
+                let da = a.map(Double.init), db = b.map(Double.init), dbias = bias.map(Double.init)
+                var dExpected = accumulate ? c0.map(Double.init) : [Double](repeating: 0, count: M * N)
+                for i in 0..<M { for j in 0..<N { dExpected[i * N + j] += dbias[j] } }
+                GEMM.gemm(transposeA: false, transposeB: false, M: M, N: N, K: K, da, lda: K, db, ldb: N, &dExpected,
+                          ldc: N, accumulate: true)
+                db.withUnsafeBufferPointer { bs in
+                    let prepared = GEMM.prepare(transposeB: false, K: K, N: N, bs.baseAddress!, ldb: N,
+                                                buffer: AlignedBuffer<Double>())
+                    var out = c0.map(Double.init)
+                    GEMM.gemm(transposeA: false, M: M, da, lda: K, prepared, &out, ldc: N, accumulate: accumulate,
+                              threads: 2, bias: dbias)
+                    #expect(out == dExpected, "Double M=\(M) N=\(N) K=\(K) accumulate=\(accumulate)")
+                }
+            }
+        }
+    }
+
     @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
     func preparedEqualsPlain(transposeA: Bool, transposeB: Bool) {
         var random = RandomSource(seed: 23)

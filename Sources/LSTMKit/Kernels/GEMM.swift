@@ -162,10 +162,10 @@ public enum GEMM {
     /// The prepared Float product with the kernels of `level` (tests).
     public static func floatGEMM(level: Int, transposeA: Bool, M: Int, _ A: UnsafePointer<Float>, lda: Int,
                                  _ B: PreparedOperand<Float>, _ C: UnsafeMutablePointer<Float>, ldc: Int,
-                                 accumulate: Bool) {
+                                 accumulate: Bool, bias: UnsafePointer<Float>? = nil) {
         let (rsa, csa) = transposeA ? (1, lda) : (lda, 1)
         lstmk_sgemm_prepacked_at_level(Int32(level), M, 0, B.N, B.N, B.K, A, rsa, csa, B.packed!, C, ldc,
-                                       accumulate ? 1 : 0)
+                                       accumulate ? 1 : 0, bias)
     }
 
     @inline(never)
@@ -298,21 +298,35 @@ public enum GEMM {
         return PreparedOperand(source: B, transposed: transposeB, ld: ldb, K: K, N: N, packed: UnsafePointer(packed))
     }
 
-    /// C (M, N) = op(A)·B or C += op(A)·B with a prepared B: the same bits as `gemm` with the plain B.
+    /// C (M, N) = op(A)·B or C += op(A)·B with a prepared B: the same bits as `gemm` with the plain B. With `bias`
+    /// (N values) the product starts from C + b (accumulating; rounded once, as a pass C += b before it would) or
+    /// from b — for Float on AVX-512 the tiles add it as they load C (a pass of its own was 1.6 % of small's
+    /// training step).
     @_specialize(where S == Float)
     @_specialize(where S == Double)
     public static func gemm<S: LSTMScalar>(
         transposeA: Bool, M: Int, _ A: UnsafePointer<S>, lda: Int, _ B: PreparedOperand<S>,
-        _ C: UnsafeMutablePointer<S>, ldc: Int, accumulate: Bool, threads: Int = 1
+        _ C: UnsafeMutablePointer<S>, ldc: Int, accumulate: Bool, threads: Int = 1, bias: UnsafePointer<S>? = nil
     ) {
+        if let bias, !accumulate {
+            for i in 0..<M { (C + i * ldc).update(from: bias, count: B.N) }
+            gemm(transposeA: transposeA, M: M, A, lda: lda, B, C, ldc: ldc, accumulate: true, threads: threads)
+            return
+        }
         guard let packed = B.packed else {
+            if let bias {
+                for i in 0..<M {
+                    let row = C + i * ldc
+                    for j in 0..<B.N { row[j] += bias[j] }
+                }
+            }
             gemm(transposeA: transposeA, transposeB: B.transposed, M: M, N: B.N, K: B.K, A, lda: lda, B.source,
                  ldb: B.ld, C, ldc: ldc, accumulate: accumulate, threads: threads)
             return
         }
         let parts = M * B.N * B.K >= 1 << 16 ? max(1, min(threads, max(B.N / 16, M / 6))) : 1
         sgemmPrepacked(transposeA, M, B.N, B.K, UnsafeRawPointer(A), lda, packed, UnsafeMutableRawPointer(C), ldc,
-                       accumulate, parts)
+                       accumulate, parts, bias.map { UnsafeRawPointer($0).assumingMemoryBound(to: Float.self) })
     }
 
     /// The prepared Float product with the portable kernels whatever the CPU (for tests of the dispatch).
@@ -320,25 +334,28 @@ public enum GEMM {
                                          _ B: PreparedOperand<Float>, _ C: UnsafeMutablePointer<Float>, ldc: Int,
                                          accumulate: Bool) {
         let (rsa, csa) = transposeA ? (1, lda) : (lda, 1)
-        lstmk_sgemm_prepacked_portable(M, 0, B.N, B.N, B.K, A, rsa, csa, B.packed!, C, ldc, accumulate ? 1 : 0)
+        lstmk_sgemm_prepacked_portable(M, 0, B.N, B.N, B.K, A, rsa, csa, B.packed!, C, ldc, accumulate ? 1 : 0, nil)
     }
 
     @inline(never)
     private static func sgemmPrepacked(
         _ transposeA: Bool, _ M: Int, _ N: Int, _ K: Int, _ A: UnsafeRawPointer, _ lda: Int,
-        _ packed: UnsafePointer<Float>, _ C: UnsafeMutableRawPointer, _ ldc: Int, _ accumulate: Bool, _ parts: Int
+        _ packed: UnsafePointer<Float>, _ C: UnsafeMutableRawPointer, _ ldc: Int, _ accumulate: Bool, _ parts: Int,
+        _ bias: UnsafePointer<Float>? = nil
     ) {
         let (rsa, csa) = transposeA ? (1, lda) : (lda, 1)
         nonisolated(unsafe) let a = A.assumingMemoryBound(to: Float.self)
         nonisolated(unsafe) let c = C.assumingMemoryBound(to: Float.self)
         nonisolated(unsafe) let b = packed
+        nonisolated(unsafe) let bias = bias
         if parts == 1 {
-            lstmk_sgemm_prepacked(M, 0, N, N, K, a, rsa, csa, b, c, ldc, accumulate ? 1 : 0)
+            lstmk_sgemm_prepacked(M, 0, N, N, K, a, rsa, csa, b, c, ldc, accumulate ? 1 : 0, bias)
             return
         }
         // Narrow column blocks would each pack all of A (δh = δZ_t·W_hh with a small H): split the rows instead.
         splitOverPool(M: M, N: N, parts: parts, byRows: N / parts < 128 && M >= 6 * parts) { i0, i1, j0, j1 in
-            lstmk_sgemm_prepacked(i1 - i0, j0, j1, N, K, a + i0 * rsa, rsa, csa, b, c + i0 * ldc, ldc, accumulate ? 1 : 0)
+            lstmk_sgemm_prepacked(i1 - i0, j0, j1, N, K, a + i0 * rsa, rsa, csa, b, c + i0 * ldc, ldc,
+                                  accumulate ? 1 : 0, bias)
         }
     }
 }

@@ -325,6 +325,9 @@ extension LSTM {
         let biasSum = stash.biasSum.pointer + d * 4 * H
         for j in 0..<(4 * H) { biasSum[j] = p[layer.biasIH.offset + j] + p[layer.biasHH.offset + j] }
         let bias = UnsafePointer(biasSum)
+        // Without layer normalization the recurrent product adds into Z_t directly: it starts from Z_t + b (the
+        // tiles add b as they load Z_t, the same one rounding as a pass of its own).
+        let foldsBias = norm == nil
         func addBias(rows r0: Int, _ r1: Int) {
             for r in r0..<r1 {
                 let row = Z + r * 4 * H
@@ -338,7 +341,7 @@ extension LSTM {
         func forwardRows(_ base: Int, _ hPrev: UnsafePointer<S>, _ cPrev: UnsafePointer<S>, _ r0: Int, _ r1: Int) {
             let m = weightHR == nil ? hiddens + base * P : cellOutputs + base * H
             GEMM.gemm(transposeA: false, M: r1 - r0, hPrev + r0 * P, lda: P, weightHH, Z + (base + r0) * 4 * H,
-                      ldc: 4 * H, accumulate: true, threads: 1)
+                      ldc: 4 * H, accumulate: true, threads: 1, bias: foldsBias ? bias : nil)
             LSTMPointwise.forward(gates: Z + (base + r0) * 4 * H, previousCell: cPrev + r0 * H,
                                   cell: cells + (base + r0) * H, hidden: m + r0 * H, batch: r1 - r0, hidden: H,
                                   gate: layer.activations.gate, cellActivation: layer.activations.cell,
@@ -355,7 +358,6 @@ extension LSTM {
                            threads: threads) { r0, r1 in
                 for t in steps {
                     let base = s.offsets[t] - w.rowBase, (hPrev, cPrev) = previousState(u, step: t, stash)
-                    addBias(rows: base + r0, base + r1)
                     forwardRows(base, hPrev, cPrev, r0, r1)
                     if let weightHR {
                         GEMM.gemm(transposeA: false, M: r1 - r0, UnsafePointer(cellOutputs + (base + r0) * H), lda: H,
@@ -363,6 +365,8 @@ extension LSTM {
                     }
                 }
             }
+        } else if foldsBias {
+            // Added by each step's recurrent product below.
         } else if N * 4 * H >= 1 << 16 && threads > 1 {
             // Rows in blocks over the threads (each element the same one add): N × 4H adds, 13 M for a charrnn
             // layer, were a serial pass while the other core spun.
@@ -396,7 +400,7 @@ extension LSTM {
                 GEMM.rowBlocks(n, parts: min(threads, n / 6)) { r0, r1 in forwardRows(base, hPrev, cPrev, r0, r1) }
             } else {
                 GEMM.gemm(transposeA: false, M: n, hPrev, lda: P, weightHH, Zt, ldc: 4 * H, accumulate: true,
-                          threads: threads)
+                          threads: threads, bias: bias)
             }
             if !fusedRows {
                 LSTMPointwise.forward(gates: Zt, previousCell: cPrev, cell: cells + base * H, hidden: m, batch: n,

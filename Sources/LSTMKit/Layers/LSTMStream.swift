@@ -197,7 +197,7 @@ public final class LSTMStream {
         let width = width
         func part(_ part: Int) {
             let g0 = part * groups / parts, g1 = (part + 1) * groups / parts
-            lstmk_sgemm_prepacked(1, 64 * g0, 64 * g1, width, In, input, In, 1, wih, z, width, 0)
+            lstmk_sgemm_prepacked(1, 64 * g0, 64 * g1, width, In, input, In, 1, wih, z, width, 0, nil)
             lstmk_lstm_step(-1, 1, g0, g1, H, P, previous, P, whh, b, z, width, cells, out, ldh, gate, cellCode, clip,
                             peep)
         }

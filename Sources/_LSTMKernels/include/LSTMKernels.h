@@ -20,7 +20,7 @@ void lstmk_sgemm_at_level(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, cons
                           int accumulate);
 void lstmk_sgemm_prepacked_at_level(int level, ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N, ptrdiff_t K,
                                     const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
-                                    float *C, ptrdiff_t ldc, int accumulate);
+                                    float *C, ptrdiff_t ldc, int accumulate, const float *bias);
 
 /// C (M, N) = op(A)·op(B), or C += op(A)·op(B) when accumulate != 0, all row-major.
 /// op(A)[i, k] = A[i*rsa + k*csa]; op(B)[k, j] = B[k*rsb + j*csb]; C[i, j] = C[i*ldc + j].
@@ -48,15 +48,17 @@ void lstmk_sgemm_pack_b_columns(ptrdiff_t N, ptrdiff_t K, const float *B, ptrdif
                                 ptrdiff_t j0, ptrdiff_t j1);
 
 /// Columns j0..<j1 (j0 a multiple of 16) of C (M, N) = op(A)·B, or C += …, with B packed by lstmk_sgemm_pack_b;
-/// the same chains, hence the same bits, as lstmk_sgemm.
+/// the same chains, hence the same bits, as lstmk_sgemm. With `bias` (N floats; only with accumulate != 0) every
+/// chain starts from C + b rounded once — as a pass C += b before the product would — the AVX-512 tiles adding it
+/// as they load C.
 void lstmk_sgemm_prepacked(ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N, ptrdiff_t K,
                            const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
-                           float *C, ptrdiff_t ldc, int accumulate);
+                           float *C, ptrdiff_t ldc, int accumulate, const float *bias);
 
 /// lstmk_sgemm_prepacked with the portable kernels whatever the CPU (tests).
 void lstmk_sgemm_prepacked_portable(ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N, ptrdiff_t K,
                                     const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
-                                    float *C, ptrdiff_t ldc, int accumulate);
+                                    float *C, ptrdiff_t ldc, int accumulate, const float *bias);
 
 /// The element-wise pass of `units` units of `rows` rows, inference: gate q of unit j of row r at
 /// z[r·ldz + q·zs + j], peepholes (when given) at peep[q·ps + j]; S updated in place in c (row stride ldc), h
