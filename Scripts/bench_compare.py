@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs `lstm bench --json` and Scripts/bench_torch.py in the same session and prints the ratio table.
 
-    /work/torchenv/bin/python Scripts/bench_compare.py [--threads 2] [--repeats 5] [--configs ...]
+    /work/torchenv/bin/python Scripts/bench_compare.py [--threads 2] [--repeats N] [--configs ...]
 
 Ratios are LSTMKit / PyTorch in tokens per second (above 1: LSTMKit is faster); for streaming, PyTorch's time per
 step over LSTMKit's.
@@ -24,7 +24,9 @@ def run_json(command):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed runs per side and round (default: 41 for small, whose runs take ~2 ms, so that a "
+                             "few ms of interference do not decide its median; 5 for the others)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--configs", default="small,charrnn,large,stream-128,stream-512x2,stream-1024,packed,bidir")
     args = parser.parse_args()
@@ -33,11 +35,12 @@ def main():
     peak = None
     for _ in range(args.rounds):
         for name in args.configs.split(","):
+            repeats = args.repeats or (41 if name == "small" else 5)
             a = run_json([os.path.join(ROOT, ".build", "release", "lstm"), "bench", "--json", "--threads",
-                          str(args.threads), "--repeats", str(args.repeats), "--configs", name])
+                          str(args.threads), "--repeats", str(repeats), "--configs", name])
             peak = peak or a[name]["peak_gflops"]
             b = run_json([sys.executable, os.path.join(ROOT, "Scripts", "bench_torch.py"), "--json", "--threads",
-                          str(args.threads), "--repeats", str(args.repeats), "--configs", name, "--peak", str(peak)])
+                          str(args.threads), "--repeats", str(repeats), "--configs", name, "--peak", str(peak)])
             rounds["ours"].append(a)
             rounds["theirs"].append(b)
 
@@ -51,7 +54,8 @@ def main():
 
     ours = {name: median_record("ours", name) for name in args.configs.split(",")}
     theirs = {name: median_record("theirs", name) for name in args.configs.split(",")}
-    print(f"threads {args.threads}, FMA peak {peak:.0f} GFLOP/s (measured), medians of {args.repeats} runs, "
+    runs = f"{args.repeats}" if args.repeats else "41 (small) or 5"
+    print(f"threads {args.threads}, FMA peak {peak:.0f} GFLOP/s (measured), medians of {runs} runs, "
           f"median of {args.rounds} interleaved rounds")
     print("| config | LSTMKit train tok/s | PyTorch train tok/s | ratio | LSTMKit infer tok/s | PyTorch infer tok/s | ratio | LSTMKit GFLOP/s (train, % peak) |")
     print("|---|---|---|---|---|---|---|---|")
