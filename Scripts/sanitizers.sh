@@ -12,7 +12,7 @@ kinds=("$@")
 [[ ${#kinds[@]} -eq 0 ]] && kinds=(address thread)
 for kind in "${kinds[@]}"; do
     echo "sanitizers.sh: swift test --sanitize=$kind"
-    ASAN_OPTIONS=halt_on_error=1:detect_leaks=1 LSAN_OPTIONS=suppressions="$PWD/Scripts/lsan-suppressions.txt" \
+    ASAN_OPTIONS=halt_on_error=1:detect_leaks=1 LSAN_OPTIONS=suppressions="$PWD/Scripts/lsan-suppressions.txt":print_suppressions=0 \
     TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
         swift test --sanitize="$kind" --scratch-path ".build-$kind"
 done

@@ -4,7 +4,8 @@ import _LSTMKernels
 public enum ProcessMemory {
     /// Keeps memory the process frees for its next allocation instead of handing it back to the kernel. Call it
     /// once, at the start of a process that trains; `lstm` does. Returns whether the setting took (glibc only;
-    /// other C libraries are left as they are — macOS's allocator keeps freed blocks already).
+    /// other C libraries are left as they are — macOS's allocator keeps freed blocks already — and so is the
+    /// allocator of a build with AddressSanitizer or ThreadSanitizer).
     ///
     /// A training step allocates its outputs and gradients afresh — the LSTM's output, a head's output and δ of its
     /// input, the loss's δ: about 3 MB per step for the `small` benchmark configuration, over 30 MB for `charrnn`.

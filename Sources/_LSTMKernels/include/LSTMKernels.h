@@ -142,6 +142,9 @@ void lstmk_pool_destroy(lstmk_pool *pool);
 /// glibc only: serves blocks up to 32 MB from the heap and never trims it, so memory a process frees stays mapped
 /// for its next allocation. 1 if both settings took, 0 otherwise (another C library: nothing changed).
 int lstmk_retain_freed_memory(void);
+/// 1 when this library was built with AddressSanitizer or ThreadSanitizer, whose malloc replaces the C library's
+/// (lstmk_retain_freed_memory then returns 0: there is nothing of glibc's to tune).
+int lstmk_sanitizer_allocator(void);
 /// Runs fn(context, part) for part = 0 ..< parts on the caller and the workers and returns when all are done; each
 /// thread takes its home part first (the caller 0, worker w part w + 1). If the pool is busy with another caller's
 /// job (or this is a nested call), the parts run on the caller, in order.
