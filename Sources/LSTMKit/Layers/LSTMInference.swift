@@ -284,9 +284,7 @@ extension LSTM {
                 // Each part its block of rows through every step of the chunk: one dispatch per chunk, each step's
                 // Z = x_t·W_ihᵀ on the part's rows just before its recurrent product (the same chains as the chunk's
                 // product below, computed where they are read).
-                let per = ((B + rowParts - 1) / rowParts + 3) / 4 * 4
-                WorkerPool.shared(threads: min(rowParts, stash.threads)).run(parts: rowParts) { part in
-                    let r0 = part * per, r1 = min(B, (part + 1) * per)
+                GEMM.rowBlocks(B, parts: rowParts, threads: stash.threads) { r0, r1 in
                     for t in stride(from: from, to: past, by: by) where min(r1, s.batchSizes[t]) > r0 {
                         GEMM.gemm(transposeA: false, M: min(r1, s.batchSizes[t]) - r0,
                                   input + (row(t) + r0) * inputWidth, lda: inputWidth, weightIH,
