@@ -170,6 +170,9 @@ void lstmk_pool_destroy(lstmk_pool *pool) {
     free(pool);
 }
 
+// Publishes the job and runs it with the busy mutex held; unlocks it when every part is done.
+static void run_locked(lstmk_pool *pool, ptrdiff_t parts, lstmk_task_fn fn, void *context);
+
 void lstmk_pool_run(lstmk_pool *pool, ptrdiff_t parts, lstmk_task_fn fn, void *context) {
     if (parts <= 0) return;
     if (!pool || pool->workers == 0 || parts == 1 || parts > 0x7FFF || pthread_mutex_trylock(&pool->busy) != 0) {
@@ -178,6 +181,22 @@ void lstmk_pool_run(lstmk_pool *pool, ptrdiff_t parts, lstmk_task_fn fn, void *c
         for (ptrdiff_t part = 0; part < parts; part++) fn(context, part);
         return;
     }
+    run_locked(pool, parts, fn, context);
+}
+
+// Every part gets a thread: the caller runs part 0 and the workers (at least parts − 1, none busy: the mutex is
+// ours) each claim one as they see the job; a thread only takes a second part after finishing its first, and then
+// every part it could wait for is running or done.
+int lstmk_pool_run_together(lstmk_pool *pool, ptrdiff_t parts, lstmk_task_fn fn, void *context) {
+    if (parts <= 0) return 1;
+    if (parts == 1) { fn(context, 0); return 1; }
+    if (!pool || pool->workers < parts - 1 || parts > MASKED_PARTS || pthread_mutex_trylock(&pool->busy) != 0)
+        return 0;
+    run_locked(pool, parts, fn, context);
+    return 1;
+}
+
+static void run_locked(lstmk_pool *pool, ptrdiff_t parts, lstmk_task_fn fn, void *context) {
     pool->fn = fn;
     pool->context = context;
     atomic_store(&pool->finished, 0);

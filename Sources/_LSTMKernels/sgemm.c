@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -840,16 +841,32 @@ static void step_columns(int level, ptrdiff_t n, const float *a, ptrdiff_t astri
     multiply_block(level, a, astride, tstride, rstride, n, kc, panels, 0, from, to, Z, ldz, 1, bias, prefetch_to);
 }
 
-void lstmk_lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff_t H, ptrdiff_t K, const float *A,
-                     ptrdiff_t lda, const float *packed, const float *bias, float *Z, ptrdiff_t ldz, float *c, float *h,
-                     ptrdiff_t ldh, int gate, int cell, float clip, const float *peep) {
+// Spins until *p ≥ need (acquire: the h its owner wrote before publishing is visible after it), yielding the core
+// now and then in case the owner's thread is not running.
+static void wait_for(const long *p, long need) {
+    const _Atomic long *a = (const _Atomic long *)p;
+    for (long i = 1; atomic_load_explicit(a, memory_order_acquire) < need; i++) {
+#ifdef LSTMK_X86
+        _mm_pause();
+#endif
+        if ((i & 0xFFFF) == 0) sched_yield();
+    }
+}
+
+// The step for unit groups g0..<g1; with `progress` (a pipelined job: part `part` of `parts`, see
+// lstmk_lstm_step_pipelined) each KC block of K first waits for the parts owning that block's units of A = h_{t−1},
+// and the part publishes step + 1 when its own units are done.
+static void lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff_t H, ptrdiff_t K, const float *A,
+                      ptrdiff_t lda, const float *packed, const float *bias, float *Z, ptrdiff_t ldz, float *c,
+                      float *h, ptrdiff_t ldh, int gate, int cell, float clip, const float *peep, long *progress,
+                      ptrdiff_t part, ptrdiff_t parts, long step) {
     level = level < 0 ? lstmk_sgemm_level() : clamp_level(level);
-    if (n <= 0 || g1 <= g0) return;
     const ptrdiff_t groups = (H + NR - 1) / NR, npad = 4 * groups * NR, G = 4 * NR;
-    if (K <= 0) {
-        if (bias)
+    if (n <= 0 || g1 <= g0 || K <= 0) {
+        if (n > 0 && K <= 0 && bias)
             for (ptrdiff_t r = 0; r < n; r++)
                 for (ptrdiff_t j = g0 * G; j < g1 * G; j++) Z[r * ldz + j] = Z[r * ldz + j] + bias[j];
+        if (progress) atomic_store_explicit((_Atomic long *)(progress + part * 16), step + 1, memory_order_release);
         return;
     }
     workspace *w = thread_workspace(0);
@@ -862,6 +879,14 @@ void lstmk_lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff
         float *Zb = Z + ic * ldz;
         for (ptrdiff_t pc = 0; pc < K; pc += KC) {
             const ptrdiff_t kc = K - pc < KC ? K - pc : KC;
+            if (progress && ic == 0) {
+                // The parts whose unit groups overlap units pc..<pc+kc (part q owns q·groups/parts ..<).
+                const ptrdiff_t first = pc / NR, last = (pc + kc - 1) / NR;
+                for (ptrdiff_t q = 0; q < parts; q++) {
+                    const ptrdiff_t q0 = q * groups / parts, q1 = (q + 1) * groups / parts;
+                    if (q != part && q0 <= last && q1 > first) wait_for(progress + q * 16, step);
+                }
+            }
             ptrdiff_t astride = 1, tstride = 0, rstride = 0;
             const float *a;
             if (mc == 1) {
@@ -885,4 +910,20 @@ void lstmk_lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff
             }
         }
     }
+    if (progress) atomic_store_explicit((_Atomic long *)(progress + part * 16), step + 1, memory_order_release);
+}
+
+void lstmk_lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff_t H, ptrdiff_t K, const float *A,
+                     ptrdiff_t lda, const float *packed, const float *bias, float *Z, ptrdiff_t ldz, float *c, float *h,
+                     ptrdiff_t ldh, int gate, int cell, float clip, const float *peep) {
+    lstm_step(level, n, g0, g1, H, K, A, lda, packed, bias, Z, ldz, c, h, ldh, gate, cell, clip, peep, NULL, 0, 1, 0);
+}
+
+void lstmk_lstm_step_pipelined(int level, ptrdiff_t n, ptrdiff_t part, ptrdiff_t parts, ptrdiff_t H, const float *A,
+                               ptrdiff_t lda, const float *packed, const float *bias, float *Z, ptrdiff_t ldz,
+                               float *c, float *h, ptrdiff_t ldh, int gate, int cell, float clip, const float *peep,
+                               long *progress, long step) {
+    const ptrdiff_t groups = (H + NR - 1) / NR;
+    lstm_step(level, n, part * groups / parts, (part + 1) * groups / parts, H, H, A, lda, packed, bias, Z, ldz, c, h,
+              ldh, gate, cell, clip, peep, progress, part, parts, step);
 }

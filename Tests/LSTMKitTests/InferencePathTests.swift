@@ -130,6 +130,45 @@ struct InferencePathTests {
         }
     }
 
+    /// The forward direction's chunks as one job whose threads wait for each other's blocks of h_{t−1}
+    /// (`lstmk_lstm_step_pipelined`) give the bits of `forward`: unit groups split so that one KC block of K is
+    /// shared by both threads (48 units: 1 + 2 groups) and so that K has two KC blocks (300 units, 19 groups: 9 +
+    /// 10 on 2 threads, 6 + 6 + 7 on 3), two layers, variable lengths (steps whose rows shrink, rows ending
+    /// mid-chunk), an initial state, chunks of 1, 5 and 32 steps, every kernel level. A thread that read h before
+    /// its owner published it would read the previous chunk's values or zeros here (fails with the waits removed).
+    @Test(arguments: [(48, 2, 8, 9), (300, 1, 4, 7)])
+    func pipelinedChunksAreTheBitsOfForward(hidden H: Int, layers L: Int, batch B: Int, steps T: Int) throws {
+        var random = RandomSource(seed: UInt64(H))
+        let I = 5
+        var layout = ParameterLayout()
+        let lstm = try LSTM(LSTMConfiguration(inputSize: I, hiddenSize: H, layers: L), layout: &layout)
+        var parameters = ParameterBuffer<Float>(layout: layout)
+        lstm.initialize(&parameters, random: &random)
+        let x = (0..<(T * B * I)).map { _ in Float(random.uniform(-2, 2)) }
+        for varied in [false, true] {
+            let lengths: [Int]? = varied ? (0..<B).map { $0 == 1 ? T : 1 + random.index(below: T) } : nil
+            let initial: LSTMState<Float>? = varied ? LSTMState(
+                hidden: (0..<(L * B * H)).map { _ in Float(random.uniform(-1, 1)) },
+                cell: (0..<(L * B * H)).map { _ in Float(random.uniform(-1, 1)) }, layers: L, batch: B, hiddenSize: H)
+                : nil
+            let plain = lstm.forward(x, steps: T, batch: B, lengths: lengths, initial: initial, parameters: parameters,
+                                     stash: LSTMStash())
+            for threads in [2, 3] {
+                #expect(LSTM.inferenceParts(rows: B, groups: (H + 15) / 16, K: H, threads: threads) == min(threads, (H + 15) / 16))
+                for level in GEMM.floatKernelLevels {
+                    for chunk in [1, 5, 32] {
+                        let out = lstm.inferFloat(x, steps: T, batch: B, lengths: lengths, initial: initial,
+                                                  layout: .timeMajor, parameters: parameters,
+                                                  stash: LSTMStash(threads: threads), level: Int32(level),
+                                                  chunk: chunk, rowSplit: false)
+                        #expect(out.output == plain.output && out.final == plain.final,
+                                "\(threads) threads, level \(level), chunks of \(chunk), lengths \(varied)")
+                    }
+                }
+            }
+        }
+    }
+
     /// A stash that trained keeps its buffers for `infer`, and `infer` then `forward`/`backward` on the same stash
     /// still gives the gradients of a fresh one.
     @Test func inferSharesATrainingStash() throws {

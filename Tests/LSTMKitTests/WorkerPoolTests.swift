@@ -34,6 +34,39 @@ struct WorkerPoolTests {
         }
     }
 
+    /// `runTogether` gives every part a thread at once: parts that each wait until all have arrived finish (run in
+    /// turn on one thread, the first would wait forever — here 10 s, then the test fails). It declines, running
+    /// nothing, when it cannot: more parts than threads, or from inside a part of another job (the pool is busy).
+    @Test func runTogetherRunsPartsAtOnce() {
+        for threads in [2, 3] {
+            let pool = WorkerPool(threads: threads)
+            let lock = Mutex()
+            for _ in 0..<200 {
+                var arrived = 0, met = [Bool](repeating: false, count: threads)
+                let ran = met.withUnsafeMutableBufferPointer { met in
+                    nonisolated(unsafe) let m = met.baseAddress!
+                    return withUnsafeMutablePointer(to: &arrived) { arrived in
+                        nonisolated(unsafe) let a = arrived
+                        return pool.runTogether(parts: threads) { part in
+                            lock.withLock { a.pointee += 1 }
+                            let deadline = Date().addingTimeInterval(10)
+                            while lock.withLock({ a.pointee }) < threads && Date() < deadline {}
+                            m[part] = lock.withLock { a.pointee } == threads
+                        }
+                    }
+                }
+                #expect(ran && met == [Bool](repeating: true, count: threads), "\(threads) threads")
+            }
+            var ranAnything = false
+            #expect(!pool.runTogether(parts: threads + 1) { _ in ranAnything = true })
+            var nested: [Bool] = []
+            pool.run(parts: 2) { part in
+                if part == 0 { nested.append(pool.runTogether(parts: 2) { _ in ranAnything = true }) }
+            }
+            #expect(nested == [false] && !ranAnything)
+        }
+    }
+
     /// Jobs past the 31 parts a claim mask holds are handed out by a counter: every part still runs once.
     @Test func manyParts() {
         let pool = WorkerPool(threads: 3)

@@ -58,6 +58,25 @@ public final class WorkerPool: @unchecked Sendable {
         }
     }
 
+    /// Runs `body(part)` for every part at once, each on a thread of its own, when the pool can give every part a
+    /// thread now (`threads ≥ parts`, no other job running, not called from inside a part); returns false without
+    /// running anything otherwise. For parts that wait for each other (the pipelined inference steps).
+    func runTogether(parts: Int, _ body: (Int) -> Void) -> Bool {
+        guard parts > 1 else {
+            if parts == 1 { body(0) }
+            return true
+        }
+        guard let pool else { return false }
+        return withoutActuallyEscaping(body) { body in
+            var task = body
+            return withUnsafeMutablePointer(to: &task) { context in
+                lstmk_pool_run_together(pool, parts, { context, part in
+                    context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(part)
+                }, context) != 0
+            }
+        }
+    }
+
     nonisolated(unsafe) private static var sharedPool: WorkerPool?
     private static let lock = Mutex()
 

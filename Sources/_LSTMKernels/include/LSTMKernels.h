@@ -87,6 +87,18 @@ void lstmk_lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff
                      ptrdiff_t lda, const float *packed, const float *bias, float *Z, ptrdiff_t ldz, float *c, float *h,
                      ptrdiff_t ldh, int gate, int cell, float clip, const float *peep);
 
+/// lstmk_lstm_step for part `part` of `parts` (unit groups part·G/parts ..< (part+1)·G/parts of G = ⌈H/16⌉, K = H:
+/// A = h_{t−1} of this layer) in a job whose parts all run at once, each on its own thread, through the same steps:
+/// instead of a join after every step, each KC block of the product first waits until every other part that owns
+/// units of that block has published `step` (progress[q·16] ≥ step, acquire), and the part publishes step + 1
+/// (progress[part·16], release) once its units' h are written. A part whose own units come first in K starts the
+/// next step while the others finish theirs. The same chains as lstmk_lstm_step, so the same bits. `progress`:
+/// 16·parts longs, zero (or the job's first step) before the job.
+void lstmk_lstm_step_pipelined(int level, ptrdiff_t n, ptrdiff_t part, ptrdiff_t parts, ptrdiff_t H, const float *A,
+                               ptrdiff_t lda, const float *packed, const float *bias, float *Z, ptrdiff_t ldz,
+                               float *c, float *h, ptrdiff_t ldh, int gate, int cell, float clip, const float *peep,
+                               long *progress, long step);
+
 /// One forward step of the LSTM element-wise pass for B rows of width H (see LSTMPointwise.swift for the equations):
 /// gates (B, 4H) pre-activations in, activated i, f, g, o out; c (B, H) = S_t; h (B, H) = h_t. `cprev` may equal
 /// `c`. gate: 0 σ, 1 hard σ, 2 identity; cell: 0 tanh, 1 identity. clip > 0 limits S_t to [−clip, clip] (0: off).
@@ -139,6 +151,10 @@ void lstmk_pool_set_spin(lstmk_pool *pool, long nanoseconds);
 /// Stops and joins the workers; no job may be running.
 void lstmk_pool_destroy(lstmk_pool *pool);
 
+/// lstmk_pool_run, but only if every part can have a thread of its own at once (parts − 1 ≤ workers, the pool not
+/// busy with another job, not a call from inside a part): parts that wait for each other (lstmk_lstm_step_pipelined)
+/// would never finish if run in turn on one thread. Returns 0 without running anything otherwise.
+int lstmk_pool_run_together(lstmk_pool *pool, ptrdiff_t parts, lstmk_task_fn fn, void *context);
 /// glibc only: serves blocks up to 32 MB from the heap and never trims it, so memory a process frees stays mapped
 /// for its next allocation. 1 if both settings took, 0 otherwise (another C library: nothing changed).
 int lstmk_retain_freed_memory(void);
