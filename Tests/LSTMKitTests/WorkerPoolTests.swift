@@ -67,6 +67,43 @@ struct WorkerPoolTests {
         }
     }
 
+    /// An adaptive split moves rows away from a slower part: with the first block timed at 4 s per 16 rows and the
+    /// second at 1 s (a core at a quarter of the other's speed), the first block's share goes 0.5 → 0.35 → 0.275 …
+    /// toward 0.2, and its bounds follow in whole granules (32 rows: 16, 12, 8). Then a real run over a pool: every
+    /// window covers every row once, in blocks of whole granules, whatever the timings.
+    @Test func adaptiveSplitFollowsTheFasterPart() {
+        let split = AdaptiveSplit()
+        #expect(split.bounds(32, parts: 2, granule: 4) == [0, 16, 32])
+        split.record(bounds: [0, 16, 32], seconds: [4, 1])
+        #expect(split.currentShares == [0.35, 0.65])
+        #expect(split.bounds(32, parts: 2, granule: 4) == [0, 12, 32])
+        for _ in 0..<10 {
+            let bounds = split.bounds(32, parts: 2, granule: 4)
+            // Rows per second: the first block 4, the second 16.
+            split.record(bounds: bounds, seconds: [Double(bounds[1]) / 4, Double(32 - bounds[1]) / 16])
+        }
+        #expect(abs(split.currentShares[0] - 0.2) < 0.01)
+        #expect(split.bounds(32, parts: 2, granule: 4) == [0, 8, 32])
+        // Three parts keep a granule each even when one is far slower.
+        let three = AdaptiveSplit()
+        _ = three.bounds(12, parts: 3, granule: 4)
+        three.record(bounds: [0, 4, 8, 12], seconds: [1000, 1, 1])
+        #expect(three.bounds(12, parts: 3, granule: 4) == [0, 4, 8, 12])
+        let pool = WorkerPool(threads: 2)
+        for count in [32, 33, 9, 3] {
+            var covered = [Int](repeating: 0, count: count)
+            covered.withUnsafeMutableBufferPointer { cover in
+                nonisolated(unsafe) let c = cover.baseAddress!
+                for _ in 0..<5 {
+                    split.run(count, parts: 2, granule: 4, pool: pool) { r0, r1 in
+                        for r in r0..<r1 { c[r] += 1 }
+                    }
+                }
+            }
+            #expect(covered == [Int](repeating: 5, count: count), "\(count) rows")
+        }
+    }
+
     /// Jobs past the 31 parts a claim mask holds are handed out by a counter: every part still runs once.
     @Test func manyParts() {
         let pool = WorkerPool(threads: 3)

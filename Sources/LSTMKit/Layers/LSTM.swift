@@ -626,6 +626,10 @@ public final class LSTMStash<Scalar: LSTMScalar> {
         self.threads = max(1, threads)
     }
 
+    /// How the row-split windows (a small unidirectional LSTM) share their rows between the threads: forward,
+    /// backward, inference (`AdaptiveSplit`).
+    let rowSplits = (forward: AdaptiveSplit(), backward: AdaptiveSplit(), inference: AdaptiveSplit())
+
     /// Bytes the stash holds now (every buffer's capacity): what forward keeps for backward plus its scratch.
     public var allocatedBytes: Int {
         let buffers = [input, initialHidden, initialCell, checkpoints, gates, cells, hiddens, cellOutputs, layerOutputs,

@@ -114,7 +114,7 @@ extension LSTM {
         for u in 0..<U { (finalHidden + u * B * P).update(from: hState + u * B * P, count: B * P) }
 
         let byRows = D == 1 && (rowSplit ?? splitsSequenceByRows(batch: B, threads: stash.threads))
-        let rowParts = byRows ? LSTM.windowRowParts(batch: B, threads: stash.threads, minimumRows: 4) : 1
+        let rowParts = byRows ? max(1, min(stash.threads, B / 4)) : 1
         var output: [Float] = schedule.paddedOutput(width: D * P, layout: sequenceLayout)
         let direct = schedule.uniform && sequenceLayout == .timeMajor
         parameters.storage.withUnsafeBufferPointer { pb in
@@ -317,7 +317,7 @@ extension LSTM {
                 // Each part its block of rows through every step of the chunk: one dispatch per chunk, each step's
                 // Z = x_t·W_ihᵀ on the part's rows just before its recurrent product (the same chains as the chunk's
                 // product below, computed where they are read).
-                GEMM.rowBlocks(B, parts: rowParts, threads: stash.threads) { r0, r1 in
+                LSTM.rowWindow(B, threads: stash.threads, minimumRows: 4, split: stash.rowSplits.inference) { r0, r1 in
                     for t in stride(from: from, to: past, by: by) where min(r1, s.batchSizes[t]) > r0 {
                         GEMM.gemm(transposeA: false, M: min(r1, s.batchSizes[t]) - r0,
                                   input + (row(t) + r0) * inputWidth, lda: inputWidth, weightIH,
