@@ -69,7 +69,8 @@ struct WorkerPoolTests {
 
     /// An adaptive split moves rows away from a slower part: with the first block timed at 4 s per 16 rows and the
     /// second at 1 s (a core at a quarter of the other's speed), the first block's share goes 0.5 → 0.35 → 0.275 …
-    /// toward 0.2, and its bounds follow in whole granules (32 rows: 16, 12, 8). Then a real run over a pool: every
+    /// toward 0.2, and its bounds follow in whole granules (32 rows: 16, 12, 8), but not a change of less than ¾ of a
+    /// granule (measurement noise would move them back and forth). Then a real run over a pool: every
     /// window covers every row once, in blocks of whole granules, whatever the timings.
     @Test func adaptiveSplitFollowsTheFasterPart() {
         let split = AdaptiveSplit()
@@ -83,6 +84,11 @@ struct WorkerPoolTests {
             split.record(bounds: bounds, seconds: [Double(bounds[1]) / 4, Double(32 - bounds[1]) / 16])
         }
         #expect(abs(split.currentShares[0] - 0.2) < 0.01)
+        #expect(split.bounds(32, parts: 2, granule: 4) == [0, 8, 32])
+        // A share that moves the ideal bound by less than ¾ of a granule (0.2 → 0.33 of 32 rows: 8 → 10.6 rows,
+        // which alone would round to 12) leaves it at 8.
+        split.record(bounds: [0, 8, 32], seconds: [8.0 / 0.46, 24.0 / 0.54])
+        #expect(abs(split.currentShares[0] - 0.33) < 0.01)
         #expect(split.bounds(32, parts: 2, granule: 4) == [0, 8, 32])
         // Three parts keep a granule each even when one is far slower.
         let three = AdaptiveSplit()

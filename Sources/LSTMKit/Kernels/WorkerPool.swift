@@ -137,6 +137,7 @@ extension WorkerPool {
 /// the split never changes the bits.
 final class AdaptiveSplit: @unchecked Sendable {
     private var shares: [Double] = []
+    private var last: [Int] = []
 
     /// The share of rows part p took in the last split (tests).
     var currentShares: [Double] { shares }
@@ -164,16 +165,24 @@ final class AdaptiveSplit: @unchecked Sendable {
 
     /// The blocks' bounds (parts + 1 values from 0 to count) for the current shares.
     func bounds(_ count: Int, parts: Int, granule: Int) -> [Int] {
-        if shares.count != parts { shares = [Double](repeating: 1 / Double(parts), count: parts) }
+        if shares.count != parts || last.count != parts + 1 || last[parts] != count {
+            shares = [Double](repeating: 1 / Double(parts), count: parts)
+            last = []
+        }
         var bounds = [0]
         var cumulative = 0.0
         for p in 0..<(parts - 1) {
             cumulative += shares[p]
-            let rounded = Int((cumulative * Double(count) / Double(granule)).rounded()) * granule
+            let ideal = cumulative * Double(count) / Double(granule)
+            // A bound moves only when the shares call for at least ¾ of a granule more or less than last time
+            // (otherwise measurement noise moved it back and forth by one, and the rows or weights with it).
+            let rounded = !last.isEmpty && abs(ideal - Double(last[p + 1] / granule)) < 0.75 ? last[p + 1]
+                : Int(ideal.rounded()) * granule
             // Every part at least one granule, room left for the ones after it.
             bounds.append(min(max(rounded, bounds[p] + granule), count - (parts - 1 - p) * granule))
         }
         bounds.append(count)
+        last = bounds
         return bounds
     }
 
