@@ -466,6 +466,13 @@ static void pack_a(ptrdiff_t M, const float *A, ptrdiff_t rsa, ptrdiff_t csa, pt
     else pack_a_tiles(M, A, rsa, csa, ic, mc, pc, kc, dst, MR);
 }
 
+// C[i, j] += b[j] for rows 0..<rows and columns j0..<j1: the one rounding a bias takes before the product's chains
+// start from C (the AVX-512 tiles do the same add as they load C; every other path calls this first).
+static void add_bias(float *C, ptrdiff_t ldc, ptrdiff_t rows, ptrdiff_t j0, ptrdiff_t j1, const float *bias) {
+    for (ptrdiff_t r = 0; r < rows; r++)
+        for (ptrdiff_t j = j0; j < j1; j++) C[r * ldc + j] = C[r * ldc + j] + bias[j];
+}
+
 // The A block (mc rows from row ic of C, cut by plan_tiles: tile i at apacked + i·tstride + (its first row)·rstride,
 // stride astride per k) against the 16-column panels for columns from..<to; the panel for column j starts at
 // panels + (j − j_base)·kc.
@@ -476,8 +483,7 @@ static void multiply_block(int level, const float *apacked, ptrdiff_t astride, p
     const ptrdiff_t mr = tile_rows(level), nr = level == 3 ? 2 * NR : NR;
     if (bias && level != 3) {
         // C += b first (the AVX-512 tile adds it as it loads C, with the same one rounding).
-        for (ptrdiff_t r = 0; r < mc; r++)
-            for (ptrdiff_t j = from; j < to; j++) C[r * ldc + j] = C[r * ldc + j] + bias[j];
+        add_bias(C, ldc, mc, from, to, bias);
         bias = NULL;
     }
     const tile_plan plan = plan_tiles(mc, mr);
@@ -732,8 +738,7 @@ static void sgemm_prepacked(int level, ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, 
     if (M <= 0 || j1 <= j0) return;
     if (bias && (M == 1 || K <= 0)) {
         // C += b first, as the tiles do it (one rounding), on the paths without tiles.
-        for (ptrdiff_t i = 0; i < M; i++)
-            for (ptrdiff_t j = j0; j < j1; j++) C[i * ldc + j] = C[i * ldc + j] + bias[j];
+        add_bias(C, ldc, M, j0, j1, bias);
         bias = NULL;
     }
     if (K <= 0) {
@@ -827,8 +832,7 @@ static void step_columns(int level, ptrdiff_t n, const float *a, ptrdiff_t astri
                          ptrdiff_t rstride, ptrdiff_t kc, const float *panels, ptrdiff_t from, ptrdiff_t to, float *Z,
                          ptrdiff_t ldz, const float *bias, ptrdiff_t prefetch_to) {
     if (n == 1) {
-        if (bias)
-            for (ptrdiff_t j = from; j < to; j++) Z[j] = Z[j] + bias[j];
+        if (bias) add_bias(Z, ldz, 1, from, to, bias);
 #ifdef LSTMK_X86
         if (level >= 2) { row_prepacked_avx2(from, to, kc, a, panels, Z, 1); return; }
 #endif
@@ -863,9 +867,7 @@ static void lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdif
     level = level < 0 ? lstmk_sgemm_level() : clamp_level(level);
     const ptrdiff_t groups = (H + NR - 1) / NR, npad = 4 * groups * NR, G = 4 * NR;
     if (n <= 0 || g1 <= g0 || K <= 0) {
-        if (n > 0 && K <= 0 && bias)
-            for (ptrdiff_t r = 0; r < n; r++)
-                for (ptrdiff_t j = g0 * G; j < g1 * G; j++) Z[r * ldz + j] = Z[r * ldz + j] + bias[j];
+        if (n > 0 && K <= 0 && bias) add_bias(Z, ldz, n, g0 * G, g1 * G, bias);
         if (progress) atomic_store_explicit((_Atomic long *)(progress + part * 16), step + 1, memory_order_release);
         return;
     }

@@ -363,14 +363,11 @@ extension LSTM {
                     }
                 }
             }
-        } else if foldsBias {
-            // Added by each step's recurrent product below.
-        } else if N * 4 * H >= 1 << 16 && threads > 1 {
-            // Rows in blocks over the threads (each element the same one add): N × 4H adds, 13 M for a charrnn
-            // layer, were a serial pass while the other core spun.
-            GEMM.rowBlocks(N, parts: min(threads, max(1, N / 4))) { r0, r1 in addBias(rows: r0, r1) }
-        } else {
-            addBias(rows: 0, N)
+        } else if !foldsBias {
+            // (Folded: each step's recurrent product below adds it.) Rows in blocks over the threads (each element
+            // the same one add): N × 4H adds, 13 M for a charrnn layer, were a serial pass while the other core spun.
+            let parts = N * 4 * H >= 1 << 16 && threads > 1 ? min(threads, max(1, N / 4)) : 1
+            GEMM.rowBlocks(N, parts: parts) { r0, r1 in addBias(rows: r0, r1) }
         }
         // The window step by step (no steps left when it ran by rows above).
         for t in byRows ? [] : forwardSteps(u, stash) {
