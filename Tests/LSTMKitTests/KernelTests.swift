@@ -393,9 +393,10 @@ struct PreparedOperandTests {
     @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
     func preparedEqualsPlain(transposeA: Bool, transposeB: Bool) {
         var random = RandomSource(seed: 23)
-        // M = 1 takes the row kernel over the panels (64-column blocks, then single panels, several KC blocks).
-        for (M, N, K) in [(1, 17, 3), (1, 100, 600), (1, 1030, 70), (5, 300, 257), (13, 513, 40), (64, 1024, 300),
-                          (150, 33, 520)] {
+        // M = 1 takes the row kernel over the panels (128- and 64-column blocks, then single panels, several KC
+        // blocks; 212 = 128 + 64 + 20).
+        for (M, N, K) in [(1, 17, 3), (1, 100, 600), (1, 1030, 70), (1, 212, 300), (5, 300, 257), (13, 513, 40),
+                          (64, 1024, 300), (150, 33, 520)] {
             let ldb = transposeB ? K : N, lda = transposeA ? M + 2 : K
             let a = (0..<((transposeA ? K : M) * lda)).map { _ in Float(random.uniform(-1, 1)) }
             let b = (0..<(K * N)).map { _ in Float(random.uniform(-1, 1)) }
