@@ -113,6 +113,25 @@ struct StructuralVariantTests {
         }
     }
 
+    /// Training splits a uniform batch by rows up to W_hh of 1 MB (H = 256) and by columns above it: both on 2 threads
+    /// give the bits of 1 thread, forward and backward (H = 160 now by rows, 272 by columns; 24 as before).
+    @Test(arguments: [24, 160, 272])
+    func rowSplitBoundKeepsTheBits(hidden: Int) throws {
+        let (lstm, parameters) = try Self.model(bidirectional: false, projection: 0, layers: 1, hidden: hidden)
+        #expect(lstm.splitsStepsByRows(Float.self, rows: 12, threads: 2) == (hidden <= 256))
+        let (T, B) = (3, 12)
+        let x = Self.values(T * B * 5, seed: 21), dy = Self.values(T * B * hidden, seed: 22)
+        var results: [[Float]] = []
+        for threads in [1, 2] {
+            let stash = LSTMStash<Float>(threads: threads)
+            let out = lstm.forward(x, steps: T, batch: B, parameters: parameters, stash: stash)
+            var g = ParameterBuffer<Float>(layout: parameters.layout)
+            let d = lstm.backward(dOutput: dy, parameters: parameters, stash: stash, gradients: &g)
+            results.append(out.output + out.final.hidden + out.final.cell + g.storage + d.input + d.initial.hidden)
+        }
+        #expect(results[0] == results[1])
+    }
+
     /// Lengths all equal to T are the plain batch, bit for bit; cost follows the real tokens: the stash holds N rows.
     @Test func fullLengthsArePlainAndStashHoldsRealTokens() throws {
         let (lstm, parameters) = try Self.model(bidirectional: true, projection: 0)

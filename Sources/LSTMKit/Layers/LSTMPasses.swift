@@ -132,10 +132,15 @@ extension LSTM {
 
     /// Whether a step (of B_t = `rows` rows) runs as one dispatch over blocks of rows, each part its rows' product
     /// and element-wise pass, instead of the product split by columns and then the element-wise pass split by rows:
-    /// when W_hh (at most 256 KB) fits each core's L2 whole, so that every part reading all of it costs nothing.
+    /// when W_hh is at most 1 MB (H = 256 without projection), so that every part reading all of it from its L2
+    /// costs less than the two dispatches and two waits per step it saves (and a uniform window then runs as one
+    /// dispatch per pass, see `forwardDirection`). Measured on the 2-core AVX-512 host (2 MB of L2 per core), forward
+    /// + backward alternated in one process against the old 256 KB bound: the main job's LSTM (I = 64, H = 256, two
+    /// layers, B = 32, T = 64) faster in 25, 29 and 23 of 30 pairs (medians 47.5 → 44.8, 44.5 → 42.6, 45.3 → 44.2 ms),
+    /// H = 192 in 28 of 30, B = 16 in 30 of 30; H = 320 (1.6 MB) 15, 18 and 7 of 20, H = 512 even (10 of 20).
     /// Rows are independent in both passes, so the bits are the same either way.
     func splitsStepsByRows<S>(_: S.Type, rows n: Int, threads: Int) -> Bool {
-        S.self == Float.self && outputSize * 4 * hiddenSize <= 1 << 16 && threads >= 2 && n >= 12
+        S.self == Float.self && outputSize * 4 * hiddenSize <= 1 << 18 && threads >= 2 && n >= 12
     }
 
     /// A row-split window's rows over the threads: one block per thread (at least `minimumRows` rows each), sized
