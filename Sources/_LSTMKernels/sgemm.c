@@ -612,6 +612,45 @@ void lstmk_sgemm(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
     sgemm(lstmk_sgemm_level(), M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
 }
 
+static ptrdiff_t padded_width(ptrdiff_t N);
+
+// sgemm's loops for two products that share A (one block of N each, side by side in the packing buffer): every
+// block of A is packed (or read in place) once and multiplied against both, each element the same chain as sgemm's.
+// Only while both blocks of B together stay within 1 MB (1024 columns of KC rows), half of a 2 MB L2: `large`'s pair
+// (512 + 1024 columns, 1.5 MB) ran slower than its two products (2 of 10 alternated pairs faster), the main job's
+// (320 and 512) and charrnn's (592 and 1024) faster.
+void lstmk_sgemm_pair(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                      ptrdiff_t N1, const float *B1, ptrdiff_t rsb1, ptrdiff_t csb1, float *C1, ptrdiff_t ldc1,
+                      ptrdiff_t N2, const float *B2, ptrdiff_t rsb2, ptrdiff_t csb2, float *C2, ptrdiff_t ldc2,
+                      int accumulate) {
+    const int level = lstmk_sgemm_level();
+    const ptrdiff_t n1 = padded_width(N1);
+    if (M <= 1 || K <= 0 || N1 <= 0 || N2 <= 0 || n1 + N2 > 1024) {
+        sgemm(level, M, N1, K, A, rsa, csa, B1, rsb1, csb1, C1, ldc1, accumulate);
+        sgemm(level, M, N2, K, A, rsa, csa, B2, rsb2, csb2, C2, ldc2, accumulate);
+        return;
+    }
+    workspace *w = thread_workspace(1);
+    for (ptrdiff_t pc = 0; pc < K; pc += KC) {
+        const ptrdiff_t kc = K - pc < KC ? K - pc : KC;
+        const int start_from_c = accumulate || pc > 0;
+        for (ptrdiff_t jp = 0; jp < N1; jp += NR)
+            pack_panel(kc, N1 - jp < NR ? N1 - jp : NR, B1 + pc * rsb1 + jp * csb1, rsb1, csb1, w->b + jp * kc);
+        float *second = w->b + n1 * kc;
+        for (ptrdiff_t jp = 0; jp < N2; jp += NR)
+            pack_panel(kc, N2 - jp < NR ? N2 - jp : NR, B2 + pc * rsb2 + jp * csb2, rsb2, csb2, second + jp * kc);
+        for (ptrdiff_t ic = 0; ic < M; ic += MC) {
+            const ptrdiff_t mc = M - ic < MC ? M - ic : MC;
+            ptrdiff_t astride, tstride, rstride;
+            const float *a = a_block(level, M, A, rsa, csa, ic, mc, pc, kc, w->a, &astride, &tstride, &rstride);
+            multiply_block(level, a, astride, tstride, rstride, mc, kc, w->b, 0, 0, N1, C1 + ic * ldc1, ldc1,
+                           start_from_c, NULL, 0);
+            multiply_block(level, a, astride, tstride, rstride, mc, kc, second, 0, 0, N2, C2 + ic * ldc2, ldc2,
+                           start_from_c, NULL, 0);
+        }
+    }
+}
+
 void lstmk_sgemm_portable(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                           const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                           const float *B, ptrdiff_t rsb, ptrdiff_t csb,

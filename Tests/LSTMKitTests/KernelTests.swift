@@ -176,6 +176,45 @@ struct FloatKernelTests {
 
 /// The Float element-wise kernels: accuracy against libm in Double, and every vector path (AVX-512, AVX2) equal to
 /// the portable one.
+/// δW_ih and δW_hh together (`lstmk_sgemm_pair`, each block of δZᵀ packed once): bitwise the two products one
+/// after the other, ascending and descending, with A read in place (row stride ≤ 512 floats) and packed, several KC
+/// blocks, widths that are not multiples of 16, the fallback past 1024 columns together, on 1 to 3 threads.
+struct PairedProductTests {
+    @Test(arguments: [false, true])
+    func pairEqualsTwoProducts(descending: Bool) {
+        var random = RandomSource(seed: 23)
+        // (M, K, N1, N2, row stride of A): 4H rows; K = window rows; N1 = In, N2 = P.
+        let shapes = [(64, 37, 5, 16, 64), (151, 300, 65, 40, 160), (512, 270, 64, 128, 512), (96, 40, 33, 17, 700),
+                      (48, 20, 4000, 100, 48)]
+        for (M, K, N1, N2, lda) in shapes {
+            let a = (0..<(K * lda)).map { _ in Float(random.uniform(-1, 1)) }
+            let b1 = (0..<(K * N1)).map { _ in Float(random.uniform(-1, 1)) }
+            let b2 = (0..<(K * N2)).map { _ in Float(random.uniform(-1, 1)) }
+            let c1 = (0..<(M * N1)).map { _ in Float(random.uniform(-1, 1)) }
+            let c2 = (0..<(M * N2)).map { _ in Float(random.uniform(-1, 1)) }
+            let last = descending ? K - 1 : 0, sign = descending ? -1 : 1
+            var r1 = c1, r2 = c2
+            a.withUnsafeBufferPointer { a in
+                b1.withUnsafeBufferPointer { b1 in
+                    b2.withUnsafeBufferPointer { b2 in
+                        let pa = a.baseAddress! + last * lda, p1 = b1.baseAddress! + last * N1
+                        let p2 = b2.baseAddress! + last * N2
+                        lstmk_sgemm(M, N1, K, pa, 1, sign * lda, p1, sign * N1, 1, &r1, N1, 1)
+                        lstmk_sgemm(M, N2, K, pa, 1, sign * lda, p2, sign * N2, 1, &r2, N2, 1)
+                        for threads in [1, 2, 3] {
+                            var o1 = c1, o2 = c2
+                            GEMM.accumulateTransposedPair(M: M, K: K, pa, lda: sign * lda, N1: N1, p1, ldb1: sign * N1,
+                                                          &o1, ldc1: N1, N2: N2, p2, ldb2: sign * N2, &o2, ldc2: N2,
+                                                          threads: threads)
+                            #expect(o1 == r1 && o2 == r2, "M=\(M) K=\(K) N1=\(N1) N2=\(N2) lda=\(lda) threads=\(threads)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 struct ActivationKernelTests {
     /// A dense grid over the range that matters, the branch points of tanh (±0.625) and tiny and huge values.
     static let grid: [Float] = {

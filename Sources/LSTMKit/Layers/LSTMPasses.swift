@@ -718,19 +718,40 @@ extension LSTM {
         // by one step with the window's starting state at one end; otherwise it is assembled.
         let gHH = g + layer.weightHH.offset
         let start = windowStart(u, stash).hidden
-        if !gathersPrevious {
-            // Two pieces in packed row order: (rows, their h_prev, count); visited in backward's order.
-            let shifted = N - B
-            let pieces: [(UnsafePointer<S>, UnsafePointer<S>, Int)] = layer.reverse
-                ? [(UnsafePointer(dProduct), hiddens + B * P, shifted), (UnsafePointer(dProduct + shifted * 4 * H), start, B)]
-                : [(UnsafePointer(dProduct), start, B), (UnsafePointer(dProduct + B * 4 * H), hiddens, shifted)]
-            for (rows, previous, count) in descending ? pieces.reversed() : pieces {
+        // Without layer normalization δ(product) is δZ, the A of δW_ih += δZᵀ·X too: in Float both products run
+        // together, each block of δZᵀ packed once for both (the same bits as one after the other).
+        let input = layerInput(l, stash), gIH = g + layer.weightIH.offset
+        let pairsWeights = S.self == Float.self && norm == nil
+        // δW_hh (and with pairsWeights δW_ih) over rows r0..<r0+count of the window.
+        func weightGradients(rows r0: Int, count: Int, previous: UnsafePointer<S>) {
+            let rows = UnsafePointer(dProduct + r0 * 4 * H)
+            if pairsWeights {
+                func float<T>(_ p: UnsafePointer<T>) -> UnsafePointer<Float> {
+                    UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
+                }
+                func float<T>(_ p: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<Float> {
+                    UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self)
+                }
+                let last = descending ? count - 1 : 0, sign = descending ? -1 : 1
+                GEMM.accumulateTransposedPair(
+                    M: 4 * H, K: count, float(rows + last * 4 * H), lda: sign * 4 * H,
+                    N1: In, float(input + (r0 + last) * In), ldb1: sign * In, float(gIH), ldc1: In,
+                    N2: P, float(previous + last * P), ldb2: sign * P, float(gHH), ldc2: P, threads: threads)
+            } else {
                 accumulateTransposedProduct(M: 4 * H, N: P, K: count, rows, lda: 4 * H, previous, ldb: P, gHH, ldc: P,
                                             descending: descending, threads: threads)
             }
+        }
+        if !gathersPrevious {
+            // Two pieces in packed row order: (first row, their h_prev, count); visited in backward's order.
+            let shifted = N - B
+            let pieces: [(Int, UnsafePointer<S>, Int)] = layer.reverse
+                ? [(0, hiddens + B * P, shifted), (shifted, start, B)] : [(0, start, B), (B, hiddens, shifted)]
+            for (r0, previous, count) in descending ? pieces.reversed() : pieces where count > 0 {
+                weightGradients(rows: r0, count: count, previous: previous)
+            }
         } else {
-            accumulateTransposedProduct(M: 4 * H, N: P, K: N, dProduct, lda: 4 * H, previous, ldb: P, gHH, ldc: P,
-                                        descending: descending, threads: threads)
+            weightGradients(rows: 0, count: N, previous: previous)
         }
         if let weightHRSpec = layer.weightHR {
             // δW_hr += Σ δh_tᵀ·m_t   (P, Nw)·(Nw, H)
@@ -762,10 +783,12 @@ extension LSTM {
                                normalized: stash.normalizedInput.pointer + u * N * 4 * H, inverseDeviation: inverse,
                                dGamma: dNorm, dBeta: dNorm + 4 * H, dInput: dZ, descending: descending)
         }
-        let input = layerInput(l, stash)
-        // δW_ih += δZᵀ·X over the window's rows (δX = δZ·W_ih follows in backwardWindow, both directions in turn).
-        accumulateTransposedProduct(M: 4 * H, N: In, K: N, dZ, lda: 4 * H, input, ldb: In, g + layer.weightIH.offset,
-                                    ldc: In, descending: descending, threads: threads)
+        // δW_ih += δZᵀ·X over the window's rows (δX = δZ·W_ih follows in backwardWindow, both directions in turn),
+        // unless it ran with δW_hh above.
+        if !pairsWeights {
+            accumulateTransposedProduct(M: 4 * H, N: In, K: N, dZ, lda: 4 * H, input, ldb: In, gIH, ldc: In,
+                                        descending: descending, threads: threads)
+        }
     }
 
     /// C (M, N) += Aᵀ·B over K rows, A (K, M) and B (K, N) row-major, the rows taken last to first when
