@@ -113,12 +113,14 @@ struct StructuralVariantTests {
         }
     }
 
-    /// Training splits a uniform batch by rows up to W_hh of 1 MB (H = 256) and by columns above it: both on 2 threads
-    /// give the bits of 1 thread, forward and backward (H = 160 now by rows, 272 by columns; 24 as before).
+    /// Training and inference split a uniform batch by rows up to W_hh of 1 MB (H = 256) and by units above it: both
+    /// on 2 threads give the bits of 1 thread, forward, backward and `infer` (H = 160 now by rows, 272 by units; 24 as
+    /// before).
     @Test(arguments: [24, 160, 272])
     func rowSplitBoundKeepsTheBits(hidden: Int) throws {
         let (lstm, parameters) = try Self.model(bidirectional: false, projection: 0, layers: 1, hidden: hidden)
         #expect(lstm.splitsStepsByRows(Float.self, rows: 12, threads: 2) == (hidden <= 256))
+        #expect(lstm.splitsSequenceByRows(batch: 12, threads: 2) == (hidden <= 256))
         let (T, B) = (3, 12)
         let x = Self.values(T * B * 5, seed: 21), dy = Self.values(T * B * hidden, seed: 22)
         var results: [[Float]] = []
@@ -128,6 +130,8 @@ struct StructuralVariantTests {
             var g = ParameterBuffer<Float>(layout: parameters.layout)
             let d = lstm.backward(dOutput: dy, parameters: parameters, stash: stash, gradients: &g)
             results.append(out.output + out.final.hidden + out.final.cell + g.storage + d.input + d.initial.hidden)
+            let inferred = lstm.infer(x, steps: T, batch: B, parameters: parameters, stash: LSTMStash(threads: threads))
+            #expect(inferred.output == out.output && inferred.final == out.final, "infer, threads \(threads)")
         }
         #expect(results[0] == results[1])
     }

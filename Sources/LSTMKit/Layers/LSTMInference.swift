@@ -64,12 +64,13 @@ extension LSTM {
 
     /// Whether a unidirectional pass splits the batch instead of the units: each thread takes a block of rows
     /// through every step of a chunk (one dispatch per chunk and layer instead of one per step, and no thread reads
-    /// the h another wrote), the whole W_hh read by every thread: when W_hh (at most 256 KB) fits each core's L2
-    /// whole, and with at least 4 rows per thread. (Training's bound is 1 MB, `splitsStepsByRows`; raising this one
-    /// as well measured mixed: H = 192 faster, H = 256 even, H = 320 slower.) Rows are independent, so
-    /// the bits are the same either way.
+    /// the h another wrote), the whole W_hh read by every thread: when W_hh is at most 1 MB (H = 256), as for
+    /// training (`splitsStepsByRows`), and with at least 4 rows per thread. Against the previous 256 KB bound,
+    /// alternated in one process on the 2-core AVX-512 host: H = 160, 192 and 208 faster in 24–27 of 30 pairs (medians
+    /// 7–12 % lower), H = 224 in 20, H = 256 in 15, 17, 20, 22 and 24 of 30, H = 320 slower (9 of 30, left out). Rows
+    /// are independent, so the bits are the same either way.
     func splitsSequenceByRows(batch B: Int, threads: Int) -> Bool {
-        directions == 1 && outputSize * 4 * hiddenSize <= 1 << 16 && threads >= 2 && B >= 8
+        directions == 1 && outputSize * 4 * hiddenSize <= 1 << 18 && threads >= 2 && B >= 8
     }
 
     /// The stash-free pass; `level` picks the kernels as `GEMM.floatGEMM(level:…)` (−1: this CPU's best), `chunk`
