@@ -120,7 +120,8 @@ struct StructuralVariantTests {
     func rowSplitBoundKeepsTheBits(hidden: Int) throws {
         let (lstm, parameters) = try Self.model(bidirectional: false, projection: 0, layers: 1, hidden: hidden)
         #expect(lstm.splitsStepsByRows(Float.self, rows: 12, threads: 2) == (hidden <= 256))
-        #expect(lstm.splitsSequenceByRows(batch: 12, threads: 2) == (hidden <= 256))
+        #expect(lstm.splitsSequenceByRows(batch: 12, uniform: true, threads: 2) == (hidden <= 256))
+        #expect(lstm.splitsSequenceByRows(batch: 12, uniform: false, threads: 2) == (hidden <= 128))
         let (T, B) = (3, 12)
         let x = Self.values(T * B * 5, seed: 21), dy = Self.values(T * B * hidden, seed: 22)
         var results: [[Float]] = []

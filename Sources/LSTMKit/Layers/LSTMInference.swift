@@ -64,13 +64,15 @@ extension LSTM {
 
     /// Whether a unidirectional pass splits the batch instead of the units: each thread takes a block of rows
     /// through every step of a chunk (one dispatch per chunk and layer instead of one per step, and no thread reads
-    /// the h another wrote), the whole W_hh read by every thread: when W_hh is at most 1 MB (H = 256), as for
-    /// training (`splitsStepsByRows`), and with at least 4 rows per thread. Against the previous 256 KB bound,
-    /// alternated in one process on the 2-core AVX-512 host: H = 160, 192 and 208 faster in 24–27 of 30 pairs (medians
-    /// 7–12 % lower), H = 224 in 20, H = 256 in 15, 17, 20, 22 and 24 of 30, H = 320 slower (9 of 30, left out). Rows
-    /// are independent, so the bits are the same either way.
-    func splitsSequenceByRows(batch B: Int, threads: Int) -> Bool {
-        directions == 1 && outputSize * 4 * hiddenSize <= 1 << 18 && threads >= 2 && B >= 8
+    /// the h another wrote), the whole W_hh read by every thread: when W_hh is at most 1 MB (H = 256) for a batch
+    /// of equal lengths, as for training (`splitsStepsByRows`), at most 256 KB for lengths that differ, and with at
+    /// least 4 rows per thread. Against the previous 256 KB bound, alternated in one process on the 2-core AVX-512
+    /// host: H = 160, 192 and 208 faster in 24–27 of 30 pairs (medians 7–12 % lower), H = 224 in 20, H = 256 in 15,
+    /// 17, 20, 22 and 24 of 30, H = 320 slower (9 of 30, left out); but `packed` (H = 256, lengths 50–100, sorted
+    /// rows: one thread gets the long ones) 13.3 → 18.7 ms, faster in 1–2 of 30. Rows are independent, so the bits
+    /// are the same either way.
+    func splitsSequenceByRows(batch B: Int, uniform: Bool, threads: Int) -> Bool {
+        directions == 1 && outputSize * 4 * hiddenSize <= (uniform ? 1 << 18 : 1 << 16) && threads >= 2 && B >= 8
     }
 
     /// The stash-free pass; `level` picks the kernels as `GEMM.floatGEMM(level:…)` (−1: this CPU's best), `chunk`
@@ -115,7 +117,8 @@ extension LSTM {
         let finalHidden = stash.finalHidden.pointer
         for u in 0..<U { (finalHidden + u * B * P).update(from: hState + u * B * P, count: B * P) }
 
-        let byRows = D == 1 && (rowSplit ?? splitsSequenceByRows(batch: B, threads: stash.threads))
+        let byRows = D == 1
+            && (rowSplit ?? splitsSequenceByRows(batch: B, uniform: schedule.uniform, threads: stash.threads))
         let rowParts = byRows ? max(1, min(stash.threads, B / 4)) : 1
         var output: [Float] = schedule.paddedOutput(width: D * P, layout: sequenceLayout)
         let direct = schedule.uniform && sequenceLayout == .timeMajor
