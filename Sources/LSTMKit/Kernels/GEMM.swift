@@ -94,18 +94,30 @@ public enum GEMM {
         }
     }
 
-    /// C1 (M, N1) += Aᵀ·B1 and C2 (M, N2) += Aᵀ·B2 in Float, A stored K × M with row stride `lda` and B1, B2
-    /// K × N1 and K × N2 with row strides `ldb1`, `ldb2` (negative strides run the rows last to first): the bits of
-    /// the two `gemm(transposeA: true, transposeB: false, …, accumulate: true)` calls, with every block of A packed
-    /// once for both (`lstmk_sgemm_pair`). Blocks of rows over the threads.
-    static func accumulateTransposedPair(
-        M: Int, K: Int, _ A: UnsafePointer<Float>, lda: Int,
-        N1: Int, _ B1: UnsafePointer<Float>, ldb1: Int, _ C1: UnsafeMutablePointer<Float>, ldc1: Int,
-        N2: Int, _ B2: UnsafePointer<Float>, ldb2: Int, _ C2: UnsafeMutablePointer<Float>, ldc2: Int, threads: Int
+    /// C1 (M, N1) += Aᵀ·B1 and C2 (M, N2) += Aᵀ·B2, A stored K × M with row stride `lda` and B1, B2 K × N1 and
+    /// K × N2 with row strides `ldb1`, `ldb2` (negative strides run the rows last to first): the bits of the two
+    /// `gemm(transposeA: true, transposeB: false, …, accumulate: true)` calls. In Float every block of A is packed
+    /// once for both (`lstmk_sgemm_pair`), blocks of rows over the threads.
+    static func accumulateTransposedPair<S: LSTMScalar>(
+        M: Int, K: Int, _ A: UnsafePointer<S>, lda: Int,
+        N1: Int, _ B1: UnsafePointer<S>, ldb1: Int, _ C1: UnsafeMutablePointer<S>, ldc1: Int,
+        N2: Int, _ B2: UnsafePointer<S>, ldb2: Int, _ C2: UnsafeMutablePointer<S>, ldc2: Int, threads: Int
     ) {
-        let N = N1 + N2
-        let parts = M * N * K >= 1 << 16 && M >= 12 ? max(1, min(threads, M / 6)) : 1
-        nonisolated(unsafe) let (a, b1, b2, c1, c2) = (A, B1, B2, C1, C2)
+        guard S.self == Float.self else {
+            gemm(transposeA: true, transposeB: false, M: M, N: N1, K: K, A, lda: lda, B1, ldb: ldb1, C1, ldc: ldc1,
+                 accumulate: true, threads: threads)
+            gemm(transposeA: true, transposeB: false, M: M, N: N2, K: K, A, lda: lda, B2, ldb: ldb2, C2, ldc: ldc2,
+                 accumulate: true, threads: threads)
+            return
+        }
+        func float(_ p: UnsafePointer<S>) -> UnsafePointer<Float> {
+            UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
+        }
+        func float(_ p: UnsafeMutablePointer<S>) -> UnsafeMutablePointer<Float> {
+            UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self)
+        }
+        let parts = M * (N1 + N2) * K >= 1 << 16 && M >= 12 ? max(1, min(threads, M / 6)) : 1
+        nonisolated(unsafe) let (a, b1, b2, c1, c2) = (float(A), float(B1), float(B2), float(C1), float(C2))
         rowBlocks(M, parts: parts) { i0, i1 in
             lstmk_sgemm_pair(i1 - i0, K, a + i0, 1, lda, N1, b1, ldb1, 1, c1 + i0 * ldc1, ldc1,
                              N2, b2, ldb2, 1, c2 + i0 * ldc2, ldc2, 1)

@@ -718,25 +718,16 @@ extension LSTM {
         // by one step with the window's starting state at one end; otherwise it is assembled.
         let gHH = g + layer.weightHH.offset
         let start = windowStart(u, stash).hidden
-        // Without layer normalization δ(product) is δZ, the A of δW_ih += δZᵀ·X too: in Float both products run
-        // together, each block of δZᵀ packed once for both (the same bits as one after the other).
+        // Without layer normalization δ(product) is δZ, the A of δW_ih += δZᵀ·X too: both products run together
+        // (in Float each block of δZᵀ packed once for both; the same bits as one after the other).
         let input = layerInput(l, stash), gIH = g + layer.weightIH.offset
-        let pairsWeights = S.self == Float.self && norm == nil
+        let pairsWeights = norm == nil
         // δW_hh (and with pairsWeights δW_ih) over rows r0..<r0+count of the window.
         func weightGradients(rows r0: Int, count: Int, previous: UnsafePointer<S>) {
             let rows = UnsafePointer(dProduct + r0 * 4 * H)
             if pairsWeights {
-                func float<T>(_ p: UnsafePointer<T>) -> UnsafePointer<Float> {
-                    UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
-                }
-                func float<T>(_ p: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<Float> {
-                    UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self)
-                }
-                let last = descending ? count - 1 : 0, sign = descending ? -1 : 1
-                GEMM.accumulateTransposedPair(
-                    M: 4 * H, K: count, float(rows + last * 4 * H), lda: sign * 4 * H,
-                    N1: In, float(input + (r0 + last) * In), ldb1: sign * In, float(gIH), ldc1: In,
-                    N2: P, float(previous + last * P), ldb2: sign * P, float(gHH), ldc2: P, threads: threads)
+                accumulateTransposedPair(M: 4 * H, K: count, rows, lda: 4 * H, N1: In, input + r0 * In, ldb1: In, gIH,
+                                         N2: P, previous, ldb2: P, gHH, descending: descending, threads: threads)
             } else {
                 accumulateTransposedProduct(M: 4 * H, N: P, K: count, rows, lda: 4 * H, previous, ldb: P, gHH, ldc: P,
                                             descending: descending, threads: threads)
@@ -789,6 +780,20 @@ extension LSTM {
             accumulateTransposedProduct(M: 4 * H, N: In, K: N, dZ, lda: 4 * H, input, ldb: In, gIH, ldc: In,
                                         descending: descending, threads: threads)
         }
+    }
+
+    /// `accumulateTransposedProduct` for two products that share A: C1 (M, N1) += Aᵀ·B1 and C2 (M, N2) += Aᵀ·B2,
+    /// C1 and C2 with row strides N1 and N2 (`GEMM.accumulateTransposedPair`).
+    func accumulateTransposedPair<S: LSTMScalar>(
+        M: Int, K: Int, _ A: UnsafePointer<S>, lda: Int, N1: Int, _ B1: UnsafePointer<S>, ldb1: Int,
+        _ C1: UnsafeMutablePointer<S>, N2: Int, _ B2: UnsafePointer<S>, ldb2: Int, _ C2: UnsafeMutablePointer<S>,
+        descending: Bool, threads: Int
+    ) {
+        guard K > 0 else { return }
+        let last = descending ? K - 1 : 0, sign = descending ? -1 : 1
+        GEMM.accumulateTransposedPair(M: M, K: K, A + last * lda, lda: sign * lda, N1: N1, B1 + last * ldb1,
+                                      ldb1: sign * ldb1, C1, ldc1: N1, N2: N2, B2 + last * ldb2, ldb2: sign * ldb2,
+                                      C2, ldc2: N2, threads: threads)
     }
 
     /// C (M, N) += Aᵀ·B over K rows, A (K, M) and B (K, N) row-major, the rows taken last to first when
