@@ -21,7 +21,7 @@
 #define LSTMK_NEON 1
 #endif
 
-enum { MR = 6, NR = 16, MR512 = 12 };
+enum { MR = 6, NR = 16, MR512 = 8 };
 
 // op(A)[i, k] for rows i0..i0+5 (rows past M repeat the last valid row; their results are never stored).
 static inline const float *row_pointer(const float *A, ptrdiff_t rsa, ptrdiff_t i, ptrdiff_t last) {
@@ -144,59 +144,81 @@ static void tile_portable(ptrdiff_t K, const float *a, ptrdiff_t astride, const 
 LSTMK_TILE_AVX2(tile_avx2, MR)
 LSTMK_TILE_AVX2(tile_avx2_4, 4)
 
-// AVX-512: a 12×32 tile (24 zmm accumulators) over two adjacent 16-column panels, 2 loads + 12 broadcasts per 24
-// FMAs; `a` is a 12-row tile (stride `astride` per k). The same chains as the other kernels, so the same bits. On
+// AVX-512: an 8×48 tile (24 zmm accumulators) over three adjacent 16-column panels, 3 loads + 8 broadcasts per 24
+// FMAs; `a` holds 8 rows per k (stride `astride` per k). The same chains as the other kernels, so the same bits. On
 // Zen 4 a zmm FMA is two ymm halves (no more FLOP/s than AVX2), but the tile halves the loads and the traffic from
 // L2 per multiply-add. Edges use masked loads and stores.
-// One body for three row counts: the 12-row tile, and 8- and 4-row tiles for the last rows of a block (M = 32 is
-// 12 + 12 + 8 rows, M = 64 is 4 × 12 + 8 + 8, M = 4 one 4-row tile: a 12-row tile there would run a third or two
-// thirds of its FMAs on rows that do not exist). Every element is the same chain in every variant, so the bits do
-// not change.
-#define LSTMK_TILE_AVX512(NAME, ROWS)                                                                               \
+// Until 2026-12-07 the tile was 12×32 (2 loads + 12 broadcasts per 24 FMAs); on Ice Lake (a 2-core VM, AVX-512
+// FMA probe 164–169 GFLOP/s per core) it ran 79 % of the probe in a 1536³ product, where an 8×48 tile over the
+// same packed data ran 7–20 % faster in each of six alternated runs (98 % of the probe in L1 and L2).
+// One body for two row counts and two widths: 8 and 4 rows (M = 64 is 8 × 8, M = 4 one 4-row tile), three panels or
+// two (a 64-column group of the gate-interleaved weights is 32 + 32: a 16-column tile there would run two thirds of
+// its loads for a third of the FMAs). Every element is the same chain in every variant, so the bits do not change.
+#define LSTMK_TILE_AVX512(NAME, ROWS, PANELS)                                                                       \
     __attribute__((target("avx512f")))                                                                              \
-    static void NAME(ptrdiff_t K, const float *a, ptrdiff_t astride, const float *p0, const float *p1, float *C,    \
+    static void NAME(ptrdiff_t K, const float *a, ptrdiff_t astride, const float *const *p, float *C,              \
                      ptrdiff_t ldc, ptrdiff_t m, ptrdiff_t n, int accumulate, const float *bias, const char *pf,    \
                      ptrdiff_t pf_lines, const char *const *cpf, ptrdiff_t cpf_n) {                                 \
-        __m512 acc[ROWS][2];                                                                                        \
-        const __mmask16 mask0 = (__mmask16)(n >= 16 ? 0xFFFF : (1u << n) - 1);                                     \
-        const __mmask16 mask1 = (__mmask16)(n >= 32 ? 0xFFFF : n > 16 ? (1u << (n - 16)) - 1 : 0);                 \
-        const __m512 bias0 = bias ? _mm512_maskz_loadu_ps(mask0, bias) : _mm512_setzero_ps();                      \
-        const __m512 bias1 = bias ? _mm512_maskz_loadu_ps(mask1, bias + 16) : _mm512_setzero_ps();                 \
+        __m512 acc[ROWS][PANELS];                                                                                   \
+        __mmask16 mask[PANELS];                                                                                     \
+        __m512 bias_v[PANELS];                                                                                      \
+        const float *panel[PANELS];                                                                                 \
+        for (int c = 0; c < PANELS; c++) {                                                                          \
+            const ptrdiff_t left = n - c * NR;                                                                      \
+            mask[c] = (__mmask16)(left >= NR ? 0xFFFF : left > 0 ? (1u << left) - 1 : 0);                           \
+            bias_v[c] = bias ? _mm512_maskz_loadu_ps(mask[c], bias + c * NR) : _mm512_setzero_ps();                 \
+            panel[c] = p[c];                                                                                        \
+        }                                                                                                           \
         for (int r = 0; r < ROWS; r++) {                                                                            \
-            if (accumulate && r < m && bias) {                                                                      \
-                /* C + b rounded once, as the separate pass z[j] + b[j] does: the same chains' start. */           \
-                acc[r][0] = _mm512_add_ps(_mm512_maskz_loadu_ps(mask0, C + r * ldc), bias0);                        \
-                acc[r][1] = _mm512_add_ps(_mm512_maskz_loadu_ps(mask1, C + r * ldc + 16), bias1);                   \
-            } else if (accumulate && r < m) {                                                                       \
-                acc[r][0] = _mm512_maskz_loadu_ps(mask0, C + r * ldc);                                              \
-                acc[r][1] = _mm512_maskz_loadu_ps(mask1, C + r * ldc + 16);                                         \
-            } else {                                                                                                \
-                acc[r][0] = acc[r][1] = _mm512_setzero_ps();                                                        \
+            for (int c = 0; c < PANELS; c++) {                                                                      \
+                if (accumulate && r < m && bias) {                                                                  \
+                    /* C + b rounded once, as the separate pass z[j] + b[j] does: the same chains' start. */       \
+                    acc[r][c] = _mm512_add_ps(_mm512_maskz_loadu_ps(mask[c], C + r * ldc + c * NR), bias_v[c]);     \
+                } else if (accumulate && r < m) {                                                                   \
+                    acc[r][c] = _mm512_maskz_loadu_ps(mask[c], C + r * ldc + c * NR);                               \
+                } else {                                                                                            \
+                    acc[r][c] = _mm512_setzero_ps();                                                                \
+                }                                                                                                   \
             }                                                                                                       \
         }                                                                                                           \
-        for (ptrdiff_t k = 0; k < K; k++) {                                                                         \
-            /* One line of the next panels into L2 every other k (see multiply_block). */                           \
+        /* Four k per iteration, the prefetches tested once per four: one line of the next panels into L2 every   \
+           other k (see multiply_block), the next tile's lines of C into L1 one every fourth k. */                 \
+        ptrdiff_t k = 0;                                                                                            \
+        for (; k + 4 <= K; k += 4) {                                                                                \
+            const ptrdiff_t line = k >> 1, q = k >> 2;                                                              \
+            if (line < pf_lines) _mm_prefetch(pf + line * 64, _MM_HINT_T1);                                         \
+            if (line + 1 < pf_lines) _mm_prefetch(pf + (line + 1) * 64, _MM_HINT_T1);                               \
+            if (q < cpf_n) _mm_prefetch(cpf[q], _MM_HINT_T0);                                                       \
+            for (int u = 0; u < 4; u++) {                                                                           \
+                __m512 b[PANELS];                                                                                   \
+                for (int c = 0; c < PANELS; c++) b[c] = _mm512_loadu_ps(panel[c] + (k + u) * NR);                   \
+                const float *ak = a + (k + u) * astride;                                                            \
+                for (int r = 0; r < ROWS; r++) {                                                                    \
+                    const __m512 av = _mm512_set1_ps(ak[r]);                                                        \
+                    for (int c = 0; c < PANELS; c++) acc[r][c] = _mm512_fmadd_ps(av, b[c], acc[r][c]);              \
+                }                                                                                                   \
+            }                                                                                                       \
+        }                                                                                                           \
+        for (; k < K; k++) {                                                                                        \
             if (!(k & 1) && (k >> 1) < pf_lines) _mm_prefetch(pf + (k >> 1) * 64, _MM_HINT_T1);                    \
-            /* The next tile's lines of C into L1, one every fourth k (see multiply_block). */                      \
-            if ((k & 3) == 3 && (k >> 2) < cpf_n) _mm_prefetch(cpf[k >> 2], _MM_HINT_T0);                           \
-            const __m512 b0 = _mm512_loadu_ps(p0 + k * NR), b1 = _mm512_loadu_ps(p1 + k * NR);                     \
+            __m512 b[PANELS];                                                                                       \
+            for (int c = 0; c < PANELS; c++) b[c] = _mm512_loadu_ps(panel[c] + k * NR);                             \
             const float *ak = a + k * astride;                                                                      \
             for (int r = 0; r < ROWS; r++) {                                                                        \
                 const __m512 av = _mm512_set1_ps(ak[r]);                                                            \
-                acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);                                                     \
-                acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);                                                     \
+                for (int c = 0; c < PANELS; c++) acc[r][c] = _mm512_fmadd_ps(av, b[c], acc[r][c]);                  \
             }                                                                                                       \
         }                                                                                                           \
         for (ptrdiff_t l = K / 4; l < cpf_n; l++) _mm_prefetch(cpf[l], _MM_HINT_T0);                                \
         for (int r = 0; r < ROWS; r++) {                                                                            \
             if (r >= m) break;                                                                                      \
-            _mm512_mask_storeu_ps(C + r * ldc, mask0, acc[r][0]);                                                   \
-            _mm512_mask_storeu_ps(C + r * ldc + 16, mask1, acc[r][1]);                                              \
+            for (int c = 0; c < PANELS; c++) _mm512_mask_storeu_ps(C + r * ldc + c * NR, mask[c], acc[r][c]);       \
         }                                                                                                           \
     }
-LSTMK_TILE_AVX512(tile_avx512, MR512)
-LSTMK_TILE_AVX512(tile_avx512_8, 8)
-LSTMK_TILE_AVX512(tile_avx512_4, 4)
+LSTMK_TILE_AVX512(tile_avx512_8x48, 8, 3)
+LSTMK_TILE_AVX512(tile_avx512_4x48, 4, 3)
+LSTMK_TILE_AVX512(tile_avx512_8x32, 8, 2)
+LSTMK_TILE_AVX512(tile_avx512_4x32, 4, 2)
 #endif
 
 #ifdef LSTMK_NEON
@@ -376,17 +398,14 @@ static ptrdiff_t tile_rows(int level) { return level == 3 ? MR512 : MR; }
 
 // How a block of mc rows is cut into tiles: tiles of mr rows, except that a block that would end in a thin tile ends
 // in two narrower ones: with 6-row tiles, a last tile of 1 or 2 rows becomes two tiles of 4 (M = 32: 6 + 6 + 6 + 6 +
-// 4 + 4 rows, 32 computed, instead of 5 × 6 + a 4-row tile holding 2, 34 computed); with 12-row tiles, a last tile
-// of 1 to 4 rows becomes two tiles of 8 (M = 16: 8 + 8, M = 64: 4 × 12 + 8 + 8 instead of 5 × 12 + 4). A 4-row
-// AVX-512 tile reads its 32 columns of panels for 8 FMAs per k, and its 8 chains barely cover the FMA latency;
-// the 8-row tile keeps both FMA pipes busy with 16. Each element's chain is the same in every tile shape, so the
-// cut does not change the bits.
+// 4 + 4 rows, 32 computed, instead of 5 × 6 + a 4-row tile holding 2, 34 computed). The AVX-512 tiles have 8 rows
+// (M = 16, 32, 64 whole tiles); a last tile of 1 to 4 rows runs the 4-row kernel. Each element's chain is the same
+// in every tile shape, so the cut does not change the bits.
 typedef struct { ptrdiff_t tiles, wide, narrow; } tile_plan;
 
 static tile_plan plan_tiles(ptrdiff_t mc, ptrdiff_t mr) {
     const ptrdiff_t whole = (mc + mr - 1) / mr;
     if (mr == MR && mc > MR && (mc % MR == 1 || mc % MR == 2)) return (tile_plan){whole, whole - 2, 4};
-    if (mr == MR512 && mc > MR512 && mc % MR512 >= 1 && mc % MR512 <= 4) return (tile_plan){whole, whole - 2, 8};
     return (tile_plan){whole, whole, mr};
 }
 
@@ -401,18 +420,18 @@ static inline ptrdiff_t plan_rows(tile_plan p, ptrdiff_t mr, ptrdiff_t mc, ptrdi
 }
 
 // Rows of a block of mc rows that its tiles read (from the block's first): the last tile's start plus what its
-// kernel reads — the AVX-512 kernels 4, 8 or 12 rows by the tile's row count, the AVX2 ones 4 or 6, the portable and
-// NEON ones always 6. A transposed A is read in place only when that stays inside its M rows (the last block of
-// δW_hh = δZᵀ·H for H = 128, rows 432..<512, ends in an 8-row tile: read in place instead of copied).
+// kernel reads — the AVX-512 kernels 4 or 8 rows by the tile's row count, the AVX2 ones 4 or 6, the portable and
+// NEON ones always 6. A transposed A is read in place only when that stays inside its M rows (with 8-row tiles, any
+// M that is a multiple of 8, such as δW_hh = δZᵀ·H's 4H rows).
 static ptrdiff_t tile_reach(int level, ptrdiff_t mc) {
     const ptrdiff_t mr = tile_rows(level);
     const tile_plan plan = plan_tiles(mc, mr);
     const ptrdiff_t i = plan.tiles - 1, t = plan_start(plan, mr, i), m = plan_rows(plan, mr, mc, i);
-    const ptrdiff_t read = level == 3 ? (m <= 4 ? 4 : m <= 8 ? 8 : MR512) : level == 2 ? (m <= 4 ? 4 : MR) : MR;
+    const ptrdiff_t read = level == 3 ? (m <= 4 ? 4 : MR512) : level == 2 ? (m <= 4 ? 4 : MR) : MR;
     return t + read;
 }
 
-// Copies rows ic..<ic+mc, columns pc..<pc+kc of op(A) into mr-row tiles (6 for the AVX2 and portable kernels, 12
+// Copies rows ic..<ic+mc, columns pc..<pc+kc of op(A) into mr-row tiles (6 for the AVX2 and portable kernels, 8
 // for AVX-512), each k-major (mr floats per k): one contiguous stream for the kernel instead of mr rows (or, for a
 // transposed A such as δZᵀ in δW = δZᵀ·X, a new cache line every k), which at the large row strides of these
 // products fall into the same L1 sets. Rows past M repeat the last valid row; their results are never stored.
@@ -473,6 +492,16 @@ static void add_bias(float *C, ptrdiff_t ldc, ptrdiff_t rows, ptrdiff_t j0, ptrd
         for (ptrdiff_t j = j0; j < j1; j++) C[r * ldc + j] = C[r * ldc + j] + bias[j];
 }
 
+// Columns of the tile at a column with `left` columns to go: 16 for the AVX2, NEON and portable kernels; for
+// AVX-512 three panels (48), except that a run of 4, 7, ... panels takes two first so that none ends in a tile of one
+// panel (a 64-column group of the gate-interleaved weights is 32 + 32, 112 columns 32 + 48 + 32).
+static inline ptrdiff_t tile_columns(int level, ptrdiff_t left) {
+    if (level != 3) return left < NR ? left : NR;
+    const ptrdiff_t panels = (left + NR - 1) / NR;
+    const ptrdiff_t take = panels >= 4 && panels % 3 == 1 ? 2 : panels < 3 ? panels : 3;
+    return take * NR < left ? take * NR : left;
+}
+
 // The A block (mc rows from row ic of C, cut by plan_tiles: tile i at apacked + i·tstride + (its first row)·rstride,
 // stride astride per k) against the 16-column panels for columns from..<to; the panel for column j starts at
 // panels + (j − j_base)·kc.
@@ -480,21 +509,23 @@ static void multiply_block(int level, const float *apacked, ptrdiff_t astride, p
                            ptrdiff_t mc, ptrdiff_t kc, const float *panels, ptrdiff_t j_base, ptrdiff_t from,
                            ptrdiff_t to, float *C, ptrdiff_t ldc, int start_from_c, const float *bias,
                            ptrdiff_t prefetch_to) {
-    const ptrdiff_t mr = tile_rows(level), nr = level == 3 ? 2 * NR : NR;
+    const ptrdiff_t mr = tile_rows(level);
     if (bias && level != 3) {
         // C += b first (the AVX-512 tile adds it as it loads C, with the same one rounding).
         add_bias(C, ldc, mc, from, to, bias);
         bias = NULL;
     }
     const tile_plan plan = plan_tiles(mc, mr);
-    for (ptrdiff_t j = from; j < to; j += nr) {
-        const ptrdiff_t n = to - j < nr ? to - j : nr;
+    for (ptrdiff_t j = from, n; j < to; j += n) {
+        n = tile_columns(level, to - j);
         const float *panel = panels + (j - j_base) * kc;
         // Prepacked weights larger than L2 (a charrnn core's half of W_hh is 2 MB) come from L3 panel by panel, and
-        // the first tile on a panel pair needs 128 B per 12 cycles, more than one core's L3 bandwidth: the tiles on
-        // this pair fetch the next pair (columns below prefetch_to) into L2, a share each, one line every other k.
-        const ptrdiff_t next = j + nr < prefetch_to ? (prefetch_to - j - nr < nr ? prefetch_to - j - nr : nr) : 0;
-        const char *next_panel = (const char *)(panel + nr * kc);
+        // the first tile on a panel group needs up to 192 B per 12 cycles, more than one core's L3 bandwidth: the
+        // tiles on this group fetch the next one (columns below prefetch_to) into L2, a share each, one line every
+        // other k.
+        const ptrdiff_t after = j + n, width = after < to ? tile_columns(level, to - after) : 3 * NR;
+        const ptrdiff_t next = after < prefetch_to ? (prefetch_to - after < width ? prefetch_to - after : width) : 0;
+        const char *next_panel = (const char *)(panel + n / NR * NR * kc + (n % NR ? NR * kc : 0));
         const ptrdiff_t next_lines = (next + NR - 1) / NR * NR * kc * (ptrdiff_t)sizeof(float) / 64;
         for (ptrdiff_t i = 0; i < plan.tiles; i++) {
             const ptrdiff_t t = plan_start(plan, mr, i), m = plan_rows(plan, mr, mc, i);
@@ -504,25 +535,27 @@ static void multiply_block(int level, const float *apacked, ptrdiff_t astride, p
             // larger than the caches would otherwise stall every tile on its loads. The AVX-512 tile spreads them
             // over its k loop: issued all at once here they stalled on full fill buffers (73 % of this function's
             // own time, 4.4 % of bidir inference).
-            const char *cpf[2 * MR512];
+            const char *cpf[3 * MR512];
             ptrdiff_t cpf_n = 0;
             for (ptrdiff_t r = t + m; r < t + m + mr && r < mc; r++) {
                 cpf[cpf_n++] = (const char *)(C + r * ldc + j);
+                if (n > 2 * NR) cpf[cpf_n++] = (const char *)(C + r * ldc + j + NR);
                 cpf[cpf_n++] = (const char *)(C + r * ldc + j + n - 1);
             }
 #ifdef LSTMK_X86
             if (level == 3) {
-                // The second panel exists only past 16 columns; otherwise its (masked-off) loads read the first.
-                const float *p1 = n > NR ? panel + NR * kc : panel;
+                // Panels past the tile's columns are not read: their (masked-off) loads read the first.
+                const float *p[3] = {panel, n > NR ? panel + NR * kc : panel, n > 2 * NR ? panel + 2 * NR * kc : panel};
                 const float *b = bias ? bias + j : NULL;
                 const ptrdiff_t l0 = next_lines * i / plan.tiles, l1 = next_lines * (i + 1) / plan.tiles;
                 const char *pf = next_panel + l0 * 64;
-                if (m <= 4)
-                    tile_avx512_4(kc, a, astride, panel, p1, c, ldc, m, n, start_from_c, b, pf, l1 - l0, cpf, cpf_n);
-                else if (m <= 8)
-                    tile_avx512_8(kc, a, astride, panel, p1, c, ldc, m, n, start_from_c, b, pf, l1 - l0, cpf, cpf_n);
-                else
-                    tile_avx512(kc, a, astride, panel, p1, c, ldc, m, n, start_from_c, b, pf, l1 - l0, cpf, cpf_n);
+                if (n > 2 * NR) {
+                    if (m <= 4) tile_avx512_4x48(kc, a, astride, p, c, ldc, m, n, start_from_c, b, pf, l1 - l0, cpf, cpf_n);
+                    else tile_avx512_8x48(kc, a, astride, p, c, ldc, m, n, start_from_c, b, pf, l1 - l0, cpf, cpf_n);
+                } else {
+                    if (m <= 4) tile_avx512_4x32(kc, a, astride, p, c, ldc, m, n, start_from_c, b, pf, l1 - l0, cpf, cpf_n);
+                    else tile_avx512_8x32(kc, a, astride, p, c, ldc, m, n, start_from_c, b, pf, l1 - l0, cpf, cpf_n);
+                }
                 continue;
             }
 #endif

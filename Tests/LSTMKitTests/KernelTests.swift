@@ -128,15 +128,18 @@ struct ThreadingTests {
     }
 }
 
-/// The C kernel (`_LSTMKernels`) on shapes that are not multiples of its 6×16 and 12×32 tiles, against the fma reference
+/// The C kernel (`_LSTMKernels`) on shapes that are not multiples of its 6×16, 8×48 and 8×32 tiles, against the fma reference
 /// and against its own portable path, bit for bit.
 struct FloatKernelTests {
     static let shapes: [(Int, Int, Int)] = [(1, 1, 1), (3, 17, 1), (17, 3, 255), (255, 17, 3), (7, 255, 33),
                                             (1, 1023, 5), (37, 40, 1023), (6, 16, 1024), (13, 33, 1100),
                                             // across the row block (MC = 144) and the column block (NC = 4096)
                                             (151, 20, 300), (2, 4113, 3),
-                                            // the AVX-512 kernel's 4- and 8-row tiles for the last rows (M mod 12 = 1...4: two of 8)
+                                            // the AVX-512 kernel's 4-row tile for the last rows (M mod 8 = 1...4)
                                             (4, 31, 65), (8, 40, 70), (20, 17, 9), (32, 50, 129), (64, 33, 200),
+                                            // its column runs: 64 = 32 + 32, 112 = 32 + 48 + 32, 80 = 48 + 32,
+                                            // 57 = 32 + 25, with K not a multiple of its 4-step loop
+                                            (9, 112, 37), (5, 57, 6), (12, 80, 130), (16, 64, 3),
                                             // the 6-row kernels' blocks ending in two 4-row tiles (M mod 6 = 1 or 2;
                                             // also 7, 8, 13, 20, 32, 37 and 151 = 144 + 7 above)
                                             (25, 47, 130), (26, 64, 31)]
