@@ -70,6 +70,14 @@ static void pack_panel(ptrdiff_t K, ptrdiff_t n, const float *B, ptrdiff_t rsb, 
     }
 }
 
+// Packs the kc × n block of op(B) at B into ceil(n/16) panels of kc × 16, side by side from dst.
+static void pack_block(ptrdiff_t kc, ptrdiff_t n, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *dst) {
+    for (ptrdiff_t jp = 0; jp < n; jp += NR)
+        pack_panel(kc, n - jp < NR ? n - jp : NR, B + jp * csb, rsb, csb, dst + jp * kc);
+}
+
+static ptrdiff_t padded_width(ptrdiff_t N) { return (N + NR - 1) / NR * NR; }
+
 // Portable micro-kernel: the same chains as the AVX2 one, one scalar at a time. `a` is a packed tile of A: K groups
 // of MR floats (k-major).
 static void tile_portable(ptrdiff_t K, const float *a, ptrdiff_t astride, const float *panel,
@@ -525,7 +533,7 @@ static void multiply_block(int level, const float *apacked, ptrdiff_t astride, p
         // other k.
         const ptrdiff_t after = j + n, width = after < to ? tile_columns(level, to - after) : 3 * NR;
         const ptrdiff_t next = after < prefetch_to ? (prefetch_to - after < width ? prefetch_to - after : width) : 0;
-        const char *next_panel = (const char *)(panel + n / NR * NR * kc + (n % NR ? NR * kc : 0));
+        const char *next_panel = (const char *)(panel + padded_width(n) * kc);
         const ptrdiff_t next_lines = (next + NR - 1) / NR * NR * kc * (ptrdiff_t)sizeof(float) / 64;
         for (ptrdiff_t i = 0; i < plan.tiles; i++) {
             const ptrdiff_t t = plan_start(plan, mr, i), m = plan_rows(plan, mr, mc, i);
@@ -623,10 +631,7 @@ static void sgemm(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
             const ptrdiff_t kc = K - pc < KC ? K - pc : KC;
             const int start_from_c = accumulate || pc > 0;
             // Pack B[pc : pc+kc, jc : jc+nc] as ceil(nc/16) panels of kc × 16.
-            for (ptrdiff_t jp = 0; jp < nc; jp += NR) {
-                const ptrdiff_t n = nc - jp < NR ? nc - jp : NR;
-                pack_panel(kc, n, B + pc * rsb + (jc + jp) * csb, rsb, csb, w->b + jp * kc);
-            }
+            pack_block(kc, nc, B + pc * rsb + jc * csb, rsb, csb, w->b);
             for (ptrdiff_t ic = 0; ic < M; ic += MC) {
                 const ptrdiff_t mc = M - ic < MC ? M - ic : MC;
                 ptrdiff_t astride, tstride, rstride;
@@ -645,13 +650,12 @@ void lstmk_sgemm(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
     sgemm(lstmk_sgemm_level(), M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
 }
 
-static ptrdiff_t padded_width(ptrdiff_t N);
-
 // sgemm's loops for two products that share A (one block of N each, side by side in the packing buffer): every
 // block of A is packed (or read in place) once and multiplied against both, each element the same chain as sgemm's.
 // Only while both blocks of B together stay within 1 MB (1024 columns of KC rows), half of a 2 MB L2: `large`'s pair
 // (512 + 1024 columns, 1.5 MB) ran slower than its two products (2 of 10 alternated pairs faster), the main job's
-// (320 and 512) and charrnn's (592 and 1024) faster.
+// (320 and 512) and charrnn's (592 and 1024) faster — measured on a host with 2 MB of L2 per core, not yet again on
+// one with 1.25 MB.
 void lstmk_sgemm_pair(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                       ptrdiff_t N1, const float *B1, ptrdiff_t rsb1, ptrdiff_t csb1, float *C1, ptrdiff_t ldc1,
                       ptrdiff_t N2, const float *B2, ptrdiff_t rsb2, ptrdiff_t csb2, float *C2, ptrdiff_t ldc2,
@@ -667,11 +671,9 @@ void lstmk_sgemm_pair(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t rsa, p
     for (ptrdiff_t pc = 0; pc < K; pc += KC) {
         const ptrdiff_t kc = K - pc < KC ? K - pc : KC;
         const int start_from_c = accumulate || pc > 0;
-        for (ptrdiff_t jp = 0; jp < N1; jp += NR)
-            pack_panel(kc, N1 - jp < NR ? N1 - jp : NR, B1 + pc * rsb1 + jp * csb1, rsb1, csb1, w->b + jp * kc);
         float *second = w->b + n1 * kc;
-        for (ptrdiff_t jp = 0; jp < N2; jp += NR)
-            pack_panel(kc, N2 - jp < NR ? N2 - jp : NR, B2 + pc * rsb2 + jp * csb2, rsb2, csb2, second + jp * kc);
+        pack_block(kc, N1, B1 + pc * rsb1, rsb1, csb1, w->b);
+        pack_block(kc, N2, B2 + pc * rsb2, rsb2, csb2, second);
         for (ptrdiff_t ic = 0; ic < M; ic += MC) {
             const ptrdiff_t mc = M - ic < MC ? M - ic : MC;
             ptrdiff_t astride, tstride, rstride;
@@ -695,8 +697,6 @@ void lstmk_sgemm_portable(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
 //
 // Layout: for each KC-row block starting at pc, ceil(N/16) panels of kc × 16 (zero-padded); the panel at column j
 // (a multiple of 16) of block pc starts at pc·Npad + j·kc, Npad = N rounded up to 16.
-
-static ptrdiff_t padded_width(ptrdiff_t N) { return (N + NR - 1) / NR * NR; }
 
 size_t lstmk_sgemm_packed_size(ptrdiff_t N, ptrdiff_t K) {
     if (N <= 0 || K <= 0) return 1;
