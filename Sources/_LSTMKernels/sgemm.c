@@ -585,16 +585,20 @@ static void multiply_block(int level, const float *apacked, ptrdiff_t astride, p
 
 // The A block as the kernel reads it: packed tiles (stride mr per k, kc·mr per tile), or, for a transposed A whose
 // rows are all present (stored K × M: a tile's values at k are contiguous), the source itself (stride csa per k,
-// mr floats per tile): no copy, which for the narrow products (δW with N = I or H) costs about as much as the
-// multiply-adds. Only for row strides up to 2 KB: at larger ones (8 KB for δW_ih with H = 512) every k falls into
-// the same few L1 sets, evicting the B panel, and packing wins again (measured: 512×64×1600 +35 %,
-// 2048×65×6400 −15 %).
+// mr floats per tile): no copy. Only when the product's columns (`width`, both B blocks of a pair) fit one tile
+// (≤ 48) and rows are at most 2 KB apart. A narrow product's packing costs about as much as its multiply-adds, but
+// in place each k of A is a line of its own, at most two to a 4 KB page, which no prefetcher follows across pages:
+// on the Ice Lake host the tiles stalled on those loads and wider products ran faster packed — small's δW pair
+// (256 × (64 + 128) × 1568 per thread, rows 2 KB apart) 84 → 120 GFLOP/s, 512×64×1600 69 → 82 (one thread,
+// alternated in one process) — while N = 48 and below still ran faster in place (89 vs 78 and 90 vs 71 GFLOP/s with
+// rows 2 KB and 512 B apart). With rows farther apart (8 KB for δW_ih with H = 512) every k falls into the same few
+// L1 sets, evicting the B panel, and packing wins at any width.
 static const float *a_block(int level, ptrdiff_t M, const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t ic,
-                            ptrdiff_t mc, ptrdiff_t pc, ptrdiff_t kc, float *work, ptrdiff_t *astride,
+                            ptrdiff_t mc, ptrdiff_t pc, ptrdiff_t kc, ptrdiff_t width, float *work, ptrdiff_t *astride,
                             ptrdiff_t *tstride, ptrdiff_t *rstride) {
     const ptrdiff_t mr = tile_rows(level);
     // |csa|: the δW products run their rows last to first (negative strides, see LSTMPasses.swift).
-    if (rsa == 1 && (csa < 0 ? -csa : csa) <= 512 && ic + tile_reach(level, mc) <= M) {
+    if (rsa == 1 && width <= 3 * NR && (csa < 0 ? -csa : csa) <= 512 && ic + tile_reach(level, mc) <= M) {
         *astride = csa;
         *tstride = 0;
         *rstride = 1;
@@ -635,7 +639,7 @@ static void sgemm(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
             for (ptrdiff_t ic = 0; ic < M; ic += MC) {
                 const ptrdiff_t mc = M - ic < MC ? M - ic : MC;
                 ptrdiff_t astride, tstride, rstride;
-                const float *a = a_block(level, M, A, rsa, csa, ic, mc, pc, kc, w->a, &astride, &tstride, &rstride);
+                const float *a = a_block(level, M, A, rsa, csa, ic, mc, pc, kc, nc, w->a, &astride, &tstride, &rstride);
                 multiply_block(level, a, astride, tstride, rstride, mc, kc, w->b, jc, jc, jc + nc, C + ic * ldc, ldc,
                                start_from_c, NULL, 0);
             }
@@ -677,7 +681,8 @@ void lstmk_sgemm_pair(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t rsa, p
         for (ptrdiff_t ic = 0; ic < M; ic += MC) {
             const ptrdiff_t mc = M - ic < MC ? M - ic : MC;
             ptrdiff_t astride, tstride, rstride;
-            const float *a = a_block(level, M, A, rsa, csa, ic, mc, pc, kc, w->a, &astride, &tstride, &rstride);
+            const float *a = a_block(level, M, A, rsa, csa, ic, mc, pc, kc, N1 + N2,
+                                     w->a, &astride, &tstride, &rstride);
             multiply_block(level, a, astride, tstride, rstride, mc, kc, w->b, 0, 0, N1, C1 + ic * ldc1, ldc1,
                            start_from_c, NULL, 0);
             multiply_block(level, a, astride, tstride, rstride, mc, kc, second, 0, 0, N2, C2 + ic * ldc2, ldc2,
@@ -879,7 +884,8 @@ static void sgemm_prepacked(int level, ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, 
         for (ptrdiff_t ic = 0; ic < M; ic += MC) {
             const ptrdiff_t mc = M - ic < MC ? M - ic : MC;
             ptrdiff_t astride, tstride, rstride;
-            const float *a = a_block(level, M, A, rsa, csa, ic, mc, pc, kc, w->a, &astride, &tstride, &rstride);
+            const float *a = a_block(level, M, A, rsa, csa, ic, mc, pc, kc, j1 - j0,
+                                     w->a, &astride, &tstride, &rstride);
             multiply_block(level, a, astride, tstride, rstride, mc, kc, packed + pc * npad, 0, j0, j1, C + ic * ldc, ldc,
                            start_from_c, pc == 0 ? bias : NULL, j1);
         }
@@ -1000,7 +1006,7 @@ static void lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdif
             if (mc == 1) {
                 a = A + ic * lda + pc;   // one contiguous row
             } else {
-                a = a_block(level, n, A, lda, 1, ic, mc, pc, kc, w->a, &astride, &tstride, &rstride);
+                a = a_block(level, n, A, lda, 1, ic, mc, pc, kc, (g1 - g0) * G, w->a, &astride, &tstride, &rstride);
             }
             const float *panels = packed + pc * npad;
             const float *b = pc == 0 ? bias : NULL;

@@ -180,8 +180,9 @@ struct FloatKernelTests {
 /// The Float element-wise kernels: accuracy against libm in Double, and every vector path (AVX-512, AVX2) equal to
 /// the portable one.
 /// δW_ih and δW_hh together (`lstmk_sgemm_pair`, each block of δZᵀ packed once): bitwise the two products one
-/// after the other, ascending and descending, with A read in place (row stride ≤ 512 floats) and packed, several KC
-/// blocks, widths that are not multiples of 16, the fallback past 1024 columns together, on 1 to 3 threads.
+/// after the other, ascending and descending, with A read in place (rows ≤ 512 floats apart, ≤ 48 columns in all) and
+/// packed, several KC blocks, widths that are not multiples of 16, the fallback past 1024 columns together, on 1 to 3
+/// threads.
 struct PairedProductTests {
     @Test(arguments: [false, true])
     func pairEqualsTwoProducts(descending: Bool) {
