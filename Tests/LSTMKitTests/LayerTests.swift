@@ -113,6 +113,16 @@ struct LayerTests {
             let noGradient = MaskedSquaredError.forwardBackward(prediction: p, target: y, width: width, keep: nil,
                                                                 wantGradient: false)
             #expect(noGradient.sum == all.sum && noGradient.dPrediction.isEmpty)
+            // The lanes to the bit: lane k mod 8 sums Double(p − y)² in order, then ((0+1)+(2+3))+((4+5)+(6+7)).
+            func lanes(_ kept: (Int) -> Bool) -> Double {
+                var l = [Double](repeating: 0, count: 8)
+                for k in 0..<n where kept(k / width) { let e = Double(p[k] - y[k]); l[k % 8] += e * e }
+                return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
+            }
+            #expect(noGradient.sum == lanes { _ in true }, "\(rows)×\(width)")
+            #expect(MaskedSquaredError.forwardBackward(prediction: p, target: y, width: width,
+                                                       keep: (0..<rows).map { $0 % 2 == 0 }).sum
+                    == lanes { $0 % 2 == 0 }, "\(rows)×\(width)")
             // Every other row dropped.
             let keep = (0..<rows).map { $0 % 2 == 0 }
             let masked = MaskedSquaredError.forwardBackward(prediction: p, target: y, width: width, keep: keep)

@@ -382,8 +382,13 @@ public enum GEMM {
             lstmk_sgemm_prepacked(M, 0, N, N, K, a, rsa, csa, b, c, ldc, accumulate ? 1 : 0, bias)
             return
         }
-        // Narrow column blocks would each pack all of A (δh = δZ_t·W_hh with a small H): split the rows instead.
-        splitOverPool(M: M, N: N, parts: parts, byRows: N / parts < 128 && M >= 6 * parts) { i0, i1, j0, j1 in
+        // Column blocks would each pack all of A: split the rows when the blocks would be narrow (δh = δZ_t·W_hh
+        // with a small H) or A has at least as many rows as B has columns (the input product over a window's rows,
+        // X·W_ihᵀ: each part then packs half of A and runs whole 48-column tiles across all of N; 1600×512×64 in
+        // 0.386 instead of 0.419 ms, 6400×2048×65 8.44 instead of 8.77, faster in 78 of 100 and 26 of 30 pairs
+        // alternated on the pool).
+        let byRows = (N / parts < 128 || M >= N) && M >= 6 * parts
+        splitOverPool(M: M, N: N, parts: parts, byRows: byRows) { i0, i1, j0, j1 in
             lstmk_sgemm_prepacked(i1 - i0, j0, j1, N, K, a + i0 * rsa, rsa, csa, b, c + i0 * ldc, ldc,
                                   accumulate ? 1 : 0, bias)
         }
