@@ -371,6 +371,12 @@ static void row_avx2(ptrdiff_t N, ptrdiff_t K, const float *a, ptrdiff_t csa, co
 // and loaded is the same float.
 enum { KC = 256, NC = 4096, MC = 144 };
 
+// Packed A tiles lie mr·kc + A_TILE_PAD floats apart: at mr·kc alone (8 KB with 8 rows and KC = 256) every tile
+// starts in the same L1 set, and packing a transposed A, which writes one k of every tile before the next k, kept
+// evicting the lines it was filling (small's δW pair, 256 × (64 + 128) × 1568 per thread: 126–138 → 136–142 GFLOP/s
+// with the pad over five runs each, one thread, binaries alternated).
+enum { A_TILE_PAD = 16 };
+
 // Per-thread packing buffers, allocated on a thread's first product and freed when the thread exits: no
 // allocation per call, which matters for the per-step products of the recurrence.
 #include <pthread.h>
@@ -390,7 +396,7 @@ static workspace *thread_workspace(int with_b) {
     if (!w) {
         w = (workspace *)calloc(1, sizeof(workspace));
         if (!w) abort();
-        w->a = (float *)aligned_alloc(64, (size_t)KC * MC * sizeof(float));
+        w->a = (float *)aligned_alloc(64, (size_t)(KC * MC + (MC / 4 + 1) * A_TILE_PAD) * sizeof(float));
         if (!w->a) abort();
         pthread_setspecific(workspace_key, w);
     }
@@ -457,7 +463,7 @@ static inline __attribute__((always_inline)) void pack_a_tiles(ptrdiff_t M, cons
                 const ptrdiff_t t = plan_start(plan, mr, i);
                 // mr is a constant here (the function is inlined per tile height): a fixed-size copy, not a loop
                 // of scalar moves.
-                memcpy(dst + i * mr * kc + k * mr, src + t, (size_t)mr * sizeof(float));
+                memcpy(dst + i * (mr * kc + A_TILE_PAD) + k * mr, src + t, (size_t)mr * sizeof(float));
             }
         }
         return;
@@ -466,7 +472,7 @@ static inline __attribute__((always_inline)) void pack_a_tiles(ptrdiff_t M, cons
         const ptrdiff_t t = plan_start(plan, mr, i);
         const float *a[MR512];
         for (ptrdiff_t r = 0; r < mr; r++) a[r] = row_pointer(A, rsa, ic + t + r, M - 1) + pc * csa;
-        float *d = dst + i * mr * kc;
+        float *d = dst + i * (mr * kc + A_TILE_PAD);
         if (csa == 1) {
             ptrdiff_t r0 = 0;
 #ifdef LSTMK_X86
@@ -606,7 +612,7 @@ static const float *a_block(int level, ptrdiff_t M, const float *A, ptrdiff_t rs
     }
     pack_a(M, A, rsa, csa, ic, mc, pc, kc, work, mr);
     *astride = mr;
-    *tstride = mr * kc;
+    *tstride = mr * kc + A_TILE_PAD;
     *rstride = 0;
     return work;
 }
