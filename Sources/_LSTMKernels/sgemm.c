@@ -664,8 +664,10 @@ void lstmk_sgemm(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
 // block of A is packed (or read in place) once and multiplied against both, each element the same chain as sgemm's.
 // Only while both blocks of B together stay within 1 MB (1024 columns of KC rows), half of a 2 MB L2: `large`'s pair
 // (512 + 1024 columns, 1.5 MB) ran slower than its two products (2 of 10 alternated pairs faster), the main job's
-// (320 and 512) and charrnn's (592 and 1024) faster — measured on a host with 2 MB of L2 per core, not yet again on
-// one with 1.25 MB.
+// (320 and 512) and charrnn's (592 and 1024) faster — measured on a host with 2 MB of L2 per core. Again on the Ice
+// Lake host (1.25 MB), one thread, alternated in one process: 1024 × (512 + 512) × 3200 faster paired in 10 of 12,
+// (65 + 512) 12 of 12, 512 × (256 + 256) × 2048 13 of 16; past the bound, (512 + 1024) and (512 + 768) slower
+// paired (2 of 8 each).
 void lstmk_sgemm_pair(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                       ptrdiff_t N1, const float *B1, ptrdiff_t rsb1, ptrdiff_t csb1, float *C1, ptrdiff_t ldc1,
                       ptrdiff_t N2, const float *B2, ptrdiff_t rsb2, ptrdiff_t csb2, float *C2, ptrdiff_t ldc2,
