@@ -62,6 +62,26 @@ struct LayerTests {
         }
     }
 
+    /// The bias gradient in Float: each column the chain of the plain loop, from the value already in the gradient,
+    /// rows ascending (widths past and below a vector, several row counts, two threads).
+    @Test func linearFloatBiasGradientIsThePlainChain() throws {
+        var random = RandomSource(seed: 9)
+        for (rows, In, Out) in [(1, 3, 2), (37, 5, 21), (200, 8, 64), (33, 4, 100)] {
+            var layout = ParameterLayout()
+            let linear = try Linear(inputSize: In, outputSize: Out, layout: &layout)
+            var p = ParameterBuffer<Float>(layout: layout)
+            linear.initialize(&p, random: &random)
+            let x = (0..<(rows * In)).map { _ in Float(random.uniform(-1, 1)) }
+            let dy = (0..<(rows * Out)).map { _ in Float(random.uniform(-1, 1)) }
+            var g = ParameterBuffer<Float>(layout: layout)
+            for k in g.storage.indices { g.storage[k] = Float(random.uniform(-1, 1)) }
+            var expected = Array(g[linear.bias!])
+            for r in 0..<rows { for j in 0..<Out { expected[j] = expected[j] + dy[r * Out + j] } }
+            _ = linear.backward(dOutput: dy, input: x, rows: rows, parameters: p, gradients: &g, threads: 2)
+            #expect(Array(g[linear.bias!]) == expected, "\(rows) × \(Out)")
+        }
+    }
+
     @Test func linearWithoutBiasAndMSE() throws {
         var layout = ParameterLayout()
         let linear = try Linear(inputSize: 3, outputSize: 2, bias: false, layout: &layout)
