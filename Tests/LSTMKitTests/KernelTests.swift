@@ -212,6 +212,16 @@ struct PairedProductTests {
                                                           threads: threads)
                             #expect(o1 == r1 && o2 == r2, "M=\(M) K=\(K) N1=\(N1) N2=\(N2) lda=\(lda) threads=\(threads)")
                         }
+                        // Blocks of rows sized by an adaptive split that has seen the first thread run 3× slower.
+                        let split = AdaptiveSplit()
+                        let even = split.bounds(M, parts: 2, granule: 8)
+                        split.record(bounds: even, seconds: [3, 1])
+                        #expect(M < 32 || split.bounds(M, parts: 2, granule: 8)[1] < even[1], "M=\(M)")
+                        var o1 = c1, o2 = c2
+                        GEMM.accumulateTransposedPair(M: M, K: K, pa, lda: sign * lda, N1: N1, p1, ldb1: sign * N1,
+                                                      &o1, ldc1: N1, N2: N2, p2, ldb2: sign * N2, &o2, ldc2: N2,
+                                                      threads: 2, split: split)
+                        #expect(o1 == r1 && o2 == r2, "M=\(M) K=\(K) N1=\(N1) N2=\(N2) lda=\(lda) adaptive split")
                     }
                 }
             }

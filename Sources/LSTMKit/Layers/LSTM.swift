@@ -628,7 +628,7 @@ public final class LSTMStash<Scalar: LSTMScalar> {
 
     /// How the row-split windows (a small unidirectional LSTM) share their rows between the threads: forward,
     /// backward, inference (`AdaptiveSplit`).
-    let rowSplits = (forward: AdaptiveSplit(), backward: AdaptiveSplit(), inference: AdaptiveSplit())
+    let rowSplits = (forward: AdaptiveSplit(), backward: AdaptiveSplit(), inference: AdaptiveSplit(), weights: AdaptiveSplit())
 
     /// Bytes the stash holds now (every buffer's capacity): what forward keeps for backward plus its scratch.
     public var allocatedBytes: Int {

@@ -722,12 +722,14 @@ extension LSTM {
         // (in Float each block of δZᵀ packed once for both; the same bits as one after the other).
         let input = layerInput(l, stash), gIH = g + layer.weightIH.offset
         let pairsWeights = norm == nil
-        // δW_hh (and with pairsWeights δW_ih) over rows r0..<r0+count of the window.
+        // δW_hh (and with pairsWeights δW_ih) over rows r0..<r0+count of the window; the window's bulk (not its
+        // first step's rows, too short to time) in blocks sized by how fast each thread ran them last time.
         func weightGradients(rows r0: Int, count: Int, previous: UnsafePointer<S>) {
             let rows = UnsafePointer(dProduct + r0 * 4 * H)
             if pairsWeights {
                 accumulateTransposedPair(M: 4 * H, K: count, rows, lda: 4 * H, N1: In, input + r0 * In, ldb1: In, gIH,
-                                         N2: P, previous, ldb2: P, gHH, descending: descending, threads: threads)
+                                         N2: P, previous, ldb2: P, gHH, descending: descending, threads: threads,
+                                         split: count > 2 * B && directions == 1 ? stash.rowSplits.weights : nil)
             } else {
                 accumulateTransposedProduct(M: 4 * H, N: P, K: count, rows, lda: 4 * H, previous, ldb: P, gHH, ldc: P,
                                             descending: descending, threads: threads)
@@ -787,13 +789,13 @@ extension LSTM {
     func accumulateTransposedPair<S: LSTMScalar>(
         M: Int, K: Int, _ A: UnsafePointer<S>, lda: Int, N1: Int, _ B1: UnsafePointer<S>, ldb1: Int,
         _ C1: UnsafeMutablePointer<S>, N2: Int, _ B2: UnsafePointer<S>, ldb2: Int, _ C2: UnsafeMutablePointer<S>,
-        descending: Bool, threads: Int
+        descending: Bool, threads: Int, split: AdaptiveSplit? = nil
     ) {
         guard K > 0 else { return }
         let last = descending ? K - 1 : 0, sign = descending ? -1 : 1
         GEMM.accumulateTransposedPair(M: M, K: K, A + last * lda, lda: sign * lda, N1: N1, B1 + last * ldb1,
                                       ldb1: sign * ldb1, C1, ldc1: N1, N2: N2, B2 + last * ldb2, ldb2: sign * ldb2,
-                                      C2, ldc2: N2, threads: threads)
+                                      C2, ldc2: N2, threads: threads, split: split)
     }
 
     /// C (M, N) += Aᵀ·B over K rows, A (K, M) and B (K, N) row-major, the rows taken last to first when
