@@ -626,9 +626,11 @@ public final class LSTMStash<Scalar: LSTMScalar> {
         self.threads = max(1, threads)
     }
 
-    /// How the row-split windows (a small unidirectional LSTM) share their rows between the threads: forward,
-    /// backward, inference (`AdaptiveSplit`).
-    let rowSplits = (forward: AdaptiveSplit(), backward: AdaptiveSplit(), inference: AdaptiveSplit(), weights: AdaptiveSplit())
+    /// How work is shared between the threads by how fast each ran its share last time (`AdaptiveSplit`): the
+    /// row-split windows' rows (a small unidirectional LSTM) forward, backward and in inference, and the rows of
+    /// δW (4H) in a unidirectional layer's weight-gradient pair.
+    let rowSplits = (forward: AdaptiveSplit(), backward: AdaptiveSplit(), inference: AdaptiveSplit(),
+                     weights: AdaptiveSplit())
 
     /// Bytes the stash holds now (every buffer's capacity): what forward keeps for backward plus its scratch.
     public var allocatedBytes: Int {
