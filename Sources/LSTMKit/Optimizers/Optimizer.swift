@@ -150,8 +150,10 @@ public struct Optimizer<Scalar: LSTMScalar>: Sendable {
                                     ps[k] = p - stepSize * (m / denom)
                                 }
                             }
-                            // Blocks of at least 64 K parameters: below that a dispatch costs more than it saves.
-                            let parts = max(1, min(threads, n / (1 << 16)))
+                            // Blocks of at least 16 K parameters (256 KB of parameters, gradients and moments, ~10 µs;
+                            // a dispatch to hot workers is under 1 µs). From 64 K, `small`'s 107 K parameters ran on
+                            // one thread: its update 0.122 → 0.075 ms on two, faster in 195 of 200 alternated steps.
+                            let parts = max(1, min(threads, n / (1 << 14)))
                             if parts == 1 { update(0..<n) } else {
                                 WorkerPool.shared(threads: parts).run(parts: parts) { part in
                                     update((part * n / parts)..<((part + 1) * n / parts))
