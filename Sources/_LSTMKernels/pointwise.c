@@ -374,11 +374,22 @@ static ptrdiff_t column_sums_avx512(const float *A, ptrdiff_t rows, ptrdiff_t ld
         }
         for (int v = 0; v < 16; v++) _mm512_storeu_ps(sum + j + 16 * v, acc[v]);
     }
-    for (; j < cols; j += 16) {
-        const __mmask16 mask = (__mmask16)(cols - j >= 16 ? 0xFFFF : (1u << (cols - j)) - 1);
-        __m512 acc = _mm512_maskz_loadu_ps(mask, sum + j);
-        for (ptrdiff_t i = 0; i < rows; i++) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(mask, A + i * lda + j));
-        _mm512_mask_storeu_ps(sum + j, mask, acc);
+    // The rest four vectors (64 columns) at a time, the last ones masked: four chains side by side instead of one
+    // vector's chain of 4-cycle adds at a time (Linear's 64-column bias gradient over 1,600 rows: ~9 µs one vector
+    // at a time).
+    for (; j < cols; j += 64) {
+        __mmask16 mask[4];
+        __m512 acc[4];
+        for (int v = 0; v < 4; v++) {
+            const ptrdiff_t left = cols - j - 16 * v;
+            mask[v] = (__mmask16)(left >= 16 ? 0xFFFF : left <= 0 ? 0 : (1u << left) - 1);
+            acc[v] = _mm512_maskz_loadu_ps(mask[v], sum + j + 16 * v);
+        }
+        for (ptrdiff_t i = 0; i < rows; i++) {
+            const float *row = A + i * lda + j;
+            for (int v = 0; v < 4; v++) acc[v] = _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(mask[v], row + 16 * v));
+        }
+        for (int v = 0; v < 4; v++) _mm512_mask_storeu_ps(sum + j + 16 * v, mask[v], acc[v]);
     }
     return cols;
 }

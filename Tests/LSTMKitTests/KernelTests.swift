@@ -310,10 +310,11 @@ struct ActivationKernelTests {
 struct BackwardPointwiseTests {
     /// The bias gradients' column sums (`lstmk_column_sums`): every path the same bits as one chain of adds per
     /// column over the rows in order, rows first to last and last to first (negative stride), across the 256-column
-    /// register blocks, single vectors and a masked tail.
+    /// register blocks, the 64-column blocks after them and a masked tail.
     @Test func columnSumsAreOneChainPerColumn() {
         var random = RandomSource(seed: 41)
-        for (rows, cols, ld) in [(1, 1, 1), (7, 15, 17), (33, 256, 256), (50, 300, 301), (9, 529, 600), (0, 20, 20)] {
+        for (rows, cols, ld) in [(1, 1, 1), (7, 15, 17), (33, 256, 256), (50, 300, 301), (9, 529, 600), (0, 20, 20),
+                                 (40, 64, 64), (12, 130, 131), (5, 400, 400)] {
             let a = (0..<(max(rows, 1) * ld)).map { _ in Float(random.uniform(-1, 1)) }
             let start = (0..<cols).map { _ in Float(random.uniform(-1, 1)) }
             for descending in [false, true] {

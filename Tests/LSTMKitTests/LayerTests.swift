@@ -82,6 +82,28 @@ struct LayerTests {
         }
     }
 
+    /// The Float forward with a bias: the product's value, then + b, in every row (row counts below and past the
+    /// threaded pass's threshold, one thread and two).
+    @Test func linearFloatForwardAddsTheBiasAfterTheProduct() throws {
+        var random = RandomSource(seed: 10)
+        for (rows, In, Out) in [(3, 5, 7), (600, 16, 64), (517, 9, 70)] {
+            var layout = ParameterLayout()
+            let linear = try Linear(inputSize: In, outputSize: Out, layout: &layout)
+            var p = ParameterBuffer<Float>(layout: layout)
+            linear.initialize(&p, random: &random)
+            let x = (0..<(rows * In)).map { _ in Float(random.uniform(-1, 1)) }
+            var product = [Float](repeating: 0, count: rows * Out)
+            let w = Array(p[linear.weight]), b = Array(p[linear.bias!])
+            GEMM.gemm(transposeA: false, transposeB: true, M: rows, N: Out, K: In, x, lda: In, w, ldb: In,
+                      &product, ldc: Out, accumulate: false)
+            let expected = (0..<(rows * Out)).map { product[$0] + b[$0 % Out] }
+            for threads in [1, 2] {
+                #expect(linear.forward(x, rows: rows, parameters: p, threads: threads) == expected,
+                        "\(rows) × \(Out), \(threads) threads")
+            }
+        }
+    }
+
     @Test func linearWithoutBiasAndMSE() throws {
         var layout = ParameterLayout()
         let linear = try Linear(inputSize: 3, outputSize: 2, bias: false, layout: &layout)
