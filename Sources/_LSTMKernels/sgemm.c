@@ -445,13 +445,41 @@ static ptrdiff_t tile_reach(int level, ptrdiff_t mc) {
     return t + read;
 }
 
+// sums[ic + i] += op(A)[ic + i, k] for i < mc, k = pc ..< pc + kc ascending: each row one chain of adds.
+static void block_sums(const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t ic, ptrdiff_t mc, ptrdiff_t pc,
+                       ptrdiff_t kc, float *sums) {
+    for (ptrdiff_t k = pc; k < pc + kc; k++)
+        for (ptrdiff_t i = ic; i < ic + mc; i++) sums[i] = sums[i] + A[i * rsa + k * csa];
+}
+
+// sum[i] += row[i] for i < n: 16 lanes at a time where the 8-row (AVX-512) tiles run, one add per element either way.
+#ifdef LSTMK_X86
+__attribute__((target("avx512f")))
+static void add_row_avx512(float *sum, const float *row, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i += 16) {
+        const __mmask16 mask = (__mmask16)(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(sum + i, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, sum + i),
+                                                           _mm512_maskz_loadu_ps(mask, row + i)));
+    }
+}
+#endif
+
+static inline void add_row(float *sum, const float *row, ptrdiff_t n, ptrdiff_t mr) {
+#ifdef LSTMK_X86
+    if (mr == MR512) { add_row_avx512(sum, row, n); return; }
+#endif
+    (void)mr;
+    for (ptrdiff_t i = 0; i < n; i++) sum[i] = sum[i] + row[i];
+}
+
 // Copies rows ic..<ic+mc, columns pc..<pc+kc of op(A) into mr-row tiles (6 for the AVX2 and portable kernels, 8
 // for AVX-512), each k-major (mr floats per k): one contiguous stream for the kernel instead of mr rows (or, for a
 // transposed A such as δZᵀ in δW = δZᵀ·X, a new cache line every k), which at the large row strides of these
 // products fall into the same L1 sets. Rows past M repeat the last valid row; their results are never stored.
 static inline __attribute__((always_inline)) void pack_a_tiles(ptrdiff_t M, const float *A, ptrdiff_t rsa,
                                                                ptrdiff_t csa, ptrdiff_t ic, ptrdiff_t mc, ptrdiff_t pc,
-                                                               ptrdiff_t kc, float *dst, const ptrdiff_t mr) {
+                                                               ptrdiff_t kc, float *dst, const ptrdiff_t mr,
+                                                               float *sums) {
     // Tile i (rows from plan_start) at dst + i·mr·kc, mr rows per k whatever its row count.
     const tile_plan plan = plan_tiles(mc, mr);
     if (rsa == 1 && ic + (mc + mr - 1) / mr * mr <= M) {
@@ -465,9 +493,12 @@ static inline __attribute__((always_inline)) void pack_a_tiles(ptrdiff_t M, cons
                 // of scalar moves.
                 memcpy(dst + i * (mr * kc + A_TILE_PAD) + k * mr, src + t, (size_t)mr * sizeof(float));
             }
+            // The row sums ride along while the stored row is in L1 (see lstmk_sgemm_pair).
+            if (sums) add_row(sums + ic, src, mc, mr);
         }
         return;
     }
+    if (sums) block_sums(A, rsa, csa, ic, mc, pc, kc, sums);
     for (ptrdiff_t i = 0; i < plan.tiles; i++) {
         const ptrdiff_t t = plan_start(plan, mr, i);
         const float *a[MR512];
@@ -494,9 +525,9 @@ static inline __attribute__((always_inline)) void pack_a_tiles(ptrdiff_t M, cons
 }
 
 static void pack_a(ptrdiff_t M, const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t ic, ptrdiff_t mc,
-                   ptrdiff_t pc, ptrdiff_t kc, float *dst, ptrdiff_t mr) {
-    if (mr == MR512) pack_a_tiles(M, A, rsa, csa, ic, mc, pc, kc, dst, MR512);
-    else pack_a_tiles(M, A, rsa, csa, ic, mc, pc, kc, dst, MR);
+                   ptrdiff_t pc, ptrdiff_t kc, float *dst, ptrdiff_t mr, float *sums) {
+    if (mr == MR512) pack_a_tiles(M, A, rsa, csa, ic, mc, pc, kc, dst, MR512, sums);
+    else pack_a_tiles(M, A, rsa, csa, ic, mc, pc, kc, dst, MR, sums);
 }
 
 // C[i, j] += b[j] for rows 0..<rows and columns j0..<j1: the one rounding a bias takes before the product's chains
@@ -601,16 +632,17 @@ static void multiply_block(int level, const float *apacked, ptrdiff_t astride, p
 // L1 sets, evicting the B panel, and packing wins at any width.
 static const float *a_block(int level, ptrdiff_t M, const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t ic,
                             ptrdiff_t mc, ptrdiff_t pc, ptrdiff_t kc, ptrdiff_t width, float *work, ptrdiff_t *astride,
-                            ptrdiff_t *tstride, ptrdiff_t *rstride) {
+                            ptrdiff_t *tstride, ptrdiff_t *rstride, float *sums) {
     const ptrdiff_t mr = tile_rows(level);
     // |csa|: the δW products run their rows last to first (negative strides, see LSTMPasses.swift).
     if (rsa == 1 && width <= 3 * NR && (csa < 0 ? -csa : csa) <= 512 && ic + tile_reach(level, mc) <= M) {
         *astride = csa;
         *tstride = 0;
         *rstride = 1;
+        if (sums) block_sums(A, rsa, csa, ic, mc, pc, kc, sums);
         return A + pc * csa + ic;
     }
-    pack_a(M, A, rsa, csa, ic, mc, pc, kc, work, mr);
+    pack_a(M, A, rsa, csa, ic, mc, pc, kc, work, mr, sums);
     *astride = mr;
     *tstride = mr * kc + A_TILE_PAD;
     *rstride = 0;
@@ -645,7 +677,8 @@ static void sgemm(int level, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
             for (ptrdiff_t ic = 0; ic < M; ic += MC) {
                 const ptrdiff_t mc = M - ic < MC ? M - ic : MC;
                 ptrdiff_t astride, tstride, rstride;
-                const float *a = a_block(level, M, A, rsa, csa, ic, mc, pc, kc, nc, w->a, &astride, &tstride, &rstride);
+                const float *a = a_block(level, M, A, rsa, csa, ic, mc, pc, kc, nc, w->a, &astride, &tstride, &rstride,
+                                         NULL);
                 multiply_block(level, a, astride, tstride, rstride, mc, kc, w->b, jc, jc, jc + nc, C + ic * ldc, ldc,
                                start_from_c, NULL, 0);
             }
@@ -667,16 +700,18 @@ void lstmk_sgemm(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
 // (320 and 512) and charrnn's (592 and 1024) faster — measured on a host with 2 MB of L2 per core. Again on the Ice
 // Lake host (1.25 MB), one thread, alternated in one process: 1024 × (512 + 512) × 3200 faster paired in 10 of 12,
 // (65 + 512) 12 of 12, 512 × (256 + 256) × 2048 13 of 16; past the bound, (512 + 1024) and (512 + 768) slower
-// paired (2 of 8 each).
+// paired (2 of 8 each). With `sums`, each row of op(A) is summed into it as its blocks are packed (one chain of adds
+// per row, k ascending: the bits of lstmk_column_sums over δZ's rows), instead of a pass of its own over A.
 void lstmk_sgemm_pair(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                       ptrdiff_t N1, const float *B1, ptrdiff_t rsb1, ptrdiff_t csb1, float *C1, ptrdiff_t ldc1,
                       ptrdiff_t N2, const float *B2, ptrdiff_t rsb2, ptrdiff_t csb2, float *C2, ptrdiff_t ldc2,
-                      int accumulate) {
+                      int accumulate, float *sums) {
     const int level = lstmk_sgemm_level();
     const ptrdiff_t n1 = padded_width(N1);
     if (M <= 1 || K <= 0 || N1 <= 0 || N2 <= 0 || n1 + N2 > 1024) {
         sgemm(level, M, N1, K, A, rsa, csa, B1, rsb1, csb1, C1, ldc1, accumulate);
         sgemm(level, M, N2, K, A, rsa, csa, B2, rsb2, csb2, C2, ldc2, accumulate);
+        if (sums && M > 0 && K > 0) block_sums(A, rsa, csa, 0, M, 0, K, sums);
         return;
     }
     workspace *w = thread_workspace(1);
@@ -690,7 +725,7 @@ void lstmk_sgemm_pair(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t rsa, p
             const ptrdiff_t mc = M - ic < MC ? M - ic : MC;
             ptrdiff_t astride, tstride, rstride;
             const float *a = a_block(level, M, A, rsa, csa, ic, mc, pc, kc, N1 + N2,
-                                     w->a, &astride, &tstride, &rstride);
+                                     w->a, &astride, &tstride, &rstride, sums);
             multiply_block(level, a, astride, tstride, rstride, mc, kc, w->b, 0, 0, N1, C1 + ic * ldc1, ldc1,
                            start_from_c, NULL, 0);
             multiply_block(level, a, astride, tstride, rstride, mc, kc, second, 0, 0, N2, C2 + ic * ldc2, ldc2,
@@ -893,7 +928,7 @@ static void sgemm_prepacked(int level, ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, 
             const ptrdiff_t mc = M - ic < MC ? M - ic : MC;
             ptrdiff_t astride, tstride, rstride;
             const float *a = a_block(level, M, A, rsa, csa, ic, mc, pc, kc, j1 - j0,
-                                     w->a, &astride, &tstride, &rstride);
+                                     w->a, &astride, &tstride, &rstride, NULL);
             multiply_block(level, a, astride, tstride, rstride, mc, kc, packed + pc * npad, 0, j0, j1, C + ic * ldc, ldc,
                            start_from_c, pc == 0 ? bias : NULL, j1);
         }
@@ -1014,7 +1049,8 @@ static void lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdif
             if (mc == 1) {
                 a = A + ic * lda + pc;   // one contiguous row
             } else {
-                a = a_block(level, n, A, lda, 1, ic, mc, pc, kc, (g1 - g0) * G, w->a, &astride, &tstride, &rstride);
+                a = a_block(level, n, A, lda, 1, ic, mc, pc, kc, (g1 - g0) * G, w->a, &astride, &tstride, &rstride,
+                            NULL);
             }
             const float *panels = packed + pc * npad;
             const float *b = pc == 0 ? bias : NULL;

@@ -184,6 +184,9 @@ struct FloatKernelTests {
 /// packed, several KC blocks, widths that are not multiples of 16, the fallback past 1024 columns together, on 1 to 3
 /// threads.
 struct PairedProductTests {
+    /// The pair against two lstmk_sgemm calls, and its row sums (δb alongside δW) against one chain of adds per row
+    /// of op(A) in k order: A read in place (21 columns), packed (whole tiles, a last partial block of rows, rows 700
+    /// apart) and the two products one after the other (4100 columns); 1–3 threads and an adaptive split.
     @Test(arguments: [false, true])
     func pairEqualsTwoProducts(descending: Bool) {
         var random = RandomSource(seed: 23)
@@ -198,6 +201,12 @@ struct PairedProductTests {
             let c2 = (0..<(M * N2)).map { _ in Float(random.uniform(-1, 1)) }
             let last = descending ? K - 1 : 0, sign = descending ? -1 : 1
             var r1 = c1, r2 = c2
+            let s0 = (0..<M).map { _ in Float(random.uniform(-1, 1)) }
+            var rs = s0
+            for k in 0..<K {
+                let row = descending ? K - 1 - k : k
+                for i in 0..<M { rs[i] = rs[i] + a[row * lda + i] }
+            }
             a.withUnsafeBufferPointer { a in
                 b1.withUnsafeBufferPointer { b1 in
                     b2.withUnsafeBufferPointer { b2 in
@@ -206,22 +215,33 @@ struct PairedProductTests {
                         lstmk_sgemm(M, N1, K, pa, 1, sign * lda, p1, sign * N1, 1, &r1, N1, 1)
                         lstmk_sgemm(M, N2, K, pa, 1, sign * lda, p2, sign * N2, 1, &r2, N2, 1)
                         for threads in [1, 2, 3] {
-                            var o1 = c1, o2 = c2
+                            var o1 = c1, o2 = c2, os = s0
                             GEMM.accumulateTransposedPair(M: M, K: K, pa, lda: sign * lda, N1: N1, p1, ldb1: sign * N1,
                                                           &o1, ldc1: N1, N2: N2, p2, ldb2: sign * N2, &o2, ldc2: N2,
                                                           threads: threads)
                             #expect(o1 == r1 && o2 == r2, "M=\(M) K=\(K) N1=\(N1) N2=\(N2) lda=\(lda) threads=\(threads)")
+                            o1 = c1
+                            o2 = c2
+                            os.withUnsafeMutableBufferPointer { sums in
+                                GEMM.accumulateTransposedPair(M: M, K: K, pa, lda: sign * lda, N1: N1, p1,
+                                                              ldb1: sign * N1, &o1, ldc1: N1, N2: N2, p2, ldb2: sign * N2,
+                                                              &o2, ldc2: N2, threads: threads, sums: sums.baseAddress!)
+                            }
+                            #expect(o1 == r1 && o2 == r2 && os == rs, "M=\(M) K=\(K) lda=\(lda) threads=\(threads), sums")
                         }
                         // Blocks of rows sized by an adaptive split that has seen the first thread run 3× slower.
                         let split = AdaptiveSplit()
                         let even = split.bounds(M, parts: 2, granule: 8)
                         split.record(bounds: even, seconds: [3, 1])
                         #expect(M < 32 || split.bounds(M, parts: 2, granule: 8)[1] < even[1], "M=\(M)")
-                        var o1 = c1, o2 = c2
-                        GEMM.accumulateTransposedPair(M: M, K: K, pa, lda: sign * lda, N1: N1, p1, ldb1: sign * N1,
-                                                      &o1, ldc1: N1, N2: N2, p2, ldb2: sign * N2, &o2, ldc2: N2,
-                                                      threads: 2, split: split)
-                        #expect(o1 == r1 && o2 == r2, "M=\(M) K=\(K) N1=\(N1) N2=\(N2) lda=\(lda) adaptive split")
+                        var o1 = c1, o2 = c2, os = s0
+                        os.withUnsafeMutableBufferPointer { sums in
+                            GEMM.accumulateTransposedPair(M: M, K: K, pa, lda: sign * lda, N1: N1, p1, ldb1: sign * N1,
+                                                          &o1, ldc1: N1, N2: N2, p2, ldb2: sign * N2, &o2, ldc2: N2,
+                                                          threads: 2, split: split, sums: sums.baseAddress!)
+                        }
+                        #expect(o1 == r1 && o2 == r2 && os == rs,
+                                "M=\(M) K=\(K) N1=\(N1) N2=\(N2) lda=\(lda) adaptive split")
                     }
                 }
             }

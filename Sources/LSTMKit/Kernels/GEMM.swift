@@ -97,13 +97,16 @@ public enum GEMM {
     /// C1 (M, N1) += Aᵀ·B1 and C2 (M, N2) += Aᵀ·B2, A stored K × M with row stride `lda` and B1, B2 K × N1 and
     /// K × N2 with row strides `ldb1`, `ldb2` (negative strides run the rows last to first): the bits of the two
     /// `gemm(transposeA: true, transposeB: false, …, accumulate: true)` calls. In Float every block of A is packed
-    /// once for both (`lstmk_sgemm_pair`), blocks of rows over the threads (sized by `split` when given).
+    /// once for both (`lstmk_sgemm_pair`), blocks of rows over the threads (sized by `split` when given). With
+    /// `sums` (M values), also sums[i] += A[k, i] for k = 0, 1, … in turn: each one chain of adds, as a column-sum
+    /// pass over A's rows would add them (Float only: in the packing, while each row of A is in L1).
     static func accumulateTransposedPair<S: LSTMScalar>(
         M: Int, K: Int, _ A: UnsafePointer<S>, lda: Int,
         N1: Int, _ B1: UnsafePointer<S>, ldb1: Int, _ C1: UnsafeMutablePointer<S>, ldc1: Int,
         N2: Int, _ B2: UnsafePointer<S>, ldb2: Int, _ C2: UnsafeMutablePointer<S>, ldc2: Int, threads: Int,
-        split: AdaptiveSplit? = nil
+        split: AdaptiveSplit? = nil, sums: UnsafeMutablePointer<Float>? = nil
     ) {
+        precondition(sums == nil || S.self == Float.self, "accumulateTransposedPair: sums are for Float")
         guard S.self == Float.self else {
             gemm(transposeA: true, transposeB: false, M: M, N: N1, K: K, A, lda: lda, B1, ldb: ldb1, C1, ldc: ldc1,
                  accumulate: true, threads: threads)
@@ -119,9 +122,10 @@ public enum GEMM {
         }
         let parts = M * (N1 + N2) * K >= 1 << 16 && M >= 12 ? max(1, min(threads, M / 6)) : 1
         nonisolated(unsafe) let (a, b1, b2, c1, c2) = (float(A), float(B1), float(B2), float(C1), float(C2))
+        nonisolated(unsafe) let sums = sums
         func part(_ i0: Int, _ i1: Int) {
             lstmk_sgemm_pair(i1 - i0, K, a + i0, 1, lda, N1, b1, ldb1, 1, c1 + i0 * ldc1, ldc1,
-                             N2, b2, ldb2, 1, c2 + i0 * ldc2, ldc2, 1)
+                             N2, b2, ldb2, 1, c2 + i0 * ldc2, ldc2, 1, sums.map { $0 + i0 })
         }
         if let split, parts > 1 {
             // Blocks sized by how fast each thread ran its block last time (`AdaptiveSplit`): this VM's cores often

@@ -722,6 +722,12 @@ extension LSTM {
         // (in Float each block of δZᵀ packed once for both; the same bits as one after the other).
         let input = layerInput(l, stash), gIH = g + layer.weightIH.offset
         let pairsWeights = norm == nil
+        // δb_ih and δb_hh both receive Σ δZ over rows (added to the parameters' gradients after the last window),
+        // each column one chain over the rows in backward's order. In Float with the pair below, its packing of δZᵀ
+        // adds them (each row of δZ while it is in L1; a pass of its own over δZ was 1.2–1.5 % of `small`'s step).
+        let sum = stash.biasSums.pointer + u * 4 * H
+        let sumsInPair = pairsWeights && S.self == Float.self
+        let pairSums = sumsInPair ? UnsafeMutableRawPointer(sum).assumingMemoryBound(to: Float.self) : nil
         // δW_hh (and with pairsWeights δW_ih) over rows r0..<r0+count of the window; the window's bulk (not its
         // first step's rows, too short to time) in blocks sized by how fast each thread ran them last time.
         func weightGradients(rows r0: Int, count: Int, previous: UnsafePointer<S>) {
@@ -729,7 +735,8 @@ extension LSTM {
             if pairsWeights {
                 accumulateTransposedPair(M: 4 * H, K: count, rows, lda: 4 * H, N1: In, input + r0 * In, ldb1: In, gIH,
                                          N2: P, previous, ldb2: P, gHH, descending: descending, threads: threads,
-                                         split: count > 2 * B && directions == 1 ? stash.rowSplits.weights : nil)
+                                         split: count > 2 * B && directions == 1 ? stash.rowSplits.weights : nil,
+                                         sums: pairSums)
             } else {
                 accumulateTransposedProduct(M: 4 * H, N: P, K: count, rows, lda: 4 * H, previous, ldb: P, gHH, ldc: P,
                                             descending: descending, threads: threads)
@@ -751,23 +758,24 @@ extension LSTM {
             accumulateTransposedProduct(M: P, N: H, K: N, dHiddens, lda: P, cellOutputs, ldb: H,
                                         g + weightHRSpec.offset, ldc: H, descending: descending, threads: threads)
         }
-        // δb_ih and δb_hh both receive Σ δZ over rows (added to the parameters' gradients after the last window).
-        // Split by columns over the threads (each column one chain over the rows, in backward's order, as on one).
-        let sum = stash.biasSums.pointer + u * 4 * H
-        let sumParts = N * 4 * H >= 1 << 15 ? max(1, min(threads, 4 * H / 16)) : 1
-        let deltas = UnsafePointer(dZ)
-        WorkerPool.blocks(4 * H, parts: sumParts, granule: 16) { j0, j1 in
-            if S.self == Float.self {
-                // The same chains by the C kernel: 256 columns' sums in registers over all rows (the Swift loop
-                // stored every sum back at every row: 7 % of small's training step).
-                let first = unsafeBitCast(deltas, to: UnsafePointer<Float>.self) + (descending ? (N - 1) * 4 * H : 0)
-                lstmk_column_sums(first + j0, N, descending ? -4 * H : 4 * H, j1 - j0,
-                                  unsafeBitCast(sum, to: UnsafeMutablePointer<Float>.self) + j0, 0)
-                return
-            }
-            for i in 0..<N {
-                let row = deltas + (descending ? N - 1 - i : i) * 4 * H
-                for j in j0..<j1 { sum[j] += row[j] }
+        if !sumsInPair {
+            // Otherwise a pass of its own, split by columns over the threads (each column one chain over the rows, in
+            // backward's order, as on one).
+            let sumParts = N * 4 * H >= 1 << 15 ? max(1, min(threads, 4 * H / 16)) : 1
+            let deltas = UnsafePointer(dZ)
+            WorkerPool.blocks(4 * H, parts: sumParts, granule: 16) { j0, j1 in
+                if S.self == Float.self {
+                    // The same chains by the C kernel: 256 columns' sums in registers over all rows (the Swift loop
+                    // stored every sum back at every row: 7 % of small's training step).
+                    let first = unsafeBitCast(deltas, to: UnsafePointer<Float>.self) + (descending ? (N - 1) * 4 * H : 0)
+                    lstmk_column_sums(first + j0, N, descending ? -4 * H : 4 * H, j1 - j0,
+                                      unsafeBitCast(sum, to: UnsafeMutablePointer<Float>.self) + j0, 0)
+                    return
+                }
+                for i in 0..<N {
+                    let row = deltas + (descending ? N - 1 - i : i) * 4 * H
+                    for j in j0..<j1 { sum[j] += row[j] }
+                }
             }
         }
         if let norm, let dNorm {
@@ -789,13 +797,13 @@ extension LSTM {
     func accumulateTransposedPair<S: LSTMScalar>(
         M: Int, K: Int, _ A: UnsafePointer<S>, lda: Int, N1: Int, _ B1: UnsafePointer<S>, ldb1: Int,
         _ C1: UnsafeMutablePointer<S>, N2: Int, _ B2: UnsafePointer<S>, ldb2: Int, _ C2: UnsafeMutablePointer<S>,
-        descending: Bool, threads: Int, split: AdaptiveSplit? = nil
+        descending: Bool, threads: Int, split: AdaptiveSplit? = nil, sums: UnsafeMutablePointer<Float>? = nil
     ) {
         guard K > 0 else { return }
         let last = descending ? K - 1 : 0, sign = descending ? -1 : 1
         GEMM.accumulateTransposedPair(M: M, K: K, A + last * lda, lda: sign * lda, N1: N1, B1 + last * ldb1,
                                       ldb1: sign * ldb1, C1, ldc1: N1, N2: N2, B2 + last * ldb2, ldb2: sign * ldb2,
-                                      C2, ldc2: N2, threads: threads, split: split)
+                                      C2, ldc2: N2, threads: threads, split: split, sums: sums)
     }
 
     /// C (M, N) += Aᵀ·B over K rows, A (K, M) and B (K, N) row-major, the rows taken last to first when

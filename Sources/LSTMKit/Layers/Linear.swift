@@ -57,9 +57,9 @@ public struct Linear: Sendable, Hashable {
                         if S.self == Float.self {
                             // Over the threads, in the row blocks the product wrote (a serial pass was 0.03 ms of
                             // `small`'s head).
-                            Linear.addBias(unsafeBitCast(b, to: UnsafePointer<Float>.self),
-                                           to: unsafeBitCast(y.baseAddress!, to: UnsafeMutablePointer<Float>.self),
-                                           rows: N, width: Out, threads: threads)
+                            let yf = UnsafeMutableRawPointer(y.baseAddress!).assumingMemoryBound(to: Float.self)
+                            Linear.addBias(UnsafeRawPointer(b).assumingMemoryBound(to: Float.self), to: yf, rows: N,
+                                           width: Out, threads: threads)
                         } else {
                             for r in 0..<N {
                                 let row = y.baseAddress! + r * Out
@@ -99,9 +99,9 @@ public struct Linear: Sendable, Hashable {
                                 // (~3 µs for `small`'s head, where the loop below took 0.03 ms).
                                 let gb = g.baseAddress! + bias.offset
                                 if S.self == Float.self {
-                                    lstmk_column_sums(unsafeBitCast(dy.baseAddress!, to: UnsafePointer<Float>.self), N,
-                                                      Out, Out, unsafeBitCast(gb, to: UnsafeMutablePointer<Float>.self),
-                                                      0)
+                                    let rows = UnsafeRawPointer(dy.baseAddress!).assumingMemoryBound(to: Float.self)
+                                    lstmk_column_sums(rows, N, Out, Out,
+                                                      UnsafeMutableRawPointer(gb).assumingMemoryBound(to: Float.self), 0)
                                 } else {
                                     // Summed in a row of its own (which vectorizes) and then stored: the same chain
                                     // per column as adding into g directly.

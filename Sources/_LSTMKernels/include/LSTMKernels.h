@@ -33,11 +33,12 @@ void lstmk_sgemm(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                  float *C, ptrdiff_t ldc, int accumulate);
 
 /// C1 (M, N1) (+)= op(A)·op(B1) and C2 (M, N2) (+)= op(A)·op(B2): the bits of two lstmk_sgemm calls, with each
-/// block of A packed once for both products (δW_ih and δW_hh, which share δZᵀ).
+/// block of A packed once for both products (δW_ih and δW_hh, which share δZᵀ). When `sums` is not NULL, also
+/// sums[i] += op(A)[i, k] for k = 0, 1, … in turn (M values; each one chain of adds: δb = Σ δZ over the same rows).
 void lstmk_sgemm_pair(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                       ptrdiff_t N1, const float *B1, ptrdiff_t rsb1, ptrdiff_t csb1, float *C1, ptrdiff_t ldc1,
                       ptrdiff_t N2, const float *B2, ptrdiff_t rsb2, ptrdiff_t csb2, float *C2, ptrdiff_t ldc2,
-                      int accumulate);
+                      int accumulate, float *sums);
 
 /// lstmk_sgemm with the portable kernel whatever the CPU: the tests check it gives the same bits as the AVX2 one.
 void lstmk_sgemm_portable(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
