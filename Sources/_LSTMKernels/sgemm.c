@@ -445,9 +445,14 @@ static ptrdiff_t tile_reach(int level, ptrdiff_t mc) {
     return t + read;
 }
 
-// sums[ic + i] += op(A)[ic + i, k] for i < mc, k = pc ..< pc + kc ascending: each row one chain of adds.
+// sums[ic + i] += op(A)[ic + i, k] for i < mc, k = pc ..< pc + kc ascending: each row one chain of adds. A transposed
+// (stored K × M, as δZᵀ always is) is the column sums of its stored rows: lstmk_column_sums, in registers.
 static void block_sums(const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t ic, ptrdiff_t mc, ptrdiff_t pc,
                        ptrdiff_t kc, float *sums) {
+    if (rsa == 1) {
+        lstmk_column_sums(A + pc * csa + ic, kc, csa, mc, sums + ic, 0);
+        return;
+    }
     for (ptrdiff_t k = pc; k < pc + kc; k++)
         for (ptrdiff_t i = ic; i < ic + mc; i++) sums[i] = sums[i] + A[i * rsa + k * csa];
 }
