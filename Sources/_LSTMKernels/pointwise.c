@@ -393,11 +393,38 @@ static ptrdiff_t column_sums_avx512(const float *A, ptrdiff_t rows, ptrdiff_t ld
     }
     return cols;
 }
+
+// AVX2: 64 columns (8 vectors) at a time held in registers over all the rows, then single vectors, the last
+// columns one at a time; the same chains.
+__attribute__((target("avx2")))
+static void column_sums_avx2(const float *A, ptrdiff_t rows, ptrdiff_t lda, ptrdiff_t cols, float *sum) {
+    ptrdiff_t j = 0;
+    for (; j + 64 <= cols; j += 64) {
+        __m256 acc[8];
+        for (int v = 0; v < 8; v++) acc[v] = _mm256_loadu_ps(sum + j + 8 * v);
+        for (ptrdiff_t i = 0; i < rows; i++) {
+            const float *row = A + i * lda + j;
+            for (int v = 0; v < 8; v++) acc[v] = _mm256_add_ps(acc[v], _mm256_loadu_ps(row + 8 * v));
+        }
+        for (int v = 0; v < 8; v++) _mm256_storeu_ps(sum + j + 8 * v, acc[v]);
+    }
+    for (; j + 8 <= cols; j += 8) {
+        __m256 acc = _mm256_loadu_ps(sum + j);
+        for (ptrdiff_t i = 0; i < rows; i++) acc = _mm256_add_ps(acc, _mm256_loadu_ps(A + i * lda + j));
+        _mm256_storeu_ps(sum + j, acc);
+    }
+    for (; j < cols; j++) {
+        float acc = sum[j];
+        for (ptrdiff_t i = 0; i < rows; i++) acc = acc + A[i * lda + j];
+        sum[j] = acc;
+    }
+}
 #endif
 
 void lstmk_column_sums(const float *A, ptrdiff_t rows, ptrdiff_t lda, ptrdiff_t cols, float *sum, int portable) {
 #ifdef LSTMK_X86
     if (!portable && lstmk_sgemm_level() >= 3) { column_sums_avx512(A, rows, lda, cols, sum); return; }
+    if (!portable && lstmk_sgemm_level() == 2) { column_sums_avx2(A, rows, lda, cols, sum); return; }
 #endif
     (void)portable;
     for (ptrdiff_t i = 0; i < rows; i++) {

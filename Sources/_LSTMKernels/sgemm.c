@@ -500,11 +500,20 @@ static void add_row_avx512(float *sum, const float *row, ptrdiff_t n) {
                                                            _mm512_maskz_loadu_ps(mask, row + i)));
     }
 }
+
+// 8 lanes at a time where the CPU has AVX2 (the 6-row tiles' level).
+__attribute__((target("avx2")))
+static void add_row_avx2(float *sum, const float *row, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(sum + i, _mm256_add_ps(_mm256_loadu_ps(sum + i), _mm256_loadu_ps(row + i)));
+    for (; i < n; i++) sum[i] = sum[i] + row[i];
+}
 #endif
 
 static inline void add_row(float *sum, const float *row, ptrdiff_t n, ptrdiff_t mr) {
 #ifdef LSTMK_X86
     if (mr == MR512) { add_row_avx512(sum, row, n); return; }
+    if (lstmk_sgemm_level() == 2) { add_row_avx2(sum, row, n); return; }
 #endif
     (void)mr;
     for (ptrdiff_t i = 0; i < n; i++) sum[i] = sum[i] + row[i];
