@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Runs `lstm bench --json` and Scripts/bench_torch.py in the same session and prints the ratio table.
 
-    /work/torchenv/bin/python Scripts/bench_compare.py [--threads 2] [--repeats N] [--configs ...]
+    /work/torchenv/bin/python Scripts/bench_compare.py [--threads 2] [--repeats N] [--configs ...] [--isa avx2]
+
+`--isa avx2` caps both libraries at AVX2 on an AVX-512 machine (LSTMKIT_KERNEL=avx2 for LSTMKit,
+ONEDNN_MAX_CPU_ISA=AVX2 and MKL_ENABLE_INSTRUCTIONS=AVX2 for PyTorch's oneDNN and MKL): the comparison a user of an
+AVX2-only CPU sees, measured on this one.
 
 Ratios are LSTMKit / PyTorch in tokens per second (above 1: LSTMKit is faster); for streaming, PyTorch's time per
 step over LSTMKit's.
@@ -29,7 +33,11 @@ def main():
                              "few ms of interference do not decide its median; 5 for the others)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--configs", default="small,charrnn,large,stream-128,stream-512x2,stream-1024,packed,bidir")
+    parser.add_argument("--isa", choices=["best", "avx2"], default="best",
+                        help="avx2: cap both libraries at AVX2 (see above); best: each its own best code")
     args = parser.parse_args()
+    if args.isa == "avx2":
+        os.environ.update(LSTMKIT_KERNEL="avx2", ONEDNN_MAX_CPU_ISA="AVX2", MKL_ENABLE_INSTRUCTIONS="AVX2")
     subprocess.run(["swift", "build", "-c", "release", "--product", "lstm"], cwd=ROOT, check=True, capture_output=True)
     rounds = {"ours": [], "theirs": []}
     peak = None
@@ -55,7 +63,8 @@ def main():
     ours = {name: median_record("ours", name) for name in args.configs.split(",")}
     theirs = {name: median_record("theirs", name) for name in args.configs.split(",")}
     runs = f"{args.repeats}" if args.repeats else "41 (small) or 5"
-    print(f"threads {args.threads}, FMA peak {peak:.0f} GFLOP/s (measured), medians of {runs} runs, "
+    capped = ", both capped at AVX2" if args.isa == "avx2" else ""
+    print(f"threads {args.threads}{capped}, FMA peak {peak:.0f} GFLOP/s (measured), medians of {runs} runs, "
           f"median of {args.rounds} interleaved rounds")
     print("| config | LSTMKit train tok/s | PyTorch train tok/s | ratio | LSTMKit infer tok/s | PyTorch infer tok/s | ratio | LSTMKit GFLOP/s (train, % peak) |")
     print("|---|---|---|---|---|---|---|---|")
