@@ -108,8 +108,9 @@ static void tile_portable(ptrdiff_t K, const float *a, ptrdiff_t astride, const 
 // a pass of its own and fetched C all at once before the tile); on the Ice Lake host, capped at AVX2, in one process
 // alternated with that tile: `large` inference 550 → 461 ms (faster in 20 of 20), training 1549 → 1411 (8 of 8),
 // `charrnn` inference 276 → 250 (17 of 20), training 848 → 773 (10 of 10), `bidir` inference 63.6 → 58.5 (28 of 30),
-// `small` training 7.58 → 7.28 (77 of 100), the same bits. Pointers stepped per k, not k·stride: with the products
-// the loop ran slower than the old one (small inference faster in 20–34 of 200).
+// `small` training 7.58 → 7.28 (77 of 100), the same bits. The pointers step per k: indexed by k·stride (an imul per
+// k, with 12 FMAs per k and 15 of the 16 registers taken) the loop ran slower than the old one (small inference
+// faster in only 20–34 of 200).
 #define LSTMK_TILE_AVX2(NAME, ROWS)                                                                                 \
     __attribute__((target("avx2,fma")))                                                                             \
     static void NAME(ptrdiff_t K, const float *a, ptrdiff_t astride, const float *panel, float *C, ptrdiff_t ldc,  \
