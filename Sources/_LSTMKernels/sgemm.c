@@ -111,6 +111,16 @@ static void tile_portable(ptrdiff_t K, const float *a, ptrdiff_t astride, const 
 // `small` training 7.58 → 7.28 (77 of 100), the same bits. The pointers step per k: indexed by k·stride (an imul per
 // k, with 12 FMAs per k and 15 of the 16 registers taken) the loop ran slower than the old one (small inference
 // faster in only 20–34 of 200).
+// One k of the AVX2 tile: the panel's two vectors at pk, ROWS broadcasts from ak.
+#define LSTMK_AVX2_K(ROWS)                                                                                          \
+    {                                                                                                               \
+        const __m256 b0 = _mm256_loadu_ps(pk), b1 = _mm256_loadu_ps(pk + 8);                                        \
+        for (int r = 0; r < ROWS; r++) {                                                                            \
+            const __m256 av = _mm256_broadcast_ss(ak + r);                                                          \
+            acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);                                                         \
+            acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);                                                         \
+        }                                                                                                           \
+    }
 #define LSTMK_TILE_AVX2(NAME, ROWS)                                                                                 \
     __attribute__((target("avx2,fma")))                                                                             \
     static void NAME(ptrdiff_t K, const float *a, ptrdiff_t astride, const float *panel, float *C, ptrdiff_t ldc,  \
@@ -150,23 +160,11 @@ static void tile_portable(ptrdiff_t K, const float *a, ptrdiff_t astride, const 
             if (line < pf_lines) _mm_prefetch(pf + line * 64, _MM_HINT_T1);                                         \
             if (line + 1 < pf_lines) _mm_prefetch(pf + (line + 1) * 64, _MM_HINT_T1);                               \
             if (q < cpf_n) _mm_prefetch(cpf[q], _MM_HINT_T0);                                                       \
-            for (int u = 0; u < 4; u++, pk += NR, ak += astride) {                                                  \
-                const __m256 b0 = _mm256_loadu_ps(pk), b1 = _mm256_loadu_ps(pk + 8);                                \
-                for (int r = 0; r < ROWS; r++) {                                                                    \
-                    const __m256 av = _mm256_broadcast_ss(ak + r);                                                  \
-                    acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);                                                 \
-                    acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);                                                 \
-                }                                                                                                   \
-            }                                                                                                       \
+            for (int u = 0; u < 4; u++, pk += NR, ak += astride) LSTMK_AVX2_K(ROWS)                                 \
         }                                                                                                           \
         for (; k < K; k++, pk += NR, ak += astride) {                                                               \
             if (!(k & 1) && (k >> 1) < pf_lines) _mm_prefetch(pf + (k >> 1) * 64, _MM_HINT_T1);                    \
-            const __m256 b0 = _mm256_loadu_ps(pk), b1 = _mm256_loadu_ps(pk + 8);                                    \
-            for (int r = 0; r < ROWS; r++) {                                                                        \
-                const __m256 av = _mm256_broadcast_ss(ak + r);                                                      \
-                acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);                                                     \
-                acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);                                                     \
-            }                                                                                                       \
+            LSTMK_AVX2_K(ROWS)                                                                                      \
         }                                                                                                           \
         for (ptrdiff_t l = K / 4; l < cpf_n; l++) _mm_prefetch(cpf[l], _MM_HINT_T0);                                \
         if (full) {                                                                                                 \
@@ -185,6 +183,7 @@ static void tile_portable(ptrdiff_t K, const float *a, ptrdiff_t astride, const 
     }
 LSTMK_TILE_AVX2(tile_avx2, MR)
 LSTMK_TILE_AVX2(tile_avx2_4, 4)
+#undef LSTMK_AVX2_K
 
 // AVX-512: an 8×48 tile (24 zmm accumulators) over three adjacent 16-column panels, 3 loads + 8 broadcasts per 24
 // FMAs; `a` holds 8 rows per k (stride `astride` per k). The same chains as the other kernels, so the same bits. On
