@@ -501,7 +501,7 @@ static void add_row_avx512(float *sum, const float *row, ptrdiff_t n) {
     }
 }
 
-// 8 lanes at a time where the CPU has AVX2 (the 6-row tiles' level).
+// 8 lanes at a time at the AVX2 level.
 __attribute__((target("avx2")))
 static void add_row_avx2(float *sum, const float *row, ptrdiff_t n) {
     ptrdiff_t i = 0;
@@ -510,12 +510,13 @@ static void add_row_avx2(float *sum, const float *row, ptrdiff_t n) {
 }
 #endif
 
-static inline void add_row(float *sum, const float *row, ptrdiff_t n, ptrdiff_t mr) {
+// The width is the level's (the level the product's tiles run at): the same adds, one per element, at any width.
+static inline void add_row(float *sum, const float *row, ptrdiff_t n, int level) {
 #ifdef LSTMK_X86
-    if (mr == MR512) { add_row_avx512(sum, row, n); return; }
-    if (lstmk_sgemm_level() == 2) { add_row_avx2(sum, row, n); return; }
+    if (level == 3) { add_row_avx512(sum, row, n); return; }
+    if (level == 2) { add_row_avx2(sum, row, n); return; }
 #endif
-    (void)mr;
+    (void)level;
     for (ptrdiff_t i = 0; i < n; i++) sum[i] = sum[i] + row[i];
 }
 
@@ -526,7 +527,7 @@ static inline void add_row(float *sum, const float *row, ptrdiff_t n, ptrdiff_t 
 static inline __attribute__((always_inline)) void pack_a_tiles(ptrdiff_t M, const float *A, ptrdiff_t rsa,
                                                                ptrdiff_t csa, ptrdiff_t ic, ptrdiff_t mc, ptrdiff_t pc,
                                                                ptrdiff_t kc, float *dst, const ptrdiff_t mr,
-                                                               float *sums) {
+                                                               int level, float *sums) {
     // Tile i (rows from plan_start) at dst + i·mr·kc, mr rows per k whatever its row count.
     const tile_plan plan = plan_tiles(mc, mr);
     if (rsa == 1 && ic + (mc + mr - 1) / mr * mr <= M) {
@@ -541,7 +542,7 @@ static inline __attribute__((always_inline)) void pack_a_tiles(ptrdiff_t M, cons
                 memcpy(dst + i * (mr * kc + A_TILE_PAD) + k * mr, src + t, (size_t)mr * sizeof(float));
             }
             // The row sums ride along while the stored row is in L1 (see lstmk_sgemm_pair).
-            if (sums) add_row(sums + ic, src, mc, mr);
+            if (sums) add_row(sums + ic, src, mc, level);
         }
         return;
     }
@@ -571,10 +572,10 @@ static inline __attribute__((always_inline)) void pack_a_tiles(ptrdiff_t M, cons
     }
 }
 
-static void pack_a(ptrdiff_t M, const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t ic, ptrdiff_t mc,
-                   ptrdiff_t pc, ptrdiff_t kc, float *dst, ptrdiff_t mr, float *sums) {
-    if (mr == MR512) pack_a_tiles(M, A, rsa, csa, ic, mc, pc, kc, dst, MR512, sums);
-    else pack_a_tiles(M, A, rsa, csa, ic, mc, pc, kc, dst, MR, sums);
+static void pack_a(int level, ptrdiff_t M, const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t ic, ptrdiff_t mc,
+                   ptrdiff_t pc, ptrdiff_t kc, float *dst, float *sums) {
+    if (tile_rows(level) == MR512) pack_a_tiles(M, A, rsa, csa, ic, mc, pc, kc, dst, MR512, level, sums);
+    else pack_a_tiles(M, A, rsa, csa, ic, mc, pc, kc, dst, MR, level, sums);
 }
 
 // C[i, j] += b[j] for rows 0..<rows and columns j0..<j1: the one rounding a bias takes before the product's chains
@@ -690,7 +691,7 @@ static const float *a_block(int level, ptrdiff_t M, const float *A, ptrdiff_t rs
         if (sums) block_sums(A, rsa, csa, ic, mc, pc, kc, sums);
         return A + pc * csa + ic;
     }
-    pack_a(M, A, rsa, csa, ic, mc, pc, kc, work, mr, sums);
+    pack_a(level, M, A, rsa, csa, ic, mc, pc, kc, work, sums);
     *astride = mr;
     *tstride = mr * kc + A_TILE_PAD;
     *rstride = 0;
