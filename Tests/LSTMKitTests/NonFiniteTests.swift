@@ -74,12 +74,12 @@ struct NonFiniteTests {
     @Test func finiteCheckIsExact() {
         var layout = ParameterLayout()
         _ = layout.add("a", shape: [5])
-        _ = layout.add("b", shape: [11])
+        _ = layout.add("b", shape: [12])   // 17 values: two vectors of eight and a tail of one
         var buffer = ParameterBuffer<Float>(layout: layout)
         #expect(CharacterTrainer.firstNonFinite(buffer) == nil)
         buffer.storage = buffer.storage.map { _ in Float.greatestFiniteMagnitude }  // a sum would overflow; v·0 does not
         #expect(CharacterTrainer.firstNonFinite(buffer) == nil)
-        for (k, value) in [(0, Float.nan), (4, -.infinity), (15, .infinity), (9, .nan)] {
+        for (k, value) in [(0, Float.nan), (4, -.infinity), (15, .infinity), (9, .nan), (16, .nan)] {
             var b = buffer
             b.storage[k] = value
             #expect(CharacterTrainer.firstNonFinite(b) == (k < 5 ? "a" : "b"))

@@ -174,6 +174,14 @@ struct OptimizerTests {
             // Either sum of n positive terms is within n·u of the exact one (u = 2⁻⁵³), so the norms within n·u.
             let tolerance = Double(count + 8) * 1.2e-16 * sum.squareRoot()
             #expect(abs(GradientClipping.norm(g) - sum.squareRoot()) <= tolerance, "\(count)")
+            // The lanes to the bit (the Float path loads eight values per vector): lane k mod 8 sums Double(x)² in
+            // order, then ((0+1)+(2+3))+((4+5)+(6+7)); the Double buffer's closure path the same.
+            var l = [Double](repeating: 0, count: 8)
+            for (k, x) in g.storage.enumerated() { l[k % 8] += Double(x) * Double(x) }
+            let lanes = (((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))).squareRoot()
+            #expect(GradientClipping.norm(g) == lanes, "\(count)")
+            let d = ParameterBuffer<Double>(layout: layout, storage: g.storage.map { Double($0) })
+            #expect(GradientClipping.norm(d) == lanes, "\(count)")
         }
     }
 
