@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
@@ -544,10 +545,11 @@ static inline __attribute__((always_inline)) void pack_a_tiles(ptrdiff_t M, cons
             // small's training step 5.47 → 5.36 ms (faster in 198 of 300 alternated steps), charrnn 543 → 522 ms
             // (19 of 30), large 950 → 916 ms (8 of 12) on the Ice Lake host.
             if (k + A_PREFETCH_K < kc) {
+                // Every line the row touches, from the one holding its first float.
                 const float *ahead = src + A_PREFETCH_K * csa;
                 const char *end = (const char *)(ahead + mc);
-                for (const char *line = (const char *)ahead; line < end; line += 64) __builtin_prefetch(line, 0, 3);
-                __builtin_prefetch(end - 1, 0, 3);
+                for (const char *line = (const char *)((uintptr_t)ahead & ~(uintptr_t)63); line < end; line += 64)
+                    __builtin_prefetch(line, 0, 3);
             }
             for (ptrdiff_t i = 0; i < plan.tiles; i++) {
                 const ptrdiff_t t = plan_start(plan, mr, i);
@@ -650,12 +652,18 @@ static void multiply_block(int level, const float *apacked, ptrdiff_t astride, p
                 cpf[cpf_n++] = (const char *)(C + r * ldc + j + n - 1);
             }
 #ifdef LSTMK_X86
-            if (level == 3) {
-                // Panels past the tile's columns are not read: their (masked-off) loads read the first.
-                const float *p[3] = {panel, n > NR ? panel + NR * kc : panel, n > 2 * NR ? panel + 2 * NR * kc : panel};
+            if (level >= 2) {
+                // The tile's share of the next panel's lines (see above) and its columns of the bias.
                 const float *b = bias ? bias + j : NULL;
                 const ptrdiff_t l0 = next_lines * i / plan.tiles, l1 = next_lines * (i + 1) / plan.tiles;
                 const char *pf = next_panel + l0 * 64;
+                if (level == 2) {
+                    if (m <= 4) tile_avx2_4(kc, a, astride, panel, c, ldc, m, n, start_from_c, b, pf, l1 - l0, cpf, cpf_n);
+                    else tile_avx2(kc, a, astride, panel, c, ldc, m, n, start_from_c, b, pf, l1 - l0, cpf, cpf_n);
+                    continue;
+                }
+                // Panels past the tile's columns are not read: their (masked-off) loads read the first.
+                const float *p[3] = {panel, n > NR ? panel + NR * kc : panel, n > 2 * NR ? panel + 2 * NR * kc : panel};
                 if (n > 2 * NR) {
                     if (m <= 4) tile_avx512_4x48(kc, a, astride, p, c, ldc, m, n, start_from_c, b, pf, l1 - l0, cpf, cpf_n);
                     else tile_avx512_8x48(kc, a, astride, p, c, ldc, m, n, start_from_c, b, pf, l1 - l0, cpf, cpf_n);
@@ -663,14 +671,6 @@ static void multiply_block(int level, const float *apacked, ptrdiff_t astride, p
                     if (m <= 4) tile_avx512_4x32(kc, a, astride, p, c, ldc, m, n, start_from_c, b, pf, l1 - l0, cpf, cpf_n);
                     else tile_avx512_8x32(kc, a, astride, p, c, ldc, m, n, start_from_c, b, pf, l1 - l0, cpf, cpf_n);
                 }
-                continue;
-            }
-            if (level == 2) {
-                const float *b = bias ? bias + j : NULL;
-                const ptrdiff_t l0 = next_lines * i / plan.tiles, l1 = next_lines * (i + 1) / plan.tiles;
-                const char *pf = next_panel + l0 * 64;
-                if (m <= 4) tile_avx2_4(kc, a, astride, panel, c, ldc, m, n, start_from_c, b, pf, l1 - l0, cpf, cpf_n);
-                else tile_avx2(kc, a, astride, panel, c, ldc, m, n, start_from_c, b, pf, l1 - l0, cpf, cpf_n);
                 continue;
             }
 #endif
