@@ -8,7 +8,8 @@ ONEDNN_MAX_CPU_ISA=AVX2 and MKL_ENABLE_INSTRUCTIONS=AVX2 for PyTorch's oneDNN an
 AVX2-only CPU sees, measured on this one.
 
 Ratios are LSTMKit / PyTorch in tokens per second (above 1: LSTMKit is faster); for streaming, PyTorch's time per
-step over LSTMKit's.
+step over LSTMKit's. The table holds each side's median over the rounds; below it, each round's own ratio (its two
+sides ran one after the other), which shows how far the machine moved the table's ratio during the run.
 """
 import argparse
 import json
@@ -76,6 +77,19 @@ def main():
             print(f"| {name} | {a['train_tokens_per_s']:.0f} | {b['train_tokens_per_s']:.0f} | {a['train_tokens_per_s'] / b['train_tokens_per_s']:.2f}× "
                   f"| {a['infer_tokens_per_s']:.0f} | {b['infer_tokens_per_s']:.0f} | {a['infer_tokens_per_s'] / b['infer_tokens_per_s']:.2f}× "
                   f"| {a['train_gflops']:.1f} ({a['train_peak_percent']:.1f} %) |")
+    # Each round ran both libraries one after the other, so a slow minute of the machine hits a round's two sides
+    # alike more often than it hits the rounds alike: the ratio of each round shows how far the table's can move.
+    print()
+    print("Ratio in each round (LSTMKit, then PyTorch, per configuration):")
+    for name in args.configs.split(","):
+        pairs = [(a[name], b[name]) for a, b in zip(rounds["ours"], rounds["theirs"]) if name in a and name in b]
+        if "step_ms" in pairs[0][0]:
+            cells = [f"{b['step_ms'] / a['step_ms']:.1f}×" for a, b in pairs]
+            print(f"- {name}: step {', '.join(cells)}")
+        else:
+            train = [f"{a['train_tokens_per_s'] / b['train_tokens_per_s']:.2f}×" for a, b in pairs]
+            infer = [f"{a['infer_tokens_per_s'] / b['infer_tokens_per_s']:.2f}×" for a, b in pairs]
+            print(f"- {name}: train {', '.join(train)}; inference {', '.join(infer)}")
 
 
 if __name__ == "__main__":
