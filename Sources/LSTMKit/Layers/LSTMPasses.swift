@@ -767,9 +767,10 @@ extension LSTM {
                 if S.self == Float.self {
                     // The same chains by the C kernel: 256 columns' sums in registers over all rows (the Swift loop
                     // stored every sum back at every row: 7 % of small's training step).
-                    let first = unsafeBitCast(deltas, to: UnsafePointer<Float>.self) + (descending ? (N - 1) * 4 * H : 0)
+                    let first = UnsafeRawPointer(deltas).assumingMemoryBound(to: Float.self)
+                        + (descending ? (N - 1) * 4 * H : 0)
                     lstmk_column_sums(first + j0, N, descending ? -4 * H : 4 * H, j1 - j0,
-                                      unsafeBitCast(sum, to: UnsafeMutablePointer<Float>.self) + j0, 0)
+                                      UnsafeMutableRawPointer(sum).assumingMemoryBound(to: Float.self) + j0, 0)
                     return
                 }
                 for i in 0..<N {
