@@ -1,14 +1,15 @@
-// How evenly the cores of this machine run at the same moment: every core, pinned, runs the FMA-peak loop in short
-// slices at once; each core's rate in every 0.5 ms bin, the mean of the cores' rates and the mean of the slowest
-// core's rate per bin. Work split statically over the cores and joined every step (the per-step products) runs at
-// the slowest core's pace, so "slowest / mean" is about what such a step can reach on this machine; on a quiet
-// dedicated machine it reads ~1.00.
+// How evenly the cores of this machine run at the same moment: every core, pinned, runs the FMA-peak probe's loop
+// (lstmk_fma_peak_run, the one `lstm bench` measures the peak with) in slices of about 50 µs at once; each core's
+// rate in every 0.5 ms bin, the mean of the cores' rates and the mean of the slowest core's rate per bin. Work split
+// statically over the cores and joined every step (the per-step products) runs at the slowest core's pace, so
+// "slowest / mean" is about what such a step can reach on this machine; on a quiet dedicated machine it reads ~1.00.
 //
-//     clang -O2 Scripts/core_jitter.c -o /tmp/core_jitter -lpthread && /tmp/core_jitter [cores] [runs]
+//     clang -O2 -I Sources/_LSTMKernels/include Scripts/core_jitter.c Sources/_LSTMKernels/*.c -lm -lpthread \
+//         -o /tmp/core_jitter && /tmp/core_jitter [cores] [runs]
 //
-// Linux (pthread_setaffinity_np); x86-64 with FMA (AVX-512 when the CPU has it, as LSTMKit's kernels).
+// Linux (pthread_setaffinity_np). The probe runs the kernel level LSTMKit picks (LSTMKIT_KERNEL caps it).
 #define _GNU_SOURCE
-#include <immintrin.h>
+#include "LSTMKernels.h"
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -24,36 +25,7 @@ static double now(void) {
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-// 10 independent chains: both FMA pipes busy. Returns a value so that the loop is not removed.
-__attribute__((target("avx512f"))) static float fma512(long iterations) {
-    __m512 a0 = _mm512_set1_ps(1), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0;
-    const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
-    for (long i = 0; i < iterations; i++) {
-        a0 = _mm512_fmadd_ps(a0, x, y); a1 = _mm512_fmadd_ps(a1, x, y); a2 = _mm512_fmadd_ps(a2, x, y);
-        a3 = _mm512_fmadd_ps(a3, x, y); a4 = _mm512_fmadd_ps(a4, x, y); a5 = _mm512_fmadd_ps(a5, x, y);
-        a6 = _mm512_fmadd_ps(a6, x, y); a7 = _mm512_fmadd_ps(a7, x, y); a8 = _mm512_fmadd_ps(a8, x, y);
-        a9 = _mm512_fmadd_ps(a9, x, y);
-    }
-    a0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
-                       _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(_mm512_add_ps(a6, a7), _mm512_add_ps(a8, a9))));
-    return _mm512_reduce_add_ps(a0);
-}
-
-__attribute__((target("avx2,fma"))) static float fma256(long iterations) {
-    __m256 a0 = _mm256_set1_ps(1), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0;
-    const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
-    for (long i = 0; i < iterations; i++) {
-        a0 = _mm256_fmadd_ps(a0, x, y); a1 = _mm256_fmadd_ps(a1, x, y); a2 = _mm256_fmadd_ps(a2, x, y);
-        a3 = _mm256_fmadd_ps(a3, x, y); a4 = _mm256_fmadd_ps(a4, x, y); a5 = _mm256_fmadd_ps(a5, x, y);
-        a6 = _mm256_fmadd_ps(a6, x, y); a7 = _mm256_fmadd_ps(a7, x, y); a8 = _mm256_fmadd_ps(a8, x, y);
-        a9 = _mm256_fmadd_ps(a9, x, y);
-    }
-    float out[8];
-    _mm256_storeu_ps(out, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    return out[0] + out[1];
-}
-
-static int wide;
+static long iterations_per_slice;
 static double flops_per_slice;
 typedef struct { int core; double done[SLICES]; float sink; } worker;
 
@@ -63,9 +35,10 @@ static void *run(void *argument) {
     CPU_ZERO(&set);
     CPU_SET(w->core, &set);
     pthread_setaffinity_np(pthread_self(), sizeof set, &set);
-    volatile long iterations = wide ? 30000 : 60000;   // ~50 µs a slice
     for (int s = 0; s < SLICES; s++) {
-        w->sink += wide ? fma512(iterations) : fma256(iterations);
+        float sink;
+        lstmk_fma_peak_run(iterations_per_slice, &sink);
+        w->sink += sink;
         w->done[s] = now();
     }
     return NULL;
@@ -77,11 +50,20 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: core_jitter [cores 1..%d] [runs ≥ 1]\n", MAX_CORES);
         return 2;
     }
-    wide = __builtin_cpu_supports("avx512f");
-    flops_per_slice = (wide ? 30000.0 * 16 : 60000.0 * 8) * 10 * 2;
+    // Slices of about 50 µs at this level's rate: the fastest of five timed calls, after a warm-up.
+    float sink0;
+    double flops = 0, best = 1e30;
+    for (int i = 0; i < 8; i++) {
+        const double t = now();
+        flops = lstmk_fma_peak_run(100000, &sink0);
+        if (i >= 3 && now() - t < best) best = now() - t;
+    }
+    iterations_per_slice = (long)(100000 * 50e-6 / best);
+    if (iterations_per_slice < 100) iterations_per_slice = 100;
+    flops_per_slice = flops / 100000 * (double)iterations_per_slice;
     worker *w = calloc((size_t)cores, sizeof(worker));
     if (!w) return 1;
-    float sink = 0;
+    float sink = sink0;
     for (int r = 0; r < runs; r++) {
         pthread_t threads[MAX_CORES];
         const double start = now();
@@ -130,9 +112,9 @@ int main(int argc, char **argv) {
         for (int b = first; b < bins; b++)
             for (int c = 0; c < cores; c++)
                 if (rate[b * cores + c] < 0.7 * mean) { slow++; break; }
-        printf("run %d: %d bins of 0.5 ms, %s; mean %.1f GFLOP/s per core, slowest core %.1f (%.3f of the mean); "
+        printf("run %d: %d bins of 0.5 ms, kernel level %d; mean %.1f GFLOP/s per core, slowest core %.1f (%.3f of the mean); "
                "bins with a core below 70 %% of the mean: %d (%.1f %%)\n",
-               r + 1, n, wide ? "AVX-512" : "AVX2", mean, slowest, slowest / mean, slow, 100.0 * slow / n);
+               r + 1, n, lstmk_sgemm_level(), mean, slowest, slowest / mean, slow, 100.0 * slow / n);
         free(rate);
     }
     for (int c = 0; c < cores; c++) sink += w[c].sink;
