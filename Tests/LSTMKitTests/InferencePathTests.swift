@@ -169,6 +169,48 @@ struct InferencePathTests {
         }
     }
 
+    /// One row (B = 1) goes through its columns in runs of two unit groups, every other step last run first
+    /// (`lstmk_lstm_step` with `reverse`): the bits of `forward` on every kernel level and 1–3 threads, pipelined
+    /// (chunks of 1 and 32 steps) and step by step, both directions — 19 groups (split 9 + 10 and 6 + 6 + 7: runs
+    /// with a group left over), K = 300 in two KC blocks, two layers, an initial state; and a stream of the same
+    /// model step by step (`lstmk_lstm_stream_step`, its own input product inside each run).
+    @Test func oneRowRunsBothWaysAreTheBitsOfForward() throws {
+        var random = RandomSource(seed: 31)
+        let (I, H, L, T) = (5, 300, 2, 7)
+        for bidirectional in [false, true] {
+            var layout = ParameterLayout()
+            let lstm = try LSTM(LSTMConfiguration(inputSize: I, hiddenSize: H, layers: L, bidirectional: bidirectional),
+                                layout: &layout)
+            var parameters = ParameterBuffer<Float>(layout: layout)
+            lstm.initialize(&parameters, random: &random)
+            let x = (0..<(T * I)).map { _ in Float(random.uniform(-2, 2)) }
+            let S = L * (bidirectional ? 2 : 1)
+            let initial = LSTMState<Float>(hidden: (0..<(S * H)).map { _ in Float(random.uniform(-1, 1)) },
+                                           cell: (0..<(S * H)).map { _ in Float(random.uniform(-1, 1)) }, layers: S,
+                                           batch: 1, hiddenSize: H)
+            let plain = lstm.forward(x, steps: T, batch: 1, initial: initial, parameters: parameters, stash: LSTMStash())
+            for threads in [1, 2, 3] {
+                for level in GEMM.floatKernelLevels {
+                    for chunk in [1, 32] {
+                        let out = lstm.inferFloat(x, steps: T, batch: 1, lengths: nil, initial: initial,
+                                                  layout: .timeMajor, parameters: parameters,
+                                                  stash: LSTMStash(threads: threads), level: Int32(level),
+                                                  chunk: chunk, rowSplit: false)
+                        #expect(out.output == plain.output && out.final == plain.final,
+                                "bidirectional \(bidirectional), \(threads) threads, level \(level), chunks of \(chunk)")
+                    }
+                }
+            }
+            guard !bidirectional else { continue }
+            for threads in [1, 2, 3] {
+                let stream = LSTMStream(lstm: lstm, parameters: parameters, threads: threads)
+                stream.state = initial
+                #expect(stream.feed(x, steps: T) == plain.output, "stream on \(threads) threads")
+                #expect(stream.state == plain.final)
+            }
+        }
+    }
+
     /// A stash that trained keeps its buffers for `infer`, and `infer` then `forward`/`backward` on the same stash
     /// still gives the gradients of a fresh one.
     @Test func inferSharesATrainingStash() throws {

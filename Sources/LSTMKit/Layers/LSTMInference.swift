@@ -269,7 +269,7 @@ extension LSTM {
             let (h, ldh) = weightHR == nil ? (out + (row(t) + r0) * ld, ld) : (m + r0 * H, H)
             LSTM.inferenceStep(level: level, rows: rows, groups: groups, H: H, K: P, hPrev + r0 * lda, lda: lda,
                                recurrent, bias: bias, zt, ldz: ldz, cell: cState + r0 * H, h, ldh: ldh, gate: gate,
-                               cellActivation: cell, clip: clip, peepholes: peep, threads: threads)
+                               cellActivation: cell, clip: clip, peepholes: peep, reverse: t % 2 == 1, threads: threads)
             if let weightHR {
                 GEMM.gemm(transposeA: false, M: rows, UnsafePointer(h), lda: H, weightHR, out + (row(t) + r0) * ld,
                           ldc: ld, accumulate: false, threads: threads)
@@ -358,22 +358,23 @@ extension LSTM {
     }
 
     /// One fused step over the pool: the unit groups split into contiguous blocks, the same blocks every step.
+    /// `reverse` (one row): the columns' runs last to first, alternated by step (see `lstmk_lstm_step`).
     static func inferenceStep(level: Int32, rows n: Int, groups: Int, H: Int, K: Int, _ hPrev: UnsafePointer<Float>,
                               lda: Int, _ packed: UnsafePointer<Float>, bias: UnsafePointer<Float>,
                               _ Z: UnsafeMutablePointer<Float>, ldz: Int,
                               cell: UnsafeMutablePointer<Float>, _ h: UnsafeMutablePointer<Float>, ldh: Int,
                               gate: Int32, cellActivation: Int32, clip: Float, peepholes: UnsafePointer<Float>?,
-                              threads: Int) {
-        let parts = inferenceParts(rows: n, groups: groups, K: K, threads: threads)
+                              reverse: Bool, threads: Int) {
+        let parts = inferenceParts(rows: n, groups: groups, K: K, threads: threads), reverse: Int32 = reverse ? 1 : 0
         if parts == 1 {
             lstmk_lstm_step(level, n, 0, groups, H, K, hPrev, lda, packed, bias, Z, ldz, cell, h, ldh, gate,
-                            cellActivation, clip, peepholes)
+                            cellActivation, clip, peepholes, reverse)
             return
         }
         nonisolated(unsafe) let (a, b, z, c, hh, peep, bb) = (hPrev, packed, Z, cell, h, peepholes, bias)
         WorkerPool.shared(threads: parts).run(parts: parts) { part in
             lstmk_lstm_step(level, n, part * groups / parts, (part + 1) * groups / parts, H, K, a, lda, b, bb, z, ldz,
-                            c, hh, ldh, gate, cellActivation, clip, peep)
+                            c, hh, ldh, gate, cellActivation, clip, peep, reverse)
         }
     }
 }

@@ -90,17 +90,31 @@ void lstmk_sgemm_pack_b_gates_groups(ptrdiff_t H, ptrdiff_t K, const float *B, p
 /// layout: Z (n rows, stride ldz) += bias (when given: one add per element), then Z += A (n, K, stride lda)·W_hhᵀ
 /// (packed by lstmk_sgemm_pack_b_gates), each group's element-wise pass applied as soon as its columns are done
 /// (while they are in L1): c (n, H) updated in place, h (n rows, stride ldh) written for those units. level: as
-/// lstmk_sgemm_at_level (-1: this CPU's best).
+/// lstmk_sgemm_at_level (-1: this CPU's best). One row (n = 1) goes through the columns in runs of two groups, each
+/// through all of K, the last run first when `reverse` is set (callers alternate it by step, so that a step starts
+/// on the weights the previous step left in L2); the same bits either way.
 void lstmk_lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff_t H, ptrdiff_t K, const float *A,
                      ptrdiff_t lda, const float *packed, const float *bias, float *Z, ptrdiff_t ldz, float *c, float *h,
-                     ptrdiff_t ldh, int gate, int cell, float clip, const float *peep);
+                     ptrdiff_t ldh, int gate, int cell, float clip, const float *peep, int reverse);
+
+/// One batch-1 streaming step of one layer for the unit groups g0..<g1 of a gate-interleaved layout (both weights
+/// packed by lstmk_sgemm_pack_b_gates, In and K rows): z = x (In)·W_ihᵀ, + bias (when given), += hprev (K)·W_hhᵀ,
+/// then each group's element-wise pass (c (H) in place, h written for those units) — the chains and operations of
+/// lstmk_sgemm_prepacked (accumulate 0) followed by lstmk_lstm_step with n = 1, so the same bits. The columns go in
+/// runs of two groups, each run through all of K; `reverse` takes the runs last to first (a stream alternates it, so
+/// each step starts on the weights the previous one read last, still in L2).
+void lstmk_lstm_stream_step(int level, ptrdiff_t g0, ptrdiff_t g1, ptrdiff_t H, ptrdiff_t In, const float *x,
+                            const float *packed_ih, ptrdiff_t K, const float *hprev, const float *packed_hh,
+                            const float *bias, float *z, float *c, float *h, int gate, int cell, float clip,
+                            const float *peep, int reverse);
 
 /// lstmk_lstm_step for part `part` of `parts` (unit groups part·G/parts ..< (part+1)·G/parts of G = ⌈H/16⌉, K = H:
 /// A = h_{t−1} of this layer) in a job whose parts all run at once, each on its own thread, through the same steps:
 /// instead of a join after every step, each KC block of the product first waits until every other part that owns
 /// units of that block has published `step` (progress[q·16] ≥ step, acquire), and the part publishes step + 1
 /// (progress[part·16], release) once its units' h are written. A part whose own units come first in K starts the
-/// next step while the others finish theirs. The same chains as lstmk_lstm_step, so the same bits. `progress`:
+/// next step while the others finish theirs. One row (n = 1) waits for all of h_{t−1} first, then runs as
+/// lstmk_lstm_step with `reverse` = step's parity. The same chains as lstmk_lstm_step, so the same bits. `progress`:
 /// 16·parts longs, zero (or the job's first step) before the job.
 void lstmk_lstm_step_pipelined(int level, ptrdiff_t n, ptrdiff_t part, ptrdiff_t parts, ptrdiff_t H, const float *A,
                                ptrdiff_t lda, const float *packed, const float *bias, float *Z, ptrdiff_t ldz,
