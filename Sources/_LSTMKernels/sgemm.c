@@ -925,6 +925,45 @@ static void row_prepacked_avx512(ptrdiff_t from, ptrdiff_t to, ptrdiff_t kc, con
 }
 #endif
 
+#ifdef LSTMK_X86
+// Two or three rows of A (stride lda; rows of C stride ldc) against the same panels: each panel vector loaded once
+// for every row, eight panels at a time (16 or 24 chains), then four, then row by row; each element's chain is the
+// one-row kernel's. A few rows of a batch-1-like step stream the weights as one row does.
+__attribute__((target("avx512f")))
+static void rows_prepacked_avx512(ptrdiff_t m, ptrdiff_t from, ptrdiff_t to, ptrdiff_t kc, const float *a,
+                                  ptrdiff_t lda, const float *panels, float *c, ptrdiff_t ldc, int start_from_c) {
+    ptrdiff_t j = from;
+#define LSTMK_ROWS512(ROWS, PANELS)                                                                                 \
+    for (; j + PANELS * NR <= to; j += PANELS * NR) {                                                               \
+        const float *p = panels + j * kc;                                                                           \
+        __m512 acc[ROWS][PANELS];                                                                                   \
+        for (int r = 0; r < ROWS; r++)                                                                              \
+            for (int q = 0; q < PANELS; q++)                                                                        \
+                acc[r][q] = start_from_c ? _mm512_loadu_ps(c + r * ldc + j + q * NR) : _mm512_setzero_ps();         \
+        for (ptrdiff_t k = 0; k < kc; k++) {                                                                        \
+            __m512 av[ROWS];                                                                                        \
+            for (int r = 0; r < ROWS; r++) av[r] = _mm512_set1_ps(a[r * lda + k]);                                  \
+            for (int q = 0; q < PANELS; q++) {                                                                      \
+                const __m512 w = _mm512_loadu_ps(p + q * NR * kc + k * NR);                                         \
+                for (int r = 0; r < ROWS; r++) acc[r][q] = _mm512_fmadd_ps(av[r], w, acc[r][q]);                    \
+            }                                                                                                       \
+        }                                                                                                           \
+        for (int r = 0; r < ROWS; r++)                                                                              \
+            for (int q = 0; q < PANELS; q++) _mm512_storeu_ps(c + r * ldc + j + q * NR, acc[r][q]);                 \
+    }
+    if (m == 2) {
+        LSTMK_ROWS512(2, 8)
+        LSTMK_ROWS512(2, 4)
+    } else {
+        LSTMK_ROWS512(3, 8)
+        LSTMK_ROWS512(3, 4)
+    }
+#undef LSTMK_ROWS512
+    if (j < to)
+        for (ptrdiff_t r = 0; r < m; r++) row_prepacked_avx512(j, to, kc, a + r * lda, panels, c + r * ldc, start_from_c);
+}
+#endif
+
 #ifdef LSTMK_NEON
 static void row_prepacked_neon(ptrdiff_t from, ptrdiff_t to, ptrdiff_t kc, const float *a, const float *panels,
                                float *c, int start_from_c) {
@@ -1063,49 +1102,63 @@ static void step_columns(int level, ptrdiff_t n, const float *a, ptrdiff_t astri
     multiply_block(level, a, astride, tstride, rstride, n, kc, panels, 0, from, to, Z, ldz, 1, bias, prefetch_to);
 }
 
-// c[from..<to] (start_from_c) or 0, then the chains of a contiguous row a (K) against the packed panels (N padded to
-// npad) on those columns, every KC block in turn: the chains of lstmk_sgemm_prepacked's one-row path.
-static void row_chains(int level, ptrdiff_t from, ptrdiff_t to, ptrdiff_t K, const float *a, const float *packed,
-                       ptrdiff_t npad, float *c, int start_from_c) {
+// Rows 0..<m of C (stride ldc), columns from..<to: c (start_from_c) or 0, then the chains of rows of a (K each,
+// stride lda) against the packed panels (N padded to npad), every KC block in turn: the chains of
+// lstmk_sgemm_prepacked's one-row path, for each row. AVX-512 takes the rows three (or two) at a time.
+static void row_chains(int level, ptrdiff_t m, ptrdiff_t from, ptrdiff_t to, ptrdiff_t K, const float *a,
+                       ptrdiff_t lda, const float *packed, ptrdiff_t npad, float *c, ptrdiff_t ldc, int start_from_c) {
     for (ptrdiff_t pc = 0; pc < K; pc += KC) {
         const ptrdiff_t kc = K - pc < KC ? K - pc : KC;
         const float *panels = packed + pc * npad;
         const int start = start_from_c || pc > 0;
+        for (ptrdiff_t r = 0; r < m;) {
+            const float *ar = a + r * lda + pc;
+            float *cr = c + r * ldc;
 #ifdef LSTMK_X86
-        if (level >= 3) { row_prepacked_avx512(from, to, kc, a + pc, panels, c, start); continue; }
-        if (level >= 2) { row_prepacked_avx2(from, to, kc, a + pc, panels, c, start); continue; }
+            if (level >= 3) {
+                const ptrdiff_t rows = m - r < 3 ? m - r : 3;
+                if (rows == 1) row_prepacked_avx512(from, to, kc, ar, panels, cr, start);
+                else rows_prepacked_avx512(rows, from, to, kc, ar, lda, panels, cr, ldc, start);
+                r += rows;
+                continue;
+            }
+            if (level >= 2) { row_prepacked_avx2(from, to, kc, ar, panels, cr, start); r++; continue; }
 #endif
 #ifdef LSTMK_NEON
-        if (level == 1) { row_prepacked_neon(from, to, kc, a + pc, panels, c, start); continue; }
+            if (level == 1) { row_prepacked_neon(from, to, kc, ar, panels, cr, start); r++; continue; }
 #endif
-        row_prepacked_portable(from, to, kc, a + pc, panels, c, start);
+            row_prepacked_portable(from, to, kc, ar, panels, cr, start);
+            r++;
+        }
     }
 }
 
-// One row (batch 1) of a step for the unit groups g0..<g1: z = x (In)·W_ihᵀ when x is given (else z holds it
-// already), + bias (when given), += hprev (K)·W_hhᵀ, each group's element-wise pass. The columns in runs of two
-// groups (128 columns: the AVX-512 row kernel's eight chains), each run through all of K, first to last or (reverse)
-// last to first: the weights stream from L3 at batch 1, and a step that starts on the runs the previous one read last
-// finds them in L2 (a stream of H = 512, 2.4 MB of weights a core: 0.096 → 0.067 ms a step; H = 1024, 8.9 MB a core:
-// 0.384 → 0.362). Each element's chain is the KC-blocked one of step_columns, so the same bits either way.
-static void row_step(int level, ptrdiff_t g0, ptrdiff_t g1, ptrdiff_t H, ptrdiff_t In, const float *x,
-                     const float *packed_ih, ptrdiff_t K, const float *hprev, const float *packed_hh, const float *bias,
-                     float *z, float *c, float *h, int gate, int cell, float clip, const float *peep, int reverse) {
+// Rows 0..<n (one to three) of a step for the unit groups g0..<g1: z = x (In)·W_ihᵀ when x is
+// given (n = 1; else z holds it already), + bias (when given), += hprev (n × K, stride lda)·W_hhᵀ, each group's
+// element-wise pass (c rows H apart, h rows ldh apart). The columns in runs of two groups (128 columns: the AVX-512
+// row kernel's eight chains), each run through all of K, first to last or (reverse) last to first: at a few rows
+// the weights stream from L3, and a step that starts on the runs the previous one read last finds them in L2 (a
+// stream of H = 512, 2.4 MB of weights a core: 0.096 → 0.067 ms a step; H = 1024, 8.9 MB a core: 0.384 → 0.362).
+// Each element's chain is the KC-blocked one of step_columns, so the same bits either way.
+static void row_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff_t H, ptrdiff_t In, const float *x,
+                     const float *packed_ih, ptrdiff_t K, const float *hprev, ptrdiff_t lda, const float *packed_hh,
+                     const float *bias, float *z, ptrdiff_t ldz, float *c, float *h, ptrdiff_t ldh, int gate, int cell,
+                     float clip, const float *peep, int reverse) {
     const ptrdiff_t G = 4 * NR, npad = 4 * ((H + NR - 1) / NR) * NR, runs = (g1 - g0 + 1) / 2;
     for (ptrdiff_t s = 0; s < runs; s++) {
         const ptrdiff_t r = reverse ? runs - 1 - s : s;
         const ptrdiff_t u0 = g0 + 2 * r, u1 = u0 + 2 < g1 ? u0 + 2 : g1;
         const ptrdiff_t from = u0 * G, to = u1 * G;
         if (x) {
-            if (In > 0) row_chains(level, from, to, In, x, packed_ih, npad, z, 0);
+            if (In > 0) row_chains(level, 1, from, to, In, x, In, packed_ih, npad, z, ldz, 0);
             else memset(z + from, 0, (size_t)(to - from) * sizeof(float));
         }
-        if (bias) add_bias(z, 0, 1, from, to, bias);
-        if (K > 0) row_chains(level, from, to, K, hprev, packed_hh, npad, z, 1);
+        if (bias) add_bias(z, ldz, n, from, to, bias);
+        if (K > 0) row_chains(level, n, from, to, K, hprev, lda, packed_hh, npad, z, ldz, 1);
         for (ptrdiff_t u = u0; u < u1; u++) {
             const ptrdiff_t units = H - u * NR < NR ? H - u * NR : NR;
-            lstmk_pointwise_forward_units(z + u * G, 0, NR, c + u * NR, H, h + u * NR, 0, 1, units, gate, cell, clip,
-                                          peep ? peep + u * NR : NULL, H, level < 2 ? 1 : level == 2 ? 2 : 0);
+            lstmk_pointwise_forward_units(z + u * G, ldz, NR, c + u * NR, H, h + u * NR, ldh, n, units, gate, cell,
+                                          clip, peep ? peep + u * NR : NULL, H, level < 2 ? 1 : level == 2 ? 2 : 0);
         }
     }
 }
@@ -1136,12 +1189,17 @@ static void lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdif
         if (progress) atomic_store_explicit((_Atomic long *)(progress + part * 16), step + 1, memory_order_release);
         return;
     }
-    if (n == 1) {
-        // One row: all of h_{t−1} first, then the columns run by run through all of K (row_step).
+    if (n <= 3) {
+        // One to three rows: all of h_{t−1} first, then the columns run by run through all of K (row_step). In one
+        // process, alternated against the KC blocks below (inference, 100–200 steps): H = 512 B = 1 16.3 → 10.6 ms,
+        // B = 2 24.2 → 18.0, B = 3 25.3 → 19.4; H = 1024 B = 2 46.0 → 42.2; H = 256 B = 2 3.62 → 2.69; H = 128 B = 3
+        // 1.93 → 1.65. Four rows (two and two) were even at H = 512 and slower at H = 1024 (50.0 → 58.9 ms), eight
+        // slower (25.8 → 31.0).
         if (progress)
             for (ptrdiff_t q = 0; q < parts; q++)
                 if (q != part) wait_for(progress + q * 16, step);
-        row_step(level, g0, g1, H, 0, NULL, NULL, K, A, packed, bias, Z, c, h, gate, cell, clip, peep, reverse);
+        row_step(level, n, g0, g1, H, 0, NULL, NULL, K, A, lda, packed, bias, Z, ldz, c, h, ldh, gate, cell, clip, peep,
+                 reverse);
         if (progress) atomic_store_explicit((_Atomic long *)(progress + part * 16), step + 1, memory_order_release);
         return;
     }
@@ -1203,8 +1261,8 @@ void lstmk_lstm_stream_step(int level, ptrdiff_t g0, ptrdiff_t g1, ptrdiff_t H, 
                             const float *bias, float *z, float *c, float *h, int gate, int cell, float clip,
                             const float *peep, int reverse) {
     level = level < 0 ? lstmk_sgemm_level() : clamp_level(level);
-    if (g1 > g0) row_step(level, g0, g1, H, In, x, packed_ih, K, hprev, packed_hh, bias, z, c, h, gate, cell, clip,
-                          peep, reverse);
+    if (g1 > g0) row_step(level, 1, g0, g1, H, In, x, packed_ih, K, hprev, K, packed_hh, bias, z, 0, c, h, 0, gate,
+                          cell, clip, peep, reverse);
 }
 
 void lstmk_lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff_t H, ptrdiff_t K, const float *A,

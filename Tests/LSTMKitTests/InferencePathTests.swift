@@ -169,30 +169,34 @@ struct InferencePathTests {
         }
     }
 
-    /// One row (B = 1) goes through its columns in runs of two unit groups, every other step last run first
-    /// (`lstmk_lstm_step` with `reverse`): the bits of `forward` on every kernel level and 1–3 threads, pipelined
-    /// (chunks of 1 and 32 steps) and step by step, both directions — 19 groups (split 9 + 10 and 6 + 6 + 7: runs
-    /// with a group left over), K = 300 in two KC blocks, two layers, an initial state; and a stream of the same
-    /// model step by step (`lstmk_lstm_stream_step`, its own input product inside each run).
-    @Test func oneRowRunsBothWaysAreTheBitsOfForward() throws {
-        var random = RandomSource(seed: 31)
+    /// One to three rows (B ≤ 3, or the rows still running at a step) go through their columns in runs of two unit
+    /// groups, every other step last run first (`lstmk_lstm_step` with `reverse`; AVX-512 takes two or three rows
+    /// per pass over the weights): the bits of `forward` on every kernel level and 1–3 threads, pipelined (chunks of
+    /// 1 and 32 steps) and step by step, both directions, rows ending early — 19 groups (split 9 + 10 and 6 + 6 + 7:
+    /// runs with a group left over), K = 300 in two KC blocks, two layers, an initial state; and a stream of the
+    /// same model step by step (`lstmk_lstm_stream_step`, its own input product inside each run).
+    @Test(arguments: [1, 2, 3])
+    func fewRowsRunBothWaysToTheBitsOfForward(batch B: Int) throws {
+        var random = RandomSource(seed: UInt64(31 + B))
         let (I, H, L, T) = (5, 300, 2, 7)
+        let lengths: [Int]? = B == 3 ? [T, 2, 5] : nil
         for bidirectional in [false, true] {
             var layout = ParameterLayout()
             let lstm = try LSTM(LSTMConfiguration(inputSize: I, hiddenSize: H, layers: L, bidirectional: bidirectional),
                                 layout: &layout)
             var parameters = ParameterBuffer<Float>(layout: layout)
             lstm.initialize(&parameters, random: &random)
-            let x = (0..<(T * I)).map { _ in Float(random.uniform(-2, 2)) }
+            let x = (0..<(T * B * I)).map { _ in Float(random.uniform(-2, 2)) }
             let S = L * (bidirectional ? 2 : 1)
-            let initial = LSTMState<Float>(hidden: (0..<(S * H)).map { _ in Float(random.uniform(-1, 1)) },
-                                           cell: (0..<(S * H)).map { _ in Float(random.uniform(-1, 1)) }, layers: S,
-                                           batch: 1, hiddenSize: H)
-            let plain = lstm.forward(x, steps: T, batch: 1, initial: initial, parameters: parameters, stash: LSTMStash())
+            let initial = LSTMState<Float>(hidden: (0..<(S * B * H)).map { _ in Float(random.uniform(-1, 1)) },
+                                           cell: (0..<(S * B * H)).map { _ in Float(random.uniform(-1, 1)) },
+                                           layers: S, batch: B, hiddenSize: H)
+            let plain = lstm.forward(x, steps: T, batch: B, lengths: lengths, initial: initial, parameters: parameters,
+                                     stash: LSTMStash())
             for threads in [1, 2, 3] {
                 for level in GEMM.floatKernelLevels {
                     for chunk in [1, 32] {
-                        let out = lstm.inferFloat(x, steps: T, batch: 1, lengths: nil, initial: initial,
+                        let out = lstm.inferFloat(x, steps: T, batch: B, lengths: lengths, initial: initial,
                                                   layout: .timeMajor, parameters: parameters,
                                                   stash: LSTMStash(threads: threads), level: Int32(level),
                                                   chunk: chunk, rowSplit: false)
@@ -201,7 +205,7 @@ struct InferencePathTests {
                     }
                 }
             }
-            guard !bidirectional else { continue }
+            guard !bidirectional && B == 1 else { continue }
             for threads in [1, 2, 3] {
                 let stream = LSTMStream(lstm: lstm, parameters: parameters, threads: threads)
                 stream.state = initial
