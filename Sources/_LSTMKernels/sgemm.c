@@ -926,9 +926,9 @@ static void row_prepacked_avx512(ptrdiff_t from, ptrdiff_t to, ptrdiff_t kc, con
 #endif
 
 #ifdef LSTMK_X86
-// Two or three rows of A (stride lda; rows of C stride ldc) against the same panels: each panel vector loaded once
-// for every row, eight panels at a time (16 or 24 chains), then four, then row by row; each element's chain is the
-// one-row kernel's. A few rows of a batch-1-like step stream the weights as one row does.
+// Two to four rows of A (stride lda; rows of C stride ldc) against the same panels: each panel vector loaded once
+// for every row, eight panels at a time (16 or 24 chains; four rows: four panels, 16 chains), then four, then row by
+// row; each element's chain is the one-row kernel's. A few rows of a batch-1-like step stream the weights as one row does.
 __attribute__((target("avx512f")))
 static void rows_prepacked_avx512(ptrdiff_t m, ptrdiff_t from, ptrdiff_t to, ptrdiff_t kc, const float *a,
                                   ptrdiff_t lda, const float *panels, float *c, ptrdiff_t ldc, int start_from_c) {
@@ -954,9 +954,11 @@ static void rows_prepacked_avx512(ptrdiff_t m, ptrdiff_t from, ptrdiff_t to, ptr
     if (m == 2) {
         LSTMK_ROWS512(2, 8)
         LSTMK_ROWS512(2, 4)
-    } else {
+    } else if (m == 3) {
         LSTMK_ROWS512(3, 8)
         LSTMK_ROWS512(3, 4)
+    } else {
+        LSTMK_ROWS512(4, 4)
     }
 #undef LSTMK_ROWS512
     if (j < to)
@@ -1104,7 +1106,7 @@ static void step_columns(int level, ptrdiff_t n, const float *a, ptrdiff_t astri
 
 // Rows 0..<m of C (stride ldc), columns from..<to: c (start_from_c) or 0, then the chains of rows of a (K each,
 // stride lda) against the packed panels (N padded to npad), every KC block in turn: the chains of
-// lstmk_sgemm_prepacked's one-row path, for each row. AVX-512 takes the rows three (or two) at a time.
+// lstmk_sgemm_prepacked's one-row path, for each row. AVX-512 takes the rows up to four at a time.
 static void row_chains(int level, ptrdiff_t m, ptrdiff_t from, ptrdiff_t to, ptrdiff_t K, const float *a,
                        ptrdiff_t lda, const float *packed, ptrdiff_t npad, float *c, ptrdiff_t ldc, int start_from_c) {
     for (ptrdiff_t pc = 0; pc < K; pc += KC) {
@@ -1116,7 +1118,7 @@ static void row_chains(int level, ptrdiff_t m, ptrdiff_t from, ptrdiff_t to, ptr
             float *cr = c + r * ldc;
 #ifdef LSTMK_X86
             if (level >= 3) {
-                const ptrdiff_t rows = m - r < 3 ? m - r : 3;
+                const ptrdiff_t rows = m - r < 4 ? m - r : 4;
                 if (rows == 1) row_prepacked_avx512(from, to, kc, ar, panels, cr, start);
                 else rows_prepacked_avx512(rows, from, to, kc, ar, lda, panels, cr, ldc, start);
                 r += rows;
@@ -1133,7 +1135,7 @@ static void row_chains(int level, ptrdiff_t m, ptrdiff_t from, ptrdiff_t to, ptr
     }
 }
 
-// Rows 0..<n (one to three) of a step for the unit groups g0..<g1: z = x (In)·W_ihᵀ when x is
+// Rows 0..<n (one to four) of a step for the unit groups g0..<g1: z = x (In)·W_ihᵀ when x is
 // given (n = 1; else z holds it already), + bias (when given), += hprev (n × K, stride lda)·W_hhᵀ, each group's
 // element-wise pass (c rows H apart, h rows ldh apart). The columns in runs of two groups (128 columns: the AVX-512
 // row kernel's eight chains), each run through all of K, first to last or (reverse) last to first: at a few rows
@@ -1189,12 +1191,12 @@ static void lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdif
         if (progress) atomic_store_explicit((_Atomic long *)(progress + part * 16), step + 1, memory_order_release);
         return;
     }
-    if (n <= 3) {
-        // One to three rows: all of h_{t−1} first, then the columns run by run through all of K (row_step). In one
+    if (n <= 4) {
+        // One to four rows: all of h_{t−1} first, then the columns run by run through all of K (row_step). In one
         // process, alternated against the KC blocks below (inference, 100–200 steps): H = 512 B = 1 16.3 → 10.6 ms,
-        // B = 2 24.2 → 18.0, B = 3 25.3 → 19.4; H = 1024 B = 2 46.0 → 42.2; H = 256 B = 2 3.62 → 2.69; H = 128 B = 3
-        // 1.93 → 1.65. Four rows (two and two) were even at H = 512 and slower at H = 1024 (50.0 → 58.9 ms), eight
-        // slower (25.8 → 31.0).
+        // B = 2 24.2 → 18.0, B = 3 25.3 → 19.4, B = 4 18.9 → 13.5; H = 1024 B = 2 46.0 → 42.2, B = 4 41.1 → 38.2;
+        // H = 256 B = 2 3.62 → 2.69, B = 4 3.31 → 2.95; H = 128 B = 3 1.93 → 1.65. Six rows (four and two) were
+        // slower at H = 1024 (43.5 → 47.8 ms), eight even at H = 512.
         if (progress)
             for (ptrdiff_t q = 0; q < parts; q++)
                 if (q != part) wait_for(progress + q * 16, step);

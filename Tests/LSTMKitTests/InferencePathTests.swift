@@ -169,17 +169,17 @@ struct InferencePathTests {
         }
     }
 
-    /// One to three rows (B ≤ 3, or the rows still running at a step) go through their columns in runs of two unit
-    /// groups, every other step last run first (`lstmk_lstm_step` with `reverse`; AVX-512 takes two or three rows
+    /// One to four rows (B ≤ 4, or the rows still running at a step) go through their columns in runs of two unit
+    /// groups, every other step last run first (`lstmk_lstm_step` with `reverse`; AVX-512 takes two to four rows
     /// per pass over the weights): the bits of `forward` on every kernel level and 1–3 threads, pipelined (chunks of
     /// 1 and 32 steps) and step by step, both directions, rows ending early — 19 groups (split 9 + 10 and 6 + 6 + 7:
     /// runs with a group left over), K = 300 in two KC blocks, two layers, an initial state; and a stream of the
     /// same model step by step (`lstmk_lstm_stream_step`, its own input product inside each run).
-    @Test(arguments: [1, 2, 3])
+    @Test(arguments: [1, 2, 3, 4])
     func fewRowsRunBothWaysToTheBitsOfForward(batch B: Int) throws {
         var random = RandomSource(seed: UInt64(31 + B))
         let (I, H, L, T) = (5, 300, 2, 7)
-        let lengths: [Int]? = B == 3 ? [T, 2, 5] : nil
+        let lengths: [Int]? = B == 3 ? [T, 2, 5] : B == 4 ? [6, T, 3, 1] : nil
         for bidirectional in [false, true] {
             var layout = ParameterLayout()
             let lstm = try LSTM(LSTMConfiguration(inputSize: I, hiddenSize: H, layers: L, bidirectional: bidirectional),
