@@ -1191,12 +1191,14 @@ static void lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdif
         if (progress) atomic_store_explicit((_Atomic long *)(progress + part * 16), step + 1, memory_order_release);
         return;
     }
-    if (n <= 4) {
-        // One to four rows: all of h_{t−1} first, then the columns run by run through all of K (row_step). In one
-        // process, alternated against the KC blocks below (inference, 100–200 steps): H = 512 B = 1 16.3 → 10.6 ms,
+    if (n <= (level == 3 ? 4 : level == 2 ? 3 : 1)) {
+        // A few rows: all of h_{t−1} first, then the columns run by run through all of K (row_step). In one process,
+        // alternated against the KC blocks below (inference, 100–200 steps, AVX-512): H = 512 B = 1 16.3 → 10.6 ms,
         // B = 2 24.2 → 18.0, B = 3 25.3 → 19.4, B = 4 18.9 → 13.5; H = 1024 B = 2 46.0 → 42.2, B = 4 41.1 → 38.2;
-        // H = 256 B = 2 3.62 → 2.69, B = 4 3.31 → 2.95; H = 128 B = 3 1.93 → 1.65. Six rows (four and two) were
-        // slower at H = 1024 (43.5 → 47.8 ms), eight even at H = 512.
+        // H = 256 B = 2 3.62 → 2.69, B = 4 3.31 → 2.95; H = 128 B = 3 1.93 → 1.65; six rows (four and two) slower at
+        // H = 1024 (43.5 → 47.8 ms), eight even at H = 512. At AVX2 (a row at a time): H = 512 B = 1 19.4 → 13.9,
+        // B = 2 34.3 → 22.7, B = 3 36.8 → 29.5, but B = 4 22.1 → 30.2 (the 4-row tiles); H = 1024 B = 3 63.4 → 52.6,
+        // H = 256 B = 2 6.36 → 4.68, B = 3 6.80 → 6.92. NEON and portable: one row (not measured on more).
         if (progress)
             for (ptrdiff_t q = 0; q < parts; q++)
                 if (q != part) wait_for(progress + q * 16, step);

@@ -90,9 +90,10 @@ void lstmk_sgemm_pack_b_gates_groups(ptrdiff_t H, ptrdiff_t K, const float *B, p
 /// layout: Z (n rows, stride ldz) += bias (when given: one add per element), then Z += A (n, K, stride lda)·W_hhᵀ
 /// (packed by lstmk_sgemm_pack_b_gates), each group's element-wise pass applied as soon as its columns are done
 /// (while they are in L1): c (n, H) updated in place, h (n rows, stride ldh) written for those units. level: as
-/// lstmk_sgemm_at_level (-1: this CPU's best). One to four rows (n ≤ 4) go through the columns in runs of two
-/// groups, each through all of K, the last run first when `reverse` is set (callers alternate it by step, so that a
-/// step starts on the weights the previous step left in L2); the same bits either way.
+/// lstmk_sgemm_at_level (-1: this CPU's best). A few rows (n ≤ 4 at AVX-512, 3 at AVX2, 1 otherwise) go through
+/// the columns in runs of two groups, each through all of K, the last run first when `reverse` is set (callers
+/// alternate it by step, so that a step starts on the weights the previous step left in L2); the same bits either
+/// way.
 void lstmk_lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdiff_t H, ptrdiff_t K, const float *A,
                      ptrdiff_t lda, const float *packed, const float *bias, float *Z, ptrdiff_t ldz, float *c, float *h,
                      ptrdiff_t ldh, int gate, int cell, float clip, const float *peep, int reverse);
@@ -113,8 +114,8 @@ void lstmk_lstm_stream_step(int level, ptrdiff_t g0, ptrdiff_t g1, ptrdiff_t H, 
 /// instead of a join after every step, each KC block of the product first waits until every other part that owns
 /// units of that block has published `step` (progress[q·16] ≥ step, acquire), and the part publishes step + 1
 /// (progress[part·16], release) once its units' h are written. A part whose own units come first in K starts the
-/// next step while the others finish theirs. One to four rows (n ≤ 4) wait for all of h_{t−1} first, then run as
-/// lstmk_lstm_step with `reverse` = step's parity. The same chains as lstmk_lstm_step, so the same bits. `progress`:
+/// next step while the others finish theirs. A few rows (as in lstmk_lstm_step) wait for all of h_{t−1} first, then
+/// run as lstmk_lstm_step with `reverse` = step's parity. The same chains as lstmk_lstm_step, so the same bits. `progress`:
 /// 16·parts longs, zero (or the job's first step) before the job.
 void lstmk_lstm_step_pipelined(int level, ptrdiff_t n, ptrdiff_t part, ptrdiff_t parts, ptrdiff_t H, const float *A,
                                ptrdiff_t lda, const float *packed, const float *bias, float *Z, ptrdiff_t ldz,
