@@ -24,6 +24,8 @@ CONFIGS = {
     # Variable lengths uniform in [T/2, T], through pack_padded_sequence(enforce_sorted=False) (see packed()).
     "packed": dict(input=64, hidden=256, layers=1, batch=64, steps=100, streaming=False, packed=True),
     "bidir": dict(input=64, hidden=256, layers=1, batch=64, steps=100, streaming=False, bidirectional=True),
+    # A few sequences at once (a server's small batch); not in bench_compare.py's default list.
+    "batch4": dict(input=65, hidden=512, layers=1, batch=4, steps=100, streaming=False),
 }
 
 

@@ -31,6 +31,8 @@ struct BenchConfiguration {
               variableLengths: true),
         .init(name: "bidir", input: 64, hidden: 256, layers: 1, batch: 64, steps: 100, streaming: false,
               bidirectional: true),
+        // A few sequences at once (a server's small batch): not in the default list.
+        .init(name: "batch4", input: 65, hidden: 512, layers: 1, batch: 4, steps: 100, streaming: false),
         // Memory-lean BPTT against the full stash (BenchCommand.lean); not in the default list (about a minute).
         .init(name: "lean", input: 64, hidden: 256, layers: 1, batch: 1, steps: 100_000, streaming: false),
     ]
@@ -61,7 +63,7 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Print one JSON object per configuration.") var json = false
     @OptionGroup var runtime: ThreadOptions
     var threads: Int { runtime.threads }
-    @Option(help: "Comma-separated configurations: small, charrnn, large, stream-128, stream-512x2, stream-1024, packed (variable lengths uniform in [T/2, T]), bidir (bidirectional), lean (memory-lean BPTT, T = 100,000).")
+    @Option(help: "Comma-separated configurations: small, charrnn, large, stream-128, stream-512x2, stream-1024, packed (variable lengths uniform in [T/2, T]), bidir (bidirectional); not by default: batch4 (B = 4, H = 512), lean (memory-lean BPTT, T = 100,000).")
     var configs = "small,charrnn,large,stream-128,stream-512x2,stream-1024,packed,bidir"
     @Option(help: "Timed repetitions after one warm-up (the median is reported).") var repeats = 5
     @Option(help: "Timed steps for streaming configurations.") var streamSteps = 200
