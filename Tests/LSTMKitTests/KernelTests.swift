@@ -421,7 +421,8 @@ struct PreparedOperandTests {
     /// and the one-row path; for Double too.
     @Test func preparedWithBiasEqualsBiasThenProduct() {
         var random = RandomSource(seed: 29)
-        for (M, N, K) in [(1, 40, 30), (8, 512, 128), (13, 100, 600), (64, 33, 70), (150, 64, 20)] {
+        for (M, N, K) in [(1, 40, 30), (2, 212, 300), (3, 100, 600), (4, 1030, 70), (8, 512, 128), (13, 100, 600),
+                          (64, 33, 70), (150, 64, 20)] {
             let a = (0..<(M * K)).map { _ in Float(random.uniform(-1, 1)) }
             let b = (0..<(K * N)).map { _ in Float(random.uniform(-1, 1)) }
             let bias = (0..<N).map { _ in Float(random.uniform(-1, 1)) }
@@ -468,9 +469,9 @@ struct PreparedOperandTests {
     func preparedEqualsPlain(transposeA: Bool, transposeB: Bool) {
         var random = RandomSource(seed: 23)
         // M = 1 takes the row kernel over the panels (128- and 64-column blocks, then single panels, several KC
-        // blocks; 212 = 128 + 64 + 20).
-        for (M, N, K) in [(1, 17, 3), (1, 100, 600), (1, 1030, 70), (1, 212, 300), (5, 300, 257), (13, 513, 40),
-                          (64, 1024, 300), (150, 33, 520)] {
+        // blocks; 212 = 128 + 64 + 20); M = 2–4 (rows in place) the row kernels too, up to four rows a pass.
+        for (M, N, K) in [(1, 17, 3), (1, 100, 600), (1, 1030, 70), (1, 212, 300), (2, 212, 300), (3, 1030, 70),
+                          (4, 100, 600), (4, 17, 3), (5, 300, 257), (13, 513, 40), (64, 1024, 300), (150, 33, 520)] {
             let ldb = transposeB ? K : N, lda = transposeA ? M + 2 : K
             let a = (0..<((transposeA ? K : M) * lda)).map { _ in Float(random.uniform(-1, 1)) }
             let b = (0..<(K * N)).map { _ in Float(random.uniform(-1, 1)) }
