@@ -1017,6 +1017,20 @@ static void row_chains(int level, ptrdiff_t m, ptrdiff_t from, ptrdiff_t to, ptr
     }
 }
 
+// The direction of this thread's next pass over a packed operand: 0, 1, 0, ... per operand (the last eight this
+// thread read), so that products on other weights in between (a projection's, the other direction's) do not break
+// one operand's alternation.
+static int next_direction(const float *packed) {
+    static _Thread_local const float *seen[8];
+    static _Thread_local int flips[8], victim;
+    for (int i = 0; i < 8; i++)
+        if (seen[i] == packed) return flips[i] ^= 1;
+    const int i = victim;
+    victim = (victim + 1) & 7;
+    seen[i] = packed;
+    return flips[i] = 0;
+}
+
 static void sgemm_prepacked(int level, ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t N, ptrdiff_t K,
                             const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *packed,
                             float *C, ptrdiff_t ldc, int accumulate, const float *bias) {
@@ -1032,14 +1046,30 @@ static void sgemm_prepacked(int level, ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, 
         return;
     }
     const ptrdiff_t npad = padded_width(N);
-    if (M >= 2 && M <= (level == 3 ? 4 : level == 2 ? 3 : 0) && csa == 1) {
-        // Two to four rows (three at AVX2): the row kernels, every KC block in turn (C + b first, as the tiles add
-        // it). The weights are read once per step for all the rows (at AVX-512; a row at a time at AVX2, from L1),
-        // where the 4-row tiles ran slower: alternated in one process, training steps (T = 100) at H = 512 B = 2
-        // 22.9 → 21.3 ms, B = 4 25.4 → 24.5, H = 128 B = 4 2.15 → 2.01; at AVX2 H = 512 B = 2 46.8 → 35.0, B = 3
-        // 40.6 → 37.9.
+    if (M <= (level == 3 ? 4 : level == 2 ? 3 : 1) && csa == 1) {
+        // One to four rows (three at AVX2, one on NEON and portable), rows in place: the row kernels (C + b first, as
+        // the tiles add it), the weights read once per call for all the rows at AVX-512 (a row at a time from L1 at
+        // AVX2), where the 4-row tiles ran slower. A thread whose columns hold more than 512 KB of weights (more than
+        // its L2 keeps beside the rest) reads them in runs of 128 columns, each through all of K, the runs last to
+        // first on every other call on the same weights (next_direction): a per-step product called again on the same weights (training's forward and
+        // backward steps; the pool gives part p of every step to the same thread) then starts on the runs the
+        // previous call left in L2. Each element's chain is unchanged, so the same bits. Alternated in one process,
+        // training steps (T = 100): H = 512 B = 1 20.4 → 16.0 ms, B = 2 22.9 → 21.3 (the row kernels) → 17.1 (the
+        // runs), B = 4 25.4 → 24.5 → 21.1, H = 384 B = 2 7.50 → 6.95 (runs), H = 128 B = 4 2.15 → 2.01; at AVX2
+        // H = 512 B = 2 46.8 → 35.0, B = 3 40.6 → 37.9 (the row kernels). With the runs at H = 256 (512 KB a thread)
+        // B = 2 was even to 12 % slower, hence the bound.
         if (bias) add_bias(C, ldc, M, j0, j1, bias);
-        row_chains(level, M, j0, j1, K, A, rsa, packed, npad, C, ldc, accumulate);
+        if ((j1 - j0) * K * (ptrdiff_t)sizeof(float) <= (ptrdiff_t)512 << 10) {
+            row_chains(level, M, j0, j1, K, A, rsa, packed, npad, C, ldc, accumulate);
+            return;
+        }
+        const int reverse = next_direction(packed);
+        const ptrdiff_t runs = (j1 - j0 + 127) / 128;
+        for (ptrdiff_t s = 0; s < runs; s++) {
+            const ptrdiff_t r = reverse ? runs - 1 - s : s;
+            const ptrdiff_t from = j0 + 128 * r, to = from + 128 < j1 ? from + 128 : j1;
+            row_chains(level, M, from, to, K, A, rsa, packed, npad, C, ldc, accumulate);
+        }
         return;
     }
     if (M == 1) {

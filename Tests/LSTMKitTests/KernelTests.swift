@@ -469,9 +469,12 @@ struct PreparedOperandTests {
     func preparedEqualsPlain(transposeA: Bool, transposeB: Bool) {
         var random = RandomSource(seed: 23)
         // M = 1 takes the row kernel over the panels (128- and 64-column blocks, then single panels, several KC
-        // blocks; 212 = 128 + 64 + 20); M = 2–4 (rows in place) the row kernels too, up to four rows a pass.
+        // blocks; 212 = 128 + 64 + 20); M = 2–4 (rows in place) the row kernels too, up to four rows a pass; with
+        // more than 512 KB of weights a thread (700 × 520: 1.4 MB) in runs of 128 columns, alternately last to first
+        // from one call to the next (each shape is multiplied several times below, on 1–3 threads).
         for (M, N, K) in [(1, 17, 3), (1, 100, 600), (1, 1030, 70), (1, 212, 300), (2, 212, 300), (3, 1030, 70),
-                          (4, 100, 600), (4, 17, 3), (5, 300, 257), (13, 513, 40), (64, 1024, 300), (150, 33, 520)] {
+                          (4, 100, 600), (4, 17, 3), (1, 700, 520), (3, 700, 520), (5, 300, 257), (13, 513, 40),
+                          (64, 1024, 300), (150, 33, 520)] {
             let ldb = transposeB ? K : N, lda = transposeA ? M + 2 : K
             let a = (0..<((transposeA ? K : M) * lda)).map { _ in Float(random.uniform(-1, 1)) }
             let b = (0..<(K * N)).map { _ in Float(random.uniform(-1, 1)) }
