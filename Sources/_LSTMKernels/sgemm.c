@@ -926,6 +926,45 @@ static void row_prepacked_avx512(ptrdiff_t from, ptrdiff_t to, ptrdiff_t kc, con
 #endif
 
 #ifdef LSTMK_X86
+// Two or three rows at AVX2 (16 registers): three panels (two rows, 12 chains) or two (three rows, 12 chains) at a
+// time, each panel vector loaded once for every row, then row by row; each element's chain is the one-row kernel's.
+__attribute__((target("avx2,fma")))
+static void rows_prepacked_avx2(ptrdiff_t m, ptrdiff_t from, ptrdiff_t to, ptrdiff_t kc, const float *a,
+                                ptrdiff_t lda, const float *panels, float *c, ptrdiff_t ldc, int start_from_c) {
+    ptrdiff_t j = from;
+#define LSTMK_ROWS256(ROWS, PANELS)                                                                                 \
+    for (; j + PANELS * NR <= to; j += PANELS * NR) {                                                               \
+        const float *p = panels + j * kc;                                                                           \
+        __m256 acc[ROWS][2 * PANELS];                                                                               \
+        for (int r = 0; r < ROWS; r++)                                                                              \
+            for (int q = 0; q < 2 * PANELS; q++)                                                                    \
+                acc[r][q] = start_from_c ? _mm256_loadu_ps(c + r * ldc + j + q * 8) : _mm256_setzero_ps();          \
+        for (ptrdiff_t k = 0; k < kc; k++) {                                                                        \
+            __m256 av[ROWS];                                                                                        \
+            for (int r = 0; r < ROWS; r++) av[r] = _mm256_broadcast_ss(a + r * lda + k);                            \
+            for (int q = 0; q < 2 * PANELS; q++) {                                                                  \
+                const __m256 w = _mm256_loadu_ps(p + (q / 2) * NR * kc + k * NR + (q % 2) * 8);                     \
+                for (int r = 0; r < ROWS; r++) acc[r][q] = _mm256_fmadd_ps(av[r], w, acc[r][q]);                    \
+            }                                                                                                       \
+        }                                                                                                           \
+        for (int r = 0; r < ROWS; r++)                                                                              \
+            for (int q = 0; q < 2 * PANELS; q++) _mm256_storeu_ps(c + r * ldc + j + q * 8, acc[r][q]);              \
+    }
+    if (m == 2) {
+        LSTMK_ROWS256(2, 3)
+        LSTMK_ROWS256(2, 1)
+    } else {
+        LSTMK_ROWS256(3, 2)
+        LSTMK_ROWS256(3, 1)
+    }
+#undef LSTMK_ROWS256
+    if (j < to)
+        for (ptrdiff_t r = 0; r < m; r++)
+            row_prepacked_avx2(j, to, kc, a + r * lda, panels, c + r * ldc, start_from_c);
+}
+#endif
+
+#ifdef LSTMK_X86
 // Two to four rows of A (stride lda; rows of C stride ldc) against the same panels: each panel vector loaded once
 // for every row, eight panels at a time (16 or 24 chains; four rows: four panels, 16 chains), then four, then row by
 // row; each element's chain is the one-row kernel's. A step of a few rows then streams the weights as one row does
@@ -963,7 +1002,8 @@ static void rows_prepacked_avx512(ptrdiff_t m, ptrdiff_t from, ptrdiff_t to, ptr
     }
 #undef LSTMK_ROWS512
     if (j < to)
-        for (ptrdiff_t r = 0; r < m; r++) row_prepacked_avx512(j, to, kc, a + r * lda, panels, c + r * ldc, start_from_c);
+        for (ptrdiff_t r = 0; r < m; r++)
+            row_prepacked_avx512(j, to, kc, a + r * lda, panels, c + r * ldc, start_from_c);
 }
 #endif
 
@@ -1006,7 +1046,13 @@ static void row_chains(int level, ptrdiff_t m, ptrdiff_t from, ptrdiff_t to, ptr
                 r += rows;
                 continue;
             }
-            if (level >= 2) { row_prepacked_avx2(from, to, kc, ar, panels, cr, start); r++; continue; }
+            if (level >= 2) {
+                const ptrdiff_t rows = m - r < 3 ? m - r : 3;
+                if (rows == 1) row_prepacked_avx2(from, to, kc, ar, panels, cr, start);
+                else rows_prepacked_avx2(rows, from, to, kc, ar, lda, panels, cr, ldc, start);
+                r += rows;
+                continue;
+            }
 #endif
 #ifdef LSTMK_NEON
             if (level == 1) { row_prepacked_neon(from, to, kc, ar, panels, cr, start); r++; continue; }
@@ -1048,16 +1094,16 @@ static void sgemm_prepacked(int level, ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, 
     const ptrdiff_t npad = padded_width(N);
     if (M <= (level == 3 ? 4 : level == 2 ? 3 : 1) && csa == 1) {
         // One to four rows (three at AVX2, one on NEON and portable), rows in place: the row kernels (C + b first, as
-        // the tiles add it), the weights read once per call for all the rows at AVX-512 (a row at a time from L1 at
-        // AVX2), where the 4-row tiles ran slower. A thread whose columns hold more than 512 KB of weights (more than
-        // its L2 keeps beside the rest) reads them in runs of 128 columns, each through all of K, the runs last to
-        // first on every other call on the same weights (next_direction): a per-step product called again on the same weights (training's forward and
-        // backward steps; the pool gives part p of every step to the same thread) then starts on the runs the
-        // previous call left in L2. Each element's chain is unchanged, so the same bits. Alternated in one process,
-        // training steps (T = 100): H = 512 B = 1 20.4 → 16.0 ms, B = 2 22.9 → 21.3 (the row kernels) → 17.1 (the
-        // runs), B = 4 25.4 → 24.5 → 21.1, H = 384 B = 2 7.50 → 6.95 (runs), H = 128 B = 4 2.15 → 2.01; at AVX2
-        // H = 512 B = 2 46.8 → 35.0, B = 3 40.6 → 37.9 (the row kernels). With the runs at H = 256 (512 KB a thread)
-        // B = 2 was even to 12 % slower, hence the bound.
+        // the tiles add it), the weights read once per call for all the rows, where the 4-row tiles ran slower. A
+        // thread whose columns hold more than 512 KB of weights (more than its L2 keeps beside the rest) reads them in
+        // runs of 128 columns, each through all of K, the runs last to first on every other call on the same weights
+        // (next_direction): a per-step product called again on the same weights (training's forward and backward steps;
+        // the pool gives part p of every step to the same thread) then starts on the runs the previous call left in L2.
+        // Each element's chain is unchanged, so the same bits. Alternated in one process, training steps (T = 100):
+        // H = 512 B = 1 20.4 → 16.0 ms, B = 2 22.9 → 21.3 (the row kernels) → 17.1 (the runs), B = 4 25.4 → 24.5 →
+        // 21.1, H = 384 B = 2 7.50 → 6.95 (runs), H = 128 B = 4 2.15 → 2.01; at AVX2 H = 512 B = 2 46.8 → 35.0, B = 3
+        // 40.6 → 37.9 (a row at a time), then, with the runs, 23.4 → 19.2 and 31.3 → 21.9 (two or three rows a pass).
+        // With the runs at H = 256 (512 KB a thread) B = 2 was even to 12 % slower, hence the bound.
         if (bias) add_bias(C, ldc, M, j0, j1, bias);
         if ((j1 - j0) * K * (ptrdiff_t)sizeof(float) <= (ptrdiff_t)512 << 10) {
             row_chains(level, M, j0, j1, K, A, rsa, packed, npad, C, ldc, accumulate);
@@ -1237,9 +1283,11 @@ static void lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdif
         // alternated against the KC blocks below (inference, 100–200 steps, AVX-512): H = 512 B = 1 16.3 → 10.6 ms,
         // B = 2 24.2 → 18.0, B = 3 25.3 → 19.4, B = 4 18.9 → 13.5; H = 1024 B = 2 46.0 → 42.2, B = 4 41.1 → 38.2;
         // H = 256 B = 2 3.62 → 2.69, B = 4 3.31 → 2.95; H = 128 B = 3 1.93 → 1.65; six rows (four and two) slower at
-        // H = 1024 (43.5 → 47.8 ms), eight even at H = 512. At AVX2 (a row at a time): H = 512 B = 1 19.4 → 13.9,
-        // B = 2 34.3 → 22.7, B = 3 36.8 → 29.5, but B = 4 22.1 → 30.2 (the 4-row tiles); H = 1024 B = 3 63.4 → 52.6,
-        // H = 256 B = 2 6.36 → 4.68, B = 3 6.80 → 6.92. NEON and portable: one row (not measured on more).
+        // H = 1024 (43.5 → 47.8 ms), eight even at H = 512. At AVX2, first a row at a time: H = 512 B = 1 19.4 →
+        // 13.9, B = 2 34.3 → 22.7, B = 3 36.8 → 29.5, H = 1024 B = 3 63.4 → 52.6; then two or three rows a pass
+        // (rows_prepacked_avx2) against that: H = 512 B = 2 17.5 → 13.3, B = 3 22.6 → 13.4, H = 1024 B = 3 52.8 →
+        // 33.2, H = 256 B = 3 5.23 → 2.94; four rows stay on the 4-row tiles at AVX2 (as 3 + 1 or 2 + 2: even at
+        // H = 512, 12–24 % slower at H = 256 and 1024). NEON and portable: one row (not measured on more).
         if (progress)
             for (ptrdiff_t q = 0; q < parts; q++)
                 if (q != part) wait_for(progress + q * 16, step);
