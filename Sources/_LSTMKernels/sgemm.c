@@ -1287,7 +1287,7 @@ static void lstm_step(int level, ptrdiff_t n, ptrdiff_t g0, ptrdiff_t g1, ptrdif
         // 13.9, B = 2 34.3 → 22.7, B = 3 36.8 → 29.5, H = 1024 B = 3 63.4 → 52.6; then two or three rows a pass
         // (rows_prepacked_avx2) against that: H = 512 B = 2 17.5 → 13.3, B = 3 22.6 → 13.4, H = 1024 B = 3 52.8 →
         // 33.2, H = 256 B = 3 5.23 → 2.94; four rows stay on the 4-row tiles at AVX2 (as 3 + 1 or 2 + 2: even at
-        // H = 512, 12–24 % slower at H = 256 and 1024). NEON and portable: one row (not measured on more).
+        // H = 512, 15–24 % slower at H = 256 and 1024). NEON and portable: one row (not measured on more).
         if (progress)
             for (ptrdiff_t q = 0; q < parts; q++)
                 if (q != part) wait_for(progress + q * 16, step);
