@@ -62,6 +62,15 @@ struct TimeStampTests {
         #expect(next(["2024-12-31 22:00", "2024-12-31 23:00"], 2) == ["2025-01-01 00:00", "2025-01-01 01:00"])
         #expect(next(["2024-02-26", "2024-03-04"], 1) == ["2024-03-11"])
         #expect(next(["1", "3"], 2) == ["5", "7"])
+        // Integer stamps at the ends of Int: a gap wider than Int.max is irregular (the CSV fuzzer's crash), the
+        // stamps after Int.max stop there.
+        let huge = [-8_612_933_377_076_003_960, 8_612_933_377_076_003_960]
+        #expect(TimeStamps.frequency(of: huge, format: .integer).frequency == nil)
+        #expect(TimeStamps.frequency(of: huge, format: .integer).irregularIndex == 1)
+        #expect(TimeStamps.frequency(of: [0, 1, Int.max], format: .integer).irregularIndex == 2)
+        let f = TimeStamps.frequency(of: [Int.max - 2, Int.max - 1], format: .integer).frequency!
+        #expect((1...3).map { TimeStamps.advance(Int.max - 1, by: $0, frequency: f, format: .integer) }
+                == [Int.max, Int.max, Int.max])
     }
 }
 
@@ -128,6 +137,9 @@ struct ForecastDataTests {
                 .hasPrefix("t.csv line 3, column time: '2024-13' is not a time stamp"))
         #expect(Self.message { _ = try Self.read(header + "2024-01,1\n2024-02-01,2\n") }
                 .contains("is written differently from the first time stamp"))
+        // Integer stamps further apart than Int.max (the CSV fuzzer's input, Fuzz/Corpus/csv): a message, not a trap.
+        #expect(Self.message { _ = try Self.read(header + "-8612933377076003960,1\n8612933377076003960,2\n") }
+                .hasPrefix("t.csv line 3, column time: time stamp 8612933377076003960 breaks the regular spacing"))
     }
 
     @Test func emptyCellsCanBeFilled() throws {

@@ -155,9 +155,15 @@ public enum TimeStamps {
     /// month's last day) are monthly, quarterly or yearly by their month spacing.
     public static func frequency(of ordinals: [Int], format: TimeFormat) -> (frequency: Frequency?, irregularIndex: Int?) {
         guard ordinals.count >= 2 else { return (nil, nil) }
+        // Integer stamps span all of Int: a gap wider than Int.max (found by the CSV fuzzer: -8.6e18 then 8.6e18)
+        // is no regular spacing, not an overflow.
         func constant(_ values: [Int]) -> (Int?, Int?) {
-            let d = values[1] - values[0]
-            for k in 2..<values.count where values[k] - values[k - 1] != d { return (nil, k) }
+            let (d, wide) = values[1].subtractingReportingOverflow(values[0])
+            if wide { return (nil, 1) }
+            for k in 2..<values.count {
+                let (step, over) = values[k].subtractingReportingOverflow(values[k - 1])
+                if over || step != d { return (nil, k) }
+            }
             return (d, nil)
         }
         let unit: Frequency.Unit
@@ -186,10 +192,13 @@ public enum TimeStamps {
     }
 
     /// The stamp `count` steps of `frequency` after `ordinal` (for dates on a day of the month: that day, or the
-    /// month's last day, of the later month).
+    /// month's last day, of the later month). Integer stamps near the ends of Int stop at Int.min or Int.max.
     public static func advance(_ ordinal: Int, by count: Int, frequency: Frequency, format: TimeFormat) -> Int {
         guard format == .date, frequency.unit == .month || frequency.unit == .year else {
-            return ordinal + count * frequency.step
+            let (span, wide) = count.multipliedReportingOverflow(by: frequency.step)
+            let (stamp, over) = ordinal.addingReportingOverflow(span)
+            if wide || over { return (count < 0) == (frequency.step < 0) ? Int.max : Int.min }
+            return stamp
         }
         let (y, m, d) = civilFromDays(ordinal)
         let months = y * 12 + m - 1 + count * frequency.step * (frequency.unit == .year ? 12 : 1)
