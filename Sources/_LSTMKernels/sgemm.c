@@ -926,30 +926,38 @@ static void row_prepacked_avx512(ptrdiff_t from, ptrdiff_t to, ptrdiff_t kc, con
 #endif
 
 #ifdef LSTMK_X86
+// ROWS rows of A (stride lda; rows of C stride ldc) against PANELS panels at a time, in vectors V of VW lanes (a
+// panel is NR / VW vectors wide): each weight vector loaded once for every row, each element's chain the one-row
+// kernel's (start from C or zero, then fma over k ascending). The body of rows_prepacked_avx2 and _avx512.
+#define LSTMK_ROWS(V, VW, LOADU, STOREU, SET1, FMADD, ZERO, ROWS, PANELS)                                           \
+    for (; j + PANELS * NR <= to; j += PANELS * NR) {                                                               \
+        enum { PER = NR / VW };                                                                                     \
+        const float *p = panels + j * kc;                                                                           \
+        V acc[ROWS][PANELS * PER];                                                                                  \
+        for (int r = 0; r < ROWS; r++)                                                                              \
+            for (int q = 0; q < PANELS * PER; q++)                                                                  \
+                acc[r][q] = start_from_c ? LOADU(c + r * ldc + j + q * VW) : ZERO();                                \
+        for (ptrdiff_t k = 0; k < kc; k++) {                                                                        \
+            V av[ROWS];                                                                                             \
+            for (int r = 0; r < ROWS; r++) av[r] = SET1(a[r * lda + k]);                                            \
+            for (int q = 0; q < PANELS * PER; q++) {                                                                \
+                const V w = LOADU(p + (q / PER) * NR * kc + k * NR + (q % PER) * VW);                               \
+                for (int r = 0; r < ROWS; r++) acc[r][q] = FMADD(av[r], w, acc[r][q]);                              \
+            }                                                                                                       \
+        }                                                                                                           \
+        for (int r = 0; r < ROWS; r++)                                                                              \
+            for (int q = 0; q < PANELS * PER; q++) STOREU(c + r * ldc + j + q * VW, acc[r][q]);                     \
+    }
+
 // Two or three rows at AVX2 (16 registers): three panels (two rows, 12 chains) or two (three rows, 12 chains) at a
-// time, each panel vector loaded once for every row, then row by row; each element's chain is the one-row kernel's.
+// time, then row by row.
 __attribute__((target("avx2,fma")))
 static void rows_prepacked_avx2(ptrdiff_t m, ptrdiff_t from, ptrdiff_t to, ptrdiff_t kc, const float *a,
                                 ptrdiff_t lda, const float *panels, float *c, ptrdiff_t ldc, int start_from_c) {
     ptrdiff_t j = from;
 #define LSTMK_ROWS256(ROWS, PANELS)                                                                                 \
-    for (; j + PANELS * NR <= to; j += PANELS * NR) {                                                               \
-        const float *p = panels + j * kc;                                                                           \
-        __m256 acc[ROWS][2 * PANELS];                                                                               \
-        for (int r = 0; r < ROWS; r++)                                                                              \
-            for (int q = 0; q < 2 * PANELS; q++)                                                                    \
-                acc[r][q] = start_from_c ? _mm256_loadu_ps(c + r * ldc + j + q * 8) : _mm256_setzero_ps();          \
-        for (ptrdiff_t k = 0; k < kc; k++) {                                                                        \
-            __m256 av[ROWS];                                                                                        \
-            for (int r = 0; r < ROWS; r++) av[r] = _mm256_broadcast_ss(a + r * lda + k);                            \
-            for (int q = 0; q < 2 * PANELS; q++) {                                                                  \
-                const __m256 w = _mm256_loadu_ps(p + (q / 2) * NR * kc + k * NR + (q % 2) * 8);                     \
-                for (int r = 0; r < ROWS; r++) acc[r][q] = _mm256_fmadd_ps(av[r], w, acc[r][q]);                    \
-            }                                                                                                       \
-        }                                                                                                           \
-        for (int r = 0; r < ROWS; r++)                                                                              \
-            for (int q = 0; q < 2 * PANELS; q++) _mm256_storeu_ps(c + r * ldc + j + q * 8, acc[r][q]);              \
-    }
+    LSTMK_ROWS(__m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_setzero_ps,     \
+               ROWS, PANELS)
     if (m == 2) {
         LSTMK_ROWS256(2, 3)
         LSTMK_ROWS256(2, 1)
@@ -962,35 +970,17 @@ static void rows_prepacked_avx2(ptrdiff_t m, ptrdiff_t from, ptrdiff_t to, ptrdi
         for (ptrdiff_t r = 0; r < m; r++)
             row_prepacked_avx2(j, to, kc, a + r * lda, panels, c + r * ldc, start_from_c);
 }
-#endif
 
-#ifdef LSTMK_X86
-// Two to four rows of A (stride lda; rows of C stride ldc) against the same panels: each panel vector loaded once
-// for every row, eight panels at a time (16 or 24 chains; four rows: four panels, 16 chains), then four, then row by
-// row; each element's chain is the one-row kernel's. A step of a few rows then streams the weights as one row does
-// (against the 4-row tiles at H = 256, whose weights sit in L2 either way: B = 2 inference 3.62 → 2.69 ms).
+// Two to four rows at AVX-512: eight panels at a time (16 or 24 chains; four rows: four panels, 16 chains), then
+// four, then row by row. A step of a few rows then streams the weights as one row does (against the 4-row tiles at
+// H = 256, whose weights sit in L2 either way: B = 2 inference 3.62 → 2.69 ms).
 __attribute__((target("avx512f")))
 static void rows_prepacked_avx512(ptrdiff_t m, ptrdiff_t from, ptrdiff_t to, ptrdiff_t kc, const float *a,
                                   ptrdiff_t lda, const float *panels, float *c, ptrdiff_t ldc, int start_from_c) {
     ptrdiff_t j = from;
 #define LSTMK_ROWS512(ROWS, PANELS)                                                                                 \
-    for (; j + PANELS * NR <= to; j += PANELS * NR) {                                                               \
-        const float *p = panels + j * kc;                                                                           \
-        __m512 acc[ROWS][PANELS];                                                                                   \
-        for (int r = 0; r < ROWS; r++)                                                                              \
-            for (int q = 0; q < PANELS; q++)                                                                        \
-                acc[r][q] = start_from_c ? _mm512_loadu_ps(c + r * ldc + j + q * NR) : _mm512_setzero_ps();         \
-        for (ptrdiff_t k = 0; k < kc; k++) {                                                                        \
-            __m512 av[ROWS];                                                                                        \
-            for (int r = 0; r < ROWS; r++) av[r] = _mm512_set1_ps(a[r * lda + k]);                                  \
-            for (int q = 0; q < PANELS; q++) {                                                                      \
-                const __m512 w = _mm512_loadu_ps(p + q * NR * kc + k * NR);                                         \
-                for (int r = 0; r < ROWS; r++) acc[r][q] = _mm512_fmadd_ps(av[r], w, acc[r][q]);                    \
-            }                                                                                                       \
-        }                                                                                                           \
-        for (int r = 0; r < ROWS; r++)                                                                              \
-            for (int q = 0; q < PANELS; q++) _mm512_storeu_ps(c + r * ldc + j + q * NR, acc[r][q]);                 \
-    }
+    LSTMK_ROWS(__m512, 16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_setzero_ps,   \
+               ROWS, PANELS)
     if (m == 2) {
         LSTMK_ROWS512(2, 8)
         LSTMK_ROWS512(2, 4)
@@ -1005,6 +995,7 @@ static void rows_prepacked_avx512(ptrdiff_t m, ptrdiff_t from, ptrdiff_t to, ptr
         for (ptrdiff_t r = 0; r < m; r++)
             row_prepacked_avx512(j, to, kc, a + r * lda, panels, c + r * ldc, start_from_c);
 }
+#undef LSTMK_ROWS
 #endif
 
 #ifdef LSTMK_NEON
