@@ -950,10 +950,10 @@ static void row_prepacked_avx512(ptrdiff_t from, ptrdiff_t to, ptrdiff_t kc, con
     }
 
 // Two or three rows at AVX2 (16 registers): three panels (two rows, 12 chains) or two (three rows, 12 chains) at a
-// time, then row by row.
+// time, then one; returns the column where it stopped (the rest, less than a panel, is row_chains' to do row by row).
 __attribute__((target("avx2,fma")))
-static void rows_prepacked_avx2(ptrdiff_t m, ptrdiff_t from, ptrdiff_t to, ptrdiff_t kc, const float *a,
-                                ptrdiff_t lda, const float *panels, float *c, ptrdiff_t ldc, int start_from_c) {
+static ptrdiff_t rows_prepacked_avx2(ptrdiff_t m, ptrdiff_t from, ptrdiff_t to, ptrdiff_t kc, const float *a,
+                                     ptrdiff_t lda, const float *panels, float *c, ptrdiff_t ldc, int start_from_c) {
     ptrdiff_t j = from;
 #define LSTMK_ROWS256(ROWS, PANELS)                                                                                 \
     LSTMK_ROWS(__m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_setzero_ps,     \
@@ -966,17 +966,16 @@ static void rows_prepacked_avx2(ptrdiff_t m, ptrdiff_t from, ptrdiff_t to, ptrdi
         LSTMK_ROWS256(3, 1)
     }
 #undef LSTMK_ROWS256
-    if (j < to)
-        for (ptrdiff_t r = 0; r < m; r++)
-            row_prepacked_avx2(j, to, kc, a + r * lda, panels, c + r * ldc, start_from_c);
+    return j;
 }
 
 // Two to four rows at AVX-512: eight panels at a time (16 or 24 chains; four rows: four panels, 16 chains), then
-// four, then row by row. A step of a few rows then streams the weights as one row does (against the 4-row tiles at
-// H = 256, whose weights sit in L2 either way: B = 2 inference 3.62 → 2.69 ms).
+// four; returns the column where it stopped (the rest is row_chains' to do row by row). A step of a few rows then
+// streams the weights as one row does (against the 4-row tiles at H = 256, whose weights sit in L2 either way: B = 2
+// inference 3.62 → 2.69 ms).
 __attribute__((target("avx512f")))
-static void rows_prepacked_avx512(ptrdiff_t m, ptrdiff_t from, ptrdiff_t to, ptrdiff_t kc, const float *a,
-                                  ptrdiff_t lda, const float *panels, float *c, ptrdiff_t ldc, int start_from_c) {
+static ptrdiff_t rows_prepacked_avx512(ptrdiff_t m, ptrdiff_t from, ptrdiff_t to, ptrdiff_t kc, const float *a,
+                                       ptrdiff_t lda, const float *panels, float *c, ptrdiff_t ldc, int start_from_c) {
     ptrdiff_t j = from;
 #define LSTMK_ROWS512(ROWS, PANELS)                                                                                 \
     LSTMK_ROWS(__m512, 16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_setzero_ps,   \
@@ -991,9 +990,7 @@ static void rows_prepacked_avx512(ptrdiff_t m, ptrdiff_t from, ptrdiff_t to, ptr
         LSTMK_ROWS512(4, 4)
     }
 #undef LSTMK_ROWS512
-    if (j < to)
-        for (ptrdiff_t r = 0; r < m; r++)
-            row_prepacked_avx512(j, to, kc, a + r * lda, panels, c + r * ldc, start_from_c);
+    return j;
 }
 #undef LSTMK_ROWS
 #endif
@@ -1030,17 +1027,18 @@ static void row_chains(int level, ptrdiff_t m, ptrdiff_t from, ptrdiff_t to, ptr
             const float *ar = a + r * lda + pc;
             float *cr = c + r * ldc;
 #ifdef LSTMK_X86
-            if (level >= 3) {
-                const ptrdiff_t rows = m - r < 4 ? m - r : 4;
-                if (rows == 1) row_prepacked_avx512(from, to, kc, ar, panels, cr, start);
-                else rows_prepacked_avx512(rows, from, to, kc, ar, lda, panels, cr, ldc, start);
-                r += rows;
-                continue;
-            }
             if (level >= 2) {
-                const ptrdiff_t rows = m - r < 3 ? m - r : 3;
-                if (rows == 1) row_prepacked_avx2(from, to, kc, ar, panels, cr, start);
-                else rows_prepacked_avx2(rows, from, to, kc, ar, lda, panels, cr, ldc, start);
+                // Up to four rows a pass at AVX-512, three at AVX2; what a pass leaves (less than its panels), and a
+                // lone row, row by row.
+                const ptrdiff_t most = level >= 3 ? 4 : 3, rows = m - r < most ? m - r : most;
+                ptrdiff_t j = from;
+                if (rows > 1)
+                    j = level >= 3 ? rows_prepacked_avx512(rows, from, to, kc, ar, lda, panels, cr, ldc, start)
+                                   : rows_prepacked_avx2(rows, from, to, kc, ar, lda, panels, cr, ldc, start);
+                for (ptrdiff_t q = 0; q < rows && j < to; q++) {
+                    if (level >= 3) row_prepacked_avx512(j, to, kc, ar + q * lda, panels, cr + q * ldc, start);
+                    else row_prepacked_avx2(j, to, kc, ar + q * lda, panels, cr + q * ldc, start);
+                }
                 r += rows;
                 continue;
             }
@@ -1110,26 +1108,12 @@ static void sgemm_prepacked(int level, ptrdiff_t M, ptrdiff_t j0, ptrdiff_t j1, 
         return;
     }
     if (M == 1) {
-        // The row of A, contiguous, in the caller's buffer or copied into a small stack block per KC rows.
+        // A strided row (a transposed A): copied into a small stack block per KC rows, each block's chains as above.
         float row[KC];
         for (ptrdiff_t pc = 0; pc < K; pc += KC) {
             const ptrdiff_t kc = K - pc < KC ? K - pc : KC;
-            const float *a = A + pc * csa;
-            if (csa != 1) {
-                for (ptrdiff_t k = 0; k < kc; k++) row[k] = a[k * csa];
-                a = row;
-            }
-#ifdef LSTMK_X86
-            if (level >= 3) {
-                row_prepacked_avx512(j0, j1, kc, a, packed + pc * npad, C, accumulate || pc > 0);
-                continue;
-            }
-            if (level >= 2) { row_prepacked_avx2(j0, j1, kc, a, packed + pc * npad, C, accumulate || pc > 0); continue; }
-#endif
-#ifdef LSTMK_NEON
-            if (level == 1) { row_prepacked_neon(j0, j1, kc, a, packed + pc * npad, C, accumulate || pc > 0); continue; }
-#endif
-            row_prepacked_portable(j0, j1, kc, a, packed + pc * npad, C, accumulate || pc > 0);
+            for (ptrdiff_t k = 0; k < kc; k++) row[k] = A[(pc + k) * csa];
+            row_chains(level, 1, j0, j1, kc, row, kc, packed + pc * npad, npad, C, ldc, accumulate || pc > 0);
         }
         return;
     }
@@ -1200,14 +1184,7 @@ static void step_columns(int level, ptrdiff_t n, const float *a, ptrdiff_t astri
                          ptrdiff_t ldz, const float *bias, ptrdiff_t prefetch_to) {
     if (n == 1) {
         if (bias) add_bias(Z, ldz, 1, from, to, bias);
-#ifdef LSTMK_X86
-        if (level >= 3) { row_prepacked_avx512(from, to, kc, a, panels, Z, 1); return; }
-        if (level >= 2) { row_prepacked_avx2(from, to, kc, a, panels, Z, 1); return; }
-#endif
-#ifdef LSTMK_NEON
-        if (level == 1) { row_prepacked_neon(from, to, kc, a, panels, Z, 1); return; }
-#endif
-        row_prepacked_portable(from, to, kc, a, panels, Z, 1);
+        row_chains(level, 1, from, to, kc, a, kc, panels, 0, Z, ldz, 1);   // one KC block: npad unused
         return;
     }
     multiply_block(level, a, astride, tstride, rstride, n, kc, panels, 0, from, to, Z, ldz, 1, bias, prefetch_to);

@@ -130,6 +130,26 @@ struct InferencePathTests {
         }
     }
 
+    /// `inferFloat` (split by units, never by rows) gives `plain`'s outputs and final state on every kernel level,
+    /// each thread count and each chunk length.
+    static func expectInferOnEveryLevel(_ lstm: LSTM, _ x: [Float], steps T: Int, batch B: Int, lengths: [Int]?,
+                                        initial: LSTMState<Float>?, parameters: ParameterBuffer<Float>,
+                                        equals plain: LSTMOutput<Float>, threads: [Int], chunks: [Int],
+                                        _ label: String) {
+        for threads in threads {
+            for level in GEMM.floatKernelLevels {
+                for chunk in chunks {
+                    let out = lstm.inferFloat(x, steps: T, batch: B, lengths: lengths, initial: initial,
+                                              layout: .timeMajor, parameters: parameters,
+                                              stash: LSTMStash(threads: threads), level: Int32(level), chunk: chunk,
+                                              rowSplit: false)
+                    #expect(out.output == plain.output && out.final == plain.final,
+                            "\(label), \(threads) threads, level \(level), chunks of \(chunk)")
+                }
+            }
+        }
+    }
+
     /// The forward direction's chunks as one job whose threads wait for each other's blocks of h_{t−1}
     /// (`lstmk_lstm_step_pipelined`) give the bits of `forward`: unit groups split so that one KC block of K is
     /// shared by both threads (48 units: 1 + 2 groups) and so that K has two KC blocks (300 units, 19 groups: 9 +
@@ -155,17 +175,10 @@ struct InferencePathTests {
                                      stash: LSTMStash())
             for threads in [2, 3] {
                 #expect(LSTM.inferenceParts(rows: B, groups: (H + 15) / 16, K: H, threads: threads) == min(threads, (H + 15) / 16))
-                for level in GEMM.floatKernelLevels {
-                    for chunk in [1, 5, 32] {
-                        let out = lstm.inferFloat(x, steps: T, batch: B, lengths: lengths, initial: initial,
-                                                  layout: .timeMajor, parameters: parameters,
-                                                  stash: LSTMStash(threads: threads), level: Int32(level),
-                                                  chunk: chunk, rowSplit: false)
-                        #expect(out.output == plain.output && out.final == plain.final,
-                                "\(threads) threads, level \(level), chunks of \(chunk), lengths \(varied)")
-                    }
-                }
             }
+            Self.expectInferOnEveryLevel(lstm, x, steps: T, batch: B, lengths: lengths, initial: initial,
+                                         parameters: parameters, equals: plain, threads: [2, 3], chunks: [1, 5, 32],
+                                         "lengths \(varied)")
         }
     }
 
@@ -193,18 +206,9 @@ struct InferencePathTests {
                                            layers: S, batch: B, hiddenSize: H)
             let plain = lstm.forward(x, steps: T, batch: B, lengths: lengths, initial: initial, parameters: parameters,
                                      stash: LSTMStash())
-            for threads in [1, 2, 3] {
-                for level in GEMM.floatKernelLevels {
-                    for chunk in [1, 32] {
-                        let out = lstm.inferFloat(x, steps: T, batch: B, lengths: lengths, initial: initial,
-                                                  layout: .timeMajor, parameters: parameters,
-                                                  stash: LSTMStash(threads: threads), level: Int32(level),
-                                                  chunk: chunk, rowSplit: false)
-                        #expect(out.output == plain.output && out.final == plain.final,
-                                "bidirectional \(bidirectional), \(threads) threads, level \(level), chunks of \(chunk)")
-                    }
-                }
-            }
+            Self.expectInferOnEveryLevel(lstm, x, steps: T, batch: B, lengths: lengths, initial: initial,
+                                         parameters: parameters, equals: plain, threads: [1, 2, 3], chunks: [1, 32],
+                                         "bidirectional \(bidirectional)")
             guard !bidirectional && B == 1 else { continue }
             for threads in [1, 2, 3] {
                 let stream = LSTMStream(lstm: lstm, parameters: parameters, threads: threads)

@@ -358,7 +358,7 @@ extension LSTM {
     }
 
     /// One fused step over the pool: the unit groups split into contiguous blocks, the same blocks every step.
-    /// `reverse` (one row): the columns' runs last to first, alternated by step (see `lstmk_lstm_step`).
+    /// `reverse` (a few rows): the columns' runs last to first, alternated by step (see `lstmk_lstm_step`).
     static func inferenceStep(level: Int32, rows n: Int, groups: Int, H: Int, K: Int, _ hPrev: UnsafePointer<Float>,
                               lda: Int, _ packed: UnsafePointer<Float>, bias: UnsafePointer<Float>,
                               _ Z: UnsafeMutablePointer<Float>, ldz: Int,

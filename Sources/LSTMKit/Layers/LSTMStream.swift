@@ -9,7 +9,8 @@ import _LSTMKernels
 /// the whole-sequence forward pass (tested). Without layer normalization the panels are gate-interleaved (as in
 /// `LSTM.infer`): each thread takes whole groups of 16 units, both products and the element-wise pass of its units,
 /// one pool dispatch per layer and step; it goes through its columns in runs, every other step last run first, so
-/// that a step starts on the weights the previous one left in the core's L2 (H = 512: 0.087 → 0.060 ms a step). Weights are copied: change the model's parameters, then make a new stream.
+/// that a step starts on the weights the previous one left in the core's L2 (H = 512: 0.087 → 0.060 ms a step).
+/// Weights are copied: change the model's parameters, then make a new stream.
 public final class LSTMStream {
     /// The unidirectional LSTM this stream runs (its tensors were copied from the parameters when the stream was made).
     public let lstm: LSTM
